@@ -1,0 +1,339 @@
+//! The guard: rumqttd's MQTT 3.1.1 codec wrapped with authentication and
+//! topic access control.
+//!
+//! rumqttd has no ACL or connect hooks, but its `Server` is generic over the
+//! `Protocol` that frames packets, and clones that protocol once per
+//! connection. [`Guard`] is such a protocol. Its per-connection copy sees
+//! every packet the client sends before the router does, and every packet the
+//! broker writes back:
+//!
+//! - **CONNECT** is checked here (client id shape, credentials, last-will
+//!   topic, connection cap). A refused CONNECT is rewritten into one rumqttd
+//!   refuses by itself before it ever reaches the router (empty client id,
+//!   persistent session), and the CONNACK rumqttd then writes is rewritten to
+//!   carry our reason. So the client gets a proper CONNACK refusal and the
+//!   router never sees a client it would choke on (DESIGN.md, "Lockup bug").
+//! - **SUBSCRIBE** filters the user may not read are replaced with
+//!   [`DENIED_FILTER`], a filter nothing can publish to, and their return
+//!   codes in the SUBACK are rewritten to 0x80 (failure).
+//! - **PUBLISH** to a topic the user may not write closes the connection:
+//!   MQTT 3.1.1 has no negative PUBACK, and closing is what the spec allows.
+//! - **Connected** is reported when a successful CONNACK is written, and
+//!   **disconnected** when the per-connection guard is dropped, which rumqttd
+//!   does however the connection ends (DISCONNECT, socket loss, keepalive
+//!   expiry, takeover).
+
+use protocol::{topics, ClientId, UserName};
+use rumqttd::protocol::v4::V4;
+use rumqttd::protocol::{
+    ConnAck, Connect, ConnectReturnCode, Error as CodecError, Filter, LastWill, Login, Packet,
+    Protocol, SubscribeReasonCode,
+};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::auth::{AuthError, Authenticator};
+use crate::events::{ConnectionEvent, EventKind};
+use crate::metrics::{self as meter, Refusal};
+
+/// Filter that refused subscriptions are pointed at. No client may publish
+/// outside `u/{self}/…`, and the server never publishes here, so it never
+/// carries a message.
+pub const DENIED_FILTER: &str = "bluetick/denied";
+
+/// State shared by every connection's guard.
+pub(crate) struct Shared {
+    /// Checks CONNECT credentials against the store.
+    pub authenticator: Arc<Authenticator>,
+    /// Accept anonymous clients and skip the ACL (conformance testing only).
+    pub dev_open: bool,
+    /// Most client connections admitted at once.
+    pub max_connections: usize,
+    /// Connections admitted and not yet dropped.
+    pub admitted: AtomicUsize,
+    /// Source of connection ids, unique within this node.
+    pub next_connection: AtomicU64,
+    /// This server's name in `sessions.node` and connection ids.
+    pub node: String,
+    /// Where connected and disconnected events go.
+    pub events: UnboundedSender<ConnectionEvent>,
+}
+
+/// Who a connection is, once its CONNECT was admitted.
+#[derive(Debug, Clone)]
+enum Identity {
+    /// A user who presented a valid token.
+    User { user: UserName, client_id: String },
+    /// Any client, with `--dev-open`.
+    Open { client_id: String },
+}
+
+impl Identity {
+    fn client_id(&self) -> &str {
+        match self {
+            Identity::User { client_id, .. } | Identity::Open { client_id } => client_id,
+        }
+    }
+
+    fn user_label(&self) -> &str {
+        match self {
+            Identity::User { user, .. } => user.as_str(),
+            Identity::Open { .. } => "",
+        }
+    }
+}
+
+/// The per-connection guard; see the module docs.
+pub struct Guard {
+    shared: Arc<Shared>,
+    /// rumqttd's own MQTT 3.1.1 codec, which does the framing.
+    codec: V4,
+    /// Set once the CONNECT is admitted.
+    identity: Option<Identity>,
+    /// Why the CONNECT was refused; rewrites the CONNACK rumqttd writes.
+    refusal: Mutex<Option<Refusal>>,
+    /// Holds one of `max_connections` slots until dropped.
+    holds_slot: bool,
+    /// Connection id, once a successful CONNACK has been written.
+    announced: Mutex<Option<String>>,
+    /// SUBSCRIBE packet id → positions of refused filters in it.
+    denied: Mutex<HashMap<u16, Vec<usize>>>,
+}
+
+impl Guard {
+    pub(crate) fn new(shared: Arc<Shared>) -> Guard {
+        Guard {
+            shared,
+            codec: V4,
+            identity: None,
+            refusal: Mutex::new(None),
+            holds_slot: false,
+            announced: Mutex::new(None),
+            denied: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Admits or refuses a CONNECT, returning the packet to hand on.
+    fn on_connect(
+        &mut self,
+        connect: Connect,
+        will: Option<LastWill>,
+        login: Option<Login>,
+    ) -> Result<Packet, Refusal> {
+        if self.identity.is_some() {
+            return Err(Refusal::DuplicateConnect);
+        }
+        let identity = self.identify(&connect, will.as_ref(), login.as_ref())?;
+        if self.shared.admitted.fetch_add(1, Ordering::SeqCst) >= self.shared.max_connections {
+            self.shared.admitted.fetch_sub(1, Ordering::SeqCst);
+            return Err(Refusal::OverCapacity);
+        }
+        self.holds_slot = true;
+        self.identity = Some(identity);
+        Ok(Packet::Connect(connect, None, will, None, login))
+    }
+
+    fn identify(
+        &self,
+        connect: &Connect,
+        will: Option<&LastWill>,
+        login: Option<&Login>,
+    ) -> Result<Identity, Refusal> {
+        // Even in dev-open mode, a client id rumqttd's router would refuse
+        // must never reach it (DESIGN.md, "Lockup bug").
+        if connect.client_id.contains(['/', '+', '#', '$']) {
+            return Err(Refusal::BadClientId);
+        }
+        if self.shared.dev_open {
+            return Ok(Identity::Open {
+                client_id: connect.client_id.clone(),
+            });
+        }
+        let client = ClientId::parse(&connect.client_id).map_err(|_| Refusal::BadClientId)?;
+        let login = login.ok_or(Refusal::NoCredentials)?;
+        if login.username != client.user.as_str() {
+            return Err(Refusal::BadCredentials);
+        }
+        let owner = self
+            .shared
+            .authenticator
+            .authenticate(&login.password)
+            .map_err(|e| match e {
+                AuthError::BadCredentials => Refusal::BadCredentials,
+                AuthError::Unavailable => Refusal::StoreUnavailable,
+            })?;
+        if owner != client.user {
+            return Err(Refusal::BadCredentials);
+        }
+        if let Some(will) = will {
+            let topic = std::str::from_utf8(&will.topic).unwrap_or("");
+            if !topics::may_publish(&client.user, topic) {
+                return Err(Refusal::ForbiddenWill);
+            }
+        }
+        Ok(Identity::User {
+            user: client.user,
+            client_id: connect.client_id.clone(),
+        })
+    }
+
+    /// A CONNECT that rumqttd refuses on its own, before the router or its
+    /// last-will bookkeeping sees it: an empty client id with a persistent
+    /// session makes it write a CONNACK refusal and close.
+    fn refused_connect(&self, refusal: Refusal) -> Packet {
+        meter::refused(refusal);
+        *lock(&self.refusal) = Some(refusal);
+        let connect = Connect {
+            keep_alive: 1,
+            client_id: String::new(),
+            clean_session: false,
+        };
+        Packet::Connect(connect, None, None, None, None)
+    }
+
+    fn user(&self) -> Option<&UserName> {
+        match &self.identity {
+            Some(Identity::User { user, .. }) => Some(user),
+            _ => None,
+        }
+    }
+
+    fn on_subscribe(&self, pkid: u16, filters: &mut [Filter]) {
+        let Some(user) = self.user() else { return };
+        let mut denied = Vec::new();
+        for (position, filter) in filters.iter_mut().enumerate() {
+            if !topics::may_subscribe(user, &filter.path) {
+                meter::refused(Refusal::ForbiddenSubscribe);
+                tracing::info!(user = %user, filter = %filter.path, "subscription refused");
+                filter.path = DENIED_FILTER.to_owned();
+                denied.push(position);
+            }
+        }
+        if !denied.is_empty() {
+            lock(&self.denied).insert(pkid, denied);
+        }
+    }
+
+    fn may_publish(&self, topic: &[u8]) -> bool {
+        match self.user() {
+            Some(user) => std::str::from_utf8(topic).is_ok_and(|t| topics::may_publish(user, t)),
+            None => self.shared.dev_open,
+        }
+    }
+
+    fn announce(&self) {
+        let Some(identity) = &self.identity else { return };
+        let n = self.shared.next_connection.fetch_add(1, Ordering::Relaxed);
+        let connection_id = format!("{}:{n}", self.shared.node);
+        meter::connected();
+        self.send_event(EventKind::Connected, identity, &connection_id);
+        *lock(&self.announced) = Some(connection_id);
+    }
+
+    fn send_event(&self, kind: EventKind, identity: &Identity, connection_id: &str) {
+        let event = ConnectionEvent {
+            kind,
+            connection_id: connection_id.to_owned(),
+            user: identity.user_label().to_owned(),
+            client_id: identity.client_id().to_owned(),
+            at_ms: store::clock::now_ms(),
+        };
+        // The receiver lives as long as the server; if it is gone we are
+        // shutting down and there is nobody left to tell.
+        let _ = self.shared.events.send(event);
+    }
+}
+
+/// Locks per-connection state. Only this connection's task touches it, so
+/// the lock is never contended; a poisoned lock still holds valid state.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Clone for Guard {
+    /// rumqttd clones the listener's guard for each new connection; the copy
+    /// starts with no per-connection state.
+    fn clone(&self) -> Guard {
+        Guard::new(self.shared.clone())
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.holds_slot {
+            self.shared.admitted.fetch_sub(1, Ordering::SeqCst);
+        }
+        if let (Some(identity), Some(connection_id)) = (&self.identity, lock(&self.announced).take()) {
+            meter::disconnected();
+            self.send_event(EventKind::Disconnected, identity, &connection_id);
+        }
+    }
+}
+
+impl Protocol for Guard {
+    fn read_mut(&mut self, stream: &mut bytes::BytesMut, max_size: usize) -> Result<Packet, CodecError> {
+        let packet = self.codec.read_mut(stream, max_size)?;
+        if lock(&self.refusal).is_some() {
+            // rumqttd closes a refused connection after the CONNACK; nothing
+            // the client sends meanwhile may reach the router.
+            return Err(CodecError::InvalidProtocol);
+        }
+        match packet {
+            Packet::Connect(connect, _props, will, _will_props, login) => {
+                match self.on_connect(connect, will, login) {
+                    Ok(packet) => Ok(packet),
+                    Err(refusal) => Ok(self.refused_connect(refusal)),
+                }
+            }
+            Packet::Subscribe(mut subscribe, props) => {
+                self.on_subscribe(subscribe.pkid, &mut subscribe.filters);
+                Ok(Packet::Subscribe(subscribe, props))
+            }
+            Packet::Publish(publish, props) => {
+                if self.may_publish(&publish.topic) {
+                    Ok(Packet::Publish(publish, props))
+                } else {
+                    meter::refused(Refusal::ForbiddenPublish);
+                    tracing::info!(
+                        user = self.user().map(|u| u.as_str()).unwrap_or(""),
+                        topic = %String::from_utf8_lossy(&publish.topic),
+                        "publish refused, closing connection"
+                    );
+                    Err(CodecError::InvalidProtocol)
+                }
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn write(&self, packet: Packet, buffer: &mut bytes::BytesMut) -> Result<usize, CodecError> {
+        let packet = match packet {
+            Packet::ConnAck(ack, props) => {
+                let refusal = *lock(&self.refusal);
+                let code = match refusal {
+                    Some(refusal) => refusal.connack_code(),
+                    None => ack.code,
+                };
+                if code == ConnectReturnCode::Success {
+                    self.announce();
+                }
+                Packet::ConnAck(ConnAck { code, ..ack }, props)
+            }
+            Packet::SubAck(mut ack, props) => {
+                let denied = lock(&self.denied).remove(&ack.pkid);
+                if let Some(denied) = denied {
+                    for position in denied {
+                        if let Some(code) = ack.return_codes.get_mut(position) {
+                            *code = SubscribeReasonCode::Failure;
+                        }
+                    }
+                }
+                Packet::SubAck(ack, props)
+            }
+            other => other,
+        };
+        self.codec.write(packet, buffer)
+    }
+}

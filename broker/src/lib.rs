@@ -1,0 +1,246 @@
+//! The embedded MQTT broker of bluetick: rumqttd behind a guard.
+//!
+//! # Layout
+//! - [`guard`]: a `Protocol` wrapper that rumqttd clones per connection. It
+//!   authenticates CONNECT, enforces which topics a user may touch, caps
+//!   connections, and reports connects and disconnects. This is the only
+//!   place that decides who may do what on MQTT.
+//! - [`auth`]: token checks for CONNECT against the store, briefly cached.
+//! - [`events`]: the connected/disconnected events, and the task that keeps
+//!   the `sessions` table true to them.
+//! - `ws`: MQTT over WebSocket, terminated here with a handshake timeout
+//!   and relayed to the guarded TCP listener.
+//! - [`metrics`]: counters and gauges for `/metrics`.
+//!
+//! A packet's path: a client's bytes reach rumqttd's TCP listener (directly,
+//! or through the WebSocket relay); rumqttd frames them with the guard; the
+//! guard admits, rewrites or refuses; admitted packets reach rumqttd's
+//! router, which fans them out to subscribers.
+//!
+//! The broker knows nothing about chat: messages, inboxes and receipts are
+//! the bridge's. Everything rumqttd gets configured explicitly, because its
+//! defaults panic or grow without bound (DESIGN.md).
+
+pub mod auth;
+pub mod events;
+pub mod guard;
+pub mod metrics;
+mod ws;
+
+use rumqttd::{ConnectionSettings, Router, RouterConfig, Server, ServerSettings};
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub use auth::Authenticator;
+pub use events::{ConnectionEvent, EventKind};
+pub use guard::Guard;
+pub use ws::WS_PATH;
+
+/// How the broker listens and what it allows.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// MQTT 3.1.1 over TCP. Port 0 picks a free port.
+    pub mqtt_addr: SocketAddr,
+    /// MQTT over WebSocket at [`WS_PATH`], if wanted. Port 0 picks a free port.
+    pub ws_addr: Option<SocketAddr>,
+    /// Most client connections at once, enforced by the guard.
+    pub max_connections: usize,
+    /// Largest MQTT packet accepted, in bytes.
+    pub max_packet_size: usize,
+    /// Most unacknowledged QoS 1 messages in flight to one client.
+    pub max_inflight: usize,
+    /// How long a new connection may take to send CONNECT.
+    pub connect_timeout: Duration,
+    /// How long a WebSocket client may take to finish its handshake.
+    pub ws_handshake_timeout: Duration,
+    /// Bytes per segment of each topic filter's in-memory log.
+    pub segment_size: usize,
+    /// Segments kept per filter; older ones are dropped (with a warning).
+    pub segment_count: usize,
+    /// How long a token check is trusted before asking the store again.
+    pub auth_cache_ttl: Duration,
+    /// Accept anyone and skip the ACL. For conformance tools only.
+    pub dev_open: bool,
+    /// This server's name in `sessions.node`; unique among servers that
+    /// share a database.
+    pub node: String,
+}
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A running broker.
+pub struct Broker {
+    /// Where MQTT over TCP is served.
+    pub mqtt_addr: SocketAddr,
+    /// Where MQTT over WebSocket is served, if enabled.
+    pub ws_addr: Option<SocketAddr>,
+    shared: Arc<guard::Shared>,
+    /// The accept loops; aborted to stop taking new connections.
+    listeners: Vec<JoinHandle<()>>,
+}
+
+/// Connections the broker holds at most beyond the client cap, for the
+/// server's own links, so the router itself never refuses a client (its
+/// refusal is what triggers rumqttd's lockup).
+const ROUTER_HEADROOM: usize = 1024;
+
+impl Broker {
+    /// Starts the router thread and the listeners on the current runtime,
+    /// and returns the events the guard reports.
+    pub async fn start(
+        config: BrokerConfig,
+        store: store::Store,
+    ) -> Result<(Broker, mpsc::UnboundedReceiver<ConnectionEvent>), BrokerError> {
+        if config.dev_open {
+            tracing::warn!("DEV-OPEN MODE: MQTT accepts anonymous clients and enforces no topic ACL. Never use this in production.");
+        }
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(guard::Shared {
+            authenticator: Arc::new(Authenticator::new(store, config.auth_cache_ttl)),
+            dev_open: config.dev_open,
+            max_connections: config.max_connections,
+            admitted: AtomicUsize::new(0),
+            next_connection: AtomicU64::new(1),
+            node: config.node.clone(),
+            events: events_tx,
+        });
+
+        let router = Router::new(0, router_config(&config));
+        let router_tx = router.spawn();
+
+        let mut listeners = Vec::new();
+        let (mqtt_addr, mqtt_task) = {
+            let mut last_error = None;
+            let mut started = None;
+            // rumqttd binds its own listener and cannot report the port it
+            // got, so a free port is found first. Another process may take
+            // it in between; then the bind fails at once and we try again.
+            for _ in 0..5 {
+                let addr = resolve_port(config.mqtt_addr)?;
+                let settings = server_settings(&config, addr);
+                let mut server = Server::new(settings, router_tx.clone(), Guard::new(shared.clone()));
+                let task = tokio::spawn(async move {
+                    if let Err(e) = server.start(rumqttd::LinkType::Remote).await {
+                        tracing::error!(error = %e, "MQTT listener stopped");
+                    }
+                });
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if task.is_finished() {
+                    last_error = Some(std::io::Error::new(std::io::ErrorKind::AddrInUse, "listener exited at start"));
+                    if config.mqtt_addr.port() != 0 {
+                        break;
+                    }
+                    continue;
+                }
+                started = Some((addr, task));
+                break;
+            }
+            started.ok_or_else(|| BrokerError::Bind {
+                addr: config.mqtt_addr,
+                source: last_error.unwrap_or_else(|| std::io::Error::other("unknown")),
+            })?
+        };
+        listeners.push(mqtt_task);
+
+        let ws_addr = match config.ws_addr {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| BrokerError::Bind { addr, source })?;
+                let bound = listener.local_addr().map_err(|source| BrokerError::Bind { addr, source })?;
+                let relay_to = loopback_of(mqtt_addr);
+                listeners.push(tokio::spawn(ws::serve(listener, relay_to, config.ws_handshake_timeout)));
+                Some(bound)
+            }
+            None => None,
+        };
+
+        Ok((
+            Broker {
+                mqtt_addr,
+                ws_addr,
+                shared,
+                listeners,
+            },
+            events_rx,
+        ))
+    }
+
+    /// Client connections admitted right now.
+    pub fn connections(&self) -> usize {
+        self.shared.admitted.load(Ordering::SeqCst)
+    }
+
+    /// The authenticator, so logout can drop a token from its cache.
+    pub fn authenticator(&self) -> Arc<Authenticator> {
+        self.shared.authenticator.clone()
+    }
+
+    /// Stops accepting new connections. Established ones keep running until
+    /// the process exits.
+    pub fn stop_accepting(&self) {
+        for listener in &self.listeners {
+            listener.abort();
+        }
+    }
+}
+
+fn router_config(config: &BrokerConfig) -> RouterConfig {
+    RouterConfig {
+        max_connections: config.max_connections + ROUTER_HEADROOM,
+        max_outgoing_packet_count: config.max_inflight as u64,
+        max_segment_size: config.segment_size,
+        max_segment_count: config.segment_count,
+        custom_segment: None,
+        initialized_filters: None,
+        shared_subscriptions_strategy: Default::default(),
+    }
+}
+
+fn server_settings(config: &BrokerConfig, listen: SocketAddr) -> ServerSettings {
+    ServerSettings {
+        name: "mqtt".to_owned(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections: ConnectionSettings {
+            connection_timeout_ms: config.connect_timeout.as_millis().min(u16::MAX as u128) as u16,
+            max_payload_size: config.max_packet_size,
+            max_inflight_count: config.max_inflight,
+            auth: None,
+            external_auth: None,
+            // Clients may only publish to a closed set of leaves under their
+            // own subtree (see protocol::topics), so the filters this
+            // creates are bounded by the number of users.
+            dynamic_filters: true,
+        },
+    }
+}
+
+/// Turns port 0 into a concrete free port.
+fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let probe = StdTcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, source })?;
+    probe.local_addr().map_err(|source| BrokerError::Bind { addr, source })
+}
+
+/// The address to dial to reach a listener bound to `addr` from this host.
+fn loopback_of(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+        _ => addr,
+    }
+}

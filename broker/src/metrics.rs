@@ -1,0 +1,68 @@
+//! What the broker reports to `/metrics`.
+
+/// Why the guard refused something. The label values are part of the
+/// operator contract (docs/operations.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// CONNECT with a client id that is not `NAME` or `NAME.DEVICE`.
+    BadClientId,
+    /// CONNECT without a user name or password.
+    NoCredentials,
+    /// CONNECT with an unknown user, a wrong or expired token, or a token
+    /// of another user.
+    BadCredentials,
+    /// CONNECT with a last-will topic the user may not publish to.
+    ForbiddenWill,
+    /// CONNECT over the connection cap.
+    OverCapacity,
+    /// CONNECT while the store could not be asked.
+    StoreUnavailable,
+    /// A second CONNECT on one connection.
+    DuplicateConnect,
+    /// SUBSCRIBE to a filter the user may not read.
+    ForbiddenSubscribe,
+    /// PUBLISH to a topic the user may not write.
+    ForbiddenPublish,
+}
+
+impl Refusal {
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::BadClientId => "bad_client_id",
+            Refusal::NoCredentials => "no_credentials",
+            Refusal::BadCredentials => "bad_credentials",
+            Refusal::ForbiddenWill => "forbidden_will",
+            Refusal::OverCapacity => "over_capacity",
+            Refusal::StoreUnavailable => "store_unavailable",
+            Refusal::DuplicateConnect => "duplicate_connect",
+            Refusal::ForbiddenSubscribe => "forbidden_subscribe",
+            Refusal::ForbiddenPublish => "forbidden_publish",
+        }
+    }
+
+    /// The MQTT 3.1.1 CONNACK code a refused CONNECT gets.
+    pub(crate) fn connack_code(self) -> rumqttd::protocol::ConnectReturnCode {
+        use rumqttd::protocol::ConnectReturnCode as Code;
+        match self {
+            Refusal::BadClientId => Code::ClientIdentifierNotValid,
+            Refusal::NoCredentials | Refusal::BadCredentials => Code::BadUserNamePassword,
+            Refusal::ForbiddenWill | Refusal::DuplicateConnect => Code::NotAuthorized,
+            Refusal::OverCapacity | Refusal::StoreUnavailable => Code::ServiceUnavailable,
+            // Not CONNECT refusals; never written in a CONNACK.
+            Refusal::ForbiddenSubscribe | Refusal::ForbiddenPublish => Code::NotAuthorized,
+        }
+    }
+}
+
+pub(crate) fn refused(refusal: Refusal) {
+    metrics::counter!("bluetick_mqtt_refusals_total", "reason" => refusal.label()).increment(1);
+}
+
+pub(crate) fn connected() {
+    metrics::counter!("bluetick_mqtt_connects_total").increment(1);
+    metrics::gauge!("bluetick_mqtt_connected_clients").increment(1.0);
+}
+
+pub(crate) fn disconnected() {
+    metrics::gauge!("bluetick_mqtt_connected_clients").decrement(1.0);
+}

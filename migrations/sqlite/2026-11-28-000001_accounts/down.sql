@@ -1,0 +1,3 @@
+DROP TABLE sessions;
+DROP TABLE tokens;
+DROP TABLE users;

@@ -1,0 +1,83 @@
+//! Error codes shared by HTTP responses and MQTT error events.
+//!
+//! Every refusal names one of these codes, so clients can branch on a stable
+//! string while the message stays free for humans.
+
+use std::fmt;
+
+/// A stable, machine-readable reason for a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The request body or a field in it is malformed.
+    BadRequest,
+    /// A user name does not follow the naming rule.
+    InvalidName,
+    /// A password is too short or too long.
+    InvalidPassword,
+    /// The user name is already registered.
+    NameTaken,
+    /// Wrong name or password, or a missing, wrong or expired token.
+    Unauthorized,
+    /// The caller may not touch this resource.
+    Forbidden,
+    /// No such resource (or the caller may not know that it exists).
+    NotFound,
+    /// The request body is larger than the limit.
+    TooLarge,
+    /// The server failed; the request may be retried.
+    Internal,
+    /// The server is starting or stopping.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Every code, for docs and tests.
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidName,
+        ErrorCode::InvalidPassword,
+        ErrorCode::NameTaken,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::TooLarge,
+        ErrorCode::Internal,
+        ErrorCode::Unavailable,
+    ];
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::InvalidPassword => "invalid_password",
+            ErrorCode::NameTaken => "name_taken",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+
+    /// The HTTP status that carries this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::InvalidName | ErrorCode::InvalidPassword => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::NameTaken => 409,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,78 @@
+//! Operator subcommands that work on the store directly, with or without a
+//! running server.
+
+use anyhow::Context;
+use clap::Subcommand;
+use std::time::Duration;
+use store::{Store, StoreOptions};
+
+use crate::config::Config;
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Register a user.
+    Add {
+        name: String,
+        /// The user's password (8-256 bytes).
+        #[arg(long)]
+        password: String,
+    },
+    /// Issue a fresh token for a user and print it, alone, on stdout.
+    Token {
+        name: String,
+        /// Lifetime in days (default: auth.token_ttl_days).
+        #[arg(long)]
+        ttl_days: Option<u64>,
+    },
+}
+
+/// Opens the configured store and brings its schema up to date.
+pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = config.database_url();
+    let options = StoreOptions {
+        max_connections: config.store.max_connections,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&url, &options).with_context(|| format!("opening the database at {}", redacted(config)))?;
+    for name in store.migrate().context("applying migrations")? {
+        tracing::info!(migration = %name, "migration applied");
+    }
+    Ok(store)
+}
+
+fn redacted(config: &Config) -> String {
+    match &config.database_url {
+        Some(_) => "the configured database_url".to_owned(),
+        None => config.database_url(),
+    }
+}
+
+pub fn migrate(config: &Config) -> anyhow::Result<()> {
+    let url = config.database_url();
+    let store = Store::open(&url, &StoreOptions::default()).with_context(|| format!("opening {}", redacted(config)))?;
+    let applied = store.migrate().context("applying migrations")?;
+    if applied.is_empty() {
+        println!("schema is up to date");
+    }
+    for name in applied {
+        println!("applied {name}");
+    }
+    Ok(())
+}
+
+pub fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    match command {
+        UserCommand::Add { name, password } => {
+            let user = store.create_user(&name, &password)?;
+            eprintln!("user {user} added");
+        }
+        UserCommand::Token { name, ttl_days } => {
+            let user = protocol::UserName::parse(&name)?;
+            let days = ttl_days.unwrap_or(config.auth.token_ttl_days);
+            let issued = store.issue_token(&user, Duration::from_secs(days * 86_400))?;
+            println!("{}", issued.token);
+        }
+    }
+    Ok(())
+}

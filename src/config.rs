@@ -1,0 +1,306 @@
+//! The one typed configuration of a bluetick server.
+//!
+//! Values come, from weakest to strongest, from the defaults below, the TOML
+//! file (`bluetick.toml`, or `--config PATH`), `BLUETICK_*` environment
+//! variables, and command-line flags. An environment variable names a key
+//! with `__` between section and field: `BLUETICK_MQTT__MAX_CONNECTIONS=500`
+//! sets `[mqtt] max_connections`, `BLUETICK_NODE=a` sets `node`. Unknown keys
+//! are errors, so a typo never silently falls back to a default.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Prefix of environment overrides.
+const ENV_PREFIX: &str = "BLUETICK_";
+/// Environment variable naming the config file; not itself a config key.
+pub const CONFIG_FILE_VAR: &str = "BLUETICK_CONFIG";
+/// File read when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "bluetick.toml";
+
+/// Everything a server can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite database and local files live.
+    pub data_dir: PathBuf,
+    /// `postgres://…` for PostgreSQL; unset means SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// This server's name in the `sessions` table; unique among servers
+    /// sharing a database.
+    pub node: String,
+    /// Accept anonymous MQTT clients with no ACL. Conformance testing only.
+    pub dev_open: bool,
+    pub mqtt: MqttConfig,
+    pub http: HttpConfig,
+    pub auth: AuthConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// MQTT 3.1.1 over TCP.
+    pub addr: SocketAddr,
+    /// MQTT over WebSocket, path `/mqtt`.
+    pub ws_addr: SocketAddr,
+    /// Serve WebSocket at all.
+    pub ws_enabled: bool,
+    /// Most client connections at once; more are refused with CONNACK 3.
+    pub max_connections: usize,
+    /// Largest MQTT packet accepted, in bytes.
+    pub max_packet_size: usize,
+    /// Most unacknowledged QoS 1 messages in flight to one client.
+    pub max_inflight: usize,
+    /// Seconds a new connection has to send CONNECT.
+    pub connect_timeout_secs: u64,
+    /// Seconds a WebSocket client has to finish its handshake.
+    pub ws_handshake_timeout_secs: u64,
+    /// Bytes per segment of each topic filter's in-memory log.
+    pub segment_size: usize,
+    /// Segments kept per topic filter.
+    pub segment_count: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The HTTP API, health checks and metrics.
+    pub addr: SocketAddr,
+    /// Largest JSON request body, in bytes.
+    pub max_json_body: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How long an issued token works.
+    pub token_ttl_days: u64,
+    /// How long the broker trusts a token check before asking the store again.
+    pub cache_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Most pooled database connections.
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `info,bluetick=debug`; `RUST_LOG`
+    /// wins when set.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            node: "local".to_owned(),
+            dev_open: false,
+            mqtt: MqttConfig::default(),
+            http: HttpConfig::default(),
+            auth: AuthConfig::default(),
+            store: StoreConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            ws_addr: SocketAddr::from(([127, 0, 0, 1], 8083)),
+            ws_enabled: true,
+            max_connections: 100_000,
+            max_packet_size: 256 * 1024,
+            max_inflight: 100,
+            connect_timeout_secs: 10,
+            ws_handshake_timeout_secs: 10,
+            segment_size: 1024 * 1024,
+            segment_count: 10,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_json_body: 256 * 1024,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            token_ttl_days: 30,
+            cache_ttl_secs: 10,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { max_connections: 16 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            filter: "info,rumqttd=warn".to_owned(),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not valid TOML: {source}")]
+    Toml { path: PathBuf, source: toml::de::Error },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then `file` (or `bluetick.toml` if present), then the
+    /// `BLUETICK_*` environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::new();
+        let default_file = Path::new(DEFAULT_CONFIG_FILE);
+        let path = file.or_else(|| default_file.exists().then_some(default_file));
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            table = text.parse().map_err(|source| ConfigError::Toml {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+        for (name, value) in std::env::vars() {
+            if name == CONFIG_FILE_VAR {
+                continue;
+            }
+            if let Some(key) = name.strip_prefix(ENV_PREFIX) {
+                overlay(&mut table, key, &value);
+            }
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))
+    }
+
+    /// The database URL in effect: the configured one, or SQLite in the
+    /// data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("bluetick.db").display()),
+        }
+    }
+
+    /// The configuration as TOML, with secrets replaced by `***`.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database_url = self.database_url.as_deref().map(redact_url_password);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Sets `SECTION__FIELD=value` (lower-cased) in `table`. Values that parse
+/// as TOML scalars (numbers, booleans) keep their type; anything else is a
+/// string.
+fn overlay(table: &mut toml::Table, key: &str, value: &str) {
+    let path: Vec<String> = key.split("__").map(str::to_lowercase).collect();
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !v.is_table() && !v.is_array())
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let mut node = table;
+    for (i, part) in path.iter().enumerate() {
+        if i + 1 == path.len() {
+            node.insert(part.clone(), parsed);
+            return;
+        }
+        let entry = node
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match entry {
+            toml::Value::Table(inner) => node = inner,
+            _ => return,
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_nested_keys_with_types() {
+        let mut table = toml::Table::new();
+        overlay(&mut table, "MQTT__MAX_CONNECTIONS", "5");
+        overlay(&mut table, "DEV_OPEN", "true");
+        overlay(&mut table, "NODE", "edge-1");
+        let config: Config = toml::Value::Table(table).try_into().unwrap();
+        assert_eq!(config.mqtt.max_connections, 5);
+        assert!(config.dev_open);
+        assert_eq!(config.node, "edge-1");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let mut table = toml::Table::new();
+        overlay(&mut table, "MQTT__MAX_CONECTIONS", "5");
+        assert!(toml::Value::Table(table).try_into::<Config>().is_err());
+    }
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(redact_url_password("postgres://bt:hunter2@db:5432/bt"), "postgres://bt:***@db:5432/bt");
+        assert_eq!(redact_url_password("postgres://bt@db/bt"), "postgres://bt@db/bt");
+        let config = Config {
+            database_url: Some("postgres://bt:hunter2@db/bt".into()),
+            ..Config::default()
+        };
+        assert!(!config.redacted_toml().contains("hunter2"));
+    }
+}

@@ -1,0 +1,63 @@
+//! The HTTP API: accounts, health and metrics.
+//!
+//! Every handler is thin: it extracts, calls the store on a blocking thread
+//! (diesel is synchronous) and maps the answer. Refusals share one JSON
+//! shape (see [`error`]).
+
+mod accounts;
+mod error;
+mod extract;
+mod health;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use protocol::ErrorCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Store, StoreError};
+
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// The broker's token cache, so logout takes effect on MQTT at once.
+    pub authenticator: Arc<broker::Authenticator>,
+    /// Lifetime of newly issued tokens.
+    pub token_ttl: Duration,
+    /// Set when shutdown begins; `/readyz` then answers 503.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+/// The API's routes.
+pub fn router(state: AppState, max_json_body: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/v1/users", post(accounts::register))
+        .route("/v1/tokens", post(accounts::login))
+        .route("/v1/tokens/current", delete(accounts::logout))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .layer(DefaultBodyLimit::max(max_json_body))
+        .with_state(state)
+}
+
+/// Runs store work on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => {
+            tracing::error!(error = %e, "blocking task failed");
+            Err(ApiError::new(ErrorCode::Internal, "internal error"))
+        }
+    }
+}

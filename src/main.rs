@@ -1,0 +1,125 @@
+//! `bluetick`: the binary that assembles the crates.
+//!
+//! # Layout
+//! - `config`: the one typed configuration (file, environment, flags).
+//! - `serve`: wires store, broker and HTTP into a running server and shuts
+//!   it down cleanly.
+//! - `http`: the HTTP API (accounts, health, metrics).
+//! - `commands`: the operator subcommands (`migrate`, `config`, `user`).
+//!
+//! Logic that could live in a library crate does: this crate parses
+//! arguments, wires, and prints.
+
+mod commands;
+mod config;
+mod http;
+mod serve;
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use config::Config;
+
+/// A WhatsApp-style chat backend that speaks MQTT.
+#[derive(Parser)]
+#[command(name = "bluetick", version, about)]
+struct Cli {
+    /// Config file (default: ./bluetick.toml if it exists).
+    #[arg(long, global = true, env = config::CONFIG_FILE_VAR)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags that override the config file and environment, so that scripts
+/// and tests can run many servers side by side.
+#[derive(Args, Default)]
+struct Overrides {
+    /// Directory for the SQLite database and local files.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// `postgres://…` for PostgreSQL (default: SQLite under the data dir).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// MQTT over TCP (port 0 picks a free port).
+    #[arg(long, global = true)]
+    mqtt_addr: Option<SocketAddr>,
+    /// MQTT over WebSocket at /mqtt (port 0 picks a free port).
+    #[arg(long, global = true)]
+    ws_addr: Option<SocketAddr>,
+    /// HTTP API, health and metrics (port 0 picks a free port).
+    #[arg(long, global = true)]
+    http_addr: Option<SocketAddr>,
+    /// Accept anonymous MQTT clients with no topic ACL. Never in production.
+    #[arg(long, global = true)]
+    dev_open: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: embedded MQTT broker, HTTP API, store.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the effective configuration, secrets redacted.
+    Config,
+    /// Manage users.
+    #[command(subcommand)]
+    User(commands::UserCommand),
+}
+
+impl Overrides {
+    fn apply(self, config: &mut Config) {
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        if let Some(url) = self.database_url {
+            config.database_url = Some(url);
+        }
+        if let Some(addr) = self.mqtt_addr {
+            config.mqtt.addr = addr;
+        }
+        if let Some(addr) = self.ws_addr {
+            config.mqtt.ws_addr = addr;
+        }
+        if let Some(addr) = self.http_addr {
+            config.http.addr = addr;
+        }
+        if self.dev_open {
+            config.dev_open = true;
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("bluetick: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    cli.overrides.apply(&mut config);
+    serve::init_logging(&config.log);
+    let result = match cli.command {
+        Command::Serve => serve::run(config),
+        Command::Migrate => commands::migrate(&config),
+        Command::Config => {
+            print!("{}", config.redacted_toml());
+            Ok(())
+        }
+        Command::User(command) => commands::user(&config, command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bluetick: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

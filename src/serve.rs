@@ -1,0 +1,161 @@
+//! `bluetick serve`: wire the store, the broker and the HTTP API together,
+//! run until SIGTERM or SIGINT, then shut down in order.
+//!
+//! Start-up prints one line per listener on stdout, in this exact format
+//! (scripts and tests parse it; logs go to stderr):
+//!
+//! ```text
+//! listening mqtt 127.0.0.1:1883
+//! listening ws 127.0.0.1:8083
+//! listening http 127.0.0.1:8080
+//! ready
+//! ```
+
+use anyhow::Context;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+use crate::commands::open_store;
+use crate::config::{Config, LogConfig, LogFormat};
+use crate::http::{self, AppState};
+
+/// How long shutdown waits for in-flight HTTP requests and session events.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bluetick")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    metrics::gauge!("bluetick_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+
+    let store = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || open_store(&config)).await??
+    };
+    let stale = {
+        let (store, node) = (store.clone(), config.node.clone());
+        tokio::task::spawn_blocking(move || store.clear_node_sessions(&node)).await??
+    };
+    if stale > 0 {
+        tracing::info!(count = stale, node = %config.node, "cleared sessions left by an unclean stop");
+    }
+
+    let (broker, events) = broker::Broker::start(broker_config(&config), store.clone())
+        .await
+        .context("starting the MQTT broker")?;
+    let recorder = tokio::spawn(broker::events::record_sessions(store.clone(), config.node.clone(), events));
+
+    let http_listener = TcpListener::bind(config.http.addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http.addr))?;
+    let http_addr = http_listener.local_addr()?;
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let state = AppState {
+        store: store.clone(),
+        metrics,
+        authenticator: broker.authenticator(),
+        token_ttl: Duration::from_secs(config.auth.token_ttl_days * 86_400),
+        shutting_down: shutting_down.clone(),
+    };
+    let app = http::router(state, config.http.max_json_body);
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_server = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening mqtt {}", broker.mqtt_addr)?;
+        if let Some(ws) = broker.ws_addr {
+            writeln!(out, "listening ws {ws}")?;
+        }
+        writeln!(out, "listening http {http_addr}")?;
+        writeln!(out, "ready")?;
+        out.flush()?;
+    }
+    tracing::info!(mqtt = %broker.mqtt_addr, ws = ?broker.ws_addr, http = %http_addr, backend = ?store.backend(), "bluetick is serving");
+
+    let signal = shutdown_signal().await;
+    tracing::info!(signal, "shutting down: no new connections, draining");
+    shutting_down.store(true, Ordering::SeqCst);
+    broker.stop_accepting();
+    let _ = stop_http.send(());
+    match tokio::time::timeout(DRAIN_TIMEOUT, http_server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+        Err(_) => tracing::warn!("HTTP requests still running after the drain timeout"),
+    }
+    // The process is about to drop every MQTT connection; the session rows
+    // go with them rather than waiting for the next start to clear them.
+    recorder.abort();
+    let closing = store.clone();
+    let node = config.node.clone();
+    tokio::task::spawn_blocking(move || {
+        closing.clear_node_sessions(&node)?;
+        closing.close()
+    })
+    .await??;
+    tracing::info!("store closed; bye");
+    Ok(())
+}
+
+fn broker_config(config: &Config) -> broker::BrokerConfig {
+    let mqtt = &config.mqtt;
+    broker::BrokerConfig {
+        mqtt_addr: mqtt.addr,
+        ws_addr: mqtt.ws_enabled.then_some(mqtt.ws_addr),
+        max_connections: mqtt.max_connections,
+        max_packet_size: mqtt.max_packet_size,
+        max_inflight: mqtt.max_inflight,
+        connect_timeout: Duration::from_secs(mqtt.connect_timeout_secs),
+        ws_handshake_timeout: Duration::from_secs(mqtt.ws_handshake_timeout_secs),
+        segment_size: mqtt.segment_size,
+        segment_count: mqtt.segment_count,
+        auth_cache_ttl: Duration::from_secs(config.auth.cache_ttl_secs),
+        dev_open: config.dev_open,
+        node: config.node.clone(),
+    }
+}
+
+/// Waits for SIGTERM or SIGINT and names it.
+async fn shutdown_signal() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}

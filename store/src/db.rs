@@ -1,0 +1,211 @@
+//! The connection to either backend, the pool, and migrations.
+//!
+//! A [`Store`] is opened from a URL: a path or `sqlite://PATH` selects SQLite
+//! (bundled, WAL mode, `synchronous=FULL`, so a committed row survives power
+//! loss), and `postgres://…` selects PostgreSQL. Queries are written once
+//! with diesel's typed DSL and expanded for each backend by [`on_backend!`],
+//! which keeps one code path while letting each backend use its own SQL
+//! dialect underneath.
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::StoreError;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// Set on every SQLite connection. `synchronous=FULL` keeps the promise of
+/// the first tick (a stored message survives a power cut); `busy_timeout`
+/// lets writers queue behind each other instead of failing.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+PRAGMA busy_timeout = 10000;
+PRAGMA foreign_keys = ON;";
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One open connection to either backend. Use [`on_backend!`] to run typed
+/// diesel code on it.
+pub enum AnyConnection {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+/// Runs `$body` with `$c` bound to the concrete connection inside `$conn`
+/// (a `&mut AnyConnection`). The body is compiled once per backend, so
+/// backend-specific diesel features stay available while the query is
+/// written once.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::db::AnyConnection::Sqlite($c) => $body,
+            $crate::db::AnyConnection::Postgres($c) => $body,
+        }
+    };
+}
+
+/// Tuning for the connection pool.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most connections the pool keeps open.
+    pub max_connections: u32,
+    /// How long a caller waits for a free connection before failing.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Opens connections for the pool; knows the backend from the URL, so a
+/// PostgreSQL outage never falls back to creating a SQLite file.
+#[derive(Debug)]
+pub struct Manager {
+    backend: Backend,
+    url: String,
+}
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = SqliteConnection::establish(&self.url)
+                    .map_err(r2d2::Error::ConnectionError)?;
+                conn.batch_execute(SQLITE_PRAGMAS)
+                    .map_err(r2d2::Error::QueryError)?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+            Backend::Postgres => PgConnection::establish(&self.url)
+                .map(AnyConnection::Postgres)
+                .map_err(r2d2::Error::ConnectionError),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
+        on_backend!(conn, c => c.batch_execute("SELECT 1")).map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+/// A pooled connection.
+pub type PooledConn = PooledConnection<Manager>;
+
+/// The database behind bluetick: a pool of connections to one backend.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<Manager>,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens a pool on `url`: a file path or `sqlite://PATH` for SQLite,
+    /// `postgres://…` or `postgresql://…` for PostgreSQL.
+    pub fn open(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
+        let (backend, target) = parse_url(url)?;
+        if backend == Backend::Sqlite {
+            if let Some(parent) = Path::new(&target).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Migration(format!("cannot create {}: {e}", parent.display()))
+                    })?;
+                }
+            }
+        }
+        let manager = Manager {
+            backend,
+            url: target,
+        };
+        let pool = Pool::builder()
+            .max_size(options.max_connections)
+            .min_idle(Some(1))
+            .connection_timeout(options.acquire_timeout)
+            .build(manager)?;
+        Ok(Store { pool, backend })
+    }
+
+    /// The backend this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A connection from the pool.
+    pub fn conn(&self) -> Result<PooledConn, StoreError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Applies every pending migration and returns the names it applied.
+    pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn()?;
+        let applied = match &mut *conn {
+            AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+            AnyConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+        }
+        .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(applied.iter().map(|v| v.to_string()).collect())
+    }
+
+    /// Checks that the database answers a trivial query.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        on_backend!(&mut *conn, c => c.batch_execute("SELECT 1"))?;
+        Ok(())
+    }
+
+    /// Flushes what only a clean close would flush: on SQLite the WAL is
+    /// checkpointed into the main file. Safe to call more than once.
+    pub fn close(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            let mut conn = self.conn()?;
+            on_backend!(&mut *conn, c => c.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)"))?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_url(url: &str) -> Result<(Backend, String), StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Backend::Postgres, url.to_owned()));
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if path.is_empty() || path.contains("://") {
+        return Err(StoreError::UnsupportedUrl(url.to_owned()));
+    }
+    Ok((Backend::Sqlite, path.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_select_the_backend() {
+        assert_eq!(parse_url("data/b.db").unwrap(), (Backend::Sqlite, "data/b.db".into()));
+        assert_eq!(parse_url("sqlite:///tmp/b.db").unwrap(), (Backend::Sqlite, "/tmp/b.db".into()));
+        assert_eq!(parse_url("postgres://u@h/db").unwrap().0, Backend::Postgres);
+        assert_eq!(parse_url("postgresql://u@h/db").unwrap().0, Backend::Postgres);
+        assert!(matches!(parse_url("mysql://x"), Err(StoreError::UnsupportedUrl(_))));
+        assert!(matches!(parse_url(""), Err(StoreError::UnsupportedUrl(_))));
+    }
+}

@@ -1,0 +1,33 @@
+use protocol::NameError;
+
+/// Everything a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The user name or password breaks the naming rules.
+    #[error(transparent)]
+    Invalid(#[from] NameError),
+    /// Registration of a name that already exists.
+    #[error("user name is already taken")]
+    NameTaken,
+    /// A name that is not registered.
+    #[error("no such user")]
+    UnknownUser,
+    /// Wrong password, or a token that is unknown, revoked or expired.
+    #[error("wrong credentials")]
+    BadCredentials,
+    /// The database URL names no backend we know.
+    #[error("unsupported database URL {0:?}: use a SQLite path, sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// No connection could be had from the pool in time.
+    #[error("database unavailable: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Database(#[from] diesel::result::Error),
+    /// Hashing a password failed (never expected in practice).
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}

@@ -1,0 +1,75 @@
+//! Fresh, empty databases for tests, on either backend.
+//!
+//! SQLite databases live in a temporary directory. PostgreSQL databases are
+//! created on the server named by `BLUETICK_TEST_POSTGRES_URL` (an admin URL
+//! such as `postgres://postgres@127.0.0.1:5433/postgres`, which the README's
+//! test command sets after starting a throwaway cluster) and dropped again
+//! when the [`TestDatabase`] is dropped. A test never falls back to SQLite
+//! when PostgreSQL was asked for: a missing URL is a loud failure.
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::Backend;
+
+/// Environment variable naming the PostgreSQL server used by tests.
+pub const POSTGRES_URL_VAR: &str = "BT_TEST_POSTGRES_URL";
+
+/// An empty database that exists until this value is dropped.
+pub struct TestDatabase {
+    /// URL to hand to [`crate::Store::open`] or `--database-url`.
+    pub url: String,
+    /// Keeps the SQLite directory alive.
+    _dir: Option<tempfile::TempDir>,
+    /// (admin URL, database name) of a PostgreSQL database to drop.
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    /// Creates an empty database on `backend`.
+    pub fn new(backend: Backend) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("create a temporary directory");
+                let url = format!("sqlite://{}", dir.path().join("bluetick.db").display());
+                TestDatabase { url, _dir: Some(dir), postgres: None }
+            }
+            Backend::Postgres => {
+                let admin = std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
+                    panic!(
+                        "{POSTGRES_URL_VAR} is not set: run the README's test command \
+                         (scripts/test), which starts PostgreSQL and sets it"
+                    )
+                });
+                static NEXT: AtomicU32 = AtomicU32::new(0);
+                let name = format!(
+                    "bt_test_{}_{}_{}",
+                    std::process::id(),
+                    NEXT.fetch_add(1, Ordering::Relaxed),
+                    crate::clock::now_ms() % 1_000_000
+                );
+                let mut conn = PgConnection::establish(&admin)
+                    .unwrap_or_else(|e| panic!("connect to {admin}: {e}"));
+                conn.batch_execute(&format!("CREATE DATABASE {name}"))
+                    .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+                let url = match admin.rsplit_once('/') {
+                    Some((server, _db)) => format!("{server}/{name}"),
+                    None => panic!("{POSTGRES_URL_VAR} must end in /DATABASE"),
+                };
+                TestDatabase { url, _dir: None, postgres: Some((admin, name)) }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.postgres {
+            if let Ok(mut conn) = PgConnection::establish(admin) {
+                // A failure only leaves a database in a throwaway cluster.
+                let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}

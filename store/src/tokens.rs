@@ -1,0 +1,96 @@
+//! Access tokens.
+//!
+//! A token is 256 random bits, shown to its owner once as `bt_` + 64 hex
+//! digits. The store keeps only its SHA-256: tokens are high-entropy, so a
+//! fast hash is enough to make a stolen table useless, and it lets every
+//! MQTT CONNECT be checked with one indexed lookup.
+
+use diesel::prelude::*;
+use protocol::UserName;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+use crate::schema::{tokens, users};
+use crate::{clock, Store, StoreError};
+
+/// A freshly issued token. The plain token exists only here.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The secret to present as a bearer token or MQTT password.
+    pub token: String,
+    /// When it stops working, in Unix milliseconds.
+    pub expires_at: i64,
+}
+
+/// Whom a valid token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub user: UserName,
+    /// When the token stops working, in Unix milliseconds.
+    pub expires_at: i64,
+}
+
+/// The stored form of a token: hex SHA-256.
+pub fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn new_token() -> String {
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    format!("bt_{hex}")
+}
+
+impl Store {
+    /// Issues a token for `user` that expires after `ttl`.
+    pub fn issue_token(&self, user: &UserName, ttl: Duration) -> Result<IssuedToken, StoreError> {
+        let user_id = self.user_id(user)?;
+        let token = new_token();
+        let now = clock::now_ms();
+        let expires_at = now.saturating_add(ttl.as_millis() as i64);
+        let mut conn = self.conn()?;
+        on_backend!(&mut *conn, c => diesel::insert_into(tokens::table)
+            .values((
+                tokens::user_id.eq(user_id),
+                tokens::token_hash.eq(token_hash(&token)),
+                tokens::created_at.eq(now),
+                tokens::expires_at.eq(expires_at),
+            ))
+            .execute(c))?;
+        Ok(IssuedToken { token, expires_at })
+    }
+
+    /// Finds the owner of an unexpired token, or [`StoreError::BadCredentials`].
+    pub fn authenticate_token(&self, token: &str) -> Result<TokenOwner, StoreError> {
+        let mut conn = self.conn()?;
+        let found: Option<(String, i64)> = on_backend!(&mut *conn, c => tokens::table
+            .inner_join(users::table)
+            .filter(tokens::token_hash.eq(token_hash(token)))
+            .filter(tokens::expires_at.gt(clock::now_ms()))
+            .select((users::name, tokens::expires_at))
+            .first(c)
+            .optional())?;
+        let (name, expires_at) = found.ok_or(StoreError::BadCredentials)?;
+        Ok(TokenOwner {
+            user: UserName::parse(&name)?,
+            expires_at,
+        })
+    }
+
+    /// Revokes a token. Revoking an unknown token is
+    /// [`StoreError::BadCredentials`], so logout cannot probe for tokens.
+    pub fn revoke_token(&self, token: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let deleted = on_backend!(&mut *conn, c => diesel::delete(
+            tokens::table.filter(tokens::token_hash.eq(token_hash(token))),
+        )
+        .execute(c))?;
+        if deleted == 0 {
+            return Err(StoreError::BadCredentials);
+        }
+        Ok(())
+    }
+}
