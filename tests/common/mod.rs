@@ -1,0 +1,213 @@
+//! Test harness: a real `bluetick serve` process on free loopback ports,
+//! over a fresh SQLite or PostgreSQL database, and real MQTT clients.
+#![allow(dead_code)]
+
+pub mod http;
+pub mod mqtt;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+pub use store::testing::TestDatabase;
+pub use store::Backend;
+
+/// Generates one `#[tokio::test]` per backend for each listed test:
+/// `mod sqlite { fn name() }` and `mod postgres { fn name() }`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($(#[$meta:meta])* async fn $name:ident($backend:ident) $body:block)*) => {
+        mod sqlite {
+            use super::*;
+            $($(#[$meta])* #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { let $backend = Backend::Sqlite; $body })*
+        }
+        mod postgres {
+            use super::*;
+            $($(#[$meta])* #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { let $backend = Backend::Postgres; $body })*
+        }
+    };
+}
+
+/// A running server process, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub mqtt: SocketAddr,
+    pub ws: SocketAddr,
+    pub http: SocketAddr,
+    pub database: TestDatabase,
+    pub data_dir: tempfile::TempDir,
+    stderr_path: PathBuf,
+}
+
+/// How to start a server.
+#[derive(Default)]
+pub struct Options {
+    /// Extra `BLUETICK_*` environment.
+    pub env: Vec<(String, String)>,
+    /// Extra command-line flags after `serve`.
+    pub args: Vec<String>,
+}
+
+impl Options {
+    pub fn env(mut self, key: &str, value: &str) -> Options {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Options {
+        self.args.push(arg.to_owned());
+        self
+    }
+}
+
+pub fn bluetick() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bluetick"))
+}
+
+impl Server {
+    pub fn start(backend: Backend) -> Server {
+        Server::start_with(backend, Options::default())
+    }
+
+    pub fn start_with(backend: Backend, options: Options) -> Server {
+        let database = TestDatabase::new(backend);
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let stderr_path = data_dir.path().join("server.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("log file");
+        let mut command = bluetick();
+        command
+            .args(["serve", "--mqtt-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .args(["--database-url", &database.url])
+            .args(&options.args)
+            .env("RUST_LOG", "info,rumqttd=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        for (key, value) in &options.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn bluetick");
+        let stdout = child.stdout.take().expect("stdout");
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut mqtt, mut ws, mut http) = (None, None, None);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let line = match lines_rx.recv_timeout(remaining) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("server did not become ready:\n{}", std::fs::read_to_string(&stderr_path).unwrap_or_default());
+                }
+            };
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some("listening"), Some("mqtt"), Some(a)) => mqtt = a.parse().ok(),
+                (Some("listening"), Some("ws"), Some(a)) => ws = a.parse().ok(),
+                (Some("listening"), Some("http"), Some(a)) => http = a.parse().ok(),
+                (Some("ready"), None, None) => break,
+                _ => {}
+            }
+        }
+        Server {
+            child,
+            mqtt: mqtt.expect("mqtt address line"),
+            ws: ws.expect("ws address line"),
+            http: http.expect("http address line"),
+            database,
+            data_dir,
+            stderr_path,
+        }
+    }
+
+    /// Registers `name` and returns a fresh token for it.
+    pub fn register(&self, name: &str) -> String {
+        let password = format!("{name}-password");
+        let created = http::request(self.http, "POST", "/v1/users", Some(&format!(r#"{{"name":"{name}","password":"{password}"}}"#)), None);
+        assert_eq!(created.status, 201, "register {name}: {}", created.body);
+        self.login(name, &password)
+    }
+
+    /// Logs in and returns the token.
+    pub fn login(&self, name: &str, password: &str) -> String {
+        let issued = http::request(self.http, "POST", "/v1/tokens", Some(&format!(r#"{{"name":"{name}","password":"{password}"}}"#)), None);
+        assert_eq!(issued.status, 201, "login {name}: {}", issued.body);
+        issued.json()["token"].as_str().expect("token").to_owned()
+    }
+
+    /// The value of one sample in `/metrics`, e.g.
+    /// `bluetick_mqtt_refusals_total{reason="bad_credentials"}`; 0 if absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let text = http::request(self.http, "GET", "/metrics", None, None).body;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+            .map(|v| v.trim().parse().expect("metric value"))
+            .unwrap_or(0.0)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop after SIGTERM:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
+    /// Opens the server's database directly, as an operator would.
+    pub fn store(&self) -> store::Store {
+        store::Store::open(&self.database.url, &store::StoreOptions { max_connections: 2, ..Default::default() })
+            .expect("open the server's database")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.log());
+        }
+    }
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    check()
+}

@@ -1,0 +1,188 @@
+//! A real MQTT 3.1.1 client (rumqttc) with helpers that wait for what a
+//! user would observe: CONNACK codes, SUBACK codes, messages, a closed
+//! connection.
+
+use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, Publish, QoS, SubscribeReasonCode};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a CONNECT led to.
+pub enum Outcome {
+    Connected(Client),
+    Refused(ConnectReturnCode),
+    /// The server closed the socket without a CONNACK.
+    Closed(String),
+}
+
+impl Outcome {
+    pub fn expect_connected(self) -> Client {
+        match self {
+            Outcome::Connected(client) => client,
+            Outcome::Refused(code) => panic!("expected a connection, got CONNACK {code:?}"),
+            Outcome::Closed(e) => panic!("expected a connection, got closed socket: {e}"),
+        }
+    }
+
+    pub fn refusal(self) -> ConnectReturnCode {
+        match self {
+            Outcome::Connected(_) => panic!("expected a refusal, got a connection"),
+            Outcome::Refused(code) => code,
+            Outcome::Closed(e) => panic!("expected a CONNACK refusal, got closed socket: {e}"),
+        }
+    }
+}
+
+/// A connected client whose event loop runs in the background.
+pub struct Client {
+    pub client: AsyncClient,
+    events: mpsc::UnboundedReceiver<Result<Event, String>>,
+    /// Messages that arrived while a helper waited for something else.
+    pending: VecDeque<Publish>,
+    driver: JoinHandle<()>,
+}
+
+pub fn options(addr: SocketAddr, client_id: &str, credentials: Option<(&str, &str)>) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_clean_session(true);
+    if let Some((user, password)) = credentials {
+        options.set_credentials(user, password);
+    }
+    options
+}
+
+pub async fn connect(addr: SocketAddr, client_id: &str, credentials: Option<(&str, &str)>) -> Outcome {
+    connect_with(options(addr, client_id, credentials)).await
+}
+
+pub async fn connect_with(options: MqttOptions) -> Outcome {
+    let (client, mut eventloop) = AsyncClient::new(options, 1000);
+    let connack = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => continue,
+                Err(ConnectionError::ConnectionRefused(code)) => return Err(Outcome::Refused(code)),
+                Err(e) => return Err(Outcome::Closed(e.to_string())),
+            }
+        }
+    })
+    .await
+    .expect("CONNACK or close within the timeout");
+    if let Err(outcome) = connack {
+        return outcome;
+    }
+    let (tx, events) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(event) => {
+                    if tx.send(Ok(event)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            }
+        }
+    });
+    Outcome::Connected(Client { client, events, pending: VecDeque::new(), driver })
+}
+
+impl Client {
+    /// Subscribes and returns the SUBACK's return codes.
+    pub async fn subscribe(&mut self, filter: &str) -> Vec<SubscribeReasonCode> {
+        self.client.subscribe(filter, QoS::AtLeastOnce).await.expect("queue SUBSCRIBE");
+        loop {
+            match self.next_event(TIMEOUT).await {
+                Some(Ok(Event::Incoming(Packet::SubAck(ack)))) => return ack.return_codes,
+                Some(Ok(Event::Incoming(Packet::Publish(p)))) => self.pending.push_back(p),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("connection closed while subscribing to {filter}: {e}"),
+                None => panic!("no SUBACK for {filter}"),
+            }
+        }
+    }
+
+    /// Subscribes and asserts the subscription was granted.
+    pub async fn subscribe_ok(&mut self, filter: &str) {
+        let codes = self.subscribe(filter).await;
+        assert!(
+            matches!(codes.as_slice(), [SubscribeReasonCode::Success(_)]),
+            "subscription to {filter} refused: {codes:?}"
+        );
+    }
+
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .expect("queue PUBLISH");
+    }
+
+    /// The next message, if one arrives within `timeout`.
+    pub async fn next_message(&mut self, timeout: Duration) -> Option<Publish> {
+        if let Some(p) = self.pending.pop_front() {
+            return Some(p);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_event(left).await {
+                Some(Ok(Event::Incoming(Packet::Publish(p)))) => return Some(p),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// Waits until the server closes the connection; true if it did.
+    pub async fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_event(left).await {
+                Some(Err(_)) => return true,
+                Some(Ok(_)) => {}
+                None => return false,
+            }
+        }
+    }
+
+    /// Whether the connection still serves requests: a SUBSCRIBE to
+    /// `filter` gets its SUBACK.
+    pub async fn is_alive(&mut self, filter: &str) -> bool {
+        if self.driver.is_finished() || self.client.subscribe(filter, QoS::AtMostOnce).await.is_err() {
+            return false;
+        }
+        loop {
+            match self.next_event(TIMEOUT).await {
+                Some(Ok(Event::Incoming(Packet::SubAck(_)))) => return true,
+                Some(Ok(Event::Incoming(Packet::Publish(p)))) => self.pending.push_back(p),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return false,
+            }
+        }
+    }
+
+    pub async fn disconnect(self) {
+        let _ = self.client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.driver).await;
+    }
+
+    /// Drops the connection without DISCONNECT, as a lost socket would.
+    pub fn abort(self) {
+        self.driver.abort();
+    }
+
+    async fn next_event(&mut self, timeout: Duration) -> Option<Result<Event, String>> {
+        tokio::time::timeout(timeout, self.events.recv()).await.ok().flatten()
+    }
+}

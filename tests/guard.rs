@@ -1,0 +1,153 @@
+//! The guard, seen from MQTT clients of a real server: who may connect,
+//! which topics they may touch, and that refusals never wedge the broker.
+
+mod common;
+
+use common::mqtt::{self, Outcome, TIMEOUT};
+use common::{eventually, Backend, Options, Server};
+use rumqttc::{ConnectReturnCode, SubscribeReasonCode};
+use std::time::Duration;
+
+on_both_backends! {
+    async fn wrong_token_unknown_user_and_missing_credentials_are_refused(backend) {
+        let server = Server::start(backend);
+        let token = server.register("alice");
+
+        let wrong = mqtt::connect(server.mqtt, "alice", Some(("alice", "bt_not_a_token"))).await;
+        assert_eq!(wrong.refusal(), ConnectReturnCode::BadUserNamePassword);
+        let unknown = mqtt::connect(server.mqtt, "mallory", Some(("mallory", &token))).await;
+        assert_eq!(unknown.refusal(), ConnectReturnCode::BadUserNamePassword);
+        let anonymous = mqtt::connect(server.mqtt, "alice", None).await;
+        assert_eq!(anonymous.refusal(), ConnectReturnCode::BadUserNamePassword);
+        let someone_elses = mqtt::connect(server.mqtt, "alice", Some(("bob", &token))).await;
+        assert_eq!(someone_elses.refusal(), ConnectReturnCode::BadUserNamePassword);
+
+        // The right token still works after all that.
+        mqtt::connect(server.mqtt, "alice.phone", Some(("alice", &token))).await.expect_connected();
+        assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="bad_credentials"}"#), 3.0);
+        assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="no_credentials"}"#), 1.0);
+    }
+
+    async fn expired_token_is_refused(backend) {
+        let server = Server::start(backend);
+        server.register("alice");
+        let output = common::bluetick()
+            .args(["user", "token", "alice", "--ttl-days", "0", "--database-url", &server.database.url])
+            .output()
+            .expect("bluetick user token");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let expired = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+        let outcome = mqtt::connect(server.mqtt, "alice", Some(("alice", &expired))).await;
+        assert_eq!(outcome.refusal(), ConnectReturnCode::BadUserNamePassword);
+    }
+
+    async fn client_ids_must_be_name_or_name_dot_device(backend) {
+        let server = Server::start(backend);
+        let token = server.register("alice");
+        for bad in ["a/b", "alice/phone", "alice.+", "alice.#", "alice.", "bob", "alice.a.b", "$alice"] {
+            let outcome = mqtt::connect(server.mqtt, bad, Some(("alice", &token))).await;
+            match outcome {
+                Outcome::Refused(code) => assert!(
+                    matches!(code, ConnectReturnCode::BadClientId | ConnectReturnCode::BadUserNamePassword),
+                    "{bad}: {code:?}"
+                ),
+                _ => panic!("client id {bad:?} was not refused"),
+            }
+        }
+        mqtt::connect(server.mqtt, "alice.laptop-2", Some(("alice", &token))).await.expect_connected();
+    }
+
+    async fn stranger_cannot_subscribe_to_or_publish_on_another_users_topics(backend) {
+        let server = Server::start(backend);
+        let alice_token = server.register("alice");
+        let bob_token = server.register("bob");
+        let mut bob = mqtt::connect(server.mqtt, "bob", Some(("bob", &bob_token))).await.expect_connected();
+        bob.subscribe_ok("u/bob/#").await;
+        let mut alice = mqtt::connect(server.mqtt, "alice", Some(("alice", &alice_token))).await.expect_connected();
+
+        for forbidden in ["u/bob/#", "#", "+/+/inbox", "u/+/send", "$share/g/u/bob/send", "presence/+"] {
+            let codes = alice.subscribe(forbidden).await;
+            assert_eq!(codes, vec![SubscribeReasonCode::Failure], "{forbidden}");
+        }
+        // Alice's own subtree and an exact presence topic are fine.
+        alice.subscribe_ok("u/alice/#").await;
+        alice.subscribe_ok("presence/bob").await;
+
+        // A publish into Bob's subtree closes Alice's connection and never
+        // reaches Bob.
+        alice.publish("u/bob/send", "forged").await;
+        assert!(alice.closed_within(TIMEOUT).await, "forbidden publish must close the connection");
+        assert!(bob.next_message(Duration::from_millis(500)).await.is_none(), "Bob must not see the forged message");
+
+        // Bob's session was undisturbed throughout.
+        assert!(bob.is_alive("u/bob/inbox").await);
+        let bob_phone = mqtt::connect(server.mqtt, "bob.phone", Some(("bob", &bob_token))).await.expect_connected();
+        bob_phone.publish("u/bob/send", "hello me").await;
+        let got = bob.next_message(TIMEOUT).await.expect("Bob's own message");
+        assert_eq!(got.topic, "u/bob/send");
+        assert_eq!(&got.payload[..], b"hello me");
+        assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="forbidden_subscribe"}"#), 6.0);
+        assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="forbidden_publish"}"#), 1.0);
+    }
+
+    async fn last_will_outside_the_users_subtree_is_refused(backend) {
+        let server = Server::start(backend);
+        let token = server.register("alice");
+        let mut options = mqtt::options(server.mqtt, "alice", Some(("alice", &token)));
+        options.set_last_will(rumqttc::LastWill::new("u/bob/presence", "offline", rumqttc::QoS::AtLeastOnce, false));
+        assert_eq!(mqtt::connect_with(options).await.refusal(), ConnectReturnCode::NotAuthorized);
+        let mut options = mqtt::options(server.mqtt, "alice", Some(("alice", &token)));
+        options.set_last_will(rumqttc::LastWill::new("u/alice/presence", "offline", rumqttc::QoS::AtLeastOnce, false));
+        mqtt::connect_with(options).await.expect_connected();
+    }
+
+    /// DESIGN.md "Lockup bug": a client the router rejects that reconnects
+    /// used to poison a lock and lock everyone out until restart.
+    async fn rejected_clients_reconnecting_never_lock_out_others(backend) {
+        let server = Server::start_with(backend, Options::default().env("BLUETICK_MQTT__MAX_CONNECTIONS", "2"));
+        let token = server.register("alice");
+        let creds = Some(("alice", token.as_str()));
+        for _ in 0..2 {
+            assert!(matches!(mqtt::connect(server.mqtt, "a/b", creds).await, Outcome::Refused(_)));
+        }
+        let first = mqtt::connect(server.mqtt, "alice.one", creds).await.expect_connected();
+        let second = mqtt::connect(server.mqtt, "alice.two", creds).await.expect_connected();
+        for _ in 0..2 {
+            let over = mqtt::connect(server.mqtt, "alice.three", creds).await;
+            assert_eq!(over.refusal(), ConnectReturnCode::ServiceUnavailable);
+        }
+        assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="over_capacity"}"#), 2.0);
+        first.disconnect().await;
+        // A slot frees up once the first client has gone.
+        let mut fresh = None;
+        for _ in 0..50 {
+            if let Outcome::Connected(client) = mqtt::connect(server.mqtt, "alice.fresh", creds).await {
+                fresh = Some(client);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut fresh = fresh.expect("a fresh valid client connects after the refusals");
+        assert!(fresh.is_alive("u/alice/inbox").await);
+        drop(second);
+    }
+
+    async fn sessions_table_follows_connects_and_lost_sockets(backend) {
+        let server = Server::start(backend);
+        let token = server.register("alice");
+        let store = server.store();
+        let phone = mqtt::connect(server.mqtt, "alice.phone", Some(("alice", &token))).await.expect_connected();
+        let laptop = mqtt::connect(server.mqtt, "alice.laptop", Some(("alice", &token))).await.expect_connected();
+        assert!(eventually(TIMEOUT, || store.user_sessions("alice").unwrap().len() == 2).await);
+        let clients: Vec<String> = store.user_sessions("alice").unwrap().into_iter().map(|s| s.client_id).collect();
+        assert!(clients.contains(&"alice.phone".to_owned()) && clients.contains(&"alice.laptop".to_owned()));
+
+        phone.disconnect().await;
+        assert!(eventually(TIMEOUT, || store.user_sessions("alice").unwrap().len() == 1).await);
+        // A socket dropped without DISCONNECT is noticed too.
+        laptop.abort();
+        assert!(eventually(TIMEOUT, || store.user_sessions("alice").unwrap().is_empty()).await);
+        assert!(eventually(TIMEOUT, || server.metric("bluetick_mqtt_connected_clients") == 0.0).await);
+        assert_eq!(server.metric("bluetick_mqtt_connects_total"), 2.0);
+    }
+}
