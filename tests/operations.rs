@@ -1,0 +1,89 @@
+//! What operators see: health, readiness, metrics, configuration, and a
+//! clean stop on SIGTERM.
+
+mod common;
+
+use common::http::request;
+use common::mqtt::{self, TIMEOUT};
+use common::{eventually, Backend, Server};
+use std::time::Duration;
+
+on_both_backends! {
+    async fn health_readiness_and_metrics_answer_and_counters_move(backend) {
+        let server = Server::start(backend);
+        let health = request(server.http, "GET", "/healthz", None, None);
+        assert_eq!((health.status, health.json()["status"].as_str()), (200, Some("ok")));
+        let ready = request(server.http, "GET", "/readyz", None, None);
+        assert_eq!((ready.status, ready.json()["status"].as_str()), (200, Some("ready")));
+
+        let metrics = request(server.http, "GET", "/metrics", None, None);
+        assert_eq!(metrics.status, 200);
+        assert!(metrics.headers.to_ascii_lowercase().contains("content-type: text/plain"));
+        assert_eq!(server.metric(&format!(r#"bluetick_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION"))), 1.0);
+
+        let token = server.register("alice");
+        let before = server.metric("bluetick_mqtt_connects_total");
+        let client = mqtt::connect(server.mqtt, "alice", Some(("alice", &token))).await.expect_connected();
+        assert_eq!(server.metric("bluetick_mqtt_connects_total"), before + 1.0);
+        assert_eq!(server.metric("bluetick_mqtt_connected_clients"), 1.0);
+        let _ = mqtt::connect(server.mqtt, "alice", Some(("alice", "bt_wrong"))).await.refusal();
+        let _ = mqtt::connect(server.mqtt, "x/y", Some(("alice", &token))).await.refusal();
+        assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="bad_credentials"}"#), 1.0);
+        assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="bad_client_id"}"#), 1.0);
+        client.disconnect().await;
+        assert!(eventually(TIMEOUT, || server.metric("bluetick_mqtt_connected_clients") == 0.0).await);
+    }
+
+    async fn sigterm_stops_accepting_closes_the_store_and_exits_cleanly(backend) {
+        let mut server = Server::start(backend);
+        let token = server.register("alice");
+        let _client = mqtt::connect(server.mqtt, "alice", Some(("alice", &token))).await.expect_connected();
+        let store = server.store();
+        assert!(eventually(TIMEOUT, || store.user_sessions("alice").unwrap().len() == 1).await);
+
+        let status = server.terminate();
+        assert!(status.success(), "exit status {status:?}\n{}", server.log());
+        assert!(server.log().contains("store closed"), "{}", server.log());
+        assert!(std::net::TcpStream::connect_timeout(&server.mqtt, Duration::from_secs(1)).is_err(), "MQTT still accepting");
+        assert!(std::net::TcpStream::connect_timeout(&server.http, Duration::from_secs(1)).is_err(), "HTTP still accepting");
+        // The sessions of the stopped node are gone with it.
+        assert!(store.user_sessions("alice").unwrap().is_empty());
+        // And what was stored survives a restart on the same database.
+        assert!(store.verify_password("alice", "alice-password").is_ok());
+    }
+}
+
+#[test]
+fn config_prints_the_effective_configuration_with_secrets_redacted() {
+    let output = common::bluetick()
+        .args(["config", "--database-url", "postgres://bt:hunter2@db.internal/bt", "--mqtt-addr", "127.0.0.1:1999"])
+        .env("BLUETICK_MQTT__MAX_CONNECTIONS", "1234")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let shown = String::from_utf8(output.stdout).unwrap();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("postgres://bt:***@db.internal/bt"), "{shown}");
+    assert!(shown.contains("addr = \"127.0.0.1:1999\""), "{shown}");
+    assert!(shown.contains("max_connections = 1234"), "{shown}");
+}
+
+#[test]
+fn a_typo_in_the_configuration_is_an_error_not_a_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bluetick.toml");
+    std::fs::write(&file, "[mqtt]\nmax_conections = 10\n").unwrap();
+    let output = common::bluetick().args(["config", "--config"]).arg(&file).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("max_conections"));
+}
+
+#[test]
+fn migrate_applies_the_schema_once() {
+    let db = common::TestDatabase::new(Backend::Sqlite);
+    let first = common::bluetick().args(["migrate", "--database-url", &db.url]).output().unwrap();
+    assert!(first.status.success());
+    assert!(String::from_utf8_lossy(&first.stdout).contains("applied"));
+    let second = common::bluetick().args(["migrate", "--database-url", &db.url]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&second.stdout).trim(), "schema is up to date");
+}
