@@ -33,7 +33,8 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
         max_connections: config.store.max_connections,
         ..StoreOptions::default()
     };
-    let store = Store::open(&url, &options).with_context(|| format!("opening the database at {}", redacted(config)))?;
+    let store = Store::open(&url, &options)
+        .with_context(|| format!("opening the database at {}", redacted(config)))?;
     for name in store.migrate().context("applying migrations")? {
         tracing::info!(migration = %name, "migration applied");
     }
@@ -49,7 +50,8 @@ fn redacted(config: &Config) -> String {
 
 pub fn migrate(config: &Config) -> anyhow::Result<()> {
     let url = config.database_url();
-    let store = Store::open(&url, &StoreOptions::default()).with_context(|| format!("opening {}", redacted(config)))?;
+    let store = Store::open(&url, &StoreOptions::default())
+        .with_context(|| format!("opening {}", redacted(config)))?;
     let applied = store.migrate().context("applying migrations")?;
     if applied.is_empty() {
         println!("schema is up to date");

@@ -158,7 +158,9 @@ impl Default for AuthConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { max_connections: 16 }
+        StoreConfig {
+            max_connections: 16,
+        }
     }
 }
 
@@ -175,9 +177,15 @@ impl Default for LogConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not valid TOML: {source}")]
-    Toml { path: PathBuf, source: toml::de::Error },
+    Toml {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -295,8 +303,14 @@ mod tests {
 
     #[test]
     fn database_passwords_are_redacted() {
-        assert_eq!(redact_url_password("postgres://bt:hunter2@db:5432/bt"), "postgres://bt:***@db:5432/bt");
-        assert_eq!(redact_url_password("postgres://bt@db/bt"), "postgres://bt@db/bt");
+        assert_eq!(
+            redact_url_password("postgres://bt:hunter2@db:5432/bt"),
+            "postgres://bt:***@db:5432/bt"
+        );
+        assert_eq!(
+            redact_url_password("postgres://bt@db/bt"),
+            "postgres://bt@db/bt"
+        );
         let config = Config {
             database_url: Some("postgres://bt:hunter2@db/bt".into()),
             ..Config::default()

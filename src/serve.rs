@@ -28,7 +28,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn init_logging(log: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -65,7 +67,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (broker, events) = broker::Broker::start(broker_config(&config), store.clone())
         .await
         .context("starting the MQTT broker")?;
-    let recorder = tokio::spawn(broker::events::record_sessions(store.clone(), config.node.clone(), events));
+    let recorder = tokio::spawn(broker::events::record_sessions(
+        store.clone(),
+        config.node.clone(),
+        events,
+    ));
 
     let http_listener = TcpListener::bind(config.http.addr)
         .await

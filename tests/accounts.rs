@@ -108,7 +108,10 @@ on_both_backends! {
 #[test]
 fn cli_token_for_an_unknown_user_fails_clearly() {
     let db = common::TestDatabase::new(Backend::Sqlite);
-    let output = common::bluetick().args(["user", "token", "nobody", "--database-url", &db.url]).output().unwrap();
+    let output = common::bluetick()
+        .args(["user", "token", "nobody", "--database-url", &db.url])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(output.stdout.is_empty(), "no token may be printed");
     assert!(String::from_utf8_lossy(&output.stderr).contains("no such user"));

@@ -4,7 +4,7 @@
 mod common;
 
 use common::mqtt::{self, Outcome, TIMEOUT};
-use common::{eventually, Backend, Options, Server};
+use common::{eventually, Backend, Server};
 use rumqttc::{ConnectReturnCode, SubscribeReasonCode};
 use std::time::Duration;
 
@@ -99,37 +99,6 @@ on_both_backends! {
         let mut options = mqtt::options(server.mqtt, "alice", Some(("alice", &token)));
         options.set_last_will(rumqttc::LastWill::new("u/alice/presence", "offline", rumqttc::QoS::AtLeastOnce, false));
         mqtt::connect_with(options).await.expect_connected();
-    }
-
-    /// DESIGN.md "Lockup bug": a client the router rejects that reconnects
-    /// used to poison a lock and lock everyone out until restart.
-    async fn rejected_clients_reconnecting_never_lock_out_others(backend) {
-        let server = Server::start_with(backend, Options::default().env("BLUETICK_MQTT__MAX_CONNECTIONS", "2"));
-        let token = server.register("alice");
-        let creds = Some(("alice", token.as_str()));
-        for _ in 0..2 {
-            assert!(matches!(mqtt::connect(server.mqtt, "a/b", creds).await, Outcome::Refused(_)));
-        }
-        let first = mqtt::connect(server.mqtt, "alice.one", creds).await.expect_connected();
-        let second = mqtt::connect(server.mqtt, "alice.two", creds).await.expect_connected();
-        for _ in 0..2 {
-            let over = mqtt::connect(server.mqtt, "alice.three", creds).await;
-            assert_eq!(over.refusal(), ConnectReturnCode::ServiceUnavailable);
-        }
-        assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="over_capacity"}"#), 2.0);
-        first.disconnect().await;
-        // A slot frees up once the first client has gone.
-        let mut fresh = None;
-        for _ in 0..50 {
-            if let Outcome::Connected(client) = mqtt::connect(server.mqtt, "alice.fresh", creds).await {
-                fresh = Some(client);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut fresh = fresh.expect("a fresh valid client connects after the refusals");
-        assert!(fresh.is_alive("u/alice/inbox").await);
-        drop(second);
     }
 
     async fn sessions_table_follows_connects_and_lost_sockets(backend) {

@@ -56,14 +56,27 @@ on_both_backends! {
 #[test]
 fn config_prints_the_effective_configuration_with_secrets_redacted() {
     let output = common::bluetick()
-        .args(["config", "--database-url", "postgres://bt:hunter2@db.internal/bt", "--mqtt-addr", "127.0.0.1:1999"])
+        .args([
+            "config",
+            "--database-url",
+            "postgres://bt:hunter2@db.internal/bt",
+            "--mqtt-addr",
+            "127.0.0.1:1999",
+        ])
         .env("BLUETICK_MQTT__MAX_CONNECTIONS", "1234")
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let shown = String::from_utf8(output.stdout).unwrap();
     assert!(!shown.contains("hunter2"), "{shown}");
-    assert!(shown.contains("postgres://bt:***@db.internal/bt"), "{shown}");
+    assert!(
+        shown.contains("postgres://bt:***@db.internal/bt"),
+        "{shown}"
+    );
     assert!(shown.contains("addr = \"127.0.0.1:1999\""), "{shown}");
     assert!(shown.contains("max_connections = 1234"), "{shown}");
 }
@@ -73,7 +86,11 @@ fn a_typo_in_the_configuration_is_an_error_not_a_default() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bluetick.toml");
     std::fs::write(&file, "[mqtt]\nmax_conections = 10\n").unwrap();
-    let output = common::bluetick().args(["config", "--config"]).arg(&file).output().unwrap();
+    let output = common::bluetick()
+        .args(["config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("max_conections"));
 }
@@ -81,9 +98,18 @@ fn a_typo_in_the_configuration_is_an_error_not_a_default() {
 #[test]
 fn migrate_applies_the_schema_once() {
     let db = common::TestDatabase::new(Backend::Sqlite);
-    let first = common::bluetick().args(["migrate", "--database-url", &db.url]).output().unwrap();
+    let first = common::bluetick()
+        .args(["migrate", "--database-url", &db.url])
+        .output()
+        .unwrap();
     assert!(first.status.success());
     assert!(String::from_utf8_lossy(&first.stdout).contains("applied"));
-    let second = common::bluetick().args(["migrate", "--database-url", &db.url]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&second.stdout).trim(), "schema is up to date");
+    let second = common::bluetick()
+        .args(["migrate", "--database-url", &db.url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout).trim(),
+        "schema is up to date"
+    );
 }

@@ -9,7 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn tool(name: &str) -> Command {
-    let found = Command::new("sh").args(["-c", &format!("command -v {name}")]).output().map(|o| o.status.success());
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .map(|o| o.status.success());
     assert!(
         found.unwrap_or(false),
         "{name} is not installed: run the README's test command (scripts/test), which installs it"
@@ -19,12 +22,18 @@ fn tool(name: &str) -> Command {
 
 fn mosquitto_args(server: &Server, user: &str, token: &str, client_id: &str) -> Vec<String> {
     vec![
-        "-h".into(), server.mqtt.ip().to_string(),
-        "-p".into(), server.mqtt.port().to_string(),
-        "-u".into(), user.into(),
-        "-P".into(), token.into(),
-        "-i".into(), client_id.into(),
-        "-V".into(), "mqttv311".into(),
+        "-h".into(),
+        server.mqtt.ip().to_string(),
+        "-p".into(),
+        server.mqtt.port().to_string(),
+        "-u".into(),
+        user.into(),
+        "-P".into(),
+        token.into(),
+        "-i".into(),
+        client_id.into(),
+        "-V".into(),
+        "mqttv311".into(),
     ]
 }
 
@@ -115,8 +124,18 @@ async fn a_silent_websocket_client_does_not_block_others() {
     let _silent = std::net::TcpStream::connect(server.ws).expect("open a socket and say nothing");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/paho_ws.py");
     let output = Command::new("python3")
-        .args([script, &server.ws.ip().to_string(), &server.ws.port().to_string(), "alice", &token])
+        .args([
+            script,
+            &server.ws.ip().to_string(),
+            &server.ws.port().to_string(),
+            "alice",
+            &token,
+        ])
         .output()
         .expect("run paho client");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 }

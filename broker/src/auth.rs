@@ -75,14 +75,24 @@ impl Authenticator {
             cache.clear();
         }
         let fresh_until = Instant::now() + self.ttl;
-        cache.insert(key, Cached { owner: owner.clone(), expires_at, fresh_until });
+        cache.insert(
+            key,
+            Cached {
+                owner: owner.clone(),
+                expires_at,
+                fresh_until,
+            },
+        );
         owner.ok_or(AuthError::BadCredentials)
     }
 
     /// Forgets a token at once (after logout on this node).
     pub fn forget(&self, token: &str) {
         let key = store::tokens::token_hash(token);
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
     }
 
     fn lookup(&self, key: &str, now_ms: i64) -> Option<Option<UserName>> {

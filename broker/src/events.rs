@@ -31,7 +31,11 @@ pub struct ConnectionEvent {
 /// Applies events to the `sessions` table until the sending side closes.
 /// A failed write is logged and does not stop later ones: the table is
 /// rebuilt from live connections when the node restarts.
-pub async fn record_sessions(store: Store, node: String, mut events: UnboundedReceiver<ConnectionEvent>) {
+pub async fn record_sessions(
+    store: Store,
+    node: String,
+    mut events: UnboundedReceiver<ConnectionEvent>,
+) {
     while let Some(event) = events.recv().await {
         if event.user.is_empty() {
             continue;

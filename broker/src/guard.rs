@@ -224,7 +224,9 @@ impl Guard {
     }
 
     fn announce(&self) {
-        let Some(identity) = &self.identity else { return };
+        let Some(identity) = &self.identity else {
+            return;
+        };
         let n = self.shared.next_connection.fetch_add(1, Ordering::Relaxed);
         let connection_id = format!("{}:{n}", self.shared.node);
         meter::connected();
@@ -249,7 +251,9 @@ impl Guard {
 /// Locks per-connection state. Only this connection's task touches it, so
 /// the lock is never contended; a poisoned lock still holds valid state.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Clone for Guard {
@@ -265,7 +269,9 @@ impl Drop for Guard {
         if self.holds_slot {
             self.shared.admitted.fetch_sub(1, Ordering::SeqCst);
         }
-        if let (Some(identity), Some(connection_id)) = (&self.identity, lock(&self.announced).take()) {
+        if let (Some(identity), Some(connection_id)) =
+            (&self.identity, lock(&self.announced).take())
+        {
             meter::disconnected();
             self.send_event(EventKind::Disconnected, identity, &connection_id);
         }
@@ -273,7 +279,11 @@ impl Drop for Guard {
 }
 
 impl Protocol for Guard {
-    fn read_mut(&mut self, stream: &mut bytes::BytesMut, max_size: usize) -> Result<Packet, CodecError> {
+    fn read_mut(
+        &mut self,
+        stream: &mut bytes::BytesMut,
+        max_size: usize,
+    ) -> Result<Packet, CodecError> {
         let packet = self.codec.read_mut(stream, max_size)?;
         if lock(&self.refusal).is_some() {
             // rumqttd closes a refused connection after the CONNACK; nothing

@@ -75,7 +75,10 @@ pub struct BrokerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A running broker.
@@ -128,7 +131,8 @@ impl Broker {
             for _ in 0..5 {
                 let addr = resolve_port(config.mqtt_addr)?;
                 let settings = server_settings(&config, addr);
-                let mut server = Server::new(settings, router_tx.clone(), Guard::new(shared.clone()));
+                let mut server =
+                    Server::new(settings, router_tx.clone(), Guard::new(shared.clone()));
                 let task = tokio::spawn(async move {
                     if let Err(e) = server.start(rumqttd::LinkType::Remote).await {
                         tracing::error!(error = %e, "MQTT listener stopped");
@@ -136,7 +140,10 @@ impl Broker {
                 });
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 if task.is_finished() {
-                    last_error = Some(std::io::Error::new(std::io::ErrorKind::AddrInUse, "listener exited at start"));
+                    last_error = Some(std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        "listener exited at start",
+                    ));
                     if config.mqtt_addr.port() != 0 {
                         break;
                     }
@@ -157,9 +164,15 @@ impl Broker {
                 let listener = TcpListener::bind(addr)
                     .await
                     .map_err(|source| BrokerError::Bind { addr, source })?;
-                let bound = listener.local_addr().map_err(|source| BrokerError::Bind { addr, source })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| BrokerError::Bind { addr, source })?;
                 let relay_to = loopback_of(mqtt_addr);
-                listeners.push(tokio::spawn(ws::serve(listener, relay_to, config.ws_handshake_timeout)));
+                listeners.push(tokio::spawn(ws::serve(
+                    listener,
+                    relay_to,
+                    config.ws_handshake_timeout,
+                )));
                 Some(bound)
             }
             None => None,
@@ -233,13 +246,17 @@ fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
         return Ok(addr);
     }
     let probe = StdTcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, source })?;
-    probe.local_addr().map_err(|source| BrokerError::Bind { addr, source })
+    probe
+        .local_addr()
+        .map_err(|source| BrokerError::Bind { addr, source })
 }
 
 /// The address to dial to reach a listener bound to `addr` from this host.
 fn loopback_of(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        }
         ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
         _ => addr,
     }

@@ -39,14 +39,20 @@ pub(crate) async fn serve(listener: TcpListener, mqtt: SocketAddr, handshake_tim
     }
 }
 
-async fn relay(stream: TcpStream, mqtt: SocketAddr, handshake_timeout: Duration) -> Result<(), String> {
+async fn relay(
+    stream: TcpStream,
+    mqtt: SocketAddr,
+    handshake_timeout: Duration,
+) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
     let handshake = tokio_tungstenite::accept_hdr_async(stream, negotiate);
     let ws = tokio::time::timeout(handshake_timeout, handshake)
         .await
         .map_err(|_| "handshake timed out".to_owned())?
         .map_err(|e| format!("handshake failed: {e}"))?;
-    let broker = TcpStream::connect(mqtt).await.map_err(|e| format!("broker unreachable: {e}"))?;
+    let broker = TcpStream::connect(mqtt)
+        .await
+        .map_err(|e| format!("broker unreachable: {e}"))?;
     let _ = broker.set_nodelay(true);
     let (mut broker_rx, mut broker_tx) = broker.into_split();
     let (mut ws_tx, mut ws_rx) = ws.split();
@@ -54,7 +60,10 @@ async fn relay(stream: TcpStream, mqtt: SocketAddr, handshake_timeout: Duration)
     let upstream = async {
         while let Some(message) = ws_rx.next().await {
             match message.map_err(|e| e.to_string())? {
-                Message::Binary(bytes) => broker_tx.write_all(&bytes).await.map_err(|e| e.to_string())?,
+                Message::Binary(bytes) => broker_tx
+                    .write_all(&bytes)
+                    .await
+                    .map_err(|e| e.to_string())?,
                 Message::Close(_) => break,
                 // MQTT over WebSocket is binary only; pings are answered by
                 // tungstenite itself.
@@ -66,7 +75,10 @@ async fn relay(stream: TcpStream, mqtt: SocketAddr, handshake_timeout: Duration)
     let downstream = async {
         let mut buffer = vec![0u8; 16 * 1024];
         loop {
-            let n = broker_rx.read(&mut buffer).await.map_err(|e| e.to_string())?;
+            let n = broker_rx
+                .read(&mut buffer)
+                .await
+                .map_err(|e| e.to_string())?;
             if n == 0 {
                 let _ = ws_tx.send(Message::Close(None)).await;
                 return Ok::<(), String>(());
@@ -102,7 +114,9 @@ fn negotiate(request: &Request, mut response: Response) -> Result<Response, Erro
         .find(|p| *p == "mqtt" || *p == "mqttv3.1");
     if let Some(protocol) = offered {
         if let Ok(value) = HeaderValue::from_str(protocol) {
-            response.headers_mut().insert("sec-websocket-protocol", value);
+            response
+                .headers_mut()
+                .insert("sec-websocket-protocol", value);
         }
     }
     Ok(response)

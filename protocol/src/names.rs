@@ -119,7 +119,16 @@ mod tests {
         for good in ["bob", "alice_2", "a_b_c", &"x".repeat(32)] {
             assert!(UserName::parse(good).is_ok(), "{good}");
         }
-        for bad in ["", "ab", "Bob", "bob!", "bo b", "böb", "a/b", &"x".repeat(33)] {
+        for bad in [
+            "",
+            "ab",
+            "Bob",
+            "bob!",
+            "bo b",
+            "böb",
+            "a/b",
+            &"x".repeat(33),
+        ] {
             assert_eq!(UserName::parse(bad), Err(NameError::UserName), "{bad}");
         }
     }
@@ -131,7 +140,18 @@ mod tests {
         assert_eq!(id.device.as_deref(), Some("phone-1"));
         assert_eq!(id.to_string(), "alice.phone-1");
         assert_eq!(ClientId::parse("alice").unwrap().device, None);
-        for bad in ["", "a/b", "alice/", "alice.", "alice.a.b", "alice.+", "alice.#", "$sys", "al", ".dev"] {
+        for bad in [
+            "",
+            "a/b",
+            "alice/",
+            "alice.",
+            "alice.a.b",
+            "alice.+",
+            "alice.#",
+            "$sys",
+            "al",
+            ".dev",
+        ] {
             assert_eq!(ClientId::parse(bad), Err(NameError::ClientId), "{bad}");
         }
     }
@@ -140,6 +160,9 @@ mod tests {
     fn passwords_have_bounded_length() {
         assert!(check_password("12345678").is_ok());
         assert_eq!(check_password("1234567"), Err(NameError::PasswordLength));
-        assert_eq!(check_password(&"x".repeat(257)), Err(NameError::PasswordLength));
+        assert_eq!(
+            check_password(&"x".repeat(257)),
+            Err(NameError::PasswordLength)
+        );
     }
 }

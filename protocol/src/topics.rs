@@ -55,7 +55,10 @@ pub fn may_publish(user: &UserName, topic: &str) -> bool {
 /// one known leaf of its own subtree, or one exact `presence/{name}`.
 pub fn may_subscribe(user: &UserName, filter: &str) -> bool {
     if let Some(rest) = own_suffix(user, filter) {
-        return rest == "#" || rest == "+" || CLIENT_LEAVES.contains(&rest) || SERVER_LEAVES.contains(&rest);
+        return rest == "#"
+            || rest == "+"
+            || CLIENT_LEAVES.contains(&rest)
+            || SERVER_LEAVES.contains(&rest);
     }
     match filter.strip_prefix(PRESENCE_PREFIX) {
         Some(name) => UserName::parse(name).is_ok(),
@@ -76,7 +79,20 @@ mod tests {
         let a = alice();
         assert!(may_publish(&a, "u/alice/send"));
         assert!(may_publish(&a, "u/alice/presence"));
-        for bad in ["u/bob/send", "u/alice", "u/alice/", "u/alicex/send", "u/alice/+", "u/alice/inbox", "u/alice/made_up", "u/alice/send/x", "presence/alice", "#", "u/+/send", "$share/g/u/alice/send"] {
+        for bad in [
+            "u/bob/send",
+            "u/alice",
+            "u/alice/",
+            "u/alicex/send",
+            "u/alice/+",
+            "u/alice/inbox",
+            "u/alice/made_up",
+            "u/alice/send/x",
+            "presence/alice",
+            "#",
+            "u/+/send",
+            "$share/g/u/alice/send",
+        ] {
             assert!(!may_publish(&a, bad), "{bad}");
         }
     }
@@ -84,10 +100,29 @@ mod tests {
     #[test]
     fn a_user_subscribes_only_to_its_subtree_and_exact_presence() {
         let a = alice();
-        for good in ["u/alice/inbox", "u/alice/#", "u/alice/+", "presence/bob", "presence/alice"] {
+        for good in [
+            "u/alice/inbox",
+            "u/alice/#",
+            "u/alice/+",
+            "presence/bob",
+            "presence/alice",
+        ] {
             assert!(may_subscribe(&a, good), "{good}");
         }
-        for bad in ["u/bob/#", "#", "+/+/inbox", "u/+/send", "u/#", "presence/+", "presence/#", "$share/g/u/alice/#", "u/alicex/#", "u/alice", "u/alice/made_up", "u/alice/+/x"] {
+        for bad in [
+            "u/bob/#",
+            "#",
+            "+/+/inbox",
+            "u/+/send",
+            "u/#",
+            "presence/+",
+            "presence/#",
+            "$share/g/u/alice/#",
+            "u/alicex/#",
+            "u/alice",
+            "u/alice/made_up",
+            "u/alice/+/x",
+        ] {
             assert!(!may_subscribe(&a, bad), "{bad}");
         }
     }

@@ -29,7 +29,8 @@ pub async fn register(
     JsonBody(credentials): JsonBody<Credentials>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let store = state.store.clone();
-    let name = blocking(move || store.create_user(&credentials.name, &credentials.password)).await?;
+    let name =
+        blocking(move || store.create_user(&credentials.name, &credentials.password)).await?;
     tracing::info!(user = %name, "user registered");
     Ok((StatusCode::CREATED, Json(json!({ "name": name.as_str() }))))
 }

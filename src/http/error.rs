@@ -17,13 +17,17 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError { code, message: message.into() }
+        ApiError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::json!({
             "error": { "code": self.code.as_str(), "message": self.message }
         });
@@ -35,14 +39,19 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         use protocol::NameError;
         match e {
-            StoreError::Invalid(NameError::PasswordLength) => ApiError::new(ErrorCode::InvalidPassword, e.to_string()),
+            StoreError::Invalid(NameError::PasswordLength) => {
+                ApiError::new(ErrorCode::InvalidPassword, e.to_string())
+            }
             StoreError::Invalid(_) => ApiError::new(ErrorCode::InvalidName, e.to_string()),
             StoreError::NameTaken => ApiError::new(ErrorCode::NameTaken, e.to_string()),
             StoreError::UnknownUser => ApiError::new(ErrorCode::NotFound, e.to_string()),
             StoreError::BadCredentials => ApiError::new(ErrorCode::Unauthorized, e.to_string()),
             StoreError::Pool(_) => {
                 tracing::warn!(error = %e, "store unavailable");
-                ApiError::new(ErrorCode::Unavailable, "the database is unavailable; retry later")
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the database is unavailable; retry later",
+                )
             }
             other => {
                 tracing::error!(error = %other, "request failed");

@@ -20,8 +20,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(JsonBody(value)),
-            Err(JsonRejection::BytesRejection(e)) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::new(ErrorCode::TooLarge, "request body is too large"))
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::new(
+                    ErrorCode::TooLarge,
+                    "request body is too large",
+                ))
             }
             Err(e) => Err(ApiError::new(ErrorCode::BadRequest, e.body_text())),
         }
@@ -53,6 +58,9 @@ impl FromRequestParts<AppState> for Caller {
         let owner = tokio::task::spawn_blocking(move || store.authenticate_token(&lookup))
             .await
             .map_err(|_| ApiError::new(ErrorCode::Internal, "internal error"))??;
-        Ok(Caller { user: owner.user, token })
+        Ok(Caller {
+            user: owner.user,
+            token,
+        })
     }
 }

@@ -18,12 +18,18 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// shutting down, 503 otherwise.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if state.shutting_down.load(Ordering::SeqCst) {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "shutting_down" })));
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "shutting_down" })),
+        );
     }
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "store_unavailable" }))),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "store_unavailable" })),
+        ),
     }
 }
 

@@ -5,7 +5,9 @@
 //! still runs one argon2 verification, so response time does not reveal
 //! which names exist.
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -53,7 +55,11 @@ impl Store {
         };
         let hash = stored.as_deref().unwrap_or_else(|| dummy_hash());
         let matches = PasswordHash::new(hash)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false);
         match (stored, matches) {
             (Some(_), true) => Ok(UserName::parse(name)?),

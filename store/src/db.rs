@@ -88,8 +88,8 @@ impl ManageConnection for Manager {
     fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
         match self.backend {
             Backend::Sqlite => {
-                let mut conn = SqliteConnection::establish(&self.url)
-                    .map_err(r2d2::Error::ConnectionError)?;
+                let mut conn =
+                    SqliteConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?;
                 conn.batch_execute(SQLITE_PRAGMAS)
                     .map_err(r2d2::Error::QueryError)?;
                 Ok(AnyConnection::Sqlite(conn))
@@ -201,11 +201,23 @@ mod tests {
 
     #[test]
     fn urls_select_the_backend() {
-        assert_eq!(parse_url("data/b.db").unwrap(), (Backend::Sqlite, "data/b.db".into()));
-        assert_eq!(parse_url("sqlite:///tmp/b.db").unwrap(), (Backend::Sqlite, "/tmp/b.db".into()));
+        assert_eq!(
+            parse_url("data/b.db").unwrap(),
+            (Backend::Sqlite, "data/b.db".into())
+        );
+        assert_eq!(
+            parse_url("sqlite:///tmp/b.db").unwrap(),
+            (Backend::Sqlite, "/tmp/b.db".into())
+        );
         assert_eq!(parse_url("postgres://u@h/db").unwrap().0, Backend::Postgres);
-        assert_eq!(parse_url("postgresql://u@h/db").unwrap().0, Backend::Postgres);
-        assert!(matches!(parse_url("mysql://x"), Err(StoreError::UnsupportedUrl(_))));
+        assert_eq!(
+            parse_url("postgresql://u@h/db").unwrap().0,
+            Backend::Postgres
+        );
+        assert!(matches!(
+            parse_url("mysql://x"),
+            Err(StoreError::UnsupportedUrl(_))
+        ));
         assert!(matches!(parse_url(""), Err(StoreError::UnsupportedUrl(_))));
     }
 }

@@ -33,7 +33,11 @@ impl TestDatabase {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("create a temporary directory");
                 let url = format!("sqlite://{}", dir.path().join("bluetick.db").display());
-                TestDatabase { url, _dir: Some(dir), postgres: None }
+                TestDatabase {
+                    url,
+                    _dir: Some(dir),
+                    postgres: None,
+                }
             }
             Backend::Postgres => {
                 let admin = std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
@@ -57,7 +61,11 @@ impl TestDatabase {
                     Some((server, _db)) => format!("{server}/{name}"),
                     None => panic!("{POSTGRES_URL_VAR} must end in /DATABASE"),
                 };
-                TestDatabase { url, _dir: None, postgres: Some((admin, name)) }
+                TestDatabase {
+                    url,
+                    _dir: None,
+                    postgres: Some((admin, name)),
+                }
             }
         }
     }

@@ -8,8 +8,14 @@ use store::{Backend, Store, StoreError, StoreOptions};
 fn open(backend: Backend) -> (TestDatabase, Store) {
     let db = TestDatabase::new(backend);
     let store = Store::open(&db.url, &StoreOptions::default()).expect("open store");
-    assert!(!store.migrate().expect("migrate").is_empty(), "a fresh database gets migrations");
-    assert!(store.migrate().expect("migrate again").is_empty(), "migrations apply once");
+    assert!(
+        !store.migrate().expect("migrate").is_empty(),
+        "a fresh database gets migrations"
+    );
+    assert!(
+        store.migrate().expect("migrate again").is_empty(),
+        "migrations apply once"
+    );
     (db, store)
 }
 

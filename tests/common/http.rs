@@ -17,15 +17,29 @@ impl Response {
 
     /// The `error.code` of an API refusal.
     pub fn error_code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code: {}", self.body)).to_owned()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code: {}", self.body))
+            .to_owned()
     }
 }
 
-pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>, bearer: Option<&str>) -> Response {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    bearer: Option<&str>,
+) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect HTTP");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let body = body.unwrap_or("");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     if !body.is_empty() {
         head.push_str("Content-Type: application/json\r\n");
     }
@@ -39,13 +53,24 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>, b
     stream.read_to_end(&mut raw).expect("read HTTP response");
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (headers, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = headers.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    let body = if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let status = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_owned()
     };
-    Response { status, headers: headers.to_owned(), body }
+    Response {
+        status,
+        headers: headers.to_owned(),
+        body,
+    }
 }
 
 fn dechunk(mut body: &str) -> String {

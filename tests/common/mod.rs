@@ -80,7 +80,15 @@ impl Server {
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
         let mut command = bluetick();
         command
-            .args(["serve", "--mqtt-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--mqtt-addr",
+                "127.0.0.1:0",
+                "--ws-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+            ])
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(["--database-url", &database.url])
@@ -110,7 +118,10 @@ impl Server {
                 Ok(line) => line,
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("server did not become ready:\n{}", std::fs::read_to_string(&stderr_path).unwrap_or_default());
+                    panic!(
+                        "server did not become ready:\n{}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
                 }
             };
             let mut words = line.split_whitespace();
@@ -136,14 +147,26 @@ impl Server {
     /// Registers `name` and returns a fresh token for it.
     pub fn register(&self, name: &str) -> String {
         let password = format!("{name}-password");
-        let created = http::request(self.http, "POST", "/v1/users", Some(&format!(r#"{{"name":"{name}","password":"{password}"}}"#)), None);
+        let created = http::request(
+            self.http,
+            "POST",
+            "/v1/users",
+            Some(&format!(r#"{{"name":"{name}","password":"{password}"}}"#)),
+            None,
+        );
         assert_eq!(created.status, 201, "register {name}: {}", created.body);
         self.login(name, &password)
     }
 
     /// Logs in and returns the token.
     pub fn login(&self, name: &str, password: &str) -> String {
-        let issued = http::request(self.http, "POST", "/v1/tokens", Some(&format!(r#"{{"name":"{name}","password":"{password}"}}"#)), None);
+        let issued = http::request(
+            self.http,
+            "POST",
+            "/v1/tokens",
+            Some(&format!(r#"{{"name":"{name}","password":"{password}"}}"#)),
+            None,
+        );
         assert_eq!(issued.status, 201, "login {name}: {}", issued.body);
         issued.json()["token"].as_str().expect("token").to_owned()
     }
@@ -154,7 +177,10 @@ impl Server {
         let text = http::request(self.http, "GET", "/metrics", None, None).body;
         text.lines()
             .filter(|l| !l.starts_with('#'))
-            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
             .map(|v| v.trim().parse().expect("metric value"))
             .unwrap_or(0.0)
     }
@@ -167,13 +193,20 @@ impl Server {
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not stop after SIGTERM:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIGTERM:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -185,8 +218,14 @@ impl Server {
 
     /// Opens the server's database directly, as an operator would.
     pub fn store(&self) -> store::Store {
-        store::Store::open(&self.database.url, &store::StoreOptions { max_connections: 2, ..Default::default() })
-            .expect("open the server's database")
+        store::Store::open(
+            &self.database.url,
+            &store::StoreOptions {
+                max_connections: 2,
+                ..Default::default()
+            },
+        )
+        .expect("open the server's database")
     }
 }
 

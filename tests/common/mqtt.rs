@@ -2,7 +2,10 @@
 //! user would observe: CONNACK codes, SUBACK codes, messages, a closed
 //! connection.
 
-use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, Publish, QoS, SubscribeReasonCode};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, Publish, QoS,
+    SubscribeReasonCode,
+};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -46,7 +49,11 @@ pub struct Client {
     driver: JoinHandle<()>,
 }
 
-pub fn options(addr: SocketAddr, client_id: &str, credentials: Option<(&str, &str)>) -> MqttOptions {
+pub fn options(
+    addr: SocketAddr,
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
+) -> MqttOptions {
     let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
     options.set_keep_alive(Duration::from_secs(30));
     options.set_clean_session(true);
@@ -56,7 +63,11 @@ pub fn options(addr: SocketAddr, client_id: &str, credentials: Option<(&str, &st
     options
 }
 
-pub async fn connect(addr: SocketAddr, client_id: &str, credentials: Option<(&str, &str)>) -> Outcome {
+pub async fn connect(
+    addr: SocketAddr,
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
+) -> Outcome {
     connect_with(options(addr, client_id, credentials)).await
 }
 
@@ -67,7 +78,9 @@ pub async fn connect_with(options: MqttOptions) -> Outcome {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
                 Ok(_) => continue,
-                Err(ConnectionError::ConnectionRefused(code)) => return Err(Outcome::Refused(code)),
+                Err(ConnectionError::ConnectionRefused(code)) => {
+                    return Err(Outcome::Refused(code))
+                }
                 Err(e) => return Err(Outcome::Closed(e.to_string())),
             }
         }
@@ -93,13 +106,21 @@ pub async fn connect_with(options: MqttOptions) -> Outcome {
             }
         }
     });
-    Outcome::Connected(Client { client, events, pending: VecDeque::new(), driver })
+    Outcome::Connected(Client {
+        client,
+        events,
+        pending: VecDeque::new(),
+        driver,
+    })
 }
 
 impl Client {
     /// Subscribes and returns the SUBACK's return codes.
     pub async fn subscribe(&mut self, filter: &str) -> Vec<SubscribeReasonCode> {
-        self.client.subscribe(filter, QoS::AtLeastOnce).await.expect("queue SUBSCRIBE");
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .expect("queue SUBSCRIBE");
         loop {
             match self.next_event(TIMEOUT).await {
                 Some(Ok(Event::Incoming(Packet::SubAck(ack)))) => return ack.return_codes,
@@ -159,7 +180,13 @@ impl Client {
     /// Whether the connection still serves requests: a SUBSCRIBE to
     /// `filter` gets its SUBACK.
     pub async fn is_alive(&mut self, filter: &str) -> bool {
-        if self.driver.is_finished() || self.client.subscribe(filter, QoS::AtMostOnce).await.is_err() {
+        if self.driver.is_finished()
+            || self
+                .client
+                .subscribe(filter, QoS::AtMostOnce)
+                .await
+                .is_err()
+        {
             return false;
         }
         loop {
@@ -183,6 +210,9 @@ impl Client {
     }
 
     async fn next_event(&mut self, timeout: Duration) -> Option<Result<Event, String>> {
-        tokio::time::timeout(timeout, self.events.recv()).await.ok().flatten()
+        tokio::time::timeout(timeout, self.events.recv())
+            .await
+            .ok()
+            .flatten()
     }
 }

@@ -1,0 +1,105 @@
+//! Regression tests for rumqttd's listener lockup (DESIGN.md, "Lockup
+//! bug"): a connection that dies between CONNECT and CONNACK left a dead
+//! last-will handler behind, and the next CONNECT with the same client id
+//! panicked on it while holding a lock, locking every later client out of
+//! the listener until restart.
+//!
+//! Two doors lead there. The guard closes the first (clients the router
+//! would refuse never reach it); the vendored rumqttd patch
+//! (third_party/rumqttd/PATCHES.md) closes the second (a client that resets
+//! its socket before the CONNACK is written).
+
+mod common;
+
+use common::mqtt::{self, Outcome};
+use common::{Backend, Options, Server};
+use rumqttc::ConnectReturnCode;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// An MQTT 3.1.1 CONNECT with clean session, user name and password.
+fn connect_packet(client_id: &str, user: &str, password: &str) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    let mut body = Vec::new();
+    string(&mut body, "MQTT");
+    body.push(4); // protocol level 3.1.1
+    body.push(0x80 | 0x40 | 0x02); // user name, password, clean session
+    body.extend_from_slice(&30u16.to_be_bytes());
+    string(&mut body, client_id);
+    string(&mut body, user);
+    string(&mut body, password);
+    let mut packet = vec![0x10];
+    let mut len = body.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        packet.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    packet.extend_from_slice(&body);
+    packet
+}
+
+on_both_backends! {
+    /// DESIGN.md "Lockup bug": a client the router rejects that reconnects
+    /// used to poison a lock and lock everyone out until restart.
+    async fn rejected_clients_reconnecting_never_lock_out_others(backend) {
+        let server = Server::start_with(backend, Options::default().env("BLUETICK_MQTT__MAX_CONNECTIONS", "2"));
+        let token = server.register("alice");
+        let creds = Some(("alice", token.as_str()));
+        for _ in 0..2 {
+            assert!(matches!(mqtt::connect(server.mqtt, "a/b", creds).await, Outcome::Refused(_)));
+        }
+        let first = mqtt::connect(server.mqtt, "alice.one", creds).await.expect_connected();
+        let second = mqtt::connect(server.mqtt, "alice.two", creds).await.expect_connected();
+        for _ in 0..2 {
+            let over = mqtt::connect(server.mqtt, "alice.three", creds).await;
+            assert_eq!(over.refusal(), ConnectReturnCode::ServiceUnavailable);
+        }
+        assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="over_capacity"}"#), 2.0);
+        first.disconnect().await;
+        // A slot frees up once the first client has gone.
+        let mut fresh = None;
+        for _ in 0..50 {
+            if let Outcome::Connected(client) = mqtt::connect(server.mqtt, "alice.fresh", creds).await {
+                fresh = Some(client);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut fresh = fresh.expect("a fresh valid client connects after the refusals");
+        assert!(fresh.is_alive("u/alice/inbox").await);
+        drop(second);
+    }
+
+    async fn a_client_resetting_during_connect_never_locks_out_others(backend) {
+        let server = Server::start(backend);
+        let token = server.register("alice");
+        for round in 0..20 {
+            let mut socket = tokio::net::TcpStream::connect(server.mqtt).await.unwrap();
+            socket.write_all(&connect_packet("alice.flaky", "alice", &token)).await.unwrap();
+            // Reset (not close) the socket before the CONNACK can be written.
+            // A zero linger is the point here, and it never blocks on drop.
+            #[allow(deprecated)]
+            socket.set_linger(Some(Duration::ZERO)).unwrap();
+            drop(socket);
+            if round % 2 == 1 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let mut fresh = mqtt::connect(server.mqtt, "alice.fresh", Some(("alice", &token)))
+            .await
+            .expect_connected();
+        assert!(fresh.is_alive("u/alice/inbox").await);
+        let flaky = mqtt::connect(server.mqtt, "alice.flaky", Some(("alice", &token))).await.expect_connected();
+        drop(flaky);
+    }
+}
