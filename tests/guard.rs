@@ -7,6 +7,7 @@ use common::mqtt::{self, Outcome, TIMEOUT};
 use common::{eventually, Backend, Server};
 use rumqttc::{ConnectReturnCode, SubscribeReasonCode};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 on_both_backends! {
     async fn wrong_token_unknown_user_and_missing_credentials_are_refused(backend) {
@@ -118,5 +119,46 @@ on_both_backends! {
         assert!(eventually(TIMEOUT, || store.user_sessions("alice").unwrap().is_empty()).await);
         assert!(eventually(TIMEOUT, || server.metric("bluetick_mqtt_connected_clients") == 0.0).await);
         assert_eq!(server.metric("bluetick_mqtt_connects_total"), 2.0);
+    }
+
+    async fn malformed_packets_and_a_second_connect_close_only_that_connection(backend) {
+        let server = Server::start(backend);
+        let token = server.register("alice");
+        let mut alice = mqtt::connect(server.mqtt, "alice", Some(("alice", &token))).await.expect_connected();
+
+        // Garbage instead of CONNECT: a reserved packet type, and a
+        // PUBLISH before any CONNECT.
+        for bytes in [&b"\xF0\x00garbage"[..], &b"\x30\x05\x00\x01ahi"[..]] {
+            let mut garbage = tokio::net::TcpStream::connect(server.mqtt).await.unwrap();
+            garbage.write_all(bytes).await.unwrap();
+            assert!(read_until_closed(&mut garbage).await, "garbage {bytes:?} must be closed");
+        }
+
+        // A valid CONNECT followed by a second CONNECT.
+        let mut twice = tokio::net::TcpStream::connect(server.mqtt).await.unwrap();
+        twice.write_all(&mqtt::connect_packet("alice.twice", "alice", &token)).await.unwrap();
+        let mut connack = [0u8; 4];
+        twice.read_exact(&mut connack).await.unwrap();
+        assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "first CONNECT accepted");
+        twice.write_all(&mqtt::connect_packet("alice.twice", "alice", &token)).await.unwrap();
+        assert!(read_until_closed(&mut twice).await, "a second CONNECT must close the connection");
+        assert!(eventually(TIMEOUT, || server.metric(r#"bluetick_mqtt_refusals_total{reason="duplicate_connect"}"#) == 1.0).await);
+
+        // Everyone else is unaffected.
+        assert!(alice.is_alive("u/alice/inbox").await);
+        mqtt::connect(server.mqtt, "alice.later", Some(("alice", &token))).await.expect_connected();
+    }
+}
+
+/// Reads until the server closes the socket; false if it stays open.
+async fn read_until_closed(socket: &mut tokio::net::TcpStream) -> bool {
+    let mut buffer = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
     }
 }

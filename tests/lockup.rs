@@ -17,37 +17,6 @@ use rumqttc::ConnectReturnCode;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-/// An MQTT 3.1.1 CONNECT with clean session, user name and password.
-fn connect_packet(client_id: &str, user: &str, password: &str) -> Vec<u8> {
-    fn string(out: &mut Vec<u8>, s: &str) {
-        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-        out.extend_from_slice(s.as_bytes());
-    }
-    let mut body = Vec::new();
-    string(&mut body, "MQTT");
-    body.push(4); // protocol level 3.1.1
-    body.push(0x80 | 0x40 | 0x02); // user name, password, clean session
-    body.extend_from_slice(&30u16.to_be_bytes());
-    string(&mut body, client_id);
-    string(&mut body, user);
-    string(&mut body, password);
-    let mut packet = vec![0x10];
-    let mut len = body.len();
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend_from_slice(&body);
-    packet
-}
-
 on_both_backends! {
     /// DESIGN.md "Lockup bug": a client the router rejects that reconnects
     /// used to poison a lock and lock everyone out until restart.
@@ -85,7 +54,7 @@ on_both_backends! {
         let token = server.register("alice");
         for round in 0..20 {
             let mut socket = tokio::net::TcpStream::connect(server.mqtt).await.unwrap();
-            socket.write_all(&connect_packet("alice.flaky", "alice", &token)).await.unwrap();
+            socket.write_all(&mqtt::connect_packet("alice.flaky", "alice", &token)).await.unwrap();
             // Reset (not close) the socket before the CONNACK can be written.
             // A zero linger is the point here, and it never blocks on drop.
             #[allow(deprecated)]

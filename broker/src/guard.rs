@@ -122,9 +122,6 @@ impl Guard {
         will: Option<LastWill>,
         login: Option<Login>,
     ) -> Result<Packet, Refusal> {
-        if self.identity.is_some() {
-            return Err(Refusal::DuplicateConnect);
-        }
         let identity = self.identify(&connect, will.as_ref(), login.as_ref())?;
         if self.shared.admitted.fetch_add(1, Ordering::SeqCst) >= self.shared.max_connections {
             self.shared.admitted.fetch_sub(1, Ordering::SeqCst);
@@ -291,6 +288,12 @@ impl Protocol for Guard {
             return Err(CodecError::InvalidProtocol);
         }
         match packet {
+            Packet::Connect(..) if self.identity.is_some() => {
+                // A second CONNECT on a live connection is a protocol
+                // violation; it must not reach the router.
+                meter::refused(Refusal::DuplicateConnect);
+                Err(CodecError::InvalidProtocol)
+            }
             Packet::Connect(connect, _props, will, _will_props, login) => {
                 match self.on_connect(connect, will, login) {
                     Ok(packet) => Ok(packet),

@@ -17,7 +17,7 @@ pub enum Refusal {
     OverCapacity,
     /// CONNECT while the store could not be asked.
     StoreUnavailable,
-    /// A second CONNECT on one connection.
+    /// A second CONNECT on one connection (which is then closed).
     DuplicateConnect,
     /// SUBSCRIBE to a filter the user may not read.
     ForbiddenSubscribe,
@@ -46,10 +46,12 @@ impl Refusal {
         match self {
             Refusal::BadClientId => Code::ClientIdentifierNotValid,
             Refusal::NoCredentials | Refusal::BadCredentials => Code::BadUserNamePassword,
-            Refusal::ForbiddenWill | Refusal::DuplicateConnect => Code::NotAuthorized,
+            Refusal::ForbiddenWill => Code::NotAuthorized,
             Refusal::OverCapacity | Refusal::StoreUnavailable => Code::ServiceUnavailable,
-            // Not CONNECT refusals; never written in a CONNACK.
-            Refusal::ForbiddenSubscribe | Refusal::ForbiddenPublish => Code::NotAuthorized,
+            // These close or answer a live connection; no CONNACK carries them.
+            Refusal::DuplicateConnect | Refusal::ForbiddenSubscribe | Refusal::ForbiddenPublish => {
+                Code::NotAuthorized
+            }
         }
     }
 }
