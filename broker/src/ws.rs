@@ -98,6 +98,8 @@ async fn relay(
 
 /// Accepts only `GET /mqtt`, and selects the `mqtt` subprotocol when the
 /// client offers it (browsers refuse the socket otherwise).
+// The signature is tungstenite's callback contract, large error and all.
+#[allow(clippy::result_large_err)]
 fn negotiate(request: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
     if request.uri().path() != WS_PATH {
         let mut refusal = ErrorResponse::new(Some(format!("MQTT is served on {WS_PATH}\n")));
