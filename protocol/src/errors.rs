@@ -28,11 +28,23 @@ pub enum ErrorCode {
     Internal,
     /// The server is starting or stopping.
     Unavailable,
+    /// An MQTT payload that is not the JSON object its topic expects.
+    MalformedJson,
+    /// A `send` without a client message id.
+    MissingId,
+    /// A client message id that is empty, too long or has odd characters.
+    InvalidId,
+    /// A `send` to a user that does not exist.
+    UnknownRecipient,
+    /// A `send` with an empty body.
+    EmptyBody,
+    /// A `send` whose body is over the limit.
+    BodyTooLarge,
 }
 
 impl ErrorCode {
     /// Every code, for docs and tests.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidPassword,
@@ -43,6 +55,12 @@ impl ErrorCode {
         ErrorCode::TooLarge,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
+        ErrorCode::MalformedJson,
+        ErrorCode::MissingId,
+        ErrorCode::InvalidId,
+        ErrorCode::UnknownRecipient,
+        ErrorCode::EmptyBody,
+        ErrorCode::BodyTooLarge,
     ];
 
     /// The code as it appears on the wire.
@@ -58,21 +76,54 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::MissingId => "missing_id",
+            ErrorCode::InvalidId => "invalid_id",
+            ErrorCode::UnknownRecipient => "unknown_recipient",
+            ErrorCode::EmptyBody => "empty_body",
+            ErrorCode::BodyTooLarge => "body_too_large",
         }
     }
 
     /// The HTTP status that carries this code.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::BadRequest | ErrorCode::InvalidName | ErrorCode::InvalidPassword => 400,
+            ErrorCode::BadRequest
+            | ErrorCode::InvalidName
+            | ErrorCode::InvalidPassword
+            | ErrorCode::MalformedJson
+            | ErrorCode::MissingId
+            | ErrorCode::InvalidId
+            | ErrorCode::EmptyBody => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
-            ErrorCode::NotFound => 404,
+            ErrorCode::NotFound | ErrorCode::UnknownRecipient => 404,
             ErrorCode::NameTaken => 409,
-            ErrorCode::TooLarge => 413,
+            ErrorCode::TooLarge | ErrorCode::BodyTooLarge => 413,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
         }
+    }
+}
+
+impl std::str::FromStr for ErrorCode {
+    type Err = ();
+
+    fn from_str(code: &str) -> Result<ErrorCode, ()> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == code).ok_or(())
+    }
+}
+
+impl serde::Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ErrorCode, D::Error> {
+        let code = String::deserialize(d)?;
+        code.parse().map_err(|_| serde::de::Error::custom(format!("unknown error code {code:?}")))
     }
 }
 

@@ -6,7 +6,9 @@
 //! - [`names`]: what a user name, a device and an MQTT client id may look like;
 //! - [`topics`]: every topic string, and the access rule that says which user
 //!   may publish or subscribe where;
-//! - [`errors`]: the error codes that HTTP and MQTT refusals carry.
+//! - [`errors`]: the error codes that HTTP and MQTT refusals carry;
+//! - [`messages`]: the chat payloads clients publish and the inbox events
+//!   the server sends back.
 //!
 //! docs/protocol.md is the prose form of this crate. When one changes, so does
 //! the other.
@@ -15,6 +17,7 @@
 //! it is shared by the server, the client SDK, the tests and the docs.
 
 pub mod errors;
+pub mod messages;
 pub mod names;
 pub mod topics;
 

@@ -1,0 +1,265 @@
+//! The chat payloads: what clients publish, and the events the server
+//! puts in each user's inbox.
+//!
+//! Client → server, QoS 1, JSON, on `u/{me}/{leaf}`:
+//!
+//! | leaf | payload | effect |
+//! |---|---|---|
+//! | `send` | [`SendRequest`] | store a message for `to`; ack to me, message to them |
+//! | `ack` | [`AckRequest`] | my device has stored my inbox up to `up_to`; prunes it and sends delivered receipts |
+//! | `read` | [`ReadRequest`] | I read `peer`'s messages up to id `up_to`; sends a read receipt |
+//! | `sync` | [`SyncRequest`] | replay my inbox after `after` |
+//!
+//! Server → client on `u/{me}/inbox`, QoS 1: an [`InboxEvent`], which is a
+//! `seq` (gap-free per user; absent on control events) plus one [`Event`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::errors::ErrorCode;
+use crate::names::UserName;
+
+/// Longest client message id, in bytes.
+pub const CLIENT_ID_MAX: usize = 64;
+/// Default largest message body, in bytes (server setting `messages.max_body`).
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+/// Most events one `sync` replays before a [`SyncedEvent`] with `more`.
+pub const SYNC_BATCH: usize = 500;
+
+/// `u/{me}/send`: a message to one user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// The client's own id for this message (a UUID is ideal). Resending
+    /// with the same id never stores a second copy.
+    pub id: String,
+    /// The recipient's user name.
+    pub to: String,
+    /// The message text, or ciphertext for end-to-end encrypting clients.
+    pub body: String,
+}
+
+/// `u/{me}/ack`: the device has stored every inbox event up to `up_to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckRequest {
+    pub up_to: i64,
+    /// The device part of the client id (`phone` in `alice.phone`; empty
+    /// for a bare `alice`). The inbox is pruned only below every device's
+    /// ack.
+    #[serde(default)]
+    pub device: String,
+}
+
+/// `u/{me}/read`: every message from `peer` with id ≤ `up_to` was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadRequest {
+    pub peer: String,
+    /// A server message id (the `id` of a message event).
+    pub up_to: i64,
+}
+
+/// `u/{me}/sync`: replay inbox events with seq > `after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    pub after: i64,
+}
+
+/// One event on `u/{me}/inbox`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxEvent {
+    /// Position in the user's inbox: 1, 2, 3… with no gaps. Absent on
+    /// control events ([`Event::Synced`]) and on a repeated ack for a send
+    /// whose first ack was already pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A message for me.
+    Message(MessageEvent),
+    /// A message I sent is stored (✓). Reaches all my devices.
+    Ack(AckEvent),
+    /// Messages I sent were delivered (✓✓) or read (blue).
+    Receipt(ReceiptEvent),
+    /// Something I published was refused.
+    Error(ErrorEvent),
+    /// A sync replay reached `through`.
+    Synced(SyncedEvent),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageEvent {
+    /// Server message id: increases in the order messages were stored.
+    pub id: i64,
+    /// The sender's own id for it.
+    pub client_id: String,
+    pub from: String,
+    pub to: String,
+    pub body: String,
+    /// When the server stored it, Unix milliseconds.
+    pub sent_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckEvent {
+    pub id: i64,
+    pub client_id: String,
+    pub to: String,
+    /// The message itself, so my other devices can show what I sent.
+    pub body: String,
+    pub sent_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptStatus {
+    /// On the recipient's device (✓✓).
+    Delivered,
+    /// Read by the recipient (blue ✓✓). Implies delivered.
+    Read,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptEvent {
+    pub status: ReceiptStatus,
+    /// Who received or read my messages.
+    pub peer: String,
+    /// Every message I sent to `peer` with id ≤ `up_to` has this status.
+    pub up_to: i64,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorEvent {
+    /// The client message id of the refused `send`, when one could be read.
+    pub client_id: Option<String>,
+    /// The topic leaf that was refused (`send`, `read`, `ack`, `sync`).
+    pub on: String,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncedEvent {
+    /// The last seq replayed (or `after` if there was nothing).
+    pub through: i64,
+    /// More events follow: sync again after `through`.
+    pub more: bool,
+}
+
+/// Why a payload was refused: what goes back in the [`ErrorEvent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub client_id: Option<String>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Rejection {
+    fn new(client_id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Rejection {
+        Rejection { client_id, code, message: message.into() }
+    }
+}
+
+/// Checks a client message id.
+pub fn valid_client_id(id: &str) -> bool {
+    (1..=CLIENT_ID_MAX).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+impl SendRequest {
+    /// Parses and validates a `send` payload. Existence of the recipient is
+    /// the server's to check; everything else is checked here.
+    pub fn parse(payload: &[u8], max_body: usize) -> Result<SendRequest, Rejection> {
+        let value: serde_json::Value = serde_json::from_slice(payload)
+            .map_err(|e| Rejection::new(None, ErrorCode::MalformedJson, format!("payload is not JSON: {e}")))?;
+        let client_id = match value.get("id") {
+            None | Some(serde_json::Value::Null) => {
+                return Err(Rejection::new(None, ErrorCode::MissingId, "a send needs an \"id\""))
+            }
+            Some(serde_json::Value::String(id)) if valid_client_id(id) => id.clone(),
+            Some(_) => {
+                return Err(Rejection::new(
+                    None,
+                    ErrorCode::InvalidId,
+                    format!("\"id\" must be 1-{CLIENT_ID_MAX} characters of A-Z a-z 0-9 - _ . :"),
+                ))
+            }
+        };
+        let with_id = |code, message: String| Rejection::new(Some(client_id.clone()), code, message);
+        let request: SendRequest = serde_json::from_value(value)
+            .map_err(|e| with_id(ErrorCode::MalformedJson, format!("a send is {{\"id\",\"to\",\"body\"}}: {e}")))?;
+        if UserName::parse(&request.to).is_err() {
+            return Err(with_id(ErrorCode::UnknownRecipient, format!("no user {:?}", request.to)));
+        }
+        if request.body.is_empty() {
+            return Err(with_id(ErrorCode::EmptyBody, "the body is empty".into()));
+        }
+        if request.body.len() > max_body {
+            return Err(with_id(
+                ErrorCode::BodyTooLarge,
+                format!("the body is {} bytes; the limit is {max_body}", request.body.len()),
+            ));
+        }
+        Ok(request)
+    }
+}
+
+/// Parses the payload of `ack`, `read` or `sync`.
+pub fn parse_request<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Rejection> {
+    serde_json::from_slice(payload)
+        .map_err(|e| Rejection::new(None, ErrorCode::MalformedJson, format!("payload is not the expected JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_send_parses() {
+        let send = SendRequest::parse(br#"{"id":"6f1c-1","to":"bob","body":"hi"}"#, 10).unwrap();
+        assert_eq!(send, SendRequest { id: "6f1c-1".into(), to: "bob".into(), body: "hi".into() });
+    }
+
+    #[test]
+    fn bad_sends_are_rejected_with_the_right_code_and_id() {
+        let cases: [(&[u8], ErrorCode, Option<&str>); 8] = [
+            (b"not json", ErrorCode::MalformedJson, None),
+            (br#"{"to":"bob","body":"hi"}"#, ErrorCode::MissingId, None),
+            (br#"{"id":"","to":"bob","body":"hi"}"#, ErrorCode::InvalidId, None),
+            (br#"{"id":"a b","to":"bob","body":"hi"}"#, ErrorCode::InvalidId, None),
+            (br#"{"id":"m1","body":"hi"}"#, ErrorCode::MalformedJson, Some("m1")),
+            (br#"{"id":"m1","to":"Bob!","body":"hi"}"#, ErrorCode::UnknownRecipient, Some("m1")),
+            (br#"{"id":"m1","to":"bob","body":""}"#, ErrorCode::EmptyBody, Some("m1")),
+            (br#"{"id":"m1","to":"bob","body":"01234567890"}"#, ErrorCode::BodyTooLarge, Some("m1")),
+        ];
+        for (payload, code, client_id) in cases {
+            let rejection = SendRequest::parse(payload, 10).unwrap_err();
+            assert_eq!(rejection.code, code, "{}", String::from_utf8_lossy(payload));
+            assert_eq!(rejection.client_id.as_deref(), client_id);
+        }
+    }
+
+    #[test]
+    fn inbox_events_have_a_flat_wire_shape() {
+        let event = InboxEvent {
+            seq: Some(7),
+            event: Event::Receipt(ReceiptEvent { status: ReceiptStatus::Read, peer: "bob".into(), up_to: 42, at: 1 }),
+        };
+        let json = serde_json::to_string(&event).unwrap();
+        assert_eq!(json, r#"{"seq":7,"type":"receipt","status":"read","peer":"bob","up_to":42,"at":1}"#);
+        assert_eq!(serde_json::from_str::<InboxEvent>(&json).unwrap(), event);
+        let synced = InboxEvent { seq: None, event: Event::Synced(SyncedEvent { through: 9, more: false }) };
+        assert_eq!(serde_json::to_string(&synced).unwrap(), r#"{"type":"synced","through":9,"more":false}"#);
+        let error = InboxEvent {
+            seq: Some(8),
+            event: Event::Error(ErrorEvent { client_id: None, on: "send".into(), code: ErrorCode::MissingId, message: "m".into() }),
+        };
+        let json = serde_json::to_string(&error).unwrap();
+        assert!(json.contains(r#""code":"missing_id""#), "{json}");
+        assert_eq!(serde_json::from_str::<InboxEvent>(&json).unwrap(), error);
+    }
+}
