@@ -7,13 +7,15 @@
 //! which keeps one code path while letting each backend use its own SQL
 //! dialect underneath.
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
 use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sealing::Sealer;
 use crate::StoreError;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
@@ -117,6 +119,21 @@ pub type PooledConn = PooledConnection<Manager>;
 pub struct Store {
     pool: Pool<Manager>,
     backend: Backend,
+    /// Seals message bodies at rest; messaging needs it, accounts do not.
+    sealer: Option<Arc<Sealer>>,
+}
+
+/// One open transaction; every store function that takes a `Tx` runs
+/// inside it, so a batch of them commits or rolls back as one.
+pub struct Tx<'a> {
+    pub(crate) conn: &'a mut AnyConnection,
+    sealer: Option<&'a Sealer>,
+}
+
+impl Tx<'_> {
+    pub(crate) fn sealer(&self) -> Result<&Sealer, StoreError> {
+        self.sealer.ok_or_else(|| StoreError::Key("no message key configured".into()))
+    }
 }
 
 impl Store {
@@ -142,7 +159,44 @@ impl Store {
             .min_idle(Some(1))
             .connection_timeout(options.acquire_timeout)
             .build(manager)?;
-        Ok(Store { pool, backend })
+        Ok(Store { pool, backend, sealer: None })
+    }
+
+    /// The same store, sealing message bodies with `sealer`.
+    pub fn with_sealer(mut self, sealer: Sealer) -> Store {
+        self.sealer = Some(Arc::new(sealer));
+        self
+    }
+
+    pub(crate) fn sealer(&self) -> Result<&Sealer, StoreError> {
+        self.sealer.as_deref().ok_or_else(|| StoreError::Key("no message key configured".into()))
+    }
+
+    /// Runs `work` in one transaction: committed if it returns `Ok`, rolled
+    /// back if it returns `Err`. SQLite transactions start `IMMEDIATE`, so
+    /// concurrent writers queue on the lock instead of failing midway.
+    pub fn transaction<T, E: From<StoreError>>(
+        &self,
+        work: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.conn()?;
+        begin(&mut conn).map_err(StoreError::from)?;
+        let result = work(&mut Tx { conn: &mut conn, sealer: self.sealer.as_deref() });
+        match result {
+            Ok(value) => match commit(&mut conn) {
+                Ok(()) => Ok(value),
+                Err(e) => {
+                    let _ = rollback(&mut conn);
+                    Err(StoreError::from(e).into())
+                }
+            },
+            Err(e) => {
+                // The caller's error is the one worth reporting; a failed
+                // rollback leaves nothing committed either way.
+                let _ = rollback(&mut conn);
+                Err(e)
+            }
+        }
     }
 
     /// The backend this store talks to.
@@ -182,6 +236,21 @@ impl Store {
         }
         Ok(())
     }
+}
+
+fn begin(conn: &mut AnyConnection) -> diesel::QueryResult<()> {
+    match conn {
+        AnyConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
+        AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
+    }
+}
+
+fn commit(conn: &mut AnyConnection) -> diesel::QueryResult<()> {
+    on_backend!(conn, c => AnsiTransactionManager::commit_transaction(c))
+}
+
+fn rollback(conn: &mut AnyConnection) -> diesel::QueryResult<()> {
+    on_backend!(conn, c => AnsiTransactionManager::rollback_transaction(c))
 }
 
 fn parse_url(url: &str) -> Result<(Backend, String), StoreError> {

@@ -27,6 +27,12 @@ pub enum StoreError {
     /// A query failed.
     #[error("database error: {0}")]
     Database(#[from] diesel::result::Error),
+    /// The message key is missing, malformed, or does not open a value.
+    #[error("message key: {0}")]
+    Key(String),
+    /// A stored value is not what the schema promises.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
     /// Hashing a password failed (never expected in practice).
     #[error("password hashing failed: {0}")]
     Hashing(String),

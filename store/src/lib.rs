@@ -8,6 +8,14 @@
 //! - [`tokens`]: access tokens, random and stored only as a SHA-256 hash.
 //! - [`sessions`]: which MQTT client of which user is connected, since when,
 //!   on which node (the seed's UserSessions), kept true by the guard.
+//! - [`messages`]: messages, sealed at rest, deduplicated per sender.
+//! - [`inbox`]: each user's gap-free queue of events, per-device acks and
+//!   pruning. Its invariant is written at the top of the module.
+//! - [`dead_letters`]: refused client payloads, for operators.
+//! - [`sealing`]: the AEAD that keeps bodies encrypted at rest.
+//!
+//! Writes that must happen together go through [`Store::transaction`],
+//! which hands out a [`Tx`]; the messaging functions take one.
 //!
 //! ```no_run
 //! let store = store::Store::open("sqlite://data/bluetick.db", &store::StoreOptions::default())?;
@@ -25,13 +33,18 @@
 pub mod db;
 pub mod accounts;
 pub mod clock;
+pub mod dead_letters;
 mod error;
+pub mod inbox;
+pub mod messages;
 mod schema;
+pub mod sealing;
 pub mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tokens;
 
-pub use db::{Backend, Store, StoreOptions};
+pub use db::{Backend, Store, StoreOptions, Tx};
+pub use sealing::Sealer;
 pub use error::StoreError;
 pub use tokens::{IssuedToken, TokenOwner};

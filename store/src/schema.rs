@@ -6,6 +6,7 @@ diesel::table! {
         name -> Text,
         password_hash -> Text,
         created_at -> BigInt,
+        inbox_seq -> BigInt,
     }
 }
 
@@ -30,4 +31,53 @@ diesel::table! {
 }
 
 diesel::joinable!(tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, tokens, sessions);
+
+diesel::table! {
+    messages (id) {
+        id -> BigInt,
+        sender -> Text,
+        recipient -> Text,
+        client_id -> Text,
+        body -> Binary,
+        sent_at -> BigInt,
+        delivered_at -> Nullable<BigInt>,
+        read_at -> Nullable<BigInt>,
+        expires_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    inbox (user_name, seq) {
+        user_name -> Text,
+        seq -> BigInt,
+        kind -> Text,
+        message_id -> Nullable<BigInt>,
+        payload -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    devices (user_name, device) {
+        user_name -> Text,
+        device -> Text,
+        acked_seq -> BigInt,
+        acked_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    dead_letters (id) {
+        id -> BigInt,
+        user_name -> Text,
+        topic -> Text,
+        payload -> Binary,
+        code -> Text,
+        reason -> Text,
+        created_at -> BigInt,
+        replayed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(inbox -> messages (message_id));
+diesel::allow_tables_to_appear_in_same_query!(messages, inbox, devices, dead_letters, users, tokens, sessions);

@@ -1,0 +1,97 @@
+//! Messages: stored once, sealed, deduplicated on (sender, client id), and
+//! marked delivered and read only forward.
+
+use diesel::prelude::*;
+use std::collections::HashSet;
+
+use crate::db::Tx;
+use crate::schema::{messages, users};
+use crate::StoreError;
+
+/// What storing a message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// A new message with this server id.
+    New { id: i64 },
+    /// The sender already sent this client id: the message as first stored.
+    Duplicate { id: i64, recipient: String, body: String, sent_at: i64 },
+}
+
+impl Tx<'_> {
+    /// Which of `names` are registered users.
+    pub fn existing_users(&mut self, names: &[&str]) -> Result<HashSet<String>, StoreError> {
+        let found: Vec<String> = on_backend!(&mut *self.conn, c => users::table
+            .filter(users::name.eq_any(names))
+            .select(users::name)
+            .load(c))?;
+        Ok(found.into_iter().collect())
+    }
+
+    /// Stores a message unless `sender` already stored `client_id`.
+    pub fn store_message(
+        &mut self,
+        sender: &str,
+        recipient: &str,
+        client_id: &str,
+        body: &str,
+        sent_at: i64,
+    ) -> Result<Stored, StoreError> {
+        let sealed = self.sealer()?.seal(body.as_bytes());
+        let inserted: Option<i64> = on_backend!(&mut *self.conn, c => diesel::insert_into(messages::table)
+            .values((
+                messages::sender.eq(sender),
+                messages::recipient.eq(recipient),
+                messages::client_id.eq(client_id),
+                messages::body.eq(&sealed),
+                messages::sent_at.eq(sent_at),
+            ))
+            .on_conflict((messages::sender, messages::client_id))
+            .do_nothing()
+            .returning(messages::id)
+            .get_result(c)
+            .optional())?;
+        if let Some(id) = inserted {
+            return Ok(Stored::New { id });
+        }
+        let (id, recipient, body, sent_at): (i64, String, Vec<u8>, i64) = on_backend!(&mut *self.conn, c => messages::table
+            .filter(messages::sender.eq(sender))
+            .filter(messages::client_id.eq(client_id))
+            .select((messages::id, messages::recipient, messages::body, messages::sent_at))
+            .first(c))?;
+        let body = self.sealer()?.open_string(&body)?;
+        Ok(Stored::Duplicate { id, recipient, body, sent_at })
+    }
+
+    /// Marks these messages delivered at `at`, where not yet delivered.
+    pub fn mark_delivered(&mut self, ids: &[i64], at: i64) -> Result<usize, StoreError> {
+        Ok(on_backend!(&mut *self.conn, c => diesel::update(
+            messages::table.filter(messages::id.eq_any(ids)).filter(messages::delivered_at.is_null()),
+        )
+        .set(messages::delivered_at.eq(at))
+        .execute(c))?)
+    }
+
+    /// Marks every unread message from `sender` to `reader` with id ≤
+    /// `up_to` as read (and delivered, if it was not). Returns the highest
+    /// id that changed, if any did.
+    pub fn mark_read(&mut self, reader: &str, sender: &str, up_to: i64, at: i64) -> Result<Option<i64>, StoreError> {
+        let unread = messages::table
+            .filter(messages::sender.eq(sender))
+            .filter(messages::recipient.eq(reader))
+            .filter(messages::id.le(up_to))
+            .filter(messages::read_at.is_null());
+        let newest: Option<i64> = on_backend!(&mut *self.conn, c => unread
+            .select(diesel::dsl::max(messages::id))
+            .first(c))?;
+        if newest.is_none() {
+            return Ok(None);
+        }
+        on_backend!(&mut *self.conn, c => diesel::update(unread)
+            .set((
+                messages::read_at.eq(at),
+                messages::delivered_at.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(&format!("COALESCE(delivered_at, {at})"))),
+            ))
+            .execute(c))?;
+        Ok(newest)
+    }
+}
