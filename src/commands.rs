@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::Subcommand;
 use std::time::Duration;
-use store::{Store, StoreOptions};
+use store::{Sealer, Store, StoreOptions};
 
 use crate::config::Config;
 
@@ -26,7 +26,8 @@ pub enum UserCommand {
     },
 }
 
-/// Opens the configured store and brings its schema up to date.
+/// Opens the configured store with its message key and brings its schema
+/// up to date.
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     let url = config.database_url();
     let options = StoreOptions {
@@ -38,7 +39,11 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     for name in store.migrate().context("applying migrations")? {
         tracing::info!(migration = %name, "migration applied");
     }
-    Ok(store)
+    let sealer = match &config.messages.key {
+        Some(hex) => Sealer::from_hex(hex).context("messages.key")?,
+        None => Sealer::load_or_create(&config.key_file())?,
+    };
+    Ok(store.with_sealer(sealer))
 }
 
 fn redacted(config: &Config) -> String {

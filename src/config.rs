@@ -35,7 +35,33 @@ pub struct Config {
     pub http: HttpConfig,
     pub auth: AuthConfig,
     pub store: StoreConfig,
+    pub messages: MessagesConfig,
+    pub bridge: BridgeConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MessagesConfig {
+    /// Largest message body, in bytes.
+    pub max_body: usize,
+    /// The 32-byte key that seals bodies at rest, as 64 hex digits. Unset:
+    /// read from `key_file`, created there on first start.
+    pub key: Option<String>,
+    /// Where the key lives when `key` is unset (default `DATA_DIR/message.key`).
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Most requests committed in one transaction.
+    pub max_batch: usize,
+    /// Bytes per segment of the broker's log for each filter the bridge
+    /// subscribes to.
+    pub segment_size: usize,
+    /// Segments kept per bridge filter.
+    pub segment_count: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,6 +142,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             auth: AuthConfig::default(),
             store: StoreConfig::default(),
+            messages: MessagesConfig::default(),
+            bridge: BridgeConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -160,6 +188,26 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             max_connections: 16,
+        }
+    }
+}
+
+impl Default for MessagesConfig {
+    fn default() -> Self {
+        MessagesConfig {
+            max_body: protocol::messages::DEFAULT_MAX_BODY,
+            key: None,
+            key_file: None,
+        }
+    }
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            max_batch: 512,
+            segment_size: 4 * 1024 * 1024,
+            segment_count: 8,
         }
     }
 }
@@ -229,10 +277,16 @@ impl Config {
         }
     }
 
+    /// Where the message key file lives.
+    pub fn key_file(&self) -> PathBuf {
+        self.messages.key_file.clone().unwrap_or_else(|| self.data_dir.join("message.key"))
+    }
+
     /// The configuration as TOML, with secrets replaced by `***`.
     pub fn redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database_url = self.database_url.as_deref().map(redact_url_password);
+        shown.messages.key = self.messages.key.as_ref().map(|_| "***".to_owned());
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
@@ -311,10 +365,13 @@ mod tests {
             redact_url_password("postgres://bt@db/bt"),
             "postgres://bt@db/bt"
         );
-        let config = Config {
+        let mut config = Config {
             database_url: Some("postgres://bt:hunter2@db/bt".into()),
             ..Config::default()
         };
-        assert!(!config.redacted_toml().contains("hunter2"));
+        config.messages.key = Some("ab".repeat(32));
+        let shown = config.redacted_toml();
+        assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains(&"ab".repeat(32)));
     }
 }

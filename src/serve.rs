@@ -64,7 +64,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(count = stale, node = %config.node, "cleared sessions left by an unclean stop");
     }
 
-    let (broker, events) = broker::Broker::start(broker_config(&config), store.clone())
+    // The bridge's password lives only in this process: it is made fresh at
+    // every start and handed to the broker and the bridge directly.
+    let service_secret = random_secret();
+    let (broker, events) = broker::Broker::start(broker_config(&config, &service_secret), store.clone())
         .await
         .context("starting the MQTT broker")?;
     let recorder = tokio::spawn(broker::events::record_sessions(
@@ -72,6 +75,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config.node.clone(),
         events,
     ));
+    let bridge = bridge::Bridge::start(bridge_config(&config, broker.mqtt_addr, service_secret), store.clone())
+        .await
+        .context("starting the bridge")?;
+    let bridge = Arc::new(bridge);
 
     let http_listener = TcpListener::bind(config.http.addr)
         .await
@@ -82,6 +89,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         store: store.clone(),
         metrics,
         authenticator: broker.authenticator(),
+        bridge: bridge.clone(),
+        max_body: config.messages.max_body,
         token_ttl: Duration::from_secs(config.auth.token_ttl_days * 86_400),
         shutting_down: shutting_down.clone(),
     };
@@ -120,6 +129,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // The process is about to drop every MQTT connection; the session rows
     // go with them rather than waiting for the next start to clear them.
+    // Anything the bridge has not committed stays unacknowledged; clients
+    // resend it to the next server.
+    bridge.stop();
     recorder.abort();
     let closing = store.clone();
     let node = config.node.clone();
@@ -132,7 +144,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn broker_config(config: &Config) -> broker::BrokerConfig {
+fn bridge_config(config: &Config, broker: std::net::SocketAddr, secret: String) -> bridge::BridgeConfig {
+    let host = match broker.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        ip => ip.to_string(),
+    };
+    bridge::BridgeConfig {
+        host,
+        port: broker.port(),
+        username: broker::guard::SERVICE_USER.to_owned(),
+        password: secret,
+        client_id: format!("bluetick-bridge-{}", config.node),
+        max_body: config.messages.max_body,
+        max_batch: config.bridge.max_batch,
+        max_packet_size: config.mqtt.max_packet_size,
+    }
+}
+
+fn random_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn broker_config(config: &Config, service_secret: &str) -> broker::BrokerConfig {
     let mqtt = &config.mqtt;
     broker::BrokerConfig {
         mqtt_addr: mqtt.addr,
@@ -147,6 +183,10 @@ fn broker_config(config: &Config) -> broker::BrokerConfig {
         auth_cache_ttl: Duration::from_secs(config.auth.cache_ttl_secs),
         dev_open: config.dev_open,
         node: config.node.clone(),
+        service_secret: Some(service_secret.to_owned()),
+        service_filters: bridge::request::LEAVES.iter().map(|leaf| format!("u/+/{leaf}")).collect(),
+        service_segment_size: config.bridge.segment_size,
+        service_segment_count: config.bridge.segment_count,
     }
 }
 

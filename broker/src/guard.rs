@@ -38,6 +38,10 @@ use crate::auth::{AuthError, Authenticator};
 use crate::events::{ConnectionEvent, EventKind};
 use crate::metrics::{self as meter, Refusal};
 
+/// MQTT user name of the server's own clients (the bridge). `$` cannot
+/// appear in a user name, so no user can claim it.
+pub const SERVICE_USER: &str = "$bluetick";
+
 /// Filter that refused subscriptions are pointed at. No client may publish
 /// outside `u/{self}/…`, and the server never publishes here, so it never
 /// carries a message.
@@ -59,6 +63,8 @@ pub(crate) struct Shared {
     pub node: String,
     /// Where connected and disconnected events go.
     pub events: UnboundedSender<ConnectionEvent>,
+    /// The password of [`SERVICE_USER`]; `None` admits no service clients.
+    pub service_secret: Option<String>,
 }
 
 /// Who a connection is, once its CONNECT was admitted.
@@ -68,19 +74,23 @@ enum Identity {
     User { user: UserName, client_id: String },
     /// Any client, with `--dev-open`.
     Open { client_id: String },
+    /// The server's own client (the bridge): no ACL, no connection cap.
+    Service { client_id: String },
 }
 
 impl Identity {
     fn client_id(&self) -> &str {
         match self {
-            Identity::User { client_id, .. } | Identity::Open { client_id } => client_id,
+            Identity::User { client_id, .. } | Identity::Open { client_id } | Identity::Service { client_id } => {
+                client_id
+            }
         }
     }
 
     fn user_label(&self) -> &str {
         match self {
             Identity::User { user, .. } => user.as_str(),
-            Identity::Open { .. } => "",
+            Identity::Open { .. } | Identity::Service { .. } => "",
         }
     }
 }
@@ -123,6 +133,10 @@ impl Guard {
         login: Option<Login>,
     ) -> Result<Packet, Refusal> {
         let identity = self.identify(&connect, will.as_ref(), login.as_ref())?;
+        if matches!(identity, Identity::Service { .. }) {
+            self.identity = Some(identity);
+            return Ok(Packet::Connect(connect, None, will, None, login));
+        }
         if self.shared.admitted.fetch_add(1, Ordering::SeqCst) >= self.shared.max_connections {
             self.shared.admitted.fetch_sub(1, Ordering::SeqCst);
             return Err(Refusal::OverCapacity);
@@ -142,6 +156,15 @@ impl Guard {
         // must never reach it (DESIGN.md, "Lockup bug").
         if connect.client_id.contains(['/', '+', '#', '$']) {
             return Err(Refusal::BadClientId);
+        }
+        if let (Some(login), Some(secret)) = (login, &self.shared.service_secret) {
+            if login.username == SERVICE_USER {
+                return if constant_time_eq(login.password.as_bytes(), secret.as_bytes()) {
+                    Ok(Identity::Service { client_id: connect.client_id.clone() })
+                } else {
+                    Err(Refusal::BadCredentials)
+                };
+            }
         }
         if self.shared.dev_open {
             return Ok(Identity::Open {
@@ -214,9 +237,10 @@ impl Guard {
     }
 
     fn may_publish(&self, topic: &[u8]) -> bool {
-        match self.user() {
-            Some(user) => std::str::from_utf8(topic).is_ok_and(|t| topics::may_publish(user, t)),
-            None => self.shared.dev_open,
+        match &self.identity {
+            Some(Identity::User { user, .. }) => std::str::from_utf8(topic).is_ok_and(|t| topics::may_publish(user, t)),
+            Some(Identity::Open { .. } | Identity::Service { .. }) => true,
+            None => false,
         }
     }
 
@@ -243,6 +267,11 @@ impl Guard {
         // shutting down and there is nobody left to tell.
         let _ = self.shared.events.send(event);
     }
+}
+
+/// Compares secrets in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// Locks per-connection state. Only this connection's task touches it, so

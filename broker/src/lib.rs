@@ -27,7 +27,7 @@ pub mod guard;
 pub mod metrics;
 mod ws;
 
-use rumqttd::{ConnectionSettings, Router, RouterConfig, Server, ServerSettings};
+use rumqttd::{ConnectionSettings, Router, RouterConfig, SegmentConfig, Server, ServerSettings};
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -69,6 +69,16 @@ pub struct BrokerConfig {
     /// This server's name in `sessions.node`; unique among servers that
     /// share a database.
     pub node: String,
+    /// Password of the server's own MQTT clients ([`guard::SERVICE_USER`]).
+    pub service_secret: Option<String>,
+    /// Topic filters that get their own, larger in-memory log: the ones the
+    /// bridge subscribes to, so a busy bridge is not skipped past
+    /// (DESIGN.md, "rumqttd acks, then may drop").
+    pub service_filters: Vec<String>,
+    /// Bytes per segment for [`BrokerConfig::service_filters`].
+    pub service_segment_size: usize,
+    /// Segments kept for [`BrokerConfig::service_filters`].
+    pub service_segment_count: usize,
 }
 
 /// Why the broker could not start.
@@ -116,6 +126,7 @@ impl Broker {
             next_connection: AtomicU64::new(1),
             node: config.node.clone(),
             events: events_tx,
+            service_secret: config.service_secret.clone(),
         });
 
         let router = Router::new(0, router_config(&config));
@@ -214,7 +225,19 @@ fn router_config(config: &BrokerConfig) -> RouterConfig {
         max_outgoing_packet_count: config.max_inflight as u64,
         max_segment_size: config.segment_size,
         max_segment_count: config.segment_count,
-        custom_segment: None,
+        custom_segment: Some(
+            config
+                .service_filters
+                .iter()
+                .map(|filter| {
+                    let segment = SegmentConfig {
+                        max_segment_size: config.service_segment_size,
+                        max_segment_count: config.service_segment_count,
+                    };
+                    (filter.clone(), segment)
+                })
+                .collect(),
+        ),
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),
     }

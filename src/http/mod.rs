@@ -8,6 +8,7 @@ mod accounts;
 mod error;
 mod extract;
 mod health;
+mod messages;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
@@ -29,6 +30,10 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The broker's token cache, so logout takes effect on MQTT at once.
     pub authenticator: Arc<broker::Authenticator>,
+    /// The chat pipeline, for `POST /v1/messages`.
+    pub bridge: Arc<bridge::Bridge>,
+    /// Largest message body, in bytes.
+    pub max_body: usize,
     /// Lifetime of newly issued tokens.
     pub token_ttl: Duration,
     /// Set when shutdown begins; `/readyz` then answers 503.
@@ -44,6 +49,7 @@ pub fn router(state: AppState, max_json_body: usize) -> Router {
         .route("/v1/users", post(accounts::register))
         .route("/v1/tokens", post(accounts::login))
         .route("/v1/tokens/current", delete(accounts::logout))
+        .route("/v1/messages", post(messages::send))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(max_json_body))
         .with_state(state)

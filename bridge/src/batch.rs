@@ -1,0 +1,214 @@
+//! One batch of requests, committed to the store in one transaction.
+//!
+//! This is where chat semantics live: a send stores a message and yields a
+//! message event for the recipient and an ack for the sender; an inbox ack
+//! marks messages delivered and yields delivered receipts; a read marks
+//! messages read and yields a read receipt; a refused request yields an
+//! error event and a dead letter. Everything a batch writes commits
+//! together, so a crash leaves either all of it or none of it.
+
+use protocol::messages::{
+    AckEvent, ErrorEvent, Event, InboxEvent, MessageEvent, ReceiptEvent, ReceiptStatus, Rejection,
+};
+use protocol::ErrorCode;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use store::inbox::NewEvent;
+use store::messages::Stored;
+use store::{clock, Store, StoreError, Tx};
+
+use crate::request::Request;
+
+/// What a committed batch produced.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// Inbox events to publish, in commit order: (user, event).
+    pub events: Vec<(String, InboxEvent)>,
+    /// One outcome per request, in request order.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// What became of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A send is stored (now, or by an earlier identical send).
+    Stored(AckEvent),
+    /// The request was refused.
+    Refused(Rejection),
+    /// Anything else that was applied (or needs no answer).
+    Applied,
+}
+
+/// An event waiting for its seq until the batch's appends are grouped.
+struct Pending {
+    user: String,
+    /// `Some` to append to the inbox; `None` for an event published without
+    /// a new seq (a repeated ack).
+    append: Option<NewEvent>,
+    event: Event,
+    seq: Option<i64>,
+}
+
+/// Commits `requests` in one transaction and returns what to publish.
+pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreError> {
+    store.transaction(|tx| {
+        let now = clock::now_ms();
+        let mentioned: Vec<&str> = requests
+            .iter()
+            .filter_map(|r| match r {
+                Request::Send { send, .. } => Some(send.to.as_str()),
+                Request::Read { read, .. } => Some(read.peer.as_str()),
+                _ => None,
+            })
+            .collect();
+        let existing = if mentioned.is_empty() { HashSet::new() } else { tx.existing_users(&mentioned)? };
+
+        let mut pending = Vec::new();
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for request in requests {
+            let outcome = match request {
+                Request::Send { sender, send } if existing.contains(&send.to) => {
+                    let sender = sender.as_str();
+                    match tx.store_message(sender, &send.to, &send.id, &send.body, now)? {
+                        Stored::New { id } => {
+                            let message = MessageEvent {
+                                id,
+                                client_id: send.id.clone(),
+                                from: sender.to_owned(),
+                                to: send.to.clone(),
+                                body: send.body.clone(),
+                                sent_at: now,
+                            };
+                            let ack = AckEvent { id, client_id: send.id.clone(), to: send.to.clone(), body: send.body.clone(), sent_at: now };
+                            pending.push(Pending::append(&send.to, NewEvent::Message { message_id: id }, Event::Message(message)));
+                            pending.push(Pending::append(sender, NewEvent::Ack { message_id: id }, Event::Ack(ack.clone())));
+                            metrics::counter!("bluetick_messages_stored_total").increment(1);
+                            Outcome::Stored(ack)
+                        }
+                        Stored::Duplicate { id, recipient, body, sent_at } => {
+                            // A resend after a lost ack: nothing new is stored
+                            // or delivered; the sender gets its ack again,
+                            // under the original seq while that is unpruned.
+                            let ack = AckEvent { id, client_id: send.id.clone(), to: recipient, body, sent_at };
+                            let seq = tx.ack_seq(sender, id)?;
+                            pending.push(Pending { user: sender.to_owned(), append: None, event: Event::Ack(ack.clone()), seq });
+                            metrics::counter!("bluetick_messages_duplicate_total").increment(1);
+                            Outcome::Stored(ack)
+                        }
+                    }
+                }
+                Request::Send { sender, send } => {
+                    let rejection = Rejection {
+                        client_id: Some(send.id.clone()),
+                        code: ErrorCode::UnknownRecipient,
+                        message: format!("no user {:?}", send.to),
+                    };
+                    let payload = serde_json::to_vec(send).unwrap_or_default();
+                    let topic = protocol::topics::user_topic(sender, "send");
+                    refuse(tx, &mut pending, sender.as_str(), "send", &topic, &payload, rejection)?
+                }
+                Request::Ack { user, ack } => {
+                    apply_ack(tx, &mut pending, user.as_str(), &ack.device, ack.up_to, now)?;
+                    Outcome::Applied
+                }
+                Request::Read { reader, read } if existing.contains(&read.peer) => {
+                    if let Some(up_to) = tx.mark_read(reader.as_str(), &read.peer, read.up_to, now)? {
+                        let receipt = ReceiptEvent { status: ReceiptStatus::Read, peer: reader.to_string(), up_to, at: now };
+                        pending.push(Pending::append(&read.peer, other(Event::Receipt(receipt.clone())), Event::Receipt(receipt)));
+                    }
+                    Outcome::Applied
+                }
+                Request::Read { reader, read } => {
+                    let rejection = Rejection { client_id: None, code: ErrorCode::UnknownRecipient, message: format!("no user {:?}", read.peer) };
+                    let payload = serde_json::to_vec(read).unwrap_or_default();
+                    let topic = protocol::topics::user_topic(reader, "read");
+                    refuse(tx, &mut pending, reader.as_str(), "read", &topic, &payload, rejection)?
+                }
+                Request::Refused { user, leaf, topic, payload, rejection } => {
+                    refuse(tx, &mut pending, user.as_str(), leaf, topic, payload, rejection.clone())?
+                }
+                // Replays are read-only and run after the commit.
+                Request::Sync { .. } => Outcome::Applied,
+            };
+            outcomes.push(outcome);
+        }
+        let events = assign_seqs(tx, pending)?;
+        Ok(Committed { events, outcomes })
+    })
+}
+
+impl Pending {
+    fn append(user: &str, append: NewEvent, event: Event) -> Pending {
+        Pending { user: user.to_owned(), append: Some(append), event, seq: None }
+    }
+}
+
+fn other(event: Event) -> NewEvent {
+    NewEvent::Other(event)
+}
+
+/// An error event for the sender and a dead letter for operators.
+fn refuse(
+    tx: &mut Tx<'_>,
+    pending: &mut Vec<Pending>,
+    user: &str,
+    leaf: &str,
+    topic: &str,
+    payload: &[u8],
+    rejection: Rejection,
+) -> Result<Outcome, StoreError> {
+    tx.dead_letter(user, topic, payload, rejection.code.as_str(), &rejection.message)?;
+    let error = Event::Error(ErrorEvent {
+        client_id: rejection.client_id.clone(),
+        on: leaf.to_owned(),
+        code: rejection.code,
+        message: rejection.message.clone(),
+    });
+    pending.push(Pending::append(user, other(error.clone()), error));
+    metrics::counter!("bluetick_requests_refused_total", "code" => rejection.code.as_str()).increment(1);
+    Ok(Outcome::Refused(rejection))
+}
+
+/// A device stored its inbox up to `up_to`: messages in the newly acked
+/// range are delivered, their senders get one cumulative receipt each, and
+/// the inbox is pruned below every device's ack.
+fn apply_ack(tx: &mut Tx<'_>, pending: &mut Vec<Pending>, user: &str, device: &str, up_to: i64, now: i64) -> Result<(), StoreError> {
+    let Some((previous, acked)) = tx.advance_ack(user, device, up_to)? else { return Ok(()) };
+    let delivered = tx.undelivered_between(user, previous, acked)?;
+    if !delivered.is_empty() {
+        let ids: Vec<i64> = delivered.iter().map(|(id, _)| *id).collect();
+        tx.mark_delivered(&ids, now)?;
+        let mut newest_by_sender: BTreeMap<&str, i64> = BTreeMap::new();
+        for (id, sender) in &delivered {
+            let newest = newest_by_sender.entry(sender.as_str()).or_insert(*id);
+            *newest = (*newest).max(*id);
+        }
+        for (sender, up_to) in newest_by_sender {
+            let receipt = ReceiptEvent { status: ReceiptStatus::Delivered, peer: user.to_owned(), up_to, at: now };
+            pending.push(Pending::append(sender, other(Event::Receipt(receipt.clone())), Event::Receipt(receipt)));
+        }
+    }
+    tx.prune(user)?;
+    Ok(())
+}
+
+/// Appends each user's events in one statement and stamps their seqs,
+/// keeping the batch's order.
+fn assign_seqs(tx: &mut Tx<'_>, mut pending: Vec<Pending>) -> Result<Vec<(String, InboxEvent)>, StoreError> {
+    let mut by_user: HashMap<String, Vec<usize>> = HashMap::new();
+    for (index, p) in pending.iter().enumerate() {
+        if p.append.is_some() {
+            by_user.entry(p.user.clone()).or_default().push(index);
+        }
+    }
+    for (user, indexes) in by_user {
+        let appends: Vec<NewEvent> = indexes.iter().filter_map(|&i| pending[i].append.clone()).collect();
+        let seqs = tx.append(&user, &appends)?;
+        for (&index, seq) in indexes.iter().zip(seqs) {
+            pending[index].seq = Some(seq);
+        }
+    }
+    Ok(pending
+        .into_iter()
+        .map(|p| (p.user, InboxEvent { seq: p.seq, event: p.event }))
+        .collect())
+}

@@ -1,0 +1,286 @@
+//! The chat logic of bluetick: an ordinary MQTT client between the broker
+//! and the store.
+//!
+//! # How a message moves
+//! 1. A client publishes `{"id","to","body"}` to `u/alice/send` at QoS 1.
+//!    The bridge is subscribed to `u/+/send` (and `ack`, `read`, `sync`)
+//!    with manual acks, so the broker's delivery to the bridge stays
+//!    unacknowledged for now.
+//! 2. The worker takes that publish and whatever else is queued (up to
+//!    `max_batch`), decodes and validates each ([`request`]), and commits
+//!    the whole batch in one transaction ([`batch`]): new messages, their
+//!    message events for recipients, acks for senders, receipts, error
+//!    events and dead letters. A failed commit is retried; nothing is
+//!    acknowledged until it succeeds.
+//! 3. After the commit the bridge PUBACKs every publish of the batch, then
+//!    publishes each resulting inbox event to `u/{user}/inbox` at QoS 1,
+//!    and answers `sync` requests from the store.
+//!
+//! Because the store is the truth, every loss between broker and client is
+//! recovered by the client: it resends a `send` until its ack event
+//! arrives (duplicates are removed on (sender, client id)), and syncs its
+//! inbox from the last seq it holds.
+//!
+//! The bridge never talks to the broker except over MQTT, so it runs
+//! unchanged against the embedded broker or an external one.
+
+pub mod batch;
+pub mod request;
+
+use protocol::messages::{Event, InboxEvent, SyncedEvent, SYNC_BATCH};
+use protocol::{topics, UserName};
+use rumqttc::{AsyncClient, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
+use std::time::Duration;
+use store::Store;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use batch::{Committed, Outcome};
+pub use request::Request;
+
+/// How the bridge reaches the broker and how it batches.
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    pub host: String,
+    pub port: u16,
+    /// Credentials of the bridge's service identity.
+    pub username: String,
+    pub password: String,
+    /// MQTT client id; unique per bridge worker.
+    pub client_id: String,
+    /// Largest message body accepted, in bytes.
+    pub max_body: usize,
+    /// Most requests committed in one transaction.
+    pub max_batch: usize,
+    /// Largest MQTT packet, in bytes (must admit `max_body` plus JSON).
+    pub max_packet_size: usize,
+}
+
+/// Why the bridge could not start or serve a request.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("cannot connect to the broker: {0}")]
+    Connect(String),
+    #[error("the bridge has stopped")]
+    Stopped,
+}
+
+/// A request handed in without MQTT (HTTP sends, dead-letter replays).
+struct Submission {
+    request: Request,
+    reply: oneshot::Sender<Outcome>,
+}
+
+enum Input {
+    Mqtt(Publish),
+    Submitted(Submission),
+}
+
+/// A running bridge.
+pub struct Bridge {
+    submissions: mpsc::Sender<Input>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Bridge {
+    /// Connects, subscribes, and starts the worker. Returns once the
+    /// subscriptions are in place, so nothing published afterwards is missed.
+    pub async fn start(config: BridgeConfig, store: Store) -> Result<Bridge, BridgeError> {
+        let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
+        options
+            .set_credentials(&config.username, &config.password)
+            .set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_inflight(1000)
+            .set_max_packet_size(config.max_packet_size, config.max_packet_size);
+        let (client, eventloop) = AsyncClient::new(options, 10_000);
+        let (input_tx, input_rx) = mpsc::channel(10_000);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let driver = tokio::spawn(drive(client.clone(), eventloop, input_tx.clone(), ready_tx));
+        match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => {
+                driver.abort();
+                return Err(BridgeError::Connect(format!("no SUBACK from {}:{} within 10 s", config.host, config.port)));
+            }
+        }
+        let worker = tokio::spawn(work(client, store, input_rx, config));
+        Ok(Bridge { submissions: input_tx, tasks: vec![driver, worker] })
+    }
+
+    /// Runs a request through the same pipeline as an MQTT publish and
+    /// waits for its outcome.
+    pub async fn submit(&self, request: Request) -> Result<Outcome, BridgeError> {
+        let (reply, outcome) = oneshot::channel();
+        self.submissions
+            .send(Input::Submitted(Submission { request, reply }))
+            .await
+            .map_err(|_| BridgeError::Stopped)?;
+        outcome.await.map_err(|_| BridgeError::Stopped)
+    }
+
+    /// Stops the bridge's tasks. Requests not yet committed stay
+    /// unacknowledged, so clients resend them.
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn subscriptions() -> Vec<SubscribeFilter> {
+    request::LEAVES
+        .iter()
+        .map(|leaf| SubscribeFilter::new(format!("u/+/{leaf}"), QoS::AtLeastOnce))
+        .collect()
+}
+
+/// Polls the MQTT connection forever: forwards publishes to the worker and
+/// resubscribes after every reconnect.
+async fn drive(client: AsyncClient, mut eventloop: EventLoop, input: mpsc::Sender<Input>, ready: oneshot::Sender<()>) {
+    let mut ready = Some(ready);
+    loop {
+        match eventloop.poll().await {
+            Ok(rumqttc::Event::Incoming(Packet::Publish(publish))) => {
+                if input.send(Input::Mqtt(publish)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(rumqttc::Event::Incoming(Packet::ConnAck(_))) => {
+                tracing::info!("bridge connected to the broker");
+                if let Err(e) = client.try_subscribe_many(subscriptions()) {
+                    tracing::error!(error = %e, "bridge could not subscribe");
+                }
+            }
+            Ok(rumqttc::Event::Incoming(Packet::SubAck(_))) => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                metrics::counter!("bluetick_bridge_disconnects_total").increment(1);
+                tracing::warn!(error = %e, "bridge lost the broker; reconnecting");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
+/// The worker: batch, commit, acknowledge, publish.
+async fn work(client: AsyncClient, store: Store, mut input: mpsc::Receiver<Input>, config: BridgeConfig) {
+    while let Some(first) = input.recv().await {
+        let mut inputs = vec![first];
+        while inputs.len() < config.max_batch {
+            match input.try_recv() {
+                Ok(next) => inputs.push(next),
+                Err(_) => break,
+            }
+        }
+        let mut requests = Vec::with_capacity(inputs.len());
+        let mut acks = Vec::new();
+        let mut replies = Vec::new();
+        for input in inputs {
+            match input {
+                Input::Mqtt(publish) => {
+                    let topic = publish.topic.clone();
+                    match request::decode(&topic, &publish.payload, config.max_body) {
+                        Some(request) => {
+                            replies.push(None);
+                            requests.push(request);
+                        }
+                        None => tracing::warn!(%topic, "bridge got a publish it does not serve; dropped"),
+                    }
+                    acks.push(publish);
+                }
+                Input::Submitted(Submission { request, reply }) => {
+                    replies.push(Some(reply));
+                    requests.push(request);
+                }
+            }
+        }
+        let committed = commit_until_done(&store, requests.clone()).await;
+        for publish in &acks {
+            if let Err(e) = client.ack(publish).await {
+                tracing::warn!(error = %e, "bridge could not queue a PUBACK");
+            }
+        }
+        for (user, event) in &committed.events {
+            publish_event(&client, user, event).await;
+        }
+        for (reply, outcome) in replies.into_iter().zip(committed.outcomes) {
+            if let Some(reply) = reply {
+                // The HTTP caller may have given up; the outcome stands.
+                let _ = reply.send(outcome);
+            }
+        }
+        for request in &requests {
+            if let Request::Sync { user, after } = request {
+                replay(&client, &store, user, *after).await;
+            }
+        }
+    }
+}
+
+/// Commits a batch, retrying while the store is unavailable: the batch's
+/// publishes stay unacknowledged meanwhile, and nothing is dropped.
+async fn commit_until_done(store: &Store, requests: Vec<Request>) -> Committed {
+    let mut backoff = Duration::from_millis(50);
+    let size = requests.len();
+    loop {
+        let store = store.clone();
+        let batch = requests.clone();
+        let started = std::time::Instant::now();
+        match tokio::task::spawn_blocking(move || batch::commit(&store, &batch)).await {
+            Ok(Ok(committed)) => {
+                metrics::histogram!("bluetick_bridge_commit_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("bluetick_bridge_batch_size").record(size as f64);
+                return committed;
+            }
+            Ok(Err(e)) => {
+                metrics::counter!("bluetick_bridge_commit_failures_total").increment(1);
+                tracing::error!(error = %e, batch = size, retry_in = ?backoff, "batch commit failed; retrying");
+            }
+            Err(e) => tracing::error!(error = %e, "batch commit task failed; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn publish_event(client: &AsyncClient, user: &str, event: &InboxEvent) {
+    let topic = format!("{}{user}/inbox", topics::USER_PREFIX);
+    match serde_json::to_vec(event) {
+        Ok(payload) => {
+            if let Err(e) = client.publish(topic, QoS::AtLeastOnce, false, payload).await {
+                tracing::warn!(error = %e, "bridge could not queue an inbox publish; the client will sync");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "inbox event does not serialize"),
+    }
+}
+
+/// Answers `sync {after}`: up to [`SYNC_BATCH`] events, then a `synced`
+/// marker saying whether more remain.
+async fn replay(client: &AsyncClient, store: &Store, user: &UserName, after: i64) {
+    let (reader, name) = (store.clone(), user.to_string());
+    let events = match tokio::task::spawn_blocking(move || reader.inbox_after(&name, after, SYNC_BATCH)).await {
+        Ok(Ok(events)) => events,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, user = %user, "sync failed; the client will ask again");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sync task failed");
+            return;
+        }
+    };
+    let through = events.last().and_then(|e| e.seq).unwrap_or(after);
+    let more = events.len() == SYNC_BATCH;
+    for event in &events {
+        publish_event(client, user.as_str(), event).await;
+    }
+    let marker = InboxEvent { seq: None, event: Event::Synced(SyncedEvent { through, more }) };
+    publish_event(client, user.as_str(), &marker).await;
+}

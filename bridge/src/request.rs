@@ -1,0 +1,60 @@
+//! Decoding what a client published into a [`Request`].
+
+use protocol::messages::{parse_request, AckRequest, ReadRequest, Rejection, SendRequest, SyncRequest};
+use protocol::{ErrorCode, UserName};
+
+/// One client request, decoded and validated as far as possible without
+/// the store.
+#[derive(Debug, Clone)]
+pub enum Request {
+    Send { sender: UserName, send: SendRequest },
+    Ack { user: UserName, ack: AckRequest },
+    Read { reader: UserName, read: ReadRequest },
+    Sync { user: UserName, after: i64 },
+    /// Refused: the sender gets an error event, operators a dead letter.
+    Refused { user: UserName, leaf: String, topic: String, payload: Vec<u8>, rejection: Rejection },
+}
+
+/// Topic leaves the bridge subscribes to, as `u/+/{leaf}`.
+pub const LEAVES: [&str; 4] = ["send", "ack", "read", "sync"];
+
+/// Decodes a publish on `u/{user}/{leaf}`. `None` for a topic the bridge
+/// does not serve (the broker's ACL makes that impossible for clients).
+pub fn decode(topic: &str, payload: &[u8], max_body: usize) -> Option<Request> {
+    let mut parts = topic.split('/');
+    let (Some("u"), Some(user), Some(leaf), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    let user = UserName::parse(user).ok()?;
+    let refuse = |rejection: Rejection| Request::Refused {
+        user: user.clone(),
+        leaf: leaf.to_owned(),
+        topic: topic.to_owned(),
+        payload: payload.to_vec(),
+        rejection,
+    };
+    Some(match leaf {
+        "send" => match SendRequest::parse(payload, max_body) {
+            Ok(send) => Request::Send { sender: user.clone(), send },
+            Err(rejection) => refuse(rejection),
+        },
+        "ack" => match parse_request::<AckRequest>(payload) {
+            Ok(ack) => Request::Ack { user: user.clone(), ack },
+            Err(rejection) => refuse(rejection),
+        },
+        "read" => match parse_request::<ReadRequest>(payload) {
+            Ok(read) if UserName::parse(&read.peer).is_ok() => Request::Read { reader: user.clone(), read },
+            Ok(read) => refuse(Rejection {
+                client_id: None,
+                code: ErrorCode::UnknownRecipient,
+                message: format!("no user {:?}", read.peer),
+            }),
+            Err(rejection) => refuse(rejection),
+        },
+        "sync" => match parse_request::<SyncRequest>(payload) {
+            Ok(sync) => Request::Sync { user: user.clone(), after: sync.after.max(0) },
+            Err(rejection) => refuse(rejection),
+        },
+        _ => return None,
+    })
+}

@@ -1,0 +1,40 @@
+//! `POST /v1/messages`: sending for bots and integrations, through the same
+//! pipeline as MQTT.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use bridge::{Outcome, Request};
+use protocol::messages::{AckEvent, SendRequest};
+use protocol::ErrorCode;
+
+use super::error::ApiError;
+use super::extract::Caller;
+use super::AppState;
+
+/// Body: the MQTT `send` payload `{"id","to","body"}`. 201 with the ack
+/// (`{"id","client_id","to","body","sent_at"}`) once stored; repeating the
+/// same `id` returns the same ack and stores nothing new. Refusals use the
+/// same codes as the MQTT error event.
+pub async fn send(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<AckEvent>), ApiError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(ErrorCode::TooLarge, "request body is too large"),
+        _ => ApiError::new(ErrorCode::BadRequest, e.body_text()),
+    })?;
+    let request = match SendRequest::parse(&body, state.max_body) {
+        Ok(send) => Request::Send { sender: caller.user, send },
+        Err(rejection) => return Err(ApiError::new(rejection.code, rejection.message)),
+    };
+    match state.bridge.submit(request).await {
+        Ok(Outcome::Stored(ack)) => Ok((StatusCode::CREATED, Json(ack))),
+        Ok(Outcome::Refused(rejection)) => Err(ApiError::new(rejection.code, rejection.message)),
+        Ok(Outcome::Applied) => Err(ApiError::new(ErrorCode::Internal, "unexpected outcome")),
+        Err(e) => Err(ApiError::new(ErrorCode::Unavailable, e.to_string())),
+    }
+}
