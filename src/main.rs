@@ -70,6 +70,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(commands::UserCommand),
+    /// Inspect and replay refused client payloads (dead letters).
+    #[command(subcommand)]
+    Dlq(commands::DlqCommand),
 }
 
 impl Overrides {
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::User(command) => commands::user(&config, command),
+        Command::Dlq(command) => commands::dlq(&config, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

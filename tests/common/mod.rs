@@ -216,16 +216,25 @@ impl Server {
         self.child.try_wait().expect("wait").is_none()
     }
 
-    /// Opens the server's database directly, as an operator would.
+    /// Opens the server's database directly, as an operator would, with
+    /// the server's message key.
     pub fn store(&self) -> store::Store {
-        store::Store::open(
-            &self.database.url,
-            &store::StoreOptions {
-                max_connections: 2,
-                ..Default::default()
-            },
-        )
-        .expect("open the server's database")
+        let options = store::StoreOptions { max_connections: 2, ..Default::default() };
+        let store = store::Store::open(&self.database.url, &options).expect("open the server's database");
+        let key = store::Sealer::load_or_create(&self.data_dir.path().join("message.key")).expect("message key");
+        store.with_sealer(key)
+    }
+
+    /// `bluetick ARGS --database-url URL --data-dir DIR` against this
+    /// server's database and key, as an operator would run it.
+    pub fn operator(&self, args: &[&str]) -> std::process::Output {
+        bluetick()
+            .args(args)
+            .args(["--database-url", &self.database.url])
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .output()
+            .expect("run bluetick")
     }
 }
 

@@ -57,6 +57,8 @@ pub fn options(
     let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
     options.set_keep_alive(Duration::from_secs(30));
     options.set_clean_session(true);
+    // rumqttc's default (10 KiB) is below the server's body limit.
+    options.set_max_packet_size(1 << 20, 1 << 20);
     if let Some((user, password)) = credentials {
         options.set_credentials(user, password);
     }
