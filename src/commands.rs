@@ -106,25 +106,46 @@ pub fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
                 eprintln!("no dead letters");
             }
             for letter in letters {
-                let replayed = letter.replayed_at.map(|t| format!(" replayed_at={t}")).unwrap_or_default();
+                let replayed = letter
+                    .replayed_at
+                    .map(|t| format!(" replayed_at={t}"))
+                    .unwrap_or_default();
                 let payload = String::from_utf8_lossy(&letter.payload);
                 let preview: String = payload.chars().take(120).collect();
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}{replayed}\t{preview}",
-                    letter.id, letter.created_at, letter.user, letter.topic, letter.code, letter.reason
+                    letter.id,
+                    letter.created_at,
+                    letter.user,
+                    letter.topic,
+                    letter.code,
+                    letter.reason
                 );
             }
         }
         DlqCommand::Replay { id } => {
-            let letter = store.dead_letter(id)?.with_context(|| format!("no dead letter {id}"))?;
-            let request = bridge::request::decode(&letter.topic, &letter.payload, config.messages.max_body)
-                .with_context(|| format!("dead letter {id} is on {}, which the bridge does not serve", letter.topic))?;
+            let letter = store
+                .dead_letter(id)?
+                .with_context(|| format!("no dead letter {id}"))?;
+            let request =
+                bridge::request::decode(&letter.topic, &letter.payload, config.messages.max_body)
+                    .with_context(|| {
+                    format!(
+                        "dead letter {id} is on {}, which the bridge does not serve",
+                        letter.topic
+                    )
+                })?;
             let committed = bridge::batch::commit(&store, &[request])?;
             store.transaction(|tx| tx.mark_replayed(id))?;
             match committed.outcomes.first() {
-                Some(bridge::Outcome::Stored(ack)) => println!("dead letter {id}: stored as message {}", ack.id),
+                Some(bridge::Outcome::Stored(ack)) => {
+                    println!("dead letter {id}: stored as message {}", ack.id)
+                }
                 Some(bridge::Outcome::Refused(rejection)) => {
-                    println!("dead letter {id}: refused again ({}: {})", rejection.code, rejection.message)
+                    println!(
+                        "dead letter {id}: refused again ({}: {})",
+                        rejection.code, rejection.message
+                    )
                 }
                 _ => println!("dead letter {id}: applied"),
             }

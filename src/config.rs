@@ -279,7 +279,10 @@ impl Config {
 
     /// Where the message key file lives.
     pub fn key_file(&self) -> PathBuf {
-        self.messages.key_file.clone().unwrap_or_else(|| self.data_dir.join("message.key"))
+        self.messages
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("message.key"))
     }
 
     /// The configuration as TOML, with secrets replaced by `***`.

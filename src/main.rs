@@ -5,11 +5,14 @@
 //! - `serve`: wires store, broker and HTTP into a running server and shuts
 //!   it down cleanly.
 //! - `http`: the HTTP API (accounts, health, metrics).
-//! - `commands`: the operator subcommands (`migrate`, `config`, `user`).
+//! - `commands`: the operator subcommands (`migrate`, `config`, `user`,
+//!   `dlq`).
+//! - `chat`: the terminal chat client, on the `client` SDK.
 //!
 //! Logic that could live in a library crate does: this crate parses
 //! arguments, wires, and prints.
 
+mod chat;
 mod commands;
 mod config;
 mod http;
@@ -70,6 +73,8 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(commands::UserCommand),
+    /// Chat from the terminal (interactive, `send` or `listen`).
+    Chat(chat::ChatArgs),
     /// Inspect and replay refused client payloads (dead letters).
     #[command(subcommand)]
     Dlq(commands::DlqCommand),
@@ -118,6 +123,7 @@ fn main() -> ExitCode {
         }
         Command::User(command) => commands::user(&config, command),
         Command::Dlq(command) => commands::dlq(&config, command),
+        Command::Chat(args) => chat::run(&config, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -67,17 +67,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // The bridge's password lives only in this process: it is made fresh at
     // every start and handed to the broker and the bridge directly.
     let service_secret = random_secret();
-    let (broker, events) = broker::Broker::start(broker_config(&config, &service_secret), store.clone())
-        .await
-        .context("starting the MQTT broker")?;
+    let (broker, events) =
+        broker::Broker::start(broker_config(&config, &service_secret), store.clone())
+            .await
+            .context("starting the MQTT broker")?;
     let recorder = tokio::spawn(broker::events::record_sessions(
         store.clone(),
         config.node.clone(),
         events,
     ));
-    let bridge = bridge::Bridge::start(bridge_config(&config, broker.mqtt_addr, service_secret), store.clone())
-        .await
-        .context("starting the bridge")?;
+    let bridge = bridge::Bridge::start(
+        bridge_config(&config, broker.mqtt_addr, service_secret),
+        store.clone(),
+    )
+    .await
+    .context("starting the bridge")?;
     let bridge = Arc::new(bridge);
 
     let http_listener = TcpListener::bind(config.http.addr)
@@ -144,7 +148,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bridge_config(config: &Config, broker: std::net::SocketAddr, secret: String) -> bridge::BridgeConfig {
+fn bridge_config(
+    config: &Config,
+    broker: std::net::SocketAddr,
+    secret: String,
+) -> bridge::BridgeConfig {
     let host = match broker.ip() {
         ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
         ip => ip.to_string(),
@@ -184,7 +192,10 @@ fn broker_config(config: &Config, service_secret: &str) -> broker::BrokerConfig 
         dev_open: config.dev_open,
         node: config.node.clone(),
         service_secret: Some(service_secret.to_owned()),
-        service_filters: bridge::request::LEAVES.iter().map(|leaf| format!("u/+/{leaf}")).collect(),
+        service_filters: bridge::request::LEAVES
+            .iter()
+            .map(|leaf| format!("u/+/{leaf}"))
+            .collect(),
         service_segment_size: config.bridge.segment_size,
         service_segment_count: config.bridge.segment_count,
     }

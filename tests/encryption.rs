@@ -15,16 +15,39 @@ const SECRET_IN_DEAD_LETTER: &str = "zebra-crossing-9911";
 async fn send_secrets(server: &Server) {
     let alice_token = server.register("alice");
     let bob_token = server.register("bob");
-    let mut alice = mqtt::connect(server.mqtt, "alice", Some(("alice", &alice_token))).await.expect_connected();
-    let mut bob = mqtt::connect(server.mqtt, "bob", Some(("bob", &bob_token))).await.expect_connected();
+    let mut alice = mqtt::connect(server.mqtt, "alice", Some(("alice", &alice_token)))
+        .await
+        .expect_connected();
+    let mut bob = mqtt::connect(server.mqtt, "bob", Some(("bob", &bob_token)))
+        .await
+        .expect_connected();
     alice.subscribe_ok("u/alice/inbox").await;
     bob.subscribe_ok("u/bob/inbox").await;
-    alice.publish("u/alice/send", format!(r#"{{"id":"s-1","to":"bob","body":"{SECRET_BODY}"}}"#)).await;
-    alice.publish("u/alice/send", format!(r#"{{"id":"s-2","to":"nobody","body":"{SECRET_IN_DEAD_LETTER}"}}"#)).await;
-    let delivered = bob.next_message(TIMEOUT).await.expect("Bob gets the message");
-    assert!(String::from_utf8_lossy(&delivered.payload).contains(SECRET_BODY), "the recipient reads plaintext");
+    alice
+        .publish(
+            "u/alice/send",
+            format!(r#"{{"id":"s-1","to":"bob","body":"{SECRET_BODY}"}}"#),
+        )
+        .await;
+    alice
+        .publish(
+            "u/alice/send",
+            format!(r#"{{"id":"s-2","to":"nobody","body":"{SECRET_IN_DEAD_LETTER}"}}"#),
+        )
+        .await;
+    let delivered = bob
+        .next_message(TIMEOUT)
+        .await
+        .expect("Bob gets the message");
+    assert!(
+        String::from_utf8_lossy(&delivered.payload).contains(SECRET_BODY),
+        "the recipient reads plaintext"
+    );
     for _ in 0..2 {
-        alice.next_message(TIMEOUT).await.expect("Alice's ack and error");
+        alice
+            .next_message(TIMEOUT)
+            .await
+            .expect("Alice's ack and error");
     }
     // The plaintext is readable through the store with the key...
     let inbox = server.store().inbox_after("bob", 0, 10).unwrap();
@@ -32,8 +55,18 @@ async fn send_secrets(server: &Server) {
 }
 
 fn assert_absent(haystack: &[u8], what: &str) {
-    for needle in [SECRET_BODY, SECRET_IN_DEAD_LETTER, "xylophone", "zebra-crossing"] {
-        assert!(!haystack.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle:?} found in {what}");
+    for needle in [
+        SECRET_BODY,
+        SECRET_IN_DEAD_LETTER,
+        "xylophone",
+        "zebra-crossing",
+    ] {
+        assert!(
+            !haystack
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes()),
+            "{needle:?} found in {what}"
+        );
     }
 }
 
@@ -41,12 +74,19 @@ fn assert_absent(haystack: &[u8], what: &str) {
 async fn no_plaintext_body_in_the_sqlite_files() {
     let mut server = Server::start(Backend::Sqlite);
     send_secrets(&server).await;
-    let db_dir = server.database.url.trim_start_matches("sqlite://").to_owned();
+    let db_dir = server
+        .database
+        .url
+        .trim_start_matches("sqlite://")
+        .to_owned();
     let db_dir = std::path::Path::new(&db_dir).parent().unwrap().to_owned();
     let scan = |when: &str| {
         for entry in std::fs::read_dir(&db_dir).unwrap() {
             let path = entry.unwrap().path();
-            assert_absent(&std::fs::read(&path).unwrap(), &format!("{} ({when})", path.display()));
+            assert_absent(
+                &std::fs::read(&path).unwrap(),
+                &format!("{} ({when})", path.display()),
+            );
         }
     };
     scan("while running, WAL included");
@@ -66,7 +106,14 @@ async fn no_plaintext_body_in_the_postgres_database() {
         .args(["--data-only", "--inserts", &server.database.url])
         .output()
         .expect("pg_dump");
-    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
-    assert!(String::from_utf8_lossy(&dump.stdout).contains("INSERT INTO public.messages"), "the dump has the messages");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&dump.stdout).contains("INSERT INTO public.messages"),
+        "the dump has the messages"
+    );
     assert_absent(&dump.stdout, "the PostgreSQL rows");
 }

@@ -60,7 +60,11 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                 _ => None,
             })
             .collect();
-        let existing = if mentioned.is_empty() { HashSet::new() } else { tx.existing_users(&mentioned)? };
+        let existing = if mentioned.is_empty() {
+            HashSet::new()
+        } else {
+            tx.existing_users(&mentioned)?
+        };
 
         let mut pending = Vec::new();
         let mut outcomes = Vec::with_capacity(requests.len());
@@ -78,19 +82,49 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                                 body: send.body.clone(),
                                 sent_at: now,
                             };
-                            let ack = AckEvent { id, client_id: send.id.clone(), to: send.to.clone(), body: send.body.clone(), sent_at: now };
-                            pending.push(Pending::append(&send.to, NewEvent::Message { message_id: id }, Event::Message(message)));
-                            pending.push(Pending::append(sender, NewEvent::Ack { message_id: id }, Event::Ack(ack.clone())));
+                            let ack = AckEvent {
+                                id,
+                                client_id: send.id.clone(),
+                                to: send.to.clone(),
+                                body: send.body.clone(),
+                                sent_at: now,
+                            };
+                            pending.push(Pending::append(
+                                &send.to,
+                                NewEvent::Message { message_id: id },
+                                Event::Message(message),
+                            ));
+                            pending.push(Pending::append(
+                                sender,
+                                NewEvent::Ack { message_id: id },
+                                Event::Ack(ack.clone()),
+                            ));
                             metrics::counter!("bluetick_messages_stored_total").increment(1);
                             Outcome::Stored(ack)
                         }
-                        Stored::Duplicate { id, recipient, body, sent_at } => {
+                        Stored::Duplicate {
+                            id,
+                            recipient,
+                            body,
+                            sent_at,
+                        } => {
                             // A resend after a lost ack: nothing new is stored
                             // or delivered; the sender gets its ack again,
                             // under the original seq while that is unpruned.
-                            let ack = AckEvent { id, client_id: send.id.clone(), to: recipient, body, sent_at };
+                            let ack = AckEvent {
+                                id,
+                                client_id: send.id.clone(),
+                                to: recipient,
+                                body,
+                                sent_at,
+                            };
                             let seq = tx.ack_seq(sender, id)?;
-                            pending.push(Pending { user: sender.to_owned(), append: None, event: Event::Ack(ack.clone()), seq });
+                            pending.push(Pending {
+                                user: sender.to_owned(),
+                                append: None,
+                                event: Event::Ack(ack.clone()),
+                                seq,
+                            });
                             metrics::counter!("bluetick_messages_duplicate_total").increment(1);
                             Outcome::Stored(ack)
                         }
@@ -104,28 +138,71 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                     };
                     let payload = serde_json::to_vec(send).unwrap_or_default();
                     let topic = protocol::topics::user_topic(sender, "send");
-                    refuse(tx, &mut pending, sender.as_str(), "send", &topic, &payload, rejection)?
+                    refuse(
+                        tx,
+                        &mut pending,
+                        sender.as_str(),
+                        "send",
+                        &topic,
+                        &payload,
+                        rejection,
+                    )?
                 }
                 Request::Ack { user, ack } => {
                     apply_ack(tx, &mut pending, user.as_str(), &ack.device, ack.up_to, now)?;
                     Outcome::Applied
                 }
                 Request::Read { reader, read } if existing.contains(&read.peer) => {
-                    if let Some(up_to) = tx.mark_read(reader.as_str(), &read.peer, read.up_to, now)? {
-                        let receipt = ReceiptEvent { status: ReceiptStatus::Read, peer: reader.to_string(), up_to, at: now };
-                        pending.push(Pending::append(&read.peer, other(Event::Receipt(receipt.clone())), Event::Receipt(receipt)));
+                    if let Some(up_to) =
+                        tx.mark_read(reader.as_str(), &read.peer, read.up_to, now)?
+                    {
+                        let receipt = ReceiptEvent {
+                            status: ReceiptStatus::Read,
+                            peer: reader.to_string(),
+                            up_to,
+                            at: now,
+                        };
+                        pending.push(Pending::append(
+                            &read.peer,
+                            other(Event::Receipt(receipt.clone())),
+                            Event::Receipt(receipt),
+                        ));
                     }
                     Outcome::Applied
                 }
                 Request::Read { reader, read } => {
-                    let rejection = Rejection { client_id: None, code: ErrorCode::UnknownRecipient, message: format!("no user {:?}", read.peer) };
+                    let rejection = Rejection {
+                        client_id: None,
+                        code: ErrorCode::UnknownRecipient,
+                        message: format!("no user {:?}", read.peer),
+                    };
                     let payload = serde_json::to_vec(read).unwrap_or_default();
                     let topic = protocol::topics::user_topic(reader, "read");
-                    refuse(tx, &mut pending, reader.as_str(), "read", &topic, &payload, rejection)?
+                    refuse(
+                        tx,
+                        &mut pending,
+                        reader.as_str(),
+                        "read",
+                        &topic,
+                        &payload,
+                        rejection,
+                    )?
                 }
-                Request::Refused { user, leaf, topic, payload, rejection } => {
-                    refuse(tx, &mut pending, user.as_str(), leaf, topic, payload, rejection.clone())?
-                }
+                Request::Refused {
+                    user,
+                    leaf,
+                    topic,
+                    payload,
+                    rejection,
+                } => refuse(
+                    tx,
+                    &mut pending,
+                    user.as_str(),
+                    leaf,
+                    topic,
+                    payload,
+                    rejection.clone(),
+                )?,
                 // Replays are read-only and run after the commit.
                 Request::Sync { .. } => Outcome::Applied,
             };
@@ -138,7 +215,12 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
 
 impl Pending {
     fn append(user: &str, append: NewEvent, event: Event) -> Pending {
-        Pending { user: user.to_owned(), append: Some(append), event, seq: None }
+        Pending {
+            user: user.to_owned(),
+            append: Some(append),
+            event,
+            seq: None,
+        }
     }
 }
 
@@ -156,7 +238,13 @@ fn refuse(
     payload: &[u8],
     rejection: Rejection,
 ) -> Result<Outcome, StoreError> {
-    tx.dead_letter(user, topic, payload, rejection.code.as_str(), &rejection.message)?;
+    tx.dead_letter(
+        user,
+        topic,
+        payload,
+        rejection.code.as_str(),
+        &rejection.message,
+    )?;
     let error = Event::Error(ErrorEvent {
         client_id: rejection.client_id.clone(),
         on: leaf.to_owned(),
@@ -164,15 +252,25 @@ fn refuse(
         message: rejection.message.clone(),
     });
     pending.push(Pending::append(user, other(error.clone()), error));
-    metrics::counter!("bluetick_requests_refused_total", "code" => rejection.code.as_str()).increment(1);
+    metrics::counter!("bluetick_requests_refused_total", "code" => rejection.code.as_str())
+        .increment(1);
     Ok(Outcome::Refused(rejection))
 }
 
 /// A device stored its inbox up to `up_to`: messages in the newly acked
 /// range are delivered, their senders get one cumulative receipt each, and
 /// the inbox is pruned below every device's ack.
-fn apply_ack(tx: &mut Tx<'_>, pending: &mut Vec<Pending>, user: &str, device: &str, up_to: i64, now: i64) -> Result<(), StoreError> {
-    let Some((previous, acked)) = tx.advance_ack(user, device, up_to)? else { return Ok(()) };
+fn apply_ack(
+    tx: &mut Tx<'_>,
+    pending: &mut Vec<Pending>,
+    user: &str,
+    device: &str,
+    up_to: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    let Some((previous, acked)) = tx.advance_ack(user, device, up_to)? else {
+        return Ok(());
+    };
     let delivered = tx.undelivered_between(user, previous, acked)?;
     if !delivered.is_empty() {
         let ids: Vec<i64> = delivered.iter().map(|(id, _)| *id).collect();
@@ -183,8 +281,17 @@ fn apply_ack(tx: &mut Tx<'_>, pending: &mut Vec<Pending>, user: &str, device: &s
             *newest = (*newest).max(*id);
         }
         for (sender, up_to) in newest_by_sender {
-            let receipt = ReceiptEvent { status: ReceiptStatus::Delivered, peer: user.to_owned(), up_to, at: now };
-            pending.push(Pending::append(sender, other(Event::Receipt(receipt.clone())), Event::Receipt(receipt)));
+            let receipt = ReceiptEvent {
+                status: ReceiptStatus::Delivered,
+                peer: user.to_owned(),
+                up_to,
+                at: now,
+            };
+            pending.push(Pending::append(
+                sender,
+                other(Event::Receipt(receipt.clone())),
+                Event::Receipt(receipt),
+            ));
         }
     }
     tx.prune(user)?;
@@ -193,7 +300,10 @@ fn apply_ack(tx: &mut Tx<'_>, pending: &mut Vec<Pending>, user: &str, device: &s
 
 /// Appends each user's events in one statement and stamps their seqs,
 /// keeping the batch's order.
-fn assign_seqs(tx: &mut Tx<'_>, mut pending: Vec<Pending>) -> Result<Vec<(String, InboxEvent)>, StoreError> {
+fn assign_seqs(
+    tx: &mut Tx<'_>,
+    mut pending: Vec<Pending>,
+) -> Result<Vec<(String, InboxEvent)>, StoreError> {
     let mut by_user: HashMap<String, Vec<usize>> = HashMap::new();
     for (index, p) in pending.iter().enumerate() {
         if p.append.is_some() {
@@ -201,7 +311,10 @@ fn assign_seqs(tx: &mut Tx<'_>, mut pending: Vec<Pending>) -> Result<Vec<(String
         }
     }
     for (user, indexes) in by_user {
-        let appends: Vec<NewEvent> = indexes.iter().filter_map(|&i| pending[i].append.clone()).collect();
+        let appends: Vec<NewEvent> = indexes
+            .iter()
+            .filter_map(|&i| pending[i].append.clone())
+            .collect();
         let seqs = tx.append(&user, &appends)?;
         for (&index, seq) in indexes.iter().zip(seqs) {
             pending[index].seq = Some(seq);
@@ -209,6 +322,14 @@ fn assign_seqs(tx: &mut Tx<'_>, mut pending: Vec<Pending>) -> Result<Vec<(String
     }
     Ok(pending
         .into_iter()
-        .map(|p| (p.user, InboxEvent { seq: p.seq, event: p.event }))
+        .map(|p| {
+            (
+                p.user,
+                InboxEvent {
+                    seq: p.seq,
+                    event: p.event,
+                },
+            )
+        })
         .collect())
 }

@@ -27,7 +27,7 @@
 pub mod batch;
 pub mod request;
 
-use protocol::messages::{Event, InboxEvent, SyncedEvent, SYNC_BATCH};
+use protocol::messages::{Event, InboxEvent, SyncedEvent};
 use protocol::{topics, UserName};
 use rumqttc::{AsyncClient, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
 use std::time::Duration;
@@ -102,11 +102,17 @@ impl Bridge {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => {
                 driver.abort();
-                return Err(BridgeError::Connect(format!("no SUBACK from {}:{} within 10 s", config.host, config.port)));
+                return Err(BridgeError::Connect(format!(
+                    "no SUBACK from {}:{} within 10 s",
+                    config.host, config.port
+                )));
             }
         }
         let worker = tokio::spawn(work(client, store, input_rx, config));
-        Ok(Bridge { submissions: input_tx, tasks: vec![driver, worker] })
+        Ok(Bridge {
+            submissions: input_tx,
+            tasks: vec![driver, worker],
+        })
     }
 
     /// Runs a request through the same pipeline as an MQTT publish and
@@ -138,7 +144,12 @@ fn subscriptions() -> Vec<SubscribeFilter> {
 
 /// Polls the MQTT connection forever: forwards publishes to the worker and
 /// resubscribes after every reconnect.
-async fn drive(client: AsyncClient, mut eventloop: EventLoop, input: mpsc::Sender<Input>, ready: oneshot::Sender<()>) {
+async fn drive(
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    input: mpsc::Sender<Input>,
+    ready: oneshot::Sender<()>,
+) {
     let mut ready = Some(ready);
     loop {
         match eventloop.poll().await {
@@ -169,7 +180,12 @@ async fn drive(client: AsyncClient, mut eventloop: EventLoop, input: mpsc::Sende
 }
 
 /// The worker: batch, commit, acknowledge, publish.
-async fn work(client: AsyncClient, store: Store, mut input: mpsc::Receiver<Input>, config: BridgeConfig) {
+async fn work(
+    client: AsyncClient,
+    store: Store,
+    mut input: mpsc::Receiver<Input>,
+    config: BridgeConfig,
+) {
     while let Some(first) = input.recv().await {
         let mut inputs = vec![first];
         while inputs.len() < config.max_batch {
@@ -190,7 +206,9 @@ async fn work(client: AsyncClient, store: Store, mut input: mpsc::Receiver<Input
                             replies.push(None);
                             requests.push(request);
                         }
-                        None => tracing::warn!(%topic, "bridge got a publish it does not serve; dropped"),
+                        None => {
+                            tracing::warn!(%topic, "bridge got a publish it does not serve; dropped")
+                        }
                     }
                     acks.push(publish);
                 }
@@ -216,8 +234,8 @@ async fn work(client: AsyncClient, store: Store, mut input: mpsc::Receiver<Input
             }
         }
         for request in &requests {
-            if let Request::Sync { user, after } = request {
-                replay(&client, &store, user, *after).await;
+            if let Request::Sync { user, after, limit } = request {
+                replay(&client, &store, user, *after, *limit).await;
             }
         }
     }
@@ -234,7 +252,8 @@ async fn commit_until_done(store: &Store, requests: Vec<Request>) -> Committed {
         let started = std::time::Instant::now();
         match tokio::task::spawn_blocking(move || batch::commit(&store, &batch)).await {
             Ok(Ok(committed)) => {
-                metrics::histogram!("bluetick_bridge_commit_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("bluetick_bridge_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("bluetick_bridge_batch_size").record(size as f64);
                 return committed;
             }
@@ -253,7 +272,10 @@ async fn publish_event(client: &AsyncClient, user: &str, event: &InboxEvent) {
     let topic = format!("{}{user}/inbox", topics::USER_PREFIX);
     match serde_json::to_vec(event) {
         Ok(payload) => {
-            if let Err(e) = client.publish(topic, QoS::AtLeastOnce, false, payload).await {
+            if let Err(e) = client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+            {
                 tracing::warn!(error = %e, "bridge could not queue an inbox publish; the client will sync");
             }
         }
@@ -261,12 +283,17 @@ async fn publish_event(client: &AsyncClient, user: &str, event: &InboxEvent) {
     }
 }
 
-/// Answers `sync {after}`: up to [`SYNC_BATCH`] events, then a `synced`
-/// marker saying whether more remain.
-async fn replay(client: &AsyncClient, store: &Store, user: &UserName, after: i64) {
+/// Answers `sync {after, limit}`: up to `limit` events, then a `synced`
+/// marker saying whether more remain and whether events this device never
+/// fetched were pruned.
+async fn replay(client: &AsyncClient, store: &Store, user: &UserName, after: i64, limit: usize) {
     let (reader, name) = (store.clone(), user.to_string());
-    let events = match tokio::task::spawn_blocking(move || reader.inbox_after(&name, after, SYNC_BATCH)).await {
-        Ok(Ok(events)) => events,
+    let read = move || -> Result<_, store::StoreError> {
+        let floor = reader.prune_floor(&name)?;
+        Ok((reader.inbox_after(&name, after.max(floor), limit)?, floor))
+    };
+    let (events, floor) = match tokio::task::spawn_blocking(read).await {
+        Ok(Ok(found)) => found,
         Ok(Err(e)) => {
             tracing::error!(error = %e, user = %user, "sync failed; the client will ask again");
             return;
@@ -276,11 +303,22 @@ async fn replay(client: &AsyncClient, store: &Store, user: &UserName, after: i64
             return;
         }
     };
-    let through = events.last().and_then(|e| e.seq).unwrap_or(after);
-    let more = events.len() == SYNC_BATCH;
+    let pruned_through = (floor > after).then_some(floor);
+    let through = events
+        .last()
+        .and_then(|e| e.seq)
+        .unwrap_or(after.max(floor));
+    let more = events.len() == limit;
     for event in &events {
         publish_event(client, user.as_str(), event).await;
     }
-    let marker = InboxEvent { seq: None, event: Event::Synced(SyncedEvent { through, more }) };
+    let marker = InboxEvent {
+        seq: None,
+        event: Event::Synced(SyncedEvent {
+            through,
+            more,
+            pruned_through,
+        }),
+    };
     publish_event(client, user.as_str(), &marker).await;
 }

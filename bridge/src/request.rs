@@ -1,18 +1,39 @@
 //! Decoding what a client published into a [`Request`].
 
-use protocol::messages::{parse_request, AckRequest, ReadRequest, Rejection, SendRequest, SyncRequest};
+use protocol::messages::{
+    parse_request, AckRequest, ReadRequest, Rejection, SendRequest, SyncRequest, SYNC_BATCH,
+};
 use protocol::{ErrorCode, UserName};
 
 /// One client request, decoded and validated as far as possible without
 /// the store.
 #[derive(Debug, Clone)]
 pub enum Request {
-    Send { sender: UserName, send: SendRequest },
-    Ack { user: UserName, ack: AckRequest },
-    Read { reader: UserName, read: ReadRequest },
-    Sync { user: UserName, after: i64 },
+    Send {
+        sender: UserName,
+        send: SendRequest,
+    },
+    Ack {
+        user: UserName,
+        ack: AckRequest,
+    },
+    Read {
+        reader: UserName,
+        read: ReadRequest,
+    },
+    Sync {
+        user: UserName,
+        after: i64,
+        limit: usize,
+    },
     /// Refused: the sender gets an error event, operators a dead letter.
-    Refused { user: UserName, leaf: String, topic: String, payload: Vec<u8>, rejection: Rejection },
+    Refused {
+        user: UserName,
+        leaf: String,
+        topic: String,
+        payload: Vec<u8>,
+        rejection: Rejection,
+    },
 }
 
 /// Topic leaves the bridge subscribes to, as `u/+/{leaf}`.
@@ -22,7 +43,9 @@ pub const LEAVES: [&str; 4] = ["send", "ack", "read", "sync"];
 /// does not serve (the broker's ACL makes that impossible for clients).
 pub fn decode(topic: &str, payload: &[u8], max_body: usize) -> Option<Request> {
     let mut parts = topic.split('/');
-    let (Some("u"), Some(user), Some(leaf), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some("u"), Some(user), Some(leaf), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return None;
     };
     let user = UserName::parse(user).ok()?;
@@ -35,15 +58,24 @@ pub fn decode(topic: &str, payload: &[u8], max_body: usize) -> Option<Request> {
     };
     Some(match leaf {
         "send" => match SendRequest::parse(payload, max_body) {
-            Ok(send) => Request::Send { sender: user.clone(), send },
+            Ok(send) => Request::Send {
+                sender: user.clone(),
+                send,
+            },
             Err(rejection) => refuse(rejection),
         },
         "ack" => match parse_request::<AckRequest>(payload) {
-            Ok(ack) => Request::Ack { user: user.clone(), ack },
+            Ok(ack) => Request::Ack {
+                user: user.clone(),
+                ack,
+            },
             Err(rejection) => refuse(rejection),
         },
         "read" => match parse_request::<ReadRequest>(payload) {
-            Ok(read) if UserName::parse(&read.peer).is_ok() => Request::Read { reader: user.clone(), read },
+            Ok(read) if UserName::parse(&read.peer).is_ok() => Request::Read {
+                reader: user.clone(),
+                read,
+            },
             Ok(read) => refuse(Rejection {
                 client_id: None,
                 code: ErrorCode::UnknownRecipient,
@@ -52,7 +84,11 @@ pub fn decode(topic: &str, payload: &[u8], max_body: usize) -> Option<Request> {
             Err(rejection) => refuse(rejection),
         },
         "sync" => match parse_request::<SyncRequest>(payload) {
-            Ok(sync) => Request::Sync { user: user.clone(), after: sync.after.max(0) },
+            Ok(sync) => Request::Sync {
+                user: user.clone(),
+                after: sync.after.max(0),
+                limit: sync.limit.unwrap_or(SYNC_BATCH).clamp(1, SYNC_BATCH),
+            },
             Err(rejection) => refuse(rejection),
         },
         _ => return None,

@@ -81,9 +81,9 @@ enum Identity {
 impl Identity {
     fn client_id(&self) -> &str {
         match self {
-            Identity::User { client_id, .. } | Identity::Open { client_id } | Identity::Service { client_id } => {
-                client_id
-            }
+            Identity::User { client_id, .. }
+            | Identity::Open { client_id }
+            | Identity::Service { client_id } => client_id,
         }
     }
 
@@ -160,7 +160,9 @@ impl Guard {
         if let (Some(login), Some(secret)) = (login, &self.shared.service_secret) {
             if login.username == SERVICE_USER {
                 return if constant_time_eq(login.password.as_bytes(), secret.as_bytes()) {
-                    Ok(Identity::Service { client_id: connect.client_id.clone() })
+                    Ok(Identity::Service {
+                        client_id: connect.client_id.clone(),
+                    })
                 } else {
                     Err(Refusal::BadCredentials)
                 };
@@ -238,7 +240,9 @@ impl Guard {
 
     fn may_publish(&self, topic: &[u8]) -> bool {
         match &self.identity {
-            Some(Identity::User { user, .. }) => std::str::from_utf8(topic).is_ok_and(|t| topics::may_publish(user, t)),
+            Some(Identity::User { user, .. }) => {
+                std::str::from_utf8(topic).is_ok_and(|t| topics::may_publish(user, t))
+            }
             Some(Identity::Open { .. } | Identity::Service { .. }) => true,
             None => false,
         }

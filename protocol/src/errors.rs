@@ -110,7 +110,10 @@ impl std::str::FromStr for ErrorCode {
     type Err = ();
 
     fn from_str(code: &str) -> Result<ErrorCode, ()> {
-        ErrorCode::ALL.into_iter().find(|c| c.as_str() == code).ok_or(())
+        ErrorCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == code)
+            .ok_or(())
     }
 }
 
@@ -123,7 +126,8 @@ impl serde::Serialize for ErrorCode {
 impl<'de> serde::Deserialize<'de> for ErrorCode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ErrorCode, D::Error> {
         let code = String::deserialize(d)?;
-        code.parse().map_err(|_| serde::de::Error::custom(format!("unknown error code {code:?}")))
+        code.parse()
+            .map_err(|_| serde::de::Error::custom(format!("unknown error code {code:?}")))
     }
 }
 

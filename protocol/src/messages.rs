@@ -60,6 +60,10 @@ pub struct ReadRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncRequest {
     pub after: i64,
+    /// Most events in this batch (1–[`SYNC_BATCH`], default [`SYNC_BATCH`]).
+    /// A client whose replays keep losing events asks for smaller batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
 }
 
 /// One event on `u/{me}/inbox`.
@@ -148,6 +152,12 @@ pub struct SyncedEvent {
     pub through: i64,
     /// More events follow: sync again after `through`.
     pub more: bool,
+    /// Set when the events after `after` up to this seq no longer exist:
+    /// every other device of the user had stored them and they were pruned
+    /// before this device (new, or reinstalled) fetched them. Continue from
+    /// here; older history is for the HTTP history API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned_through: Option<i64>,
 }
 
 /// Why a payload was refused: what goes back in the [`ErrorEvent`].
@@ -160,25 +170,40 @@ pub struct Rejection {
 
 impl Rejection {
     fn new(client_id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Rejection {
-        Rejection { client_id, code, message: message.into() }
+        Rejection {
+            client_id,
+            code,
+            message: message.into(),
+        }
     }
 }
 
 /// Checks a client message id.
 pub fn valid_client_id(id: &str) -> bool {
     (1..=CLIENT_ID_MAX).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 impl SendRequest {
     /// Parses and validates a `send` payload. Existence of the recipient is
     /// the server's to check; everything else is checked here.
     pub fn parse(payload: &[u8], max_body: usize) -> Result<SendRequest, Rejection> {
-        let value: serde_json::Value = serde_json::from_slice(payload)
-            .map_err(|e| Rejection::new(None, ErrorCode::MalformedJson, format!("payload is not JSON: {e}")))?;
+        let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
+            Rejection::new(
+                None,
+                ErrorCode::MalformedJson,
+                format!("payload is not JSON: {e}"),
+            )
+        })?;
         let client_id = match value.get("id") {
             None | Some(serde_json::Value::Null) => {
-                return Err(Rejection::new(None, ErrorCode::MissingId, "a send needs an \"id\""))
+                return Err(Rejection::new(
+                    None,
+                    ErrorCode::MissingId,
+                    "a send needs an \"id\"",
+                ))
             }
             Some(serde_json::Value::String(id)) if valid_client_id(id) => id.clone(),
             Some(_) => {
@@ -189,11 +214,19 @@ impl SendRequest {
                 ))
             }
         };
-        let with_id = |code, message: String| Rejection::new(Some(client_id.clone()), code, message);
-        let request: SendRequest = serde_json::from_value(value)
-            .map_err(|e| with_id(ErrorCode::MalformedJson, format!("a send is {{\"id\",\"to\",\"body\"}}: {e}")))?;
+        let with_id =
+            |code, message: String| Rejection::new(Some(client_id.clone()), code, message);
+        let request: SendRequest = serde_json::from_value(value).map_err(|e| {
+            with_id(
+                ErrorCode::MalformedJson,
+                format!("a send is {{\"id\",\"to\",\"body\"}}: {e}"),
+            )
+        })?;
         if UserName::parse(&request.to).is_err() {
-            return Err(with_id(ErrorCode::UnknownRecipient, format!("no user {:?}", request.to)));
+            return Err(with_id(
+                ErrorCode::UnknownRecipient,
+                format!("no user {:?}", request.to),
+            ));
         }
         if request.body.is_empty() {
             return Err(with_id(ErrorCode::EmptyBody, "the body is empty".into()));
@@ -201,7 +234,10 @@ impl SendRequest {
         if request.body.len() > max_body {
             return Err(with_id(
                 ErrorCode::BodyTooLarge,
-                format!("the body is {} bytes; the limit is {max_body}", request.body.len()),
+                format!(
+                    "the body is {} bytes; the limit is {max_body}",
+                    request.body.len()
+                ),
             ));
         }
         Ok(request)
@@ -210,8 +246,13 @@ impl SendRequest {
 
 /// Parses the payload of `ack`, `read` or `sync`.
 pub fn parse_request<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Rejection> {
-    serde_json::from_slice(payload)
-        .map_err(|e| Rejection::new(None, ErrorCode::MalformedJson, format!("payload is not the expected JSON: {e}")))
+    serde_json::from_slice(payload).map_err(|e| {
+        Rejection::new(
+            None,
+            ErrorCode::MalformedJson,
+            format!("payload is not the expected JSON: {e}"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -221,7 +262,14 @@ mod tests {
     #[test]
     fn a_valid_send_parses() {
         let send = SendRequest::parse(br#"{"id":"6f1c-1","to":"bob","body":"hi"}"#, 10).unwrap();
-        assert_eq!(send, SendRequest { id: "6f1c-1".into(), to: "bob".into(), body: "hi".into() });
+        assert_eq!(
+            send,
+            SendRequest {
+                id: "6f1c-1".into(),
+                to: "bob".into(),
+                body: "hi".into()
+            }
+        );
     }
 
     #[test]
@@ -229,12 +277,36 @@ mod tests {
         let cases: [(&[u8], ErrorCode, Option<&str>); 8] = [
             (b"not json", ErrorCode::MalformedJson, None),
             (br#"{"to":"bob","body":"hi"}"#, ErrorCode::MissingId, None),
-            (br#"{"id":"","to":"bob","body":"hi"}"#, ErrorCode::InvalidId, None),
-            (br#"{"id":"a b","to":"bob","body":"hi"}"#, ErrorCode::InvalidId, None),
-            (br#"{"id":"m1","body":"hi"}"#, ErrorCode::MalformedJson, Some("m1")),
-            (br#"{"id":"m1","to":"Bob!","body":"hi"}"#, ErrorCode::UnknownRecipient, Some("m1")),
-            (br#"{"id":"m1","to":"bob","body":""}"#, ErrorCode::EmptyBody, Some("m1")),
-            (br#"{"id":"m1","to":"bob","body":"01234567890"}"#, ErrorCode::BodyTooLarge, Some("m1")),
+            (
+                br#"{"id":"","to":"bob","body":"hi"}"#,
+                ErrorCode::InvalidId,
+                None,
+            ),
+            (
+                br#"{"id":"a b","to":"bob","body":"hi"}"#,
+                ErrorCode::InvalidId,
+                None,
+            ),
+            (
+                br#"{"id":"m1","body":"hi"}"#,
+                ErrorCode::MalformedJson,
+                Some("m1"),
+            ),
+            (
+                br#"{"id":"m1","to":"Bob!","body":"hi"}"#,
+                ErrorCode::UnknownRecipient,
+                Some("m1"),
+            ),
+            (
+                br#"{"id":"m1","to":"bob","body":""}"#,
+                ErrorCode::EmptyBody,
+                Some("m1"),
+            ),
+            (
+                br#"{"id":"m1","to":"bob","body":"01234567890"}"#,
+                ErrorCode::BodyTooLarge,
+                Some("m1"),
+            ),
         ];
         for (payload, code, client_id) in cases {
             let rejection = SendRequest::parse(payload, 10).unwrap_err();
@@ -247,16 +319,39 @@ mod tests {
     fn inbox_events_have_a_flat_wire_shape() {
         let event = InboxEvent {
             seq: Some(7),
-            event: Event::Receipt(ReceiptEvent { status: ReceiptStatus::Read, peer: "bob".into(), up_to: 42, at: 1 }),
+            event: Event::Receipt(ReceiptEvent {
+                status: ReceiptStatus::Read,
+                peer: "bob".into(),
+                up_to: 42,
+                at: 1,
+            }),
         };
         let json = serde_json::to_string(&event).unwrap();
-        assert_eq!(json, r#"{"seq":7,"type":"receipt","status":"read","peer":"bob","up_to":42,"at":1}"#);
+        assert_eq!(
+            json,
+            r#"{"seq":7,"type":"receipt","status":"read","peer":"bob","up_to":42,"at":1}"#
+        );
         assert_eq!(serde_json::from_str::<InboxEvent>(&json).unwrap(), event);
-        let synced = InboxEvent { seq: None, event: Event::Synced(SyncedEvent { through: 9, more: false }) };
-        assert_eq!(serde_json::to_string(&synced).unwrap(), r#"{"type":"synced","through":9,"more":false}"#);
+        let synced = InboxEvent {
+            seq: None,
+            event: Event::Synced(SyncedEvent {
+                through: 9,
+                more: false,
+                pruned_through: None,
+            }),
+        };
+        assert_eq!(
+            serde_json::to_string(&synced).unwrap(),
+            r#"{"type":"synced","through":9,"more":false}"#
+        );
         let error = InboxEvent {
             seq: Some(8),
-            event: Event::Error(ErrorEvent { client_id: None, on: "send".into(), code: ErrorCode::MissingId, message: "m".into() }),
+            event: Event::Error(ErrorEvent {
+                client_id: None,
+                on: "send".into(),
+                code: ErrorCode::MissingId,
+                message: "m".into(),
+            }),
         };
         let json = serde_json::to_string(&error).unwrap();
         assert!(json.contains(r#""code":"missing_id""#), "{json}");

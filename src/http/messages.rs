@@ -24,11 +24,16 @@ pub async fn send(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<AckEvent>), ApiError> {
     let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(ErrorCode::TooLarge, "request body is too large"),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(ErrorCode::TooLarge, "request body is too large")
+        }
         _ => ApiError::new(ErrorCode::BadRequest, e.body_text()),
     })?;
     let request = match SendRequest::parse(&body, state.max_body) {
-        Ok(send) => Request::Send { sender: caller.user, send },
+        Ok(send) => Request::Send {
+            sender: caller.user,
+            send,
+        },
         Err(rejection) => return Err(ApiError::new(rejection.code, rejection.message)),
     };
     match state.bridge.submit(request).await {

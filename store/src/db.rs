@@ -132,7 +132,8 @@ pub struct Tx<'a> {
 
 impl Tx<'_> {
     pub(crate) fn sealer(&self) -> Result<&Sealer, StoreError> {
-        self.sealer.ok_or_else(|| StoreError::Key("no message key configured".into()))
+        self.sealer
+            .ok_or_else(|| StoreError::Key("no message key configured".into()))
     }
 }
 
@@ -159,7 +160,11 @@ impl Store {
             .min_idle(Some(1))
             .connection_timeout(options.acquire_timeout)
             .build(manager)?;
-        Ok(Store { pool, backend, sealer: None })
+        Ok(Store {
+            pool,
+            backend,
+            sealer: None,
+        })
     }
 
     /// The same store, sealing message bodies with `sealer`.
@@ -169,7 +174,9 @@ impl Store {
     }
 
     pub(crate) fn sealer(&self) -> Result<&Sealer, StoreError> {
-        self.sealer.as_deref().ok_or_else(|| StoreError::Key("no message key configured".into()))
+        self.sealer
+            .as_deref()
+            .ok_or_else(|| StoreError::Key("no message key configured".into()))
     }
 
     /// Runs `work` in one transaction: committed if it returns `Ok`, rolled
@@ -181,7 +188,10 @@ impl Store {
     ) -> Result<T, E> {
         let mut conn = self.conn()?;
         begin(&mut conn).map_err(StoreError::from)?;
-        let result = work(&mut Tx { conn: &mut conn, sealer: self.sealer.as_deref() });
+        let result = work(&mut Tx {
+            conn: &mut conn,
+            sealer: self.sealer.as_deref(),
+        });
         match result {
             Ok(value) => match commit(&mut conn) {
                 Ok(()) => Ok(value),
@@ -240,7 +250,9 @@ impl Store {
 
 fn begin(conn: &mut AnyConnection) -> diesel::QueryResult<()> {
     match conn {
-        AnyConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
         AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
     }
 }

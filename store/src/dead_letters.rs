@@ -23,11 +23,27 @@ pub struct DeadLetter {
     pub replayed_at: Option<i64>,
 }
 
-type Row = (i64, String, String, Vec<u8>, String, String, i64, Option<i64>);
+type Row = (
+    i64,
+    String,
+    String,
+    Vec<u8>,
+    String,
+    String,
+    i64,
+    Option<i64>,
+);
 
 impl Tx<'_> {
     /// Records a refused payload.
-    pub fn dead_letter(&mut self, user: &str, topic: &str, payload: &[u8], code: &str, reason: &str) -> Result<(), StoreError> {
+    pub fn dead_letter(
+        &mut self,
+        user: &str,
+        topic: &str,
+        payload: &[u8],
+        code: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         let sealed = self.sealer()?.seal(payload);
         on_backend!(&mut *self.conn, c => diesel::insert_into(dead_letters::table)
             .values((
@@ -74,9 +90,21 @@ impl Store {
         row.map(|row| self.open_row(row)).transpose()
     }
 
-    fn open_row(&self, (id, user, topic, payload, code, reason, created_at, replayed_at): Row) -> Result<DeadLetter, StoreError> {
+    fn open_row(
+        &self,
+        (id, user, topic, payload, code, reason, created_at, replayed_at): Row,
+    ) -> Result<DeadLetter, StoreError> {
         let payload = self.sealer()?.open(&payload)?;
-        Ok(DeadLetter { id, user, topic, payload, code, reason, created_at, replayed_at })
+        Ok(DeadLetter {
+            id,
+            user,
+            topic,
+            payload,
+            code,
+            reason,
+            created_at,
+            replayed_at,
+        })
     }
 }
 

@@ -88,7 +88,12 @@ impl Tx<'_> {
 
     /// Moves `device`'s ack forward to `up_to` (clamped to the last seq).
     /// Returns `(previous, new)` if it moved.
-    pub fn advance_ack(&mut self, user: &str, device: &str, up_to: i64) -> Result<Option<(i64, i64)>, StoreError> {
+    pub fn advance_ack(
+        &mut self,
+        user: &str,
+        device: &str,
+        up_to: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
         let head: Option<i64> = on_backend!(&mut *self.conn, c => users::table
             .filter(users::name.eq(user))
             .select(users::inbox_seq)
@@ -130,7 +135,12 @@ impl Tx<'_> {
 
     /// Message events in `user`'s inbox with `after < seq <= up_to` whose
     /// message is not yet delivered: `(message id, sender)`.
-    pub fn undelivered_between(&mut self, user: &str, after: i64, up_to: i64) -> Result<Vec<(i64, String)>, StoreError> {
+    pub fn undelivered_between(
+        &mut self,
+        user: &str,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
         Ok(on_backend!(&mut *self.conn, c => inbox::table
             .inner_join(messages::table)
             .filter(inbox::user_name.eq(user))
@@ -157,12 +167,22 @@ impl Tx<'_> {
     }
 }
 
-type InboxRow = (i64, String, Option<String>, Option<(i64, String, String, String, Vec<u8>, i64)>);
+type InboxRow = (
+    i64,
+    String,
+    Option<String>,
+    Option<(i64, String, String, String, Vec<u8>, i64)>,
+);
 
 impl Store {
     /// Up to `limit` events of `user` with seq > `after`, in order, as the
     /// client receives them.
-    pub fn inbox_after(&self, user: &str, after: i64, limit: usize) -> Result<Vec<InboxEvent>, StoreError> {
+    pub fn inbox_after(
+        &self,
+        user: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<InboxEvent>, StoreError> {
         let sealer = self.sealer()?;
         let mut conn = self.conn()?;
         let rows: Vec<InboxRow> = on_backend!(&mut *conn, c => inbox::table
@@ -184,21 +204,50 @@ impl Store {
                 let event = match (kind.as_str(), message, payload) {
                     ("message", Some((id, client_id, from, to, body, sent_at)), _) => {
                         let body = sealer.open_string(&body)?;
-                        Event::Message(MessageEvent { id, client_id, from, to, body, sent_at })
+                        Event::Message(MessageEvent {
+                            id,
+                            client_id,
+                            from,
+                            to,
+                            body,
+                            sent_at,
+                        })
                     }
                     ("ack", Some((id, client_id, _from, to, body, sent_at)), _) => {
                         let body = sealer.open_string(&body)?;
-                        Event::Ack(AckEvent { id, client_id, to, body, sent_at })
+                        Event::Ack(AckEvent {
+                            id,
+                            client_id,
+                            to,
+                            body,
+                            sent_at,
+                        })
                     }
                     ("other", _, Some(json)) => serde_json::from_str(&json)
                         .map_err(|e| StoreError::Corrupt(format!("inbox {user}/{seq}: {e}")))?,
                     (kind, _, _) => {
-                        return Err(StoreError::Corrupt(format!("inbox {user}/{seq}: {kind} event without its data")))
+                        return Err(StoreError::Corrupt(format!(
+                            "inbox {user}/{seq}: {kind} event without its data"
+                        )))
                     }
                 };
-                Ok(InboxEvent { seq: Some(seq), event })
+                Ok(InboxEvent {
+                    seq: Some(seq),
+                    event,
+                })
             })
             .collect()
+    }
+
+    /// The highest seq pruned from `user`'s inbox: every acking device has
+    /// stored everything up to it (0 if no device has acked).
+    pub fn prune_floor(&self, user: &str) -> Result<i64, StoreError> {
+        let mut conn = self.conn()?;
+        let floor: Option<i64> = on_backend!(&mut *conn, c => devices::table
+            .filter(devices::user_name.eq(user))
+            .select(diesel::dsl::min(devices::acked_seq))
+            .first(c))?;
+        Ok(floor.unwrap_or(0))
     }
 
     /// The last seq handed out in `user`'s inbox (0 if none).

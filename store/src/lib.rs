@@ -45,6 +45,6 @@ pub mod testing;
 pub mod tokens;
 
 pub use db::{Backend, Store, StoreOptions, Tx};
-pub use sealing::Sealer;
 pub use error::StoreError;
+pub use sealing::Sealer;
 pub use tokens::{IssuedToken, TokenOwner};

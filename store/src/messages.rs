@@ -14,7 +14,12 @@ pub enum Stored {
     /// A new message with this server id.
     New { id: i64 },
     /// The sender already sent this client id: the message as first stored.
-    Duplicate { id: i64, recipient: String, body: String, sent_at: i64 },
+    Duplicate {
+        id: i64,
+        recipient: String,
+        body: String,
+        sent_at: i64,
+    },
 }
 
 impl Tx<'_> {
@@ -59,7 +64,12 @@ impl Tx<'_> {
             .select((messages::id, messages::recipient, messages::body, messages::sent_at))
             .first(c))?;
         let body = self.sealer()?.open_string(&body)?;
-        Ok(Stored::Duplicate { id, recipient, body, sent_at })
+        Ok(Stored::Duplicate {
+            id,
+            recipient,
+            body,
+            sent_at,
+        })
     }
 
     /// Marks these messages delivered at `at`, where not yet delivered.
@@ -74,7 +84,13 @@ impl Tx<'_> {
     /// Marks every unread message from `sender` to `reader` with id ≤
     /// `up_to` as read (and delivered, if it was not). Returns the highest
     /// id that changed, if any did.
-    pub fn mark_read(&mut self, reader: &str, sender: &str, up_to: i64, at: i64) -> Result<Option<i64>, StoreError> {
+    pub fn mark_read(
+        &mut self,
+        reader: &str,
+        sender: &str,
+        up_to: i64,
+        at: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let unread = messages::table
             .filter(messages::sender.eq(sender))
             .filter(messages::recipient.eq(reader))

@@ -80,4 +80,12 @@ diesel::table! {
 }
 
 diesel::joinable!(inbox -> messages (message_id));
-diesel::allow_tables_to_appear_in_same_query!(messages, inbox, devices, dead_letters, users, tokens, sessions);
+diesel::allow_tables_to_appear_in_same_query!(
+    messages,
+    inbox,
+    devices,
+    dead_letters,
+    users,
+    tokens,
+    sessions
+);

@@ -32,12 +32,17 @@ impl Sealer {
     pub fn from_hex(hex: &str) -> Result<Sealer, StoreError> {
         let hex = hex.trim();
         if hex.len() != KEY_LEN * 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StoreError::Key("the message key must be 64 hex digits (32 bytes)".into()));
+            return Err(StoreError::Key(
+                "the message key must be 64 hex digits (32 bytes)".into(),
+            ));
         }
         let key: Vec<u8> = (0..KEY_LEN)
             .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))
             .collect();
-        Ok(Sealer { cipher: XChaCha20Poly1305::new_from_slice(&key).map_err(|e| StoreError::Key(e.to_string()))? })
+        Ok(Sealer {
+            cipher: XChaCha20Poly1305::new_from_slice(&key)
+                .map_err(|e| StoreError::Key(e.to_string()))?,
+        })
     }
 
     /// Reads the key file at `path`, creating it (mode 0600, random key)
@@ -49,12 +54,16 @@ impl Sealer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = XChaCha20Poly1305::generate_key(&mut OsRng);
                 let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-                write_private(path, &hex)
-                    .map_err(|e| StoreError::Key(format!("cannot create {}: {e}", path.display())))?;
+                write_private(path, &hex).map_err(|e| {
+                    StoreError::Key(format!("cannot create {}: {e}", path.display()))
+                })?;
                 tracing::info!(path = %path.display(), "created a new message key; back it up with the database");
                 Sealer::from_hex(&hex)
             }
-            Err(e) => Err(StoreError::Key(format!("cannot read {}: {e}", path.display()))),
+            Err(e) => Err(StoreError::Key(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
         }
     }
 
@@ -83,7 +92,8 @@ impl Sealer {
 
     /// Opens a sealed UTF-8 string.
     pub fn open_string(&self, sealed: &[u8]) -> Result<String, StoreError> {
-        String::from_utf8(self.open(sealed)?).map_err(|_| StoreError::Key("sealed value is not UTF-8".into()))
+        String::from_utf8(self.open(sealed)?)
+            .map_err(|_| StoreError::Key("sealed value is not UTF-8".into()))
     }
 }
 
@@ -92,7 +102,11 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()
 }

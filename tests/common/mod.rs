@@ -2,6 +2,7 @@
 //! over a fresh SQLite or PostgreSQL database, and real MQTT clients.
 #![allow(dead_code)]
 
+pub mod chat;
 pub mod http;
 pub mod mqtt;
 
@@ -35,6 +36,7 @@ macro_rules! on_both_backends {
 /// A running server process, killed when dropped.
 pub struct Server {
     child: Child,
+    options: Options,
     pub mqtt: SocketAddr,
     pub ws: SocketAddr,
     pub http: SocketAddr,
@@ -44,7 +46,7 @@ pub struct Server {
 }
 
 /// How to start a server.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Options {
     /// Extra `BLUETICK_*` environment.
     pub env: Vec<(String, String)>,
@@ -68,6 +70,14 @@ pub fn bluetick() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bluetick"))
 }
 
+/// A started process and the addresses it printed.
+struct Started {
+    child: Child,
+    mqtt: SocketAddr,
+    ws: SocketAddr,
+    http: SocketAddr,
+}
+
 impl Server {
     pub fn start(backend: Backend) -> Server {
         Server::start_with(backend, Options::default())
@@ -77,71 +87,48 @@ impl Server {
         let database = TestDatabase::new(backend);
         let data_dir = tempfile::tempdir().expect("data dir");
         let stderr_path = data_dir.path().join("server.log");
-        let stderr = std::fs::File::create(&stderr_path).expect("log file");
-        let mut command = bluetick();
-        command
-            .args([
-                "serve",
-                "--mqtt-addr",
-                "127.0.0.1:0",
-                "--ws-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .args(["--database-url", &database.url])
-            .args(&options.args)
-            .env("RUST_LOG", "info,rumqttd=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        for (key, value) in &options.env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("spawn bluetick");
-        let stdout = child.stdout.take().expect("stdout");
-        let (lines_tx, lines_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (mut mqtt, mut ws, mut http) = (None, None, None);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let line = match lines_rx.recv_timeout(remaining) {
-                Ok(line) => line,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "server did not become ready:\n{}",
-                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                    );
-                }
-            };
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next(), words.next()) {
-                (Some("listening"), Some("mqtt"), Some(a)) => mqtt = a.parse().ok(),
-                (Some("listening"), Some("ws"), Some(a)) => ws = a.parse().ok(),
-                (Some("listening"), Some("http"), Some(a)) => http = a.parse().ok(),
-                (Some("ready"), None, None) => break,
-                _ => {}
-            }
-        }
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let started = spawn(
+            &database,
+            data_dir.path(),
+            &stderr_path,
+            &options,
+            [any, any, any],
+        );
         Server {
-            child,
-            mqtt: mqtt.expect("mqtt address line"),
-            ws: ws.expect("ws address line"),
-            http: http.expect("http address line"),
+            child: started.child,
+            options,
+            mqtt: started.mqtt,
+            ws: started.ws,
+            http: started.http,
             database,
             data_dir,
             stderr_path,
         }
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up) and starts a
+    /// new one on the same addresses, database and data directory.
+    pub fn crash_and_restart(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the server");
+        let before = self.log();
+        let restarted_log = self.data_dir.path().join("server-restarted.log");
+        let started = spawn(
+            &self.database,
+            self.data_dir.path(),
+            &restarted_log,
+            &self.options,
+            [self.mqtt, self.ws, self.http],
+        );
+        let after = std::fs::read_to_string(&restarted_log).unwrap_or_default();
+        std::fs::write(
+            &self.stderr_path,
+            format!("{before}\n--- SIGKILL and restart ---\n{after}"),
+        )
+        .ok();
+        self.stderr_path = restarted_log;
+        self.child = started.child;
     }
 
     /// Registers `name` and returns a fresh token for it.
@@ -219,9 +206,14 @@ impl Server {
     /// Opens the server's database directly, as an operator would, with
     /// the server's message key.
     pub fn store(&self) -> store::Store {
-        let options = store::StoreOptions { max_connections: 2, ..Default::default() };
-        let store = store::Store::open(&self.database.url, &options).expect("open the server's database");
-        let key = store::Sealer::load_or_create(&self.data_dir.path().join("message.key")).expect("message key");
+        let options = store::StoreOptions {
+            max_connections: 2,
+            ..Default::default()
+        };
+        let store =
+            store::Store::open(&self.database.url, &options).expect("open the server's database");
+        let key = store::Sealer::load_or_create(&self.data_dir.path().join("message.key"))
+            .expect("message key");
         store.with_sealer(key)
     }
 
@@ -245,6 +237,71 @@ impl Drop for Server {
         if std::thread::panicking() {
             eprintln!("--- server log ---\n{}", self.log());
         }
+    }
+}
+
+/// Starts `bluetick serve` on `addrs` (mqtt, ws, http; port 0 for any)
+/// and waits for its `ready` line.
+fn spawn(
+    database: &TestDatabase,
+    data_dir: &std::path::Path,
+    stderr_path: &std::path::Path,
+    options: &Options,
+    addrs: [SocketAddr; 3],
+) -> Started {
+    let stderr = std::fs::File::create(stderr_path).expect("log file");
+    let mut command = bluetick();
+    command
+        .arg("serve")
+        .args(["--mqtt-addr", &addrs[0].to_string()])
+        .args(["--ws-addr", &addrs[1].to_string()])
+        .args(["--http-addr", &addrs[2].to_string()])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--database-url", &database.url])
+        .args(&options.args)
+        .env("RUST_LOG", "info,rumqttd=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    for (key, value) in &options.env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("spawn bluetick");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut mqtt, mut ws, mut http) = (None, None, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = lines_rx.recv_timeout(remaining) else {
+            let _ = child.kill();
+            panic!(
+                "server did not become ready:\n{}",
+                std::fs::read_to_string(stderr_path).unwrap_or_default()
+            );
+        };
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("listening"), Some("mqtt"), Some(a)) => mqtt = a.parse().ok(),
+            (Some("listening"), Some("ws"), Some(a)) => ws = a.parse().ok(),
+            (Some("listening"), Some("http"), Some(a)) => http = a.parse().ok(),
+            (Some("ready"), None, None) => break,
+            _ => {}
+        }
+    }
+    Started {
+        child,
+        mqtt: mqtt.expect("mqtt address line"),
+        ws: ws.expect("ws address line"),
+        http: http.expect("http address line"),
     }
 }
 

@@ -1,0 +1,286 @@
+//! `bluetick chat`: a terminal client on the SDK.
+//!
+//! - `bluetick chat --as alice --to bob`: interactive. Type a line to send
+//!   it; each sent message shows ✓ (stored), ✓✓ (delivered) and `read` as
+//!   receipts arrive. Messages shown here are marked read.
+//! - `bluetick chat send --as alice --to bob "hi"`: send one message, wait
+//!   for ✓, print its server id.
+//! - `bluetick chat listen --as bob --json`: print every event as a JSON
+//!   line.
+//!
+//! `--as NAME` asks the local store for a short-lived token (an operator
+//! convenience on the server's machine); `--user NAME --token T` uses a
+//! token from `POST /v1/tokens` instead.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use client::{AppEvent, Client};
+use protocol::messages::ReceiptStatus;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
+
+use crate::commands::open_store;
+use crate::config::Config;
+
+/// Lifetime of tokens minted by `--as`.
+const CHAT_TOKEN_TTL: Duration = Duration::from_secs(86_400);
+
+#[derive(Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    identity: Identity,
+    /// The peer to chat with (interactive mode and `send`).
+    #[arg(long)]
+    to: Option<String>,
+    #[command(subcommand)]
+    action: Option<ChatAction>,
+}
+
+#[derive(Args)]
+struct Identity {
+    /// Chat as this user, with a token minted from the local store.
+    #[arg(long = "as", global = true, conflicts_with_all = ["user", "token"])]
+    as_user: Option<String>,
+    /// Chat as this user, with `--token`.
+    #[arg(long, global = true, requires = "token")]
+    user: Option<String>,
+    /// Access token (from POST /v1/tokens).
+    #[arg(long, global = true, env = "BLUETICK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Device name: the MQTT client id is USER.DEVICE.
+    #[arg(long, global = true, default_value = "cli")]
+    device: String,
+    /// MQTT server (default: this config's mqtt.addr).
+    #[arg(long, global = true)]
+    server: Option<std::net::SocketAddr>,
+    /// SQLite file for the outbox and inbox position
+    /// (default: DATA_DIR/chat/USER.DEVICE.db).
+    #[arg(long, global = true)]
+    state: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ChatAction {
+    /// Send one message and wait until it is stored (✓).
+    Send {
+        /// The message text.
+        body: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Print incoming events until interrupted (or `--count` messages).
+    Listen {
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Mark shown messages as read.
+        #[arg(long)]
+        read: bool,
+    },
+}
+
+pub fn run(config: &Config, args: ChatArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let (client, events) = connect(config, &args.identity).await?;
+        let result = match args.action {
+            Some(ChatAction::Send { body, timeout }) => {
+                let to = args.to.context("--to PEER is required")?;
+                send_one(&client, events, &to, &body, Duration::from_secs(timeout)).await
+            }
+            Some(ChatAction::Listen { json, count, read }) => {
+                listen(&client, events, json, count, read).await
+            }
+            None => {
+                let to = args.to.context("--to PEER is required")?;
+                interactive(&client, events, &to).await
+            }
+        };
+        client.close().await;
+        result
+    })
+}
+
+async fn connect(
+    config: &Config,
+    identity: &Identity,
+) -> anyhow::Result<(Client, tokio::sync::mpsc::UnboundedReceiver<AppEvent>)> {
+    let (user, token) = match (&identity.as_user, &identity.user, &identity.token) {
+        (Some(name), _, _) => {
+            let store = open_store(config)?;
+            let user = protocol::UserName::parse(name)?;
+            let issued = store.issue_token(&user, CHAT_TOKEN_TTL)?;
+            (name.clone(), issued.token)
+        }
+        (None, Some(user), Some(token)) => (user.clone(), token.clone()),
+        _ => bail!("say who you are: --as NAME, or --user NAME --token TOKEN"),
+    };
+    let server = identity.server.unwrap_or(config.mqtt.addr);
+    let state = identity.state.clone().unwrap_or_else(|| {
+        config
+            .data_dir
+            .join("chat")
+            .join(format!("{user}.{}.db", identity.device))
+    });
+    if let Some(dir) = state.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let settings = client::Config::new(
+        server.ip().to_string(),
+        server.port(),
+        &user,
+        token,
+        &identity.device,
+        state,
+    );
+    Client::connect(settings)
+        .await
+        .with_context(|| format!("connecting to {server} as {user}"))
+}
+
+async fn send_one(
+    client: &Client,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<AppEvent>,
+    to: &str,
+    body: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let client_id = client.send(to, body).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .with_context(|| format!("no ✓ for {client_id} within {timeout:?}"))?
+            .context("the client stopped")?;
+        match event {
+            AppEvent::Sent { ack, .. } if ack.client_id == client_id => {
+                println!("✓ stored as message {} ({client_id})", ack.id);
+                return Ok(());
+            }
+            AppEvent::Rejected(error) if error.client_id.as_deref() == Some(client_id.as_str()) => {
+                bail!("refused: {} ({})", error.message, error.code)
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn listen(
+    client: &Client,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<AppEvent>,
+    json: bool,
+    count: Option<usize>,
+    read: bool,
+) -> anyhow::Result<()> {
+    let mut messages = 0;
+    while let Some(event) = events.recv().await {
+        let line = if json {
+            event_json(&event).to_string()
+        } else {
+            event_text(&event)
+        };
+        if !line.is_empty() {
+            println!("{line}");
+            std::io::stdout().flush().ok();
+        }
+        if let AppEvent::Message(message) = &event {
+            if read {
+                client.read(&message.from, message.id).await?;
+            }
+            messages += 1;
+            if count.is_some_and(|n| messages >= n) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One of my messages, as the interactive view tracks it.
+struct Mine {
+    body: String,
+    status: &'static str,
+}
+
+async fn interactive(
+    client: &Client,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<AppEvent>,
+    peer: &str,
+) -> anyhow::Result<()> {
+    println!("chatting with {peer}: type a message and press Enter; Ctrl-D quits.");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    // Server id → my message, for receipts (which name a server id).
+    let mut sent: BTreeMap<i64, Mine> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                match line? {
+                    Some(text) if text.trim().is_empty() => {}
+                    Some(text) => { client.send(peer, text.trim_end()).await?; }
+                    None => return Ok(()),
+                }
+            }
+            event = events.recv() => {
+                let Some(event) = event else { return Ok(()) };
+                match event {
+                    AppEvent::Message(message) => {
+                        println!("{}: {}", message.from, message.body);
+                        if message.from == peer {
+                            client.read(peer, message.id).await?;
+                        }
+                    }
+                    AppEvent::Sent { ack, own } if ack.to == peer => {
+                        let prefix = if own { "you" } else { "you (other device)" };
+                        println!("{prefix}: {}  ✓", ack.body);
+                        sent.insert(ack.id, Mine { body: ack.body, status: "✓" });
+                    }
+                    AppEvent::Receipt(receipt) if receipt.peer == peer => {
+                        let status = match receipt.status { ReceiptStatus::Delivered => "✓✓", ReceiptStatus::Read => "✓✓ read" };
+                        for (_, mine) in sent.range_mut(..=receipt.up_to) {
+                            if mine.status != status && mine.status != "✓✓ read" {
+                                mine.status = status;
+                                println!("you: {}  {status}", mine.body);
+                            }
+                        }
+                    }
+                    AppEvent::Rejected(error) => println!("! refused: {} ({})", error.message, error.code),
+                    AppEvent::Connection(false) => println!("… connection lost, reconnecting"),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn event_json(event: &AppEvent) -> serde_json::Value {
+    let (kind, mut value) = match event {
+        AppEvent::Message(m) => ("message", serde_json::to_value(m)),
+        AppEvent::Sent { ack, .. } => ("sent", serde_json::to_value(ack)),
+        AppEvent::Receipt(r) => ("receipt", serde_json::to_value(r)),
+        AppEvent::Rejected(e) => ("rejected", serde_json::to_value(e)),
+        AppEvent::Connection(up) => ("connection", Ok(serde_json::json!({ "connected": up }))),
+    };
+    if let Ok(serde_json::Value::Object(map)) = &mut value {
+        map.insert("event".into(), kind.into());
+    }
+    value.unwrap_or_default()
+}
+
+fn event_text(event: &AppEvent) -> String {
+    match event {
+        AppEvent::Message(m) => format!("{}: {}", m.from, m.body),
+        AppEvent::Sent { ack, .. } => format!("you → {}: {}  ✓", ack.to, ack.body),
+        AppEvent::Receipt(r) => format!("{} ≤ {} {:?}", r.peer, r.up_to, r.status),
+        AppEvent::Rejected(e) => format!("! refused: {} ({})", e.message, e.code),
+        AppEvent::Connection(_) => String::new(),
+    }
+}
