@@ -32,7 +32,7 @@ pub struct ChatArgs {
     #[command(flatten)]
     identity: Identity,
     /// The peer to chat with (interactive mode and `send`).
-    #[arg(long)]
+    #[arg(long, global = true)]
     to: Option<String>,
     #[command(subcommand)]
     action: Option<ChatAction>,

@@ -18,9 +18,9 @@ const PER_SENDER: usize = 500;
 
 fn tiny_broker() -> Options {
     Options::default()
-        .env("BLUETICK_MQTT__SEGMENT_SIZE", "10240")
+        .env("BLUETICK_MQTT__SEGMENT_SIZE", "2048")
         .env("BLUETICK_MQTT__SEGMENT_COUNT", "2")
-        .env("BLUETICK_BRIDGE__SEGMENT_SIZE", "10240")
+        .env("BLUETICK_BRIDGE__SEGMENT_SIZE", "2048")
         .env("BLUETICK_BRIDGE__SEGMENT_COUNT", "2")
 }
 

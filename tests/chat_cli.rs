@@ -1,0 +1,123 @@
+//! `bluetick chat` between two terminals, as the README shows it.
+
+mod common;
+
+use common::{Backend, Server};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn chat(server: &Server, args: &[&str]) -> Command {
+    let mut command = common::bluetick();
+    command
+        .arg("chat")
+        .args(args)
+        .args([
+            "--server",
+            &server.mqtt.to_string(),
+            "--database-url",
+            &server.database.url,
+        ])
+        .arg("--data-dir")
+        .arg(server.data_dir.path());
+    command
+}
+
+/// Lines a child prints, readable with a timeout.
+fn lines_of(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `needle`; returns every line seen.
+fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
+            let found = line.contains(needle);
+            seen.push(line);
+            if found {
+                return;
+            }
+        }
+    }
+    panic!("no line with {needle:?}; saw {seen:#?}");
+}
+
+fn interactive(server: &Server, me: &str, peer: &str) -> (Child, mpsc::Receiver<String>) {
+    let mut child = chat(server, &["--as", me, "--to", peer])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bluetick chat");
+    let lines = lines_of(child.stdout.take().unwrap());
+    (child, lines)
+}
+
+on_both_backends! {
+    async fn two_terminals_chat_with_ticks(backend) {
+        let server = Server::start(backend);
+        server.register("alice");
+        server.register("bob");
+        let (mut alice, alice_out) = interactive(&server, "alice", "bob");
+        let (mut bob, bob_out) = interactive(&server, "bob", "alice");
+        let (mut alice_seen, mut bob_seen) = (Vec::new(), Vec::new());
+        wait_for_line(&alice_out, "chatting with bob", &mut alice_seen);
+        wait_for_line(&bob_out, "chatting with alice", &mut bob_seen);
+
+        writeln!(alice.stdin.as_mut().unwrap(), "lunch at noon?").unwrap();
+        wait_for_line(&alice_out, "lunch at noon?  ✓", &mut alice_seen);
+        wait_for_line(&bob_out, "alice: lunch at noon?", &mut bob_seen);
+        // Bob's terminal showed it, so it counts as read.
+        wait_for_line(&alice_out, "lunch at noon?  ✓✓ read", &mut alice_seen);
+
+        writeln!(bob.stdin.as_mut().unwrap(), "sure").unwrap();
+        wait_for_line(&alice_out, "bob: sure", &mut alice_seen);
+
+        // Ctrl-D ends each session cleanly.
+        drop(alice.stdin.take());
+        drop(bob.stdin.take());
+        assert!(alice.wait().unwrap().success());
+        assert!(bob.wait().unwrap().success());
+    }
+
+    async fn scripted_send_and_json_listen(backend) {
+        let server = Server::start(backend);
+        server.register("alice");
+        server.register("bob");
+        let mut listener = chat(&server, &["listen", "--as", "bob", "--json", "--count", "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let listened = lines_of(listener.stdout.take().unwrap());
+        let sent = chat(&server, &["send", "--as", "alice", "--to", "bob", "hello from a script"]).output().unwrap();
+        assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+        let said = String::from_utf8_lossy(&sent.stdout);
+        assert!(said.starts_with("✓ stored as message "), "{said}");
+
+        let event = loop {
+            let line = listened.recv_timeout(Duration::from_secs(30)).expect("bob's listener prints the message");
+            let event: serde_json::Value = serde_json::from_str(&line).expect("every line is JSON");
+            if event["event"] != "connection" {
+                break event;
+            }
+        };
+        assert_eq!((event["event"].as_str(), event["from"].as_str()), (Some("message"), Some("alice")));
+        assert_eq!(event["body"], "hello from a script");
+        assert!(listener.wait().unwrap().success(), "--count 1 exits after one message");
+
+        let refused = chat(&server, &["send", "--as", "alice", "--to", "nobody", "hi"]).output().unwrap();
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown_recipient"));
+    }
+}
