@@ -43,7 +43,7 @@ on_both_backends! {
         let token = server.register("alice");
         let mut subscriber = tool("mosquitto_sub")
             .args(mosquitto_args(&server, "alice", &token, "alice.sub"))
-            .args(["-t", "u/alice/#", "-q", "1", "-C", "1", "-W", "20", "-v"])
+            .args(["-t", "u/alice/inbox", "-q", "1", "-C", "1", "-W", "20", "-v"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -54,7 +54,8 @@ on_both_backends! {
         loop {
             let status = tool("mosquitto_pub")
                 .args(mosquitto_args(&server, "alice", &token, "alice.pub"))
-                .args(["-t", "u/alice/send", "-m", "hello from mosquitto", "-q", "1"])
+                .args(["-t", "u/alice/send", "-q", "1"])
+                .args(["-m", r#"{"id":"mosq-1","to":"alice","body":"hello from mosquitto"}"#])
                 .status()
                 .expect("mosquitto_pub");
             assert!(status.success(), "mosquitto_pub with a valid token failed");
@@ -67,7 +68,10 @@ on_both_backends! {
         let output = subscriber.wait_with_output().expect("mosquitto_sub output");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "mosquitto_sub failed: {}", String::from_utf8_lossy(&output.stderr));
-        assert_eq!(stdout.lines().next(), Some("u/alice/send hello from mosquitto"));
+        // A note to self: the inbox gets the message (and its ack).
+        let first = stdout.lines().next().unwrap_or_default();
+        assert!(first.starts_with("u/alice/inbox {"), "{stdout}");
+        assert!(first.contains(r#""body":"hello from mosquitto""#), "{stdout}");
     }
 
     async fn mosquitto_clients_are_refused_outside_their_topics_and_without_a_token(backend) {
@@ -104,7 +108,7 @@ on_both_backends! {
             .expect("run paho client");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "paho over WebSocket failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
-        assert_eq!(stdout.trim(), "received u/alice/send hello over websocket");
+        assert_eq!(stdout.trim(), "received u/alice/inbox hello over websocket");
 
         let refused = Command::new("python3")
             .args([script, &server.ws.ip().to_string(), &server.ws.port().to_string(), "alice", "bt_wrong"])

@@ -87,6 +87,12 @@ impl Identity {
         }
     }
 
+    /// A client connection, as opposed to the server's own (which the
+    /// client metrics leave out).
+    fn is_client(&self) -> bool {
+        !matches!(self, Identity::Service { .. })
+    }
+
     fn user_label(&self) -> &str {
         match self {
             Identity::User { user, .. } => user.as_str(),
@@ -254,7 +260,9 @@ impl Guard {
         };
         let n = self.shared.next_connection.fetch_add(1, Ordering::Relaxed);
         let connection_id = format!("{}:{n}", self.shared.node);
-        meter::connected();
+        if identity.is_client() {
+            meter::connected();
+        }
         self.send_event(EventKind::Connected, identity, &connection_id);
         *lock(&self.announced) = Some(connection_id);
     }
@@ -302,7 +310,9 @@ impl Drop for Guard {
         if let (Some(identity), Some(connection_id)) =
             (&self.identity, lock(&self.announced).take())
         {
-            meter::disconnected();
+            if identity.is_client() {
+                meter::disconnected();
+            }
             self.send_event(EventKind::Disconnected, identity, &connection_id);
         }
     }

@@ -2,12 +2,13 @@
 """A stock MQTT client library (Eclipse paho) over WebSocket.
 
 Connects to bluetick's WebSocket listener as USER with TOKEN, subscribes to
-its own subtree, publishes to its own send topic and waits to receive that
-message back. Prints one line, "received TOPIC PAYLOAD", and exits 0 on
-success; exits 1 with the reason otherwise.
+its own inbox, sends itself a message and waits for it to arrive in the
+inbox. Prints one line, "received TOPIC BODY", and exits 0 on success;
+exits 1 with the reason otherwise.
 
 usage: paho_ws.py HOST PORT USER TOKEN
 """
+import json
 import sys
 import threading
 
@@ -24,7 +25,7 @@ def on_connect(client, userdata, flags, reason_code, properties):
         outcome["error"] = f"connect refused: {reason_code}"
         received.set()
         return
-    client.subscribe(f"u/{user}/#", qos=1)
+    client.subscribe(f"u/{user}/inbox", qos=1)
 
 
 def on_subscribe(client, userdata, mid, reason_codes, properties):
@@ -36,8 +37,10 @@ def on_subscribe(client, userdata, mid, reason_codes, properties):
 
 
 def on_message(client, userdata, message):
-    outcome["message"] = f"received {message.topic} {message.payload.decode()}"
-    received.set()
+    event = json.loads(message.payload)
+    if event.get("type") == "message":
+        outcome["message"] = f"received {message.topic} {event['body']}"
+        received.set()
 
 
 client = mqtt.Client(
@@ -57,7 +60,8 @@ try:
     if not subscribed.wait(10) and "error" not in outcome:
         outcome["error"] = "no SUBACK within 10 s"
     if "error" not in outcome:
-        client.publish(f"u/{user}/send", "hello over websocket", qos=1)
+        note = {"id": "paho-1", "to": user, "body": "hello over websocket"}
+        client.publish(f"u/{user}/send", json.dumps(note), qos=1)
         if not received.wait(10):
             outcome["error"] = "message not received within 10 s"
 finally:
