@@ -121,4 +121,42 @@ on_both_backends! {
         let expected: Vec<String> = (0..50).map(|n| format!("n{n}")).collect();
         assert_eq!(bodies, expected);
     }
+
+    async fn http_sends_go_through_the_same_pipeline(backend) {
+        let server = Server::start(backend);
+        let dir = tempfile::tempdir().unwrap();
+        let (alice_token, bob_token) = (server.register("alice"), server.register("bob"));
+        let mut bob = App::connect(&server, "bob", &bob_token, "phone", dir.path()).await;
+        let mut alice = App::connect(&server, "alice", &alice_token, "phone", dir.path()).await;
+        let post = |body: &str| common::http::request(server.http, "POST", "/v1/messages", Some(body), Some(&alice_token));
+
+        let stored = post(r#"{"id":"bot-1","to":"bob","body":"deploy finished"}"#);
+        assert_eq!(stored.status, 201, "{}", stored.body);
+        let id = stored.json()["id"].as_i64().unwrap();
+        let message = bob.message_from("alice", "deploy finished").await;
+        assert_eq!(message.id, id);
+        // Alice's devices see the ack like any send of hers, and the receipt.
+        alice.wait_for("the HTTP send's ack", |e| match e {
+            AppEvent::Sent { ack, own: false } if ack.client_id == "bot-1" => Some(()),
+            _ => None,
+        }).await;
+        alice.receipt("bob", ReceiptStatus::Delivered, id).await;
+
+        for (body, status, code) in [
+            (r#"{"id":"bot-2","to":"nobody","body":"x"}"#, 404, "unknown_recipient"),
+            (r#"{"to":"bob","body":"x"}"#, 400, "missing_id"),
+            (r#"{"id":"bot-3","to":"bob","body":""}"#, 400, "empty_body"),
+            ("{nope", 400, "malformed_json"),
+        ] {
+            let refused = post(body);
+            assert_eq!((refused.status, refused.error_code().as_str()), (status, code), "{body}");
+        }
+        let big = format!(r#"{{"id":"bot-4","to":"bob","body":"{}"}}"#, "x".repeat(64 * 1024 + 1));
+        let refused = post(&big);
+        assert_eq!((refused.status, refused.error_code().as_str()), (413, "body_too_large"));
+        let anonymous = common::http::request(server.http, "POST", "/v1/messages", Some("{}"), None);
+        assert_eq!(anonymous.status, 401);
+        bob.settle(Duration::from_millis(300)).await;
+        assert_eq!(bob.messages().len(), 1, "refused sends deliver nothing");
+    }
 }
