@@ -10,7 +10,7 @@
 use protocol::messages::{
     AckEvent, ErrorEvent, Event, InboxEvent, MessageEvent, ReceiptEvent, ReceiptStatus, Rejection,
 };
-use protocol::ErrorCode;
+use protocol::{ErrorCode, UserName};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use store::inbox::NewEvent;
 use store::messages::Stored;
@@ -131,21 +131,16 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                     }
                 }
                 Request::Send { sender, send } => {
-                    let rejection = Rejection {
-                        client_id: Some(send.id.clone()),
-                        code: ErrorCode::UnknownRecipient,
-                        message: format!("no user {:?}", send.to),
-                    };
                     let payload = serde_json::to_vec(send).unwrap_or_default();
-                    let topic = protocol::topics::user_topic(sender, "send");
-                    refuse(
+                    let client_id = Some(send.id.clone());
+                    refuse_unknown_user(
                         tx,
                         &mut pending,
-                        sender.as_str(),
+                        sender,
                         "send",
-                        &topic,
+                        client_id,
+                        &send.to,
                         &payload,
-                        rejection,
                     )?
                 }
                 Request::Ack { user, ack } => {
@@ -171,21 +166,15 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                     Outcome::Applied
                 }
                 Request::Read { reader, read } => {
-                    let rejection = Rejection {
-                        client_id: None,
-                        code: ErrorCode::UnknownRecipient,
-                        message: format!("no user {:?}", read.peer),
-                    };
                     let payload = serde_json::to_vec(read).unwrap_or_default();
-                    let topic = protocol::topics::user_topic(reader, "read");
-                    refuse(
+                    refuse_unknown_user(
                         tx,
                         &mut pending,
-                        reader.as_str(),
+                        reader,
                         "read",
-                        &topic,
+                        None,
+                        &read.peer,
                         &payload,
-                        rejection,
                     )?
                 }
                 Request::Refused {
@@ -255,6 +244,25 @@ fn refuse(
     metrics::counter!("bluetick_requests_refused_total", "code" => rejection.code.as_str())
         .increment(1);
     Ok(Outcome::Refused(rejection))
+}
+
+/// Refuses a request that names a user who does not exist.
+fn refuse_unknown_user(
+    tx: &mut Tx<'_>,
+    pending: &mut Vec<Pending>,
+    user: &UserName,
+    leaf: &str,
+    client_id: Option<String>,
+    name: &str,
+    payload: &[u8],
+) -> Result<Outcome, StoreError> {
+    let rejection = Rejection {
+        client_id,
+        code: ErrorCode::UnknownRecipient,
+        message: format!("no user {name:?}"),
+    };
+    let topic = protocol::topics::user_topic(user, leaf);
+    refuse(tx, pending, user.as_str(), leaf, &topic, payload, rejection)
 }
 
 /// A device stored its inbox up to `up_to`: messages in the newly acked

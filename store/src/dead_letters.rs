@@ -23,16 +23,19 @@ pub struct DeadLetter {
     pub replayed_at: Option<i64>,
 }
 
-type Row = (
-    i64,
-    String,
-    String,
-    Vec<u8>,
-    String,
-    String,
-    i64,
-    Option<i64>,
-);
+/// A `dead_letters` row as stored (payload still sealed).
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = dead_letters)]
+struct Row {
+    id: i64,
+    user_name: String,
+    topic: String,
+    payload: Vec<u8>,
+    code: String,
+    reason: String,
+    created_at: i64,
+    replayed_at: Option<i64>,
+}
 
 impl Tx<'_> {
     /// Records a refused payload.
@@ -74,7 +77,7 @@ impl Store {
         let rows: Vec<Row> = on_backend!(&mut *conn, c => dead_letters::table
             .order(dead_letters::id.desc())
             .limit(limit as i64)
-            .select(COLUMNS)
+            .select(Row::as_select())
             .load(c))?;
         rows.into_iter().map(|row| self.open_row(row)).collect()
     }
@@ -84,46 +87,22 @@ impl Store {
         let mut conn = self.conn()?;
         let row: Option<Row> = on_backend!(&mut *conn, c => dead_letters::table
             .filter(dead_letters::id.eq(id))
-            .select(COLUMNS)
+            .select(Row::as_select())
             .first(c)
             .optional())?;
         row.map(|row| self.open_row(row)).transpose()
     }
 
-    fn open_row(
-        &self,
-        (id, user, topic, payload, code, reason, created_at, replayed_at): Row,
-    ) -> Result<DeadLetter, StoreError> {
-        let payload = self.sealer()?.open(&payload)?;
+    fn open_row(&self, row: Row) -> Result<DeadLetter, StoreError> {
         Ok(DeadLetter {
-            id,
-            user,
-            topic,
-            payload,
-            code,
-            reason,
-            created_at,
-            replayed_at,
+            payload: self.sealer()?.open(&row.payload)?,
+            id: row.id,
+            user: row.user_name,
+            topic: row.topic,
+            code: row.code,
+            reason: row.reason,
+            created_at: row.created_at,
+            replayed_at: row.replayed_at,
         })
     }
 }
-
-const COLUMNS: (
-    dead_letters::id,
-    dead_letters::user_name,
-    dead_letters::topic,
-    dead_letters::payload,
-    dead_letters::code,
-    dead_letters::reason,
-    dead_letters::created_at,
-    dead_letters::replayed_at,
-) = (
-    dead_letters::id,
-    dead_letters::user_name,
-    dead_letters::topic,
-    dead_letters::payload,
-    dead_letters::code,
-    dead_letters::reason,
-    dead_letters::created_at,
-    dead_letters::replayed_at,
-);

@@ -18,7 +18,7 @@
 use diesel::prelude::*;
 use protocol::messages::{AckEvent, Event, InboxEvent, MessageEvent};
 
-use crate::db::Tx;
+use crate::db::{AnyConnection, Tx};
 use crate::schema::{devices, inbox, messages, users};
 use crate::{clock, Store, StoreError};
 
@@ -155,16 +155,25 @@ impl Tx<'_> {
 
     /// Deletes the events every acking device of `user` has stored.
     pub fn prune(&mut self, user: &str) -> Result<usize, StoreError> {
-        let floor: Option<i64> = on_backend!(&mut *self.conn, c => devices::table
-            .filter(devices::user_name.eq(user))
-            .select(diesel::dsl::min(devices::acked_seq))
-            .first(c))?;
-        let Some(floor) = floor else { return Ok(0) };
+        let floor = prune_floor(self.conn, user)?;
+        if floor == 0 {
+            return Ok(0);
+        }
         Ok(on_backend!(&mut *self.conn, c => diesel::delete(
             inbox::table.filter(inbox::user_name.eq(user)).filter(inbox::seq.le(floor)),
         )
         .execute(c))?)
     }
+}
+
+/// The lowest ack among `user`'s devices (0 if none has acked): every
+/// event at or below it has been pruned, or may be.
+fn prune_floor(conn: &mut AnyConnection, user: &str) -> Result<i64, StoreError> {
+    let floor: Option<i64> = on_backend!(conn, c => devices::table
+        .filter(devices::user_name.eq(user))
+        .select(diesel::dsl::min(devices::acked_seq))
+        .first(c))?;
+    Ok(floor.unwrap_or(0))
 }
 
 type InboxRow = (
@@ -242,12 +251,7 @@ impl Store {
     /// The highest seq pruned from `user`'s inbox: every acking device has
     /// stored everything up to it (0 if no device has acked).
     pub fn prune_floor(&self, user: &str) -> Result<i64, StoreError> {
-        let mut conn = self.conn()?;
-        let floor: Option<i64> = on_backend!(&mut *conn, c => devices::table
-            .filter(devices::user_name.eq(user))
-            .select(diesel::dsl::min(devices::acked_seq))
-            .first(c))?;
-        Ok(floor.unwrap_or(0))
+        prune_floor(&mut *self.conn()?, user)
     }
 
     /// The last seq handed out in `user`'s inbox (0 if none).

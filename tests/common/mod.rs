@@ -138,7 +138,7 @@ impl Server {
             self.http,
             "POST",
             "/v1/users",
-            Some(&format!(r#"{{"name":"{name}","password":"{password}"}}"#)),
+            Some(&credentials(name, &password)),
             None,
         );
         assert_eq!(created.status, 201, "register {name}: {}", created.body);
@@ -151,7 +151,7 @@ impl Server {
             self.http,
             "POST",
             "/v1/tokens",
-            Some(&format!(r#"{{"name":"{name}","password":"{password}"}}"#)),
+            Some(&credentials(name, password)),
             None,
         );
         assert_eq!(issued.status, 201, "login {name}: {}", issued.body);
@@ -238,6 +238,11 @@ impl Drop for Server {
             eprintln!("--- server log ---\n{}", self.log());
         }
     }
+}
+
+/// The JSON body of registration and login.
+fn credentials(name: &str, password: &str) -> String {
+    serde_json::json!({ "name": name, "password": password }).to_string()
 }
 
 /// Starts `bluetick serve` on `addrs` (mqtt, ws, http; port 0 for any)
