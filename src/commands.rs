@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::Subcommand;
+use protocol::presence::Privacy;
 use std::time::Duration;
 use store::{Sealer, Store, StoreOptions};
 
@@ -16,6 +17,16 @@ pub enum UserCommand {
         /// The user's password (8-256 bytes).
         #[arg(long)]
         password: String,
+    },
+    /// Show or change a user's privacy settings.
+    Privacy {
+        name: String,
+        /// Who may see last seen: everyone, contacts or nobody.
+        #[arg(long)]
+        last_seen: Option<String>,
+        /// Send and receive read receipts: on or off.
+        #[arg(long)]
+        read_receipts: Option<String>,
     },
     /// Issue a fresh token for a user and print it, alone, on stdout.
     Token {
@@ -73,6 +84,33 @@ pub fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Add { name, password } => {
             let user = store.create_user(&name, &password)?;
             eprintln!("user {user} added");
+        }
+        UserCommand::Privacy {
+            name,
+            last_seen,
+            read_receipts,
+        } => {
+            let last_seen = last_seen
+                .map(|v| {
+                    Privacy::parse(&v).with_context(|| {
+                        format!("--last-seen {v:?}: use everyone, contacts or nobody")
+                    })
+                })
+                .transpose()?;
+            let read_receipts = read_receipts
+                .map(|v| match v.as_str() {
+                    "on" => Ok(true),
+                    "off" => Ok(false),
+                    _ => anyhow::bail!("--read-receipts {v:?}: use on or off"),
+                })
+                .transpose()?;
+            let user = protocol::UserName::parse(&name)?;
+            let settings = store.update_settings(user.as_str(), last_seen, read_receipts)?;
+            let receipts = if settings.read_receipts { "on" } else { "off" };
+            println!(
+                "last_seen={} read_receipts={receipts}",
+                settings.last_seen.as_str()
+            );
         }
         UserCommand::Token { name, ttl_days } => {
             let user = protocol::UserName::parse(&name)?;

@@ -71,11 +71,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         broker::Broker::start(broker_config(&config, &service_secret), store.clone())
             .await
             .context("starting the MQTT broker")?;
-    let recorder = tokio::spawn(broker::events::record_sessions(
-        store.clone(),
-        config.node.clone(),
-        events,
-    ));
     let bridge = bridge::Bridge::start(
         bridge_config(&config, broker.mqtt_addr, service_secret),
         store.clone(),
@@ -83,6 +78,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .await
     .context("starting the bridge")?;
     let bridge = Arc::new(bridge);
+    let recorder = tokio::spawn(track_connections(
+        store.clone(),
+        config.node.clone(),
+        events,
+        bridge.presence(),
+    ));
 
     let http_listener = TcpListener::bind(config.http.addr)
         .await
@@ -93,6 +94,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         store: store.clone(),
         metrics,
         authenticator: broker.authenticator(),
+        presence_policy: broker.presence_policy(),
         bridge: bridge.clone(),
         max_body: config.messages.max_body,
         token_ttl: Duration::from_secs(config.auth.token_ttl_days * 86_400),
@@ -148,6 +150,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Keeps the `sessions` table and presence true to the guard's connect and
+/// disconnect events, in the order they happened.
+async fn track_connections(
+    store: store::Store,
+    node: String,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<broker::ConnectionEvent>,
+    presence: Arc<bridge::Tracker>,
+) {
+    while let Some(event) = events.recv().await {
+        if event.user.is_empty() {
+            continue;
+        }
+        let (user, at) = (event.user.clone(), event.at_ms);
+        let (writer, node) = (store.clone(), node.clone());
+        match tokio::task::spawn_blocking(move || broker::events::apply(&writer, &node, event))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not update the sessions table"),
+            Err(e) => tracing::warn!(error = %e, "sessions writer task failed"),
+        }
+        presence.refresh(&user, at).await;
+    }
+}
+
 fn bridge_config(
     config: &Config,
     broker: std::net::SocketAddr,
@@ -192,10 +219,7 @@ fn broker_config(config: &Config, service_secret: &str) -> broker::BrokerConfig 
         dev_open: config.dev_open,
         node: config.node.clone(),
         service_secret: Some(service_secret.to_owned()),
-        service_filters: bridge::request::LEAVES
-            .iter()
-            .map(|leaf| format!("u/+/{leaf}"))
-            .collect(),
+        service_filters: bridge::filters(),
         service_segment_size: config.bridge.segment_size,
         service_segment_count: config.bridge.segment_count,
     }

@@ -65,6 +65,20 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
         } else {
             tx.existing_users(&mentioned)?
         };
+        // Read receipts flow only between two users who both have them on.
+        let readers: Vec<&str> = requests
+            .iter()
+            .filter_map(|r| match r {
+                Request::Read { reader, read } => Some([reader.as_str(), read.peer.as_str()]),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let receipts_on = if readers.is_empty() {
+            HashSet::new()
+        } else {
+            tx.with_read_receipts(&readers)?
+        };
 
         let mut pending = Vec::new();
         let mut outcomes = Vec::with_capacity(requests.len());
@@ -148,9 +162,11 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                     Outcome::Applied
                 }
                 Request::Read { reader, read } if existing.contains(&read.peer) => {
-                    if let Some(up_to) =
-                        tx.mark_read(reader.as_str(), &read.peer, read.up_to, now)?
-                    {
+                    let both_share =
+                        receipts_on.contains(reader.as_str()) && receipts_on.contains(&read.peer);
+                    let newest =
+                        tx.mark_read(reader.as_str(), &read.peer, read.up_to, now, both_share)?;
+                    if let (Some(up_to), true) = (newest, both_share) {
                         let receipt = ReceiptEvent {
                             status: ReceiptStatus::Read,
                             peer: reader.to_string(),

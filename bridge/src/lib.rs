@@ -25,17 +25,21 @@
 //! unchanged against the embedded broker or an external one.
 
 pub mod batch;
+mod live;
+pub mod presence;
 pub mod request;
 
 use protocol::messages::{Event, InboxEvent, SyncedEvent};
 use protocol::{topics, UserName};
 use rumqttc::{AsyncClient, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
+use std::sync::Arc;
 use std::time::Duration;
 use store::Store;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use batch::{Committed, Outcome};
+pub use presence::Tracker;
 pub use request::Request;
 
 /// How the bridge reaches the broker and how it batches.
@@ -80,7 +84,21 @@ enum Input {
 pub struct Bridge {
     submissions: mpsc::Sender<Input>,
     tasks: Vec<JoinHandle<()>>,
+    presence: Arc<Tracker>,
 }
+
+/// Every topic filter the bridge subscribes to.
+pub fn filters() -> Vec<String> {
+    request::LEAVES
+        .iter()
+        .chain(EPHEMERAL_LEAVES.iter())
+        .map(|leaf| format!("u/+/{leaf}"))
+        .collect()
+}
+
+/// Leaves handled as they arrive, never stored: typing and devices' own
+/// presence messages.
+const EPHEMERAL_LEAVES: [&str; 2] = ["typing", "presence"];
 
 impl Bridge {
     /// Connects, subscribes, and starts the worker. Returns once the
@@ -97,7 +115,20 @@ impl Bridge {
         let (client, eventloop) = AsyncClient::new(options, 10_000);
         let (input_tx, input_rx) = mpsc::channel(10_000);
         let (ready_tx, ready_rx) = oneshot::channel();
-        let driver = tokio::spawn(drive(client.clone(), eventloop, input_tx.clone(), ready_tx));
+        let presence = Arc::new(Tracker::new(client.clone(), store.clone()));
+        let live = Live {
+            client: client.clone(),
+            store: store.clone(),
+            presence: presence.clone(),
+            typing: Default::default(),
+        };
+        let driver = tokio::spawn(drive(
+            client.clone(),
+            eventloop,
+            input_tx.clone(),
+            ready_tx,
+            live,
+        ));
         match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => {
@@ -112,6 +143,7 @@ impl Bridge {
         Ok(Bridge {
             submissions: input_tx,
             tasks: vec![driver, worker],
+            presence,
         })
     }
 
@@ -126,6 +158,11 @@ impl Bridge {
         outcome.await.map_err(|_| BridgeError::Stopped)
     }
 
+    /// The presence tracker, to be told about connects and disconnects.
+    pub fn presence(&self) -> Arc<Tracker> {
+        self.presence.clone()
+    }
+
     /// Stops the bridge's tasks. Requests not yet committed stay
     /// unacknowledged, so clients resend them.
     pub fn stop(&self) {
@@ -136,10 +173,65 @@ impl Bridge {
 }
 
 fn subscriptions() -> Vec<SubscribeFilter> {
-    request::LEAVES
-        .iter()
-        .map(|leaf| SubscribeFilter::new(format!("u/+/{leaf}"), QoS::AtLeastOnce))
+    filters()
+        .into_iter()
+        .map(|filter| {
+            // Typing is QoS 0 end to end: nothing to acknowledge or redeliver.
+            let qos = if filter.ends_with("/typing") {
+                QoS::AtMostOnce
+            } else {
+                QoS::AtLeastOnce
+            };
+            SubscribeFilter::new(filter, qos)
+        })
         .collect()
+}
+
+/// What the driver needs for ephemeral traffic.
+struct Live {
+    client: AsyncClient,
+    store: Store,
+    presence: Arc<Tracker>,
+    typing: live::TypingLimiter,
+}
+
+impl Live {
+    /// Handles typing and presence publishes at once; returns any other
+    /// publish for the worker.
+    fn take(&self, publish: Publish) -> Option<Publish> {
+        let mut parts = publish.topic.split('/');
+        let (Some("u"), Some(user), Some(leaf), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Some(publish);
+        };
+        let Ok(user) = UserName::parse(user) else {
+            return Some(publish);
+        };
+        match leaf {
+            "typing" => {
+                live::typing(
+                    &self.client,
+                    &self.presence,
+                    &self.typing,
+                    &user,
+                    &publish.payload,
+                );
+                None
+            }
+            "presence" => {
+                live::device_presence(
+                    self.client.clone(),
+                    self.store.clone(),
+                    self.presence.clone(),
+                    user,
+                    publish,
+                );
+                None
+            }
+            _ => Some(publish),
+        }
+    }
 }
 
 /// Polls the MQTT connection forever: forwards publishes to the worker and
@@ -149,11 +241,15 @@ async fn drive(
     mut eventloop: EventLoop,
     input: mpsc::Sender<Input>,
     ready: oneshot::Sender<()>,
+    live: Live,
 ) {
     let mut ready = Some(ready);
     loop {
         match eventloop.poll().await {
             Ok(rumqttc::Event::Incoming(Packet::Publish(publish))) => {
+                let Some(publish) = live.take(publish) else {
+                    continue;
+                };
                 if input.send(Input::Mqtt(publish)).await.is_err() {
                     return;
                 }

@@ -16,6 +16,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use store::{Store, StoreError};
 
+use crate::blocking;
+
 /// Most cached entries; the cache is emptied when it would grow past this.
 const CACHE_CAPACITY: usize = 100_000;
 
@@ -105,16 +107,5 @@ impl Authenticator {
             return Some(None);
         }
         Some(entry.owner.clone())
-    }
-}
-
-/// Runs blocking store work from inside a runtime worker without stalling
-/// the other tasks on it.
-fn blocking<T>(work: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(work)
-        }
-        _ => work(),
     }
 }

@@ -18,6 +18,8 @@
 //!   codes in the SUBACK are rewritten to 0x80 (failure).
 //! - **PUBLISH** to a topic the user may not write closes the connection:
 //!   MQTT 3.1.1 has no negative PUBACK, and closing is what the spec allows.
+//! - **Presence** messages the broker writes to a user are replaced with
+//!   `{"hidden":true}` when privacy does not let that user see them.
 //! - **Connected** is reported when a successful CONNACK is written, and
 //!   **disconnected** when the per-connection guard is dropped, which rumqttd
 //!   does however the connection ends (DISCONNECT, socket loss, keepalive
@@ -37,6 +39,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::auth::{AuthError, Authenticator};
 use crate::events::{ConnectionEvent, EventKind};
 use crate::metrics::{self as meter, Refusal};
+use crate::privacy::PresencePolicy;
 
 /// MQTT user name of the server's own clients (the bridge). `$` cannot
 /// appear in a user name, so no user can claim it.
@@ -51,6 +54,8 @@ pub const DENIED_FILTER: &str = "bluetick/denied";
 pub(crate) struct Shared {
     /// Checks CONNECT credentials against the store.
     pub authenticator: Arc<Authenticator>,
+    /// Decides who may see whose presence.
+    pub presence: Arc<PresencePolicy>,
     /// Accept anonymous clients and skip the ACL (conformance testing only).
     pub dev_open: bool,
     /// Most client connections admitted at once.
@@ -281,6 +286,13 @@ impl Guard {
     }
 }
 
+/// The presence payload a viewer gets for a user they may not see.
+fn hidden_presence() -> bytes::Bytes {
+    bytes::Bytes::from(
+        serde_json::to_vec(&protocol::presence::Presence::hidden()).unwrap_or_default(),
+    )
+}
+
 /// Compares secrets in time independent of where they differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
@@ -376,6 +388,18 @@ impl Protocol for Guard {
                     self.announce();
                 }
                 Packet::ConnAck(ConnAck { code, ..ack }, props)
+            }
+            Packet::Publish(mut publish, props) => {
+                if let Some(Identity::User { user, .. }) = &self.identity {
+                    let topic = std::str::from_utf8(&publish.topic).unwrap_or("");
+                    if let Some(target) = topics::presence_target(topic) {
+                        if !self.shared.presence.may_see(user.as_str(), target) {
+                            publish.payload = hidden_presence();
+                            meter::presence_hidden();
+                        }
+                    }
+                }
+                Packet::Publish(publish, props)
             }
             Packet::SubAck(mut ack, props) => {
                 let denied = lock(&self.denied).remove(&ack.pkid);

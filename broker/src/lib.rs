@@ -6,6 +6,8 @@
 //!   connections, and reports connects and disconnects. This is the only
 //!   place that decides who may do what on MQTT.
 //! - [`auth`]: token checks for CONNECT against the store, briefly cached.
+//! - [`privacy`]: who may see whose presence; the guard applies it to every
+//!   presence message it writes to a client.
 //! - [`events`]: the connected/disconnected events, and the task that keeps
 //!   the `sessions` table true to them.
 //! - `ws`: MQTT over WebSocket, terminated here with a handshake timeout
@@ -25,6 +27,7 @@ pub mod auth;
 pub mod events;
 pub mod guard;
 pub mod metrics;
+pub mod privacy;
 mod ws;
 
 use rumqttd::{ConnectionSettings, Router, RouterConfig, SegmentConfig, Server, ServerSettings};
@@ -39,6 +42,7 @@ use tokio::task::JoinHandle;
 pub use auth::Authenticator;
 pub use events::{ConnectionEvent, EventKind};
 pub use guard::Guard;
+pub use privacy::PresencePolicy;
 pub use ws::WS_PATH;
 
 /// How the broker listens and what it allows.
@@ -119,7 +123,8 @@ impl Broker {
         }
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(guard::Shared {
-            authenticator: Arc::new(Authenticator::new(store, config.auth_cache_ttl)),
+            authenticator: Arc::new(Authenticator::new(store.clone(), config.auth_cache_ttl)),
+            presence: Arc::new(PresencePolicy::new(store, config.auth_cache_ttl)),
             dev_open: config.dev_open,
             max_connections: config.max_connections,
             admitted: AtomicUsize::new(0),
@@ -210,6 +215,11 @@ impl Broker {
         self.shared.authenticator.clone()
     }
 
+    /// The presence policy, so a settings change takes effect at once.
+    pub fn presence_policy(&self) -> Arc<PresencePolicy> {
+        self.shared.presence.clone()
+    }
+
     /// Stops accepting new connections. Established ones keep running until
     /// the process exits.
     pub fn stop_accepting(&self) {
@@ -282,5 +292,16 @@ fn loopback_of(addr: SocketAddr) -> SocketAddr {
         }
         ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
         _ => addr,
+    }
+}
+
+/// Runs blocking store work from inside a runtime worker without stalling
+/// the other tasks on it (the guard's codec calls are synchronous).
+pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }

@@ -68,3 +68,7 @@ pub(crate) fn connected() {
 pub(crate) fn disconnected() {
     metrics::gauge!("bluetick_mqtt_connected_clients").decrement(1.0);
 }
+
+pub(crate) fn presence_hidden() {
+    metrics::counter!("bluetick_presence_hidden_total").increment(1);
+}

@@ -8,7 +8,9 @@
 //!   may publish or subscribe where;
 //! - [`errors`]: the error codes that HTTP and MQTT refusals carry;
 //! - [`messages`]: the chat payloads clients publish and the inbox events
-//!   the server sends back.
+//!   the server sends back;
+//! - [`presence`]: presence, last-seen privacy (with its visibility rule)
+//!   and typing.
 //!
 //! docs/protocol.md is the prose form of this crate. When one changes, so does
 //! the other.
@@ -19,6 +21,7 @@
 pub mod errors;
 pub mod messages;
 pub mod names;
+pub mod presence;
 pub mod topics;
 
 pub use errors::ErrorCode;

@@ -28,8 +28,15 @@ pub fn user_subtree(user: &UserName) -> String {
 }
 
 /// The retained presence topic of a user: `presence/{user}`.
-pub fn presence(user: &UserName) -> String {
+pub fn presence_topic(user: &str) -> String {
     format!("{PRESENCE_PREFIX}{user}")
+}
+
+/// The user a `presence/{user}` topic is about.
+pub fn presence_target(topic: &str) -> Option<&str> {
+    topic
+        .strip_prefix(PRESENCE_PREFIX)
+        .filter(|name| UserName::parse(name).is_ok())
 }
 
 /// The name of a topic inside a user's subtree (`u/{user}/{leaf}`).

@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod health;
 mod messages;
+mod presence;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
@@ -30,6 +31,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The broker's token cache, so logout takes effect on MQTT at once.
     pub authenticator: Arc<broker::Authenticator>,
+    /// Who may see whose presence (shared with the broker's guard).
+    pub presence_policy: Arc<broker::PresencePolicy>,
     /// The chat pipeline, for `POST /v1/messages`.
     pub bridge: Arc<bridge::Bridge>,
     /// Largest message body, in bytes.
@@ -50,6 +53,11 @@ pub fn router(state: AppState, max_json_body: usize) -> Router {
         .route("/v1/tokens", post(accounts::login))
         .route("/v1/tokens/current", delete(accounts::logout))
         .route("/v1/messages", post(messages::send))
+        .route("/v1/users/:name/presence", get(presence::presence))
+        .route(
+            "/v1/me/privacy",
+            get(presence::settings).put(presence::update_settings),
+        )
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(max_json_body))
         .with_state(state)

@@ -12,6 +12,7 @@
 //! - [`inbox`]: each user's gap-free queue of events, per-device acks and
 //!   pruning. Its invariant is written at the top of the module.
 //! - [`dead_letters`]: refused client payloads, for operators.
+//! - [`presence`]: online state, last seen (one writer), privacy settings.
 //! - [`sealing`]: the AEAD that keeps bodies encrypted at rest.
 //!
 //! Writes that must happen together go through [`Store::transaction`],
@@ -37,6 +38,7 @@ pub mod dead_letters;
 mod error;
 pub mod inbox;
 pub mod messages;
+pub mod presence;
 mod schema;
 pub mod sealing;
 pub mod sessions;

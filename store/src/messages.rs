@@ -82,7 +82,8 @@ impl Tx<'_> {
     }
 
     /// Marks every unread message from `sender` to `reader` with id ≤
-    /// `up_to` as read (and delivered, if it was not). Returns the highest
+    /// `up_to` as read, and as delivered too when `implies_delivered` (the
+    /// sender will get a read receipt, which says both). Returns the highest
     /// id that changed, if any did.
     pub fn mark_read(
         &mut self,
@@ -90,6 +91,7 @@ impl Tx<'_> {
         sender: &str,
         up_to: i64,
         at: i64,
+        implies_delivered: bool,
     ) -> Result<Option<i64>, StoreError> {
         let unread = messages::table
             .filter(messages::sender.eq(sender))
@@ -102,12 +104,18 @@ impl Tx<'_> {
         if newest.is_none() {
             return Ok(None);
         }
-        on_backend!(&mut *self.conn, c => diesel::update(unread)
-            .set((
-                messages::read_at.eq(at),
-                messages::delivered_at.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(&format!("COALESCE(delivered_at, {at})"))),
-            ))
-            .execute(c))?;
+        if implies_delivered {
+            let delivered = diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+            >(&format!("COALESCE(delivered_at, {at})"));
+            on_backend!(&mut *self.conn, c => diesel::update(unread)
+                .set((messages::read_at.eq(at), messages::delivered_at.eq(delivered)))
+                .execute(c))?;
+        } else {
+            // No read receipt will go out, so delivery is left for the
+            // reader's inbox ack to report.
+            on_backend!(&mut *self.conn, c => diesel::update(unread).set(messages::read_at.eq(at)).execute(c))?;
+        }
         Ok(newest)
     }
 }

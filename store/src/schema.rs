@@ -7,6 +7,9 @@ diesel::table! {
         password_hash -> Text,
         created_at -> BigInt,
         inbox_seq -> BigInt,
+        last_seen -> Nullable<BigInt>,
+        last_seen_privacy -> Text,
+        read_receipts -> Bool,
     }
 }
 
@@ -27,6 +30,7 @@ diesel::table! {
         client_id -> Text,
         node -> Text,
         connected_at -> BigInt,
+        away -> Bool,
     }
 }
 

@@ -65,6 +65,7 @@ impl Store {
         let rows = on_backend!(&mut *conn, c => sessions::table
             .filter(sessions::user_name.eq(user_name))
             .order(sessions::connected_at.asc())
+            .select((sessions::connection_id, sessions::user_name, sessions::client_id, sessions::node, sessions::connected_at))
             .load::<Session>(c))?;
         Ok(rows)
     }

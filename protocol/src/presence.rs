@@ -1,0 +1,179 @@
+//! Presence, last seen, privacy and typing.
+//!
+//! The server publishes each user's presence, retained, on
+//! `presence/{user}` as a [`Presence`]. Who may see it follows the user's
+//! [`Privacy`] with WhatsApp's reciprocity ([`may_see_last_seen`]); the
+//! broker's guard applies that rule to every delivery of a presence
+//! message, so a viewer who may not see it receives [`Presence::hidden`]
+//! instead, whatever topic filter or retained message brought it.
+
+use serde::{Deserialize, Serialize};
+
+/// Who may see a user's last seen and online status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Privacy {
+    /// Any user.
+    Everyone,
+    /// Users this user has exchanged messages with.
+    Contacts,
+    /// No one.
+    Nobody,
+}
+
+impl Privacy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Privacy::Everyone => "everyone",
+            Privacy::Contacts => "contacts",
+            Privacy::Nobody => "nobody",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Privacy> {
+        [Privacy::Everyone, Privacy::Contacts, Privacy::Nobody]
+            .into_iter()
+            .find(|p| p.as_str() == value)
+    }
+
+    /// Does this setting share with someone who is (or is not) a contact?
+    fn shares_with(self, contact: bool) -> bool {
+        match self {
+            Privacy::Everyone => true,
+            Privacy::Contacts => contact,
+            Privacy::Nobody => false,
+        }
+    }
+}
+
+/// May `viewer` see `target`'s presence? A user always sees their own.
+/// Otherwise the target must share with the viewer and, by reciprocity,
+/// the viewer must share with the target: hide yours from someone and you
+/// cannot see theirs.
+pub fn may_see_last_seen(
+    viewer_is_target: bool,
+    viewer: Privacy,
+    target: Privacy,
+    contacts: bool,
+) -> bool {
+    viewer_is_target || (target.shares_with(contacts) && viewer.shares_with(contacts))
+}
+
+/// The payload of `presence/{user}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// Connected on at least one device (absent when hidden).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    /// When the last device went offline, Unix ms (absent when hidden or
+    /// never seen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<i64>,
+    /// True when the viewer may not see this user's presence.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
+}
+
+impl Presence {
+    pub fn visible(online: bool, last_seen: Option<i64>) -> Presence {
+        Presence {
+            online: Some(online),
+            last_seen,
+            hidden: false,
+        }
+    }
+
+    /// What a viewer who may not see it gets: no status, no timestamp.
+    pub fn hidden() -> Presence {
+        Presence {
+            online: None,
+            last_seen: None,
+            hidden: true,
+        }
+    }
+}
+
+/// `u/{me}/presence`: a device says it is in the foreground or not (the
+/// last-will message should be `{"state":"offline"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceRequest {
+    pub state: PresenceState,
+    /// The device part of the client id (empty for a bare `NAME`).
+    #[serde(default)]
+    pub device: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceState {
+    Online,
+    Offline,
+}
+
+/// `u/{me}/typing`: I am typing to `to` (or stopped).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypingRequest {
+    pub to: String,
+    pub state: TypingState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TypingState {
+    Typing,
+    Paused,
+}
+
+/// What `u/{peer}/live` carries (QoS 0, never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveEvent {
+    Typing { from: String, state: TypingState },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Privacy::*;
+
+    #[test]
+    fn last_seen_visibility_follows_privacy_and_reciprocity() {
+        // (viewer's setting, target's setting, contacts) → visible?
+        let cases = [
+            (Everyone, Everyone, false, true),
+            (Everyone, Contacts, false, false),
+            (Everyone, Contacts, true, true),
+            (Everyone, Nobody, true, false),
+            // Reciprocity: hide yours, see no one's.
+            (Nobody, Everyone, true, false),
+            (Contacts, Everyone, false, false),
+            (Contacts, Everyone, true, true),
+            (Contacts, Contacts, true, true),
+        ];
+        for (viewer, target, contacts, visible) in cases {
+            assert_eq!(
+                may_see_last_seen(false, viewer, target, contacts),
+                visible,
+                "{viewer:?} → {target:?}, contacts {contacts}"
+            );
+        }
+        assert!(
+            may_see_last_seen(true, Nobody, Nobody, false),
+            "everyone sees their own"
+        );
+    }
+
+    #[test]
+    fn hidden_presence_carries_no_status_or_time() {
+        assert_eq!(
+            serde_json::to_string(&Presence::hidden()).unwrap(),
+            r#"{"hidden":true}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Presence::visible(false, Some(5))).unwrap(),
+            r#"{"online":false,"last_seen":5}"#
+        );
+        assert_eq!(Privacy::parse("contacts"), Some(Contacts));
+        assert_eq!(Privacy::parse("friends"), None);
+    }
+}
