@@ -219,8 +219,20 @@ impl Client {
     }
 }
 
-/// An MQTT 3.1.1 CONNECT with clean session, user name and password.
+/// An MQTT 3.1.1 CONNECT with clean session, user name and password, and a
+/// 30 s keepalive.
 pub fn connect_packet(client_id: &str, user: &str, password: &str) -> Vec<u8> {
+    connect_packet_with_keepalive(client_id, user, password, 30)
+}
+
+/// An MQTT 3.1.1 CONNECT with clean session, user name, password and the
+/// given keepalive in seconds.
+pub fn connect_packet_with_keepalive(
+    client_id: &str,
+    user: &str,
+    password: &str,
+    keepalive: u16,
+) -> Vec<u8> {
     fn string(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&(s.len() as u16).to_be_bytes());
         out.extend_from_slice(s.as_bytes());
@@ -229,7 +241,7 @@ pub fn connect_packet(client_id: &str, user: &str, password: &str) -> Vec<u8> {
     string(&mut body, "MQTT");
     body.push(4); // protocol level 3.1.1
     body.push(0x80 | 0x40 | 0x02); // user name, password, clean session
-    body.extend_from_slice(&30u16.to_be_bytes());
+    body.extend_from_slice(&keepalive.to_be_bytes());
     string(&mut body, client_id);
     string(&mut body, user);
     string(&mut body, password);
