@@ -8,10 +8,12 @@
 //! - `commands`: the operator subcommands (`migrate`, `config`, `user`,
 //!   `dlq`).
 //! - `chat`: the terminal chat client, on the `client` SDK.
+//! - `bench`: the load generator and its baselines.
 //!
 //! Logic that could live in a library crate does: this crate parses
 //! arguments, wires, and prints.
 
+mod bench;
 mod chat;
 mod commands;
 mod config;
@@ -75,6 +77,8 @@ enum Command {
     User(commands::UserCommand),
     /// Chat from the terminal (interactive, `send` or `listen`).
     Chat(chat::ChatArgs),
+    /// Measure end-to-end chat load (and `bench connections`).
+    Bench(bench::BenchArgs),
     /// Inspect and replay refused client payloads (dead letters).
     #[command(subcommand)]
     Dlq(commands::DlqCommand),
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
         Command::User(command) => commands::user(&config, command),
         Command::Dlq(command) => commands::dlq(&config, command),
         Command::Chat(args) => chat::run(&config, args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,302 @@
+//! `bluetick bench`: end-to-end chat load against a server the bench
+//! starts itself, with raw-relay baselines in the same run; and
+//! `bluetick bench connections`, many idle connections at once.
+//!
+//! - `load`: the chat clients and what they time;
+//! - `relay`: the raw QoS 1 relay baseline;
+//! - `connections`: idle connections and memory per connection;
+//! - `server`: the processes under test (bluetick, Mosquitto);
+//! - `stats`, `report`: percentiles, the table, JSON and SVG.
+//!
+//! All traffic stays on loopback, and every loop is bounded by the
+//! configured duration or count.
+
+mod connections;
+mod load;
+mod relay;
+mod report;
+mod server;
+mod stats;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+use store::{Store, StoreOptions};
+
+use load::{LoadConfig, Pattern};
+use report::Report;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: Option<BenchWhat>,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Hold many idle authenticated connections; report memory per connection.
+    Connections(ConnectionsArgs),
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// Users, each on its own MQTT connection (even, for pairs).
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    /// Who writes to whom.
+    #[arg(long, value_enum, default_value_t = Pattern::Pairs)]
+    pattern: Pattern,
+    /// Messages per second over all users; 0 sends as fast as it goes.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// Most unacknowledged sends per user.
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// Database for the server under test (default: SQLite in a fresh
+    /// directory); a `postgres://` URL benches PostgreSQL.
+    #[arg(long = "store-url")]
+    store_url: Option<String>,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "bench.json")]
+    json: PathBuf,
+    /// Where to write the SVG charts.
+    #[arg(long, default_value = "bench.svg")]
+    svg: PathBuf,
+    /// Publisher/subscriber pairs in the relay baselines.
+    #[arg(long, default_value_t = 4)]
+    relay_pairs: usize,
+    /// Seconds each relay baseline runs; 0 skips the baselines.
+    #[arg(long, default_value_t = 10)]
+    relay_seconds: u64,
+}
+
+#[derive(Args)]
+struct ConnectionsArgs {
+    /// Connections to open.
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    /// Seconds to hold them before measuring memory.
+    #[arg(long, default_value_t = 5)]
+    hold: u64,
+    /// Keepalive the connections announce (they stay silent).
+    #[arg(long, default_value_t = 600)]
+    keepalive: u16,
+    /// Database for the server under test (default: SQLite).
+    #[arg(long = "store-url")]
+    store_url: Option<String>,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let fds = connections::raise_fd_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match args.what {
+            Some(BenchWhat::Connections(c)) => bench_connections(c, fds).await,
+            None => bench_load(args.load).await,
+        }
+    })
+}
+
+/// Registers `count` users named `{prefix}_{i}` and returns (user, token).
+async fn provision(
+    database_url: &str,
+    data_dir: &std::path::Path,
+    prefix: &str,
+    count: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let store = Store::open(
+        database_url,
+        &StoreOptions {
+            max_connections: 4,
+            ..Default::default()
+        },
+    )?;
+    let _ = data_dir;
+    let mut tasks = Vec::new();
+    for chunk in (0..count)
+        .collect::<Vec<_>>()
+        .chunks(count.div_ceil(2).max(1))
+    {
+        let (store, chunk, prefix) = (store.clone(), chunk.to_vec(), prefix.to_owned());
+        tasks.push(tokio::task::spawn_blocking(
+            move || -> anyhow::Result<Vec<(String, String)>> {
+                let mut users = Vec::new();
+                for i in chunk {
+                    let user = store.create_user(&format!("{prefix}_{i}"), "bench password")?;
+                    let token = store.issue_token(&user, Duration::from_secs(86_400))?;
+                    users.push((user.to_string(), token.token));
+                }
+                Ok(users)
+            },
+        ));
+    }
+    let mut users = Vec::new();
+    for task in tasks {
+        users.extend(task.await??);
+    }
+    users.sort_by_key(|(name, _)| {
+        name.rsplit('_')
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+    });
+    Ok(users)
+}
+
+fn run_prefix() -> String {
+    format!("b{:05x}", rand::random::<u32>() & 0xfffff)
+}
+
+async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.users >= 2, "--users must be at least 2");
+    anyhow::ensure!(
+        args.pattern != Pattern::Pairs || args.users % 2 == 0,
+        "--pattern pairs needs an even --users"
+    );
+    let store_name = if args
+        .store_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("postgres"))
+    {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
+    eprintln!("starting a bluetick server ({store_name})…");
+    let server = server::bluetick(args.store_url.as_deref(), false, &[])?;
+    eprintln!("registering {} users…", args.users);
+    let users = provision(
+        &server.database_url,
+        server.data_dir.path(),
+        &run_prefix(),
+        args.users,
+    )
+    .await?;
+    let config = LoadConfig {
+        pattern: args.pattern,
+        rate: (args.rate > 0.0).then_some(args.rate),
+        size: args.size,
+        warmup: Duration::from_secs(args.warmup),
+        duration: Duration::from_secs(args.duration),
+        window: args.window.max(1),
+    };
+    let result = load::run(server.mqtt, &users, &config).await?;
+    let server_rss = server.rss_bytes();
+    drop(server);
+
+    let mut relays = Vec::new();
+    if args.relay_seconds > 0 {
+        let seconds = Duration::from_secs(args.relay_seconds);
+        eprintln!("baseline: raw QoS 1 relay through the embedded broker…");
+        let embedded = server::bluetick(None, true, &[])?;
+        relays.push(
+            relay::run(
+                "embedded rumqttd",
+                embedded.mqtt,
+                args.relay_pairs,
+                args.size,
+                seconds,
+            )
+            .await?,
+        );
+        drop(embedded);
+        eprintln!("baseline: raw QoS 1 relay through Mosquitto…");
+        match server::mosquitto() {
+            Ok(mosquitto) => relays.push(
+                relay::run(
+                    "mosquitto",
+                    mosquitto.mqtt,
+                    args.relay_pairs,
+                    args.size,
+                    seconds,
+                )
+                .await?,
+            ),
+            Err(e) => eprintln!("!!! no Mosquitto baseline: {e:#}"),
+        }
+    }
+
+    let bucket_ms = (result.send_to_deliver.percentiles().p99_ms / 20.0).max(0.5);
+    let report = Report {
+        store: store_name.to_owned(),
+        users: args.users,
+        pattern: format!("{:?}", args.pattern).to_lowercase(),
+        rate: config.rate,
+        size: args.size,
+        duration_secs: args.duration as f64,
+        sent: result.sent,
+        received: result.received,
+        lost: result.lost,
+        duplicates: result.duplicates,
+        order_violations: result.order_violations,
+        sustained_messages_per_second: result.sustained_per_second,
+        send_to_ack: result.send_to_ack.percentiles(),
+        send_to_deliver: result.send_to_deliver.percentiles(),
+        send_to_delivered_receipt: result.send_to_receipt.percentiles(),
+        server_rss_bytes: server_rss,
+        relays,
+        throughput_series: result.receipts_per_second.clone(),
+        histogram_bucket_ms: bucket_ms,
+        deliver_histogram: result.send_to_deliver.histogram(bucket_ms, 25),
+    };
+    print!("{}", report.table());
+    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", args.json.display()))?;
+    std::fs::write(&args.svg, report.svg())
+        .with_context(|| format!("writing {}", args.svg.display()))?;
+    println!("wrote {} and {}", args.json.display(), args.svg.display());
+    anyhow::ensure!(
+        report.is_clean(),
+        "messages were lost, duplicated or reordered (see above)"
+    );
+    Ok(())
+}
+
+async fn bench_connections(args: ConnectionsArgs, fds: u64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        fds as usize > args.count + 1_000,
+        "the open-file limit is {fds}; raise it (ulimit -Hn) to hold {} connections",
+        args.count
+    );
+    let limit = (args.count + 1_000).to_string();
+    let server = server::bluetick(
+        args.store_url.as_deref(),
+        false,
+        &[("BLUETICK_MQTT__MAX_CONNECTIONS", &limit)],
+    )?;
+    let users = provision(
+        &server.database_url,
+        server.data_dir.path(),
+        &run_prefix(),
+        1,
+    )
+    .await?;
+    let (user, token) = &users[0];
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let result = connections::run(
+        server.mqtt,
+        server.pid(),
+        user,
+        token,
+        args.count,
+        args.keepalive,
+        Duration::from_secs(args.hold),
+    )
+    .await?;
+    print!("{}", result.table());
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}

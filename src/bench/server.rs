@@ -1,0 +1,141 @@
+//! The processes a bench measures: a bluetick server of its own, and a
+//! stock Mosquitto for the baseline. Each is stopped when dropped.
+
+use anyhow::Context;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A process serving MQTT on `mqtt`.
+pub struct Spawned {
+    child: Child,
+    pub mqtt: SocketAddr,
+    /// The server's database, for provisioning bench users.
+    pub database_url: String,
+    /// The server's data directory (message key and logs).
+    pub data_dir: tempfile::TempDir,
+}
+
+impl Spawned {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the process, from /proc.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        rss_bytes(self.child.id())
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `bluetick serve` on free loopback ports with a fresh data
+/// directory, on `database_url` (default: SQLite in that directory).
+pub fn bluetick(
+    database_url: Option<&str>,
+    dev_open: bool,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Spawned> {
+    let data_dir = tempfile::tempdir()?;
+    let database_url = database_url
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.path().join("bluetick.db").display()));
+    let log = std::fs::File::create(data_dir.path().join("server.log"))?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .args([
+            "serve",
+            "--mqtt-addr",
+            "127.0.0.1:0",
+            "--ws-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .args(["--database-url", &database_url])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
+    if dev_open {
+        command.arg("--dev-open");
+    }
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().context("starting bluetick serve")?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let mut mqtt = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        if let Some(addr) = line.strip_prefix("listening mqtt ") {
+            mqtt = addr.parse().ok();
+        }
+        if line == "ready" {
+            break;
+        }
+    }
+    let mqtt = mqtt.with_context(|| {
+        format!(
+            "the server did not start; see {}",
+            data_dir.path().join("server.log").display()
+        )
+    })?;
+    Ok(Spawned {
+        child,
+        mqtt,
+        database_url,
+        data_dir,
+    })
+}
+
+/// Starts a stock Mosquitto on a free loopback port, anonymous, QoS 1
+/// queues large enough not to drop in a relay.
+pub fn mosquitto() -> anyhow::Result<Spawned> {
+    let data_dir = tempfile::tempdir()?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let conf = data_dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 100\nmax_queued_messages 100000\npersistence false\n"),
+    )?;
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting mosquitto (apt-get install mosquitto)")?;
+    let mqtt = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(mqtt).is_err() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "mosquitto did not listen on {mqtt}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Spawned {
+        child,
+        mqtt,
+        database_url: String::new(),
+        data_dir,
+    })
+}
+
+/// VmRSS of a process, in bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
