@@ -285,8 +285,9 @@ fn on_event(me: &str, event: InboxEvent, shared: &Shared, ledger: &Mutex<Ledger>
             };
             ledger.permits.remove(&n);
             if let Some(&sent) = ledger.sent_at.get(&n) {
-                if !ledger.by_id.contains_key(&ack.id) {
-                    ledger.by_id.insert(ack.id, (ack.to.clone(), n));
+                if let std::collections::btree_map::Entry::Vacant(slot) = ledger.by_id.entry(ack.id)
+                {
+                    slot.insert((ack.to.clone(), n));
                     if measuring(sent) {
                         ledger.send_to_ack.record(now - sent);
                     }
