@@ -50,6 +50,17 @@ struct Pending {
 
 /// Commits `requests` in one transaction and returns what to publish.
 pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreError> {
+    // Inbox acks are cumulative: of several from one device in a batch,
+    // only the highest does anything, so the others are skipped.
+    let mut highest_ack: HashMap<(&str, &str), i64> = HashMap::new();
+    for request in requests {
+        if let Request::Ack { user, ack } = request {
+            let highest = highest_ack
+                .entry((user.as_str(), ack.device.as_str()))
+                .or_insert(ack.up_to);
+            *highest = (*highest).max(ack.up_to);
+        }
+    }
     store.transaction(|tx| {
         let now = clock::now_ms();
         let mentioned: Vec<&str> = requests
@@ -158,7 +169,10 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                     )?
                 }
                 Request::Ack { user, ack } => {
-                    apply_ack(tx, &mut pending, user.as_str(), &ack.device, ack.up_to, now)?;
+                    // Applied once, at the highest `up_to`, in its first slot.
+                    if let Some(up_to) = highest_ack.remove(&(user.as_str(), ack.device.as_str())) {
+                        apply_ack(tx, &mut pending, user.as_str(), &ack.device, up_to, now)?;
+                    }
                     Outcome::Applied
                 }
                 Request::Read { reader, read } if existing.contains(&read.peer) => {

@@ -147,19 +147,31 @@ async fn open(
     Ok(stream)
 }
 
-/// Raises this process's open-file limit to its hard limit, so it (and the
-/// server it starts, which inherits it) can hold many sockets.
+/// Raises this process's open-file limit as far as it may go (root may
+/// lift the hard limit too), so it and the server it starts, which
+/// inherits it, can hold many sockets. Returns the limit in force.
 pub fn raise_fd_limit() -> u64 {
+    const WANTED: u64 = 1 << 20;
     // SAFETY: getrlimit/setrlimit only read and write the struct passed.
     unsafe {
         let mut limit = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
         };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
         }
+        if limit.rlim_max < WANTED {
+            let lifted = libc::rlimit {
+                rlim_cur: WANTED,
+                rlim_max: WANTED,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lifted) == 0 {
+                return WANTED;
+            }
+        }
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         limit.rlim_cur
     }
 }

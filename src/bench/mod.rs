@@ -195,6 +195,10 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
     };
     let result = load::run(server.mqtt, &users, &config).await?;
     let server_rss = server.rss_bytes();
+    let broker_drops = server
+        .http
+        .map(|http| server::metric(http, "bluetick_broker_cursor_jumps_total"))
+        .unwrap_or(0.0) as u64;
     drop(server);
 
     let mut relays = Vec::new();
@@ -247,6 +251,7 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         send_to_deliver: result.send_to_deliver.percentiles(),
         send_to_delivered_receipt: result.send_to_receipt.percentiles(),
         server_rss_bytes: server_rss,
+        broker_drops,
         relays,
         throughput_series: result.receipts_per_second.clone(),
         histogram_bucket_ms: bucket_ms,

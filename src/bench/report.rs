@@ -26,6 +26,11 @@ pub struct Report {
     pub send_to_deliver: Percentiles,
     pub send_to_delivered_receipt: Percentiles,
     pub server_rss_bytes: Option<u64>,
+    /// Times the broker skipped a lagging subscriber past acked messages
+    /// (`bluetick_broker_cursor_jumps_total`). The bench's lean clients
+    /// neither resend nor sync, so such drops show up as loss; the SDK
+    /// recovers them.
+    pub broker_drops: u64,
     pub relays: Vec<RelayResult>,
     /// ✓✓ per second, second by second.
     pub throughput_series: Vec<u64>,
@@ -78,6 +83,9 @@ impl Report {
             "sent {} received {} lost {} duplicates {} order violations {}",
             self.sent, self.received, self.lost, self.duplicates, self.order_violations
         );
+        if self.broker_drops > 0 {
+            let _ = writeln!(out, "the broker skipped lagging subscribers {} times (acked, then dropped; the SDK would resend or sync)", self.broker_drops);
+        }
         if let Some(rss) = self.server_rss_bytes {
             let _ = writeln!(
                 out,

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct Spawned {
     child: Child,
     pub mqtt: SocketAddr,
+    /// The HTTP API (bluetick only).
+    pub http: Option<SocketAddr>,
     /// The server's database, for provisioning bench users.
     pub database_url: String,
     /// The server's data directory (message key and logs).
@@ -73,11 +75,14 @@ pub fn bluetick(
     }
     let mut child = command.spawn().context("starting bluetick serve")?;
     let stdout = child.stdout.take().context("server stdout")?;
-    let mut mqtt = None;
+    let (mut mqtt, mut http) = (None, None);
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         if let Some(addr) = line.strip_prefix("listening mqtt ") {
             mqtt = addr.parse().ok();
+        }
+        if let Some(addr) = line.strip_prefix("listening http ") {
+            http = addr.parse().ok();
         }
         if line == "ready" {
             break;
@@ -92,9 +97,32 @@ pub fn bluetick(
     Ok(Spawned {
         child,
         mqtt,
+        http,
         database_url,
         data_dir,
     })
+}
+
+/// One sample from the server's `/metrics` (0 if absent or unreachable).
+pub fn metric(http: SocketAddr, sample: &str) -> f64 {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(http) else {
+        return 0.0;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
+    );
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Starts a stock Mosquitto on a free loopback port, anonymous, QoS 1
@@ -127,6 +155,7 @@ pub fn mosquitto() -> anyhow::Result<Spawned> {
     Ok(Spawned {
         child,
         mqtt,
+        http: None,
         database_url: String::new(),
         data_dir,
     })
