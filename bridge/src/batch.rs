@@ -181,17 +181,14 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                     let newest =
                         tx.mark_read(reader.as_str(), &read.peer, read.up_to, now, both_share)?;
                     if let (Some(up_to), true) = (newest, both_share) {
-                        let receipt = ReceiptEvent {
-                            status: ReceiptStatus::Read,
-                            peer: reader.to_string(),
-                            up_to,
-                            at: now,
-                        };
-                        pending.push(Pending::append(
+                        push_receipt(
+                            &mut pending,
                             &read.peer,
-                            other(Event::Receipt(receipt.clone())),
-                            Event::Receipt(receipt),
-                        ));
+                            ReceiptStatus::Read,
+                            reader.as_str(),
+                            up_to,
+                            now,
+                        );
                     }
                     Outcome::Applied
                 }
@@ -319,21 +316,30 @@ fn apply_ack(
             *newest = (*newest).max(*id);
         }
         for (sender, up_to) in newest_by_sender {
-            let receipt = ReceiptEvent {
-                status: ReceiptStatus::Delivered,
-                peer: user.to_owned(),
-                up_to,
-                at: now,
-            };
-            pending.push(Pending::append(
-                sender,
-                other(Event::Receipt(receipt.clone())),
-                Event::Receipt(receipt),
-            ));
+            push_receipt(pending, sender, ReceiptStatus::Delivered, user, up_to, now);
         }
     }
     tx.prune(user)?;
     Ok(())
+}
+
+/// Queues a receipt for `to`: their messages to `peer` up to `up_to` have
+/// `status`.
+fn push_receipt(
+    pending: &mut Vec<Pending>,
+    to: &str,
+    status: ReceiptStatus,
+    peer: &str,
+    up_to: i64,
+    at: i64,
+) {
+    let receipt = Event::Receipt(ReceiptEvent {
+        status,
+        peer: peer.to_owned(),
+        up_to,
+        at,
+    });
+    pending.push(Pending::append(to, other(receipt.clone()), receipt));
 }
 
 /// Appends each user's events in one statement and stamps their seqs,
