@@ -19,6 +19,10 @@ pub struct Tracker {
     store: Store,
     /// Online state last published per user, by this server.
     published: Mutex<HashMap<String, bool>>,
+    /// Refreshes run one at a time, so the last one to read the database is
+    /// the last one to publish: a connect and a device's presence message
+    /// racing cannot leave a stale state retained.
+    serial: tokio::sync::Mutex<()>,
 }
 
 impl Tracker {
@@ -27,12 +31,14 @@ impl Tracker {
             client,
             store,
             published: Mutex::new(HashMap::new()),
+            serial: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Re-reads whether `user` is online (an event about them happened at
     /// `at`, Unix ms) and publishes the change, if any.
     pub async fn refresh(&self, user: &str, at: i64) {
+        let _turn = self.serial.lock().await;
         let (store, name) = (self.store.clone(), user.to_owned());
         let previous = self.lock().get(user).copied();
         let read = move || -> Result<(bool, Option<i64>), store::StoreError> {

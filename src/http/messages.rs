@@ -14,6 +14,9 @@ use super::error::ApiError;
 use super::extract::Caller;
 use super::AppState;
 
+/// Longest an HTTP send waits for its commit.
+const SUBMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Body: the MQTT `send` payload `{"id","to","body"}`. 201 with the ack
 /// (`{"id","client_id","to","body","sent_at"}`) once stored; repeating the
 /// same `id` returns the same ack and stores nothing new. Refusals use the
@@ -36,10 +39,19 @@ pub async fn send(
         },
         Err(rejection) => return Err(ApiError::new(rejection.code, rejection.message)),
     };
-    match state.bridge.submit(request).await {
-        Ok(Outcome::Stored(ack)) => Ok((StatusCode::CREATED, Json(ack))),
-        Ok(Outcome::Refused(rejection)) => Err(ApiError::new(rejection.code, rejection.message)),
-        Ok(Outcome::Applied) => Err(ApiError::new(ErrorCode::Internal, "unexpected outcome")),
-        Err(e) => Err(ApiError::new(ErrorCode::Unavailable, e.to_string())),
+    // The bridge retries a failing commit until the database is back; an
+    // HTTP caller gets a 503 instead of waiting that long, and may retry
+    // with the same id safely.
+    match tokio::time::timeout(SUBMIT_TIMEOUT, state.bridge.submit(request)).await {
+        Ok(Ok(Outcome::Stored(ack))) => Ok((StatusCode::CREATED, Json(ack))),
+        Ok(Ok(Outcome::Refused(rejection))) => {
+            Err(ApiError::new(rejection.code, rejection.message))
+        }
+        Ok(Ok(Outcome::Applied)) => Err(ApiError::new(ErrorCode::Internal, "unexpected outcome")),
+        Ok(Err(e)) => Err(ApiError::new(ErrorCode::Unavailable, e.to_string())),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "not stored within 15 s; retry with the same id",
+        )),
     }
 }
