@@ -105,6 +105,10 @@ pub struct AuthConfig {
     pub token_ttl_days: u64,
     /// How long the broker trusts a token check before asking the store again.
     pub cache_ttl_secs: u64,
+    /// Failed logins allowed per user name within `login_window_secs`;
+    /// further attempts get 429 until the oldest failure ages out.
+    pub max_login_failures: usize,
+    pub login_window_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,6 +184,8 @@ impl Default for AuthConfig {
         AuthConfig {
             token_ttl_days: 30,
             cache_ttl_secs: 10,
+            max_login_failures: 10,
+            login_window_secs: 60,
         }
     }
 }

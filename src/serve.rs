@@ -95,6 +95,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         metrics,
         authenticator: broker.authenticator(),
         presence_policy: broker.presence_policy(),
+        login_throttle: Arc::new(http::throttle::LoginThrottle::new(
+            config.auth.max_login_failures.max(1),
+            Duration::from_secs(config.auth.login_window_secs),
+        )),
         bridge: bridge.clone(),
         max_body: config.messages.max_body,
         token_ttl: Duration::from_secs(config.auth.token_ttl_days * 86_400),

@@ -105,6 +105,63 @@ on_both_backends! {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_passwords_are_throttled_per_name() {
+    let server = Server::start_with(
+        Backend::Sqlite,
+        common::Options::default()
+            .env("BLUETICK_AUTH__MAX_LOGIN_FAILURES", "3")
+            .env("BLUETICK_AUTH__LOGIN_WINDOW_SECS", "2"),
+    );
+    server.register("alice");
+    server.register("bob");
+    for _ in 0..3 {
+        let wrong = post(
+            &server,
+            "/v1/tokens",
+            r#"{"name":"alice","password":"guess guess"}"#,
+        );
+        assert_eq!(
+            (wrong.status, wrong.error_code().as_str()),
+            (401, "unauthorized")
+        );
+    }
+    // Now even the right password waits: guessing is capped per name.
+    let throttled = post(
+        &server,
+        "/v1/tokens",
+        r#"{"name":"alice","password":"alice-password"}"#,
+    );
+    assert_eq!(
+        (throttled.status, throttled.error_code().as_str()),
+        (429, "rate_limited")
+    );
+    assert!(throttled.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("retry in"));
+    // Other users are unaffected, and the limit lifts once the window passes.
+    assert_eq!(
+        post(
+            &server,
+            "/v1/tokens",
+            r#"{"name":"bob","password":"bob-password"}"#
+        )
+        .status,
+        201
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    assert_eq!(
+        post(
+            &server,
+            "/v1/tokens",
+            r#"{"name":"alice","password":"alice-password"}"#
+        )
+        .status,
+        201
+    );
+}
+
 #[test]
 fn cli_token_for_an_unknown_user_fails_clearly() {
     let db = common::TestDatabase::new(Backend::Sqlite);

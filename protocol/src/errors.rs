@@ -40,11 +40,13 @@ pub enum ErrorCode {
     EmptyBody,
     /// A `send` whose body is over the limit.
     BodyTooLarge,
+    /// Too many attempts; wait and retry.
+    RateLimited,
 }
 
 impl ErrorCode {
     /// Every code, for docs and tests.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidPassword,
@@ -61,6 +63,7 @@ impl ErrorCode {
         ErrorCode::UnknownRecipient,
         ErrorCode::EmptyBody,
         ErrorCode::BodyTooLarge,
+        ErrorCode::RateLimited,
     ];
 
     /// The code as it appears on the wire.
@@ -82,6 +85,7 @@ impl ErrorCode {
             ErrorCode::UnknownRecipient => "unknown_recipient",
             ErrorCode::EmptyBody => "empty_body",
             ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::RateLimited => "rate_limited",
         }
     }
 
@@ -100,6 +104,7 @@ impl ErrorCode {
             ErrorCode::NotFound | ErrorCode::UnknownRecipient => 404,
             ErrorCode::NameTaken => 409,
             ErrorCode::TooLarge | ErrorCode::BodyTooLarge => 413,
+            ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
         }

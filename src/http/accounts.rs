@@ -6,6 +6,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use protocol::ErrorCode;
+
 use super::error::ApiError;
 use super::extract::{Caller, JsonBody};
 use super::{blocking, AppState};
@@ -40,13 +42,29 @@ pub async fn login(
     State(state): State<AppState>,
     JsonBody(credentials): JsonBody<Credentials>,
 ) -> Result<(StatusCode, Json<TokenResponse>), ApiError> {
+    let name = credentials.name.clone();
+    if let Err(wait) = state.login_throttle.check(&name) {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many failed logins for {name:?}; retry in {} s",
+                wait.as_secs() + 1
+            ),
+        ));
+    }
     let store = state.store.clone();
     let ttl = state.token_ttl;
     let issued = blocking(move || {
         let user = store.verify_password(&credentials.name, &credentials.password)?;
         store.issue_token(&user, ttl)
     })
-    .await?;
+    .await;
+    match &issued {
+        Ok(_) => state.login_throttle.succeeded(&name),
+        Err(e) if e.code == ErrorCode::Unauthorized => state.login_throttle.failed(&name),
+        Err(_) => {}
+    }
+    let issued = issued?;
     Ok((
         StatusCode::CREATED,
         Json(TokenResponse {

@@ -10,6 +10,7 @@ mod extract;
 mod health;
 mod messages;
 mod presence;
+pub mod throttle;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
@@ -37,6 +38,8 @@ pub struct AppState {
     pub bridge: Arc<bridge::Bridge>,
     /// Largest message body, in bytes.
     pub max_body: usize,
+    /// Limits password guessing on login.
+    pub login_throttle: Arc<throttle::LoginThrottle>,
     /// Lifetime of newly issued tokens.
     pub token_ttl: Duration,
     /// Set when shutdown begins; `/readyz` then answers 503.
