@@ -66,7 +66,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     // The bridge's password lives only in this process: it is made fresh at
     // every start and handed to the broker and the bridge directly.
-    let service_secret = random_secret();
+    let service_secret = store::tokens::random_secret();
     let (broker, events) =
         broker::Broker::start(broker_config(&config, &service_secret), store.clone())
             .await
@@ -198,13 +198,6 @@ fn bridge_config(
         max_batch: config.bridge.max_batch,
         max_packet_size: config.mqtt.max_packet_size,
     }
-}
-
-fn random_secret() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn broker_config(config: &Config, service_secret: &str) -> broker::BrokerConfig {

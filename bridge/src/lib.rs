@@ -199,13 +199,7 @@ impl Live {
     /// Handles typing and presence publishes at once; returns any other
     /// publish for the worker.
     fn take(&self, publish: Publish) -> Option<Publish> {
-        let mut parts = publish.topic.split('/');
-        let (Some("u"), Some(user), Some(leaf), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Some(publish);
-        };
-        let Ok(user) = UserName::parse(user) else {
+        let Some((user, leaf)) = request::split_topic(&publish.topic) else {
             return Some(publish);
         };
         match leaf {

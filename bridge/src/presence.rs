@@ -42,11 +42,12 @@ impl Tracker {
         let (store, name) = (self.store.clone(), user.to_owned());
         let previous = self.lock().get(user).copied();
         let read = move || -> Result<(bool, Option<i64>), store::StoreError> {
-            let online = store.is_online(&name)?;
+            let (online, last_seen) = store.presence_of(&name)?;
             if !online && previous != Some(false) {
                 store.record_last_seen(&name, at)?;
+                return Ok((false, Some(at)));
             }
-            store.presence_of(&name)
+            Ok((online, last_seen))
         };
         let (online, last_seen) = match tokio::task::spawn_blocking(read).await {
             Ok(Ok(state)) => state,

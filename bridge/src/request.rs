@@ -39,16 +39,21 @@ pub enum Request {
 /// Topic leaves the bridge subscribes to, as `u/+/{leaf}`.
 pub const LEAVES: [&str; 4] = ["send", "ack", "read", "sync"];
 
-/// Decodes a publish on `u/{user}/{leaf}`. `None` for a topic the bridge
-/// does not serve (the broker's ACL makes that impossible for clients).
-pub fn decode(topic: &str, payload: &[u8], max_body: usize) -> Option<Request> {
+/// The user and leaf of a `u/{user}/{leaf}` topic.
+pub(crate) fn split_topic(topic: &str) -> Option<(UserName, &str)> {
     let mut parts = topic.split('/');
     let (Some("u"), Some(user), Some(leaf), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return None;
     };
-    let user = UserName::parse(user).ok()?;
+    Some((UserName::parse(user).ok()?, leaf))
+}
+
+/// Decodes a publish on `u/{user}/{leaf}`. `None` for a topic the bridge
+/// does not serve (the broker's ACL makes that impossible for clients).
+pub fn decode(topic: &str, payload: &[u8], max_body: usize) -> Option<Request> {
+    let (user, leaf) = split_topic(topic)?;
     let refuse = |rejection: Rejection| Request::Refused {
         user: user.clone(),
         leaf: leaf.to_owned(),

@@ -53,7 +53,7 @@ impl Sealer {
                 .map_err(|e| StoreError::Key(format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = XChaCha20Poly1305::generate_key(&mut OsRng);
-                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                let hex = crate::tokens::hex(&key);
                 write_private(path, &hex).map_err(|e| {
                     StoreError::Key(format!("cannot create {}: {e}", path.display()))
                 })?;

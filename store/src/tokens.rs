@@ -34,14 +34,24 @@ pub struct TokenOwner {
 /// The stored form of a token: hex SHA-256.
 pub fn token_hash(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&digest)
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 256 random bits from the OS, as 64 hex digits: tokens and other
+/// server secrets.
+pub fn random_secret() -> String {
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    hex(&secret)
 }
 
 fn new_token() -> String {
-    let mut secret = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut secret);
-    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    format!("bt_{hex}")
+    format!("bt_{}", random_secret())
 }
 
 impl Store {

@@ -233,31 +233,10 @@ pub fn connect_packet_with_keepalive(
     password: &str,
     keepalive: u16,
 ) -> Vec<u8> {
-    fn string(out: &mut Vec<u8>, s: &str) {
-        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-        out.extend_from_slice(s.as_bytes());
-    }
-    let mut body = Vec::new();
-    string(&mut body, "MQTT");
-    body.push(4); // protocol level 3.1.1
-    body.push(0x80 | 0x40 | 0x02); // user name, password, clean session
-    body.extend_from_slice(&keepalive.to_be_bytes());
-    string(&mut body, client_id);
-    string(&mut body, user);
-    string(&mut body, password);
-    let mut packet = vec![0x10];
-    let mut len = body.len();
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend_from_slice(&body);
-    packet
+    let mut connect = rumqttc::Connect::new(client_id);
+    connect.keep_alive = keepalive;
+    connect.set_login(user, password);
+    let mut packet = bytes::BytesMut::new();
+    connect.write(&mut packet).expect("encode CONNECT");
+    packet.to_vec()
 }
