@@ -267,6 +267,7 @@ fn event_json(event: &AppEvent) -> serde_json::Value {
         AppEvent::Sent { ack, .. } => ("sent", serde_json::to_value(ack)),
         AppEvent::Receipt(r) => ("receipt", serde_json::to_value(r)),
         AppEvent::Rejected(e) => ("rejected", serde_json::to_value(e)),
+        AppEvent::Star(s) => ("star", serde_json::to_value(s)),
         AppEvent::Connection(up) => ("connection", Ok(serde_json::json!({ "connected": up }))),
     };
     if let Ok(serde_json::Value::Object(map)) = &mut value {
@@ -281,6 +282,8 @@ fn event_text(event: &AppEvent) -> String {
         AppEvent::Sent { ack, .. } => format!("you → {}: {}  ✓", ack.to, ack.body),
         AppEvent::Receipt(r) => format!("{} ≤ {} {:?}", r.peer, r.up_to, r.status),
         AppEvent::Rejected(e) => format!("! refused: {} ({})", e.message, e.code),
+        AppEvent::Star(s) if s.starred => format!("★ starred message {}", s.message_id),
+        AppEvent::Star(s) => format!("☆ unstarred message {}", s.message_id),
         AppEvent::Connection(_) => String::new(),
     }
 }

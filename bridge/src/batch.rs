@@ -3,17 +3,20 @@
 //! This is where chat semantics live: a send stores a message and yields a
 //! message event for the recipient and an ack for the sender; an inbox ack
 //! marks messages delivered and yields delivered receipts; a read marks
-//! messages read and yields a read receipt; a refused request yields an
-//! error event and a dead letter. Everything a batch writes commits
+//! messages read and yields a read receipt; a star yields a star event for
+//! the user's devices; a refused request yields an error event and a dead
+//! letter. Everything a batch writes commits
 //! together, so a crash leaves either all of it or none of it.
 
 use protocol::messages::{
     AckEvent, ErrorEvent, Event, InboxEvent, MessageEvent, ReceiptEvent, ReceiptStatus, Rejection,
+    StarEvent,
 };
 use protocol::{ErrorCode, UserName};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use store::inbox::NewEvent;
 use store::messages::Stored;
+use store::stars::StarChange;
 use store::{clock, Store, StoreError, Tx};
 
 use crate::request::Request;
@@ -219,6 +222,42 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                     payload,
                     rejection.clone(),
                 )?,
+                Request::Star { user, star } => {
+                    match tx.set_star(user.as_str(), star.id, star.starred, now)? {
+                        StarChange::Changed => {
+                            let event = Event::Star(StarEvent {
+                                message_id: star.id,
+                                starred: star.starred,
+                                at: now,
+                            });
+                            pending.push(Pending::append(
+                                user.as_str(),
+                                other(event.clone()),
+                                event,
+                            ));
+                            Outcome::Applied
+                        }
+                        StarChange::Unchanged => Outcome::Applied,
+                        StarChange::NotFound => {
+                            let payload = serde_json::to_vec(star).unwrap_or_default();
+                            let rejection = Rejection {
+                                client_id: None,
+                                code: ErrorCode::NotFound,
+                                message: format!("no message {}", star.id),
+                            };
+                            let topic = protocol::topics::user_topic(user, "star");
+                            refuse(
+                                tx,
+                                &mut pending,
+                                user.as_str(),
+                                "star",
+                                &topic,
+                                &payload,
+                                rejection,
+                            )?
+                        }
+                    }
+                }
                 // Replays are read-only and run after the commit.
                 Request::Sync { .. } => Outcome::Applied,
             };

@@ -1,7 +1,8 @@
 //! Decoding what a client published into a [`Request`].
 
 use protocol::messages::{
-    parse_request, AckRequest, ReadRequest, Rejection, SendRequest, SyncRequest, SYNC_BATCH,
+    parse_request, AckRequest, ReadRequest, Rejection, SendRequest, StarRequest, SyncRequest,
+    SYNC_BATCH,
 };
 use protocol::{ErrorCode, UserName};
 
@@ -26,6 +27,10 @@ pub enum Request {
         after: i64,
         limit: usize,
     },
+    Star {
+        user: UserName,
+        star: StarRequest,
+    },
     /// Refused: the sender gets an error event, operators a dead letter.
     Refused {
         user: UserName,
@@ -37,7 +42,7 @@ pub enum Request {
 }
 
 /// Topic leaves the bridge subscribes to, as `u/+/{leaf}`.
-pub const LEAVES: [&str; 4] = ["send", "ack", "read", "sync"];
+pub const LEAVES: [&str; 5] = ["send", "ack", "read", "sync", "star"];
 
 /// The user and leaf of a `u/{user}/{leaf}` topic.
 pub(crate) fn split_topic(topic: &str) -> Option<(UserName, &str)> {
@@ -93,6 +98,13 @@ pub fn decode(topic: &str, payload: &[u8], max_body: usize) -> Option<Request> {
                 user: user.clone(),
                 after: sync.after.max(0),
                 limit: sync.limit.unwrap_or(SYNC_BATCH).clamp(1, SYNC_BATCH),
+            },
+            Err(rejection) => refuse(rejection),
+        },
+        "star" => match parse_request::<StarRequest>(payload) {
+            Ok(star) => Request::Star {
+                user: user.clone(),
+                star,
             },
             Err(rejection) => refuse(rejection),
         },

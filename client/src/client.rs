@@ -9,7 +9,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::messages::{AckEvent, ErrorEvent, MessageEvent, ReceiptEvent, SendRequest};
+use protocol::messages::{
+    AckEvent, ErrorEvent, MessageEvent, ReceiptEvent, SendRequest, StarEvent,
+};
 use protocol::{topics, UserName};
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::mpsc;
@@ -32,6 +34,8 @@ pub enum AppEvent {
     /// ✓✓ (delivered) or read, for my messages to `peer` up to server id
     /// `up_to`.
     Receipt(ReceiptEvent),
+    /// I starred or unstarred a message, on this device or another.
+    Star(StarEvent),
     /// The server refused something. If `client_id` names one of my sends,
     /// that send was removed from the outbox and will not be retried, except
     /// for the transient codes `internal` and `unavailable`, for which it

@@ -556,6 +556,7 @@ impl Driver {
                 Event::Message(message) => Some(AppEvent::Message(message)),
                 Event::Ack(ack) => self.on_ack(ack, event.seq.is_some(), was_pending),
                 Event::Receipt(receipt) => Some(AppEvent::Receipt(receipt)),
+                Event::Star(star) => Some(AppEvent::Star(star)),
                 Event::Error(error) => {
                     if was_pending {
                         tracing::info!(client_id = ?error.client_id, code = %error.code, "send refused");

@@ -9,6 +9,8 @@
 //! - [`errors`]: the error codes that HTTP and MQTT refusals carry;
 //! - [`messages`]: the chat payloads clients publish and the inbox events
 //!   the server sends back;
+//! - [`history`]: the HTTP read API's shapes (history, chats, stars,
+//!   search) and its one paging scheme;
 //! - [`presence`]: presence, last-seen privacy (with its visibility rule)
 //!   and typing.
 //!
@@ -19,6 +21,7 @@
 //! it is shared by the server, the client SDK, the tests and the docs.
 
 pub mod errors;
+pub mod history;
 pub mod messages;
 pub mod names;
 pub mod presence;

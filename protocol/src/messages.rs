@@ -9,6 +9,7 @@
 //! | `ack` | [`AckRequest`] | my device has stored my inbox up to `up_to`; prunes it and sends delivered receipts |
 //! | `read` | [`ReadRequest`] | I read `peer`'s messages up to id `up_to`; sends a read receipt |
 //! | `sync` | [`SyncRequest`] | replay my inbox after `after` |
+//! | `star` | [`StarRequest`] | star or unstar a message I sent or received; a star event to all my devices |
 //!
 //! Server → client on `u/{me}/inbox`, QoS 1: an [`InboxEvent`], which is a
 //! `seq` (gap-free per user; absent on control events) plus one [`Event`].
@@ -27,6 +28,7 @@ pub const SYNC_BATCH: usize = 500;
 
 /// `u/{me}/send`: a message to one user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SendRequest {
     /// The client's own id for this message (a UUID is ideal). Resending
     /// with the same id never stores a second copy.
@@ -66,6 +68,14 @@ pub struct SyncRequest {
     pub limit: Option<usize>,
 }
 
+/// `u/{me}/star`: star (or unstar) a message I sent or received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StarRequest {
+    /// A server message id.
+    pub id: i64,
+    pub starred: bool,
+}
+
 /// One event on `u/{me}/inbox`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboxEvent {
@@ -92,6 +102,8 @@ pub enum Event {
     Error(ErrorEvent),
     /// A sync replay reached `through`.
     Synced(SyncedEvent),
+    /// I starred or unstarred a message (on any device).
+    Star(StarEvent),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +120,7 @@ pub struct MessageEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AckEvent {
     pub id: i64,
     pub client_id: String,
@@ -140,10 +153,17 @@ pub struct ReceiptEvent {
 pub struct ErrorEvent {
     /// The client message id of the refused `send`, when one could be read.
     pub client_id: Option<String>,
-    /// The topic leaf that was refused (`send`, `read`, `ack`, `sync`).
+    /// The topic leaf that was refused (`send`, `read`, `ack`, `sync`, `star`).
     pub on: String,
     pub code: ErrorCode,
     pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StarEvent {
+    pub message_id: i64,
+    pub starred: bool,
+    pub at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// Who may see a user's last seen and online status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Privacy {
     /// Any user.
@@ -61,6 +62,7 @@ pub fn may_see_last_seen(
 
 /// The payload of `presence/{user}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Presence {
     /// Connected on at least one device (absent when hidden).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,10 +1,12 @@
 //! `bluetick bench`: end-to-end chat load against a server the bench
 //! starts itself, with raw-relay baselines in the same run; and
-//! `bluetick bench connections`, many idle connections at once.
+//! `bluetick bench connections`, many idle connections at once; and
+//! `bluetick bench history`, read latency of history and search.
 //!
 //! - `load`: the chat clients and what they time;
 //! - `relay`: the raw QoS 1 relay baseline;
 //! - `connections`: idle connections and memory per connection;
+//! - `history`: history, chat list and search latency over a big corpus;
 //! - `server`: the processes under test (bluetick, Mosquitto);
 //! - `stats`, `report`: percentiles, the table, JSON and SVG.
 //!
@@ -12,6 +14,7 @@
 //! configured duration or count.
 
 mod connections;
+mod history;
 mod load;
 mod relay;
 mod report;
@@ -39,6 +42,9 @@ pub struct BenchArgs {
 enum BenchWhat {
     /// Hold many idle authenticated connections; report memory per connection.
     Connections(ConnectionsArgs),
+    /// Latency of history pages, the chat list and search over many stored
+    /// messages.
+    History(history::HistoryArgs),
 }
 
 #[derive(Args)]
@@ -106,6 +112,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match args.what {
             Some(BenchWhat::Connections(c)) => bench_connections(c, fds).await,
+            Some(BenchWhat::History(h)) => history::run(h).await,
             None => bench_load(args.load).await,
         }
     })

@@ -103,19 +103,38 @@ pub fn bluetick(
     })
 }
 
+/// `GET path` on the HTTP API, with a bearer token if given: (status, body).
+pub fn http_get(
+    http: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(http)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {http}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no HTTP status line")?;
+    Ok((status, body.to_owned()))
+}
+
 /// One sample from the server's `/metrics` (0 if absent or unreachable).
 pub fn metric(http: SocketAddr, sample: &str) -> f64 {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = TcpStream::connect(http) else {
+    let Ok((_, text)) = http_get(http, "/metrics", None) else {
         return 0.0;
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
-    );
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
     text.lines()
         .find_map(|l| {
             l.strip_prefix(sample)

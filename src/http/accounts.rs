@@ -4,40 +4,66 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use protocol::ErrorCode;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody};
 use super::{blocking, AppState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Credentials {
     name: String,
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     token: String,
     /// Unix milliseconds.
     expires_at: i64,
 }
 
-/// `POST /v1/users {"name","password"}` → 201 `{"name"}`.
+/// The name as registered.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Registered {
+    name: String,
+}
+
+/// Registers a user: `{"name","password"}` → 201 `{"name"}`.
+#[utoipa::path(
+    post, path = "/v1/users", tag = "accounts", request_body = Credentials,
+    responses(
+        (status = 201, description = "Registered", body = Registered),
+        (status = 400, description = "Bad name or password", body = ErrorBody),
+        (status = 409, description = "Name taken", body = ErrorBody),
+    ),
+)]
 pub async fn register(
     State(state): State<AppState>,
     JsonBody(credentials): JsonBody<Credentials>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
     let store = state.store.clone();
     let name =
         blocking(move || store.create_user(&credentials.name, &credentials.password)).await?;
     tracing::info!(user = %name, "user registered");
-    Ok((StatusCode::CREATED, Json(json!({ "name": name.as_str() }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(Registered {
+            name: name.to_string(),
+        }),
+    ))
 }
 
-/// `POST /v1/tokens {"name","password"}` → 201 `{"token","expires_at"}`.
+/// Logs in: `{"name","password"}` → 201 `{"token","expires_at"}`.
+#[utoipa::path(
+    post, path = "/v1/tokens", tag = "accounts", request_body = Credentials,
+    responses(
+        (status = 201, description = "A new token", body = TokenResponse),
+        (status = 401, description = "Wrong name or password", body = ErrorBody),
+        (status = 429, description = "Too many failed logins for this name", body = ErrorBody),
+    ),
+)]
 pub async fn login(
     State(state): State<AppState>,
     JsonBody(credentials): JsonBody<Credentials>,
@@ -74,8 +100,15 @@ pub async fn login(
     ))
 }
 
-/// `DELETE /v1/tokens/current` → 204; the token stops working at once on
-/// this server (MQTT included) and within the auth cache TTL elsewhere.
+/// Logs out: the token stops working at once on this server (MQTT
+/// included) and within the auth cache TTL elsewhere.
+#[utoipa::path(
+    delete, path = "/v1/tokens/current", tag = "accounts", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Missing or bad token", body = ErrorBody),
+    ),
+)]
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
     let store = state.store.clone();
     let token = caller.token.clone();

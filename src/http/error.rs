@@ -8,6 +8,20 @@ use axum::Json;
 use protocol::ErrorCode;
 use store::StoreError;
 
+/// The JSON body of every refusal, for the OpenAPI document.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a stable code and a message for humans.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// One of the error codes listed in docs/protocol.md, e.g. `not_found`.
+    pub code: String,
+    pub message: String,
+}
+
 /// An HTTP refusal.
 #[derive(Debug)]
 pub struct ApiError {

@@ -9,13 +9,20 @@ use std::sync::atomic::Ordering;
 
 use super::AppState;
 
-/// `GET /healthz`: the process is up and serving HTTP.
+/// Liveness: the process is up and serving HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "`{\"status\":\"ok\"}`")))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 when the store answers and the server is not
-/// shutting down, 503 otherwise.
+/// Readiness: 200 when the store answers and the server is not shutting
+/// down, 503 otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "`{\"status\":\"ready\"}`"),
+        (status = 503, description = "`{\"status\":\"shutting_down\"}` or `store_unavailable`"),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if state.shutting_down.load(Ordering::SeqCst) {
         return (
@@ -33,7 +40,9 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// Prometheus metrics, in the text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -10,17 +10,29 @@ use bridge::{Outcome, Request};
 use protocol::messages::{AckEvent, SendRequest};
 use protocol::ErrorCode;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::Caller;
 use super::AppState;
 
 /// Longest an HTTP send waits for its commit.
 const SUBMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Body: the MQTT `send` payload `{"id","to","body"}`. 201 with the ack
+/// Sends a message. Body: the MQTT `send` payload `{"id","to","body"}`. 201 with the ack
 /// (`{"id","client_id","to","body","sent_at"}`) once stored; repeating the
 /// same `id` returns the same ack and stores nothing new. Refusals use the
 /// same codes as the MQTT error event.
+#[utoipa::path(
+    post, path = "/v1/messages", tag = "messages", security(("bearer" = [])),
+    request_body = SendRequest,
+    responses(
+        (status = 201, description = "Stored (✓), or stored earlier under this id", body = AckEvent),
+        (status = 400, description = "Malformed send", body = ErrorBody),
+        (status = 401, description = "Missing or bad token", body = ErrorBody),
+        (status = 404, description = "`unknown_recipient`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 503, description = "Not stored within 15 s; retry with the same id", body = ErrorBody),
+    ),
+)]
 pub async fn send(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,4 +1,5 @@
-//! The HTTP API: accounts, health and metrics.
+//! The HTTP API: accounts, sending, history, stars, search, presence,
+//! health and metrics, and its OpenAPI document.
 //!
 //! Every handler is thin: it extracts, calls the store on a blocking thread
 //! (diesel is synchronous) and maps the answer. Refusals share one JSON
@@ -8,12 +9,14 @@ mod accounts;
 mod error;
 mod extract;
 mod health;
+mod history;
 mod messages;
+mod openapi;
 mod presence;
 pub mod throttle;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use protocol::ErrorCode;
@@ -21,6 +24,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{Store, StoreError};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 
@@ -46,25 +52,34 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
 }
 
-/// The API's routes.
+/// The API's routes, built from the handlers' OpenAPI annotations.
 pub fn router(state: AppState, max_json_body: usize) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/v1/users", post(accounts::register))
-        .route("/v1/tokens", post(accounts::login))
-        .route("/v1/tokens/current", delete(accounts::logout))
-        .route("/v1/messages", post(messages::send))
-        .route("/v1/users/:name/presence", get(presence::presence))
-        .route(
-            "/v1/me/privacy",
-            get(presence::settings).put(presence::update_settings),
-        )
+    let (router, api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(accounts::register))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::logout))
+        .routes(routes!(messages::send))
+        .routes(routes!(history::star, history::unstar))
+        .routes(routes!(history::chats))
+        .routes(routes!(history::conversation))
+        .routes(routes!(history::stars))
+        .routes(routes!(history::search))
+        .routes(routes!(presence::presence))
+        .routes(routes!(presence::settings, presence::update_settings))
+        .split_for_parts();
+    let document = Arc::new(api.to_json().expect("the OpenAPI document serialises"));
+    router
+        .route(OPENAPI_PATH, get(openapi::document).with_state(document))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(max_json_body))
         .with_state(state)
 }
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/v1/openapi.json";
 
 /// Runs store work on the blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(

@@ -6,12 +6,21 @@ use protocol::presence::{Presence, Privacy};
 use protocol::{ErrorCode, UserName};
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody};
 use super::{blocking, AppState};
 
-/// `GET /v1/users/{name}/presence`: `{online, last_seen}`, or
-/// `{"hidden":true}` when the caller may not see it; 404 for no such user.
+/// A user's presence: `{online, last_seen}`, or `{"hidden":true}` when the
+/// caller may not see it; 404 for no such user.
+#[utoipa::path(
+    get, path = "/v1/users/{name}/presence", tag = "presence", security(("bearer" = [])),
+    params(("name" = String, Path, description = "A user name")),
+    responses(
+        (status = 200, description = "Presence, or hidden", body = Presence),
+        (status = 401, description = "Missing or bad token", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ),
+)]
 pub async fn presence(
     State(state): State<AppState>,
     caller: Caller,
@@ -35,7 +44,7 @@ pub async fn presence(
 }
 
 /// Privacy settings as the API shows them.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SettingsView {
     last_seen: Privacy,
     read_receipts: bool,
@@ -50,7 +59,14 @@ impl From<store::presence::Settings> for SettingsView {
     }
 }
 
-/// `GET /v1/me/privacy`.
+/// The caller's privacy settings.
+#[utoipa::path(
+    get, path = "/v1/me/privacy", tag = "presence", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Settings in force", body = SettingsView),
+        (status = 401, description = "Missing or bad token", body = ErrorBody),
+    ),
+)]
 pub async fn settings(
     State(state): State<AppState>,
     caller: Caller,
@@ -60,16 +76,25 @@ pub async fn settings(
     Ok(Json(settings.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsChange {
     last_seen: Option<Privacy>,
     read_receipts: Option<bool>,
 }
 
-/// `PUT /v1/me/privacy {"last_seen"?, "read_receipts"?}`: changes what is
-/// given, returns the settings in force. Takes effect on the next presence
+/// Changes the privacy settings given (`{"last_seen"?, "read_receipts"?}`)
+/// and returns the settings in force. Takes effect on the next presence
 /// delivery.
+#[utoipa::path(
+    put, path = "/v1/me/privacy", tag = "presence", security(("bearer" = [])),
+    request_body = SettingsChange,
+    responses(
+        (status = 200, description = "Settings in force", body = SettingsView),
+        (status = 400, description = "Unknown field or value", body = ErrorBody),
+        (status = 401, description = "Missing or bad token", body = ErrorBody),
+    ),
+)]
 pub async fn update_settings(
     State(state): State<AppState>,
     caller: Caller,

@@ -11,6 +11,10 @@
 //! - [`messages`]: messages, sealed at rest, deduplicated per sender.
 //! - [`inbox`]: each user's gap-free queue of events, per-device acks and
 //!   pruning. Its invariant is written at the top of the module.
+//! - [`history`]: reading messages back (a conversation, the chat list),
+//!   hot or archived alike, for their participants only.
+//! - [`stars`]: per-user starred messages.
+//! - [`search`]: the blind word index over sealed bodies, and search.
 //! - [`dead_letters`]: refused client payloads, for operators.
 //! - [`presence`]: online state, last seen (one writer), privacy settings.
 //! - [`sealing`]: the AEAD that keeps bodies encrypted at rest.
@@ -36,12 +40,15 @@ pub mod accounts;
 pub mod clock;
 pub mod dead_letters;
 mod error;
+pub mod history;
 pub mod inbox;
 pub mod messages;
 pub mod presence;
 mod schema;
 pub mod sealing;
+pub mod search;
 pub mod sessions;
+pub mod stars;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tokens;

@@ -1,5 +1,5 @@
-//! Messages: stored once, sealed, deduplicated on (sender, client id), and
-//! marked delivered and read only forward.
+//! Messages: stored once, sealed, indexed for search, deduplicated on
+//! (sender, client id), and marked delivered and read only forward.
 
 use diesel::prelude::*;
 use std::collections::HashSet;
@@ -56,6 +56,7 @@ impl Tx<'_> {
             .get_result(c)
             .optional())?;
         if let Some(id) = inserted {
+            self.index_message(id, sender, recipient, body)?;
             return Ok(Stored::New { id });
         }
         let (id, recipient, body, sent_at): (i64, String, Vec<u8>, i64) = on_backend!(&mut *self.conn, c => messages::table

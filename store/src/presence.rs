@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use protocol::presence::Privacy;
 use std::collections::HashSet;
 
-use crate::db::Tx;
+use crate::db::{AnyConnection, Tx};
 use crate::schema::{messages, sessions, users};
 use crate::{Store, StoreError};
 
@@ -126,11 +126,25 @@ impl Store {
 impl Tx<'_> {
     /// Which of `names` send and receive read receipts.
     pub fn with_read_receipts(&mut self, names: &[&str]) -> Result<HashSet<String>, StoreError> {
-        let found: Vec<String> = on_backend!(&mut *self.conn, c => users::table
-            .filter(users::name.eq_any(names))
-            .filter(users::read_receipts.eq(true))
-            .select(users::name)
-            .load(c))?;
-        Ok(found.into_iter().collect())
+        with_read_receipts(self.conn, names)
     }
+}
+
+impl Store {
+    /// Which of `names` send and receive read receipts, outside a batch.
+    pub fn with_read_receipts(&self, names: &[&str]) -> Result<HashSet<String>, StoreError> {
+        with_read_receipts(&mut *self.conn()?, names)
+    }
+}
+
+fn with_read_receipts(
+    conn: &mut AnyConnection,
+    names: &[&str],
+) -> Result<HashSet<String>, StoreError> {
+    let found: Vec<String> = on_backend!(conn, c => users::table
+        .filter(users::name.eq_any(names))
+        .filter(users::read_receipts.eq(true))
+        .select(users::name)
+        .load(c))?;
+    Ok(found.into_iter().collect())
 }

@@ -93,3 +93,51 @@ diesel::allow_tables_to_appear_in_same_query!(
     tokens,
     sessions
 );
+
+diesel::table! {
+    messages_archive (id) {
+        id -> BigInt,
+        sender -> Text,
+        recipient -> Text,
+        client_id -> Text,
+        body -> Binary,
+        sent_at -> BigInt,
+        delivered_at -> Nullable<BigInt>,
+        read_at -> Nullable<BigInt>,
+        expires_at -> Nullable<BigInt>,
+    }
+}
+
+// A view: `messages` UNION ALL `messages_archive`. Read-only.
+diesel::table! {
+    message_history (id) {
+        id -> BigInt,
+        sender -> Text,
+        recipient -> Text,
+        client_id -> Text,
+        body -> Binary,
+        sent_at -> BigInt,
+        delivered_at -> Nullable<BigInt>,
+        read_at -> Nullable<BigInt>,
+        expires_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    stars (user_name, message_id) {
+        user_name -> Text,
+        message_id -> BigInt,
+        starred_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    search_terms (user_name, term, message_id) {
+        user_name -> Text,
+        term -> Binary,
+        message_id -> BigInt,
+        peer -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(message_history, stars, search_terms, users);

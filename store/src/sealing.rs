@@ -19,6 +19,8 @@ const KEY_LEN: usize = 32;
 /// Seals and opens values with the message key.
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
+    /// Kept to derive subkeys (see [`Sealer::derive_key`]).
+    key: [u8; KEY_LEN],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -36,12 +38,14 @@ impl Sealer {
                 "the message key must be 64 hex digits (32 bytes)".into(),
             ));
         }
-        let key: Vec<u8> = (0..KEY_LEN)
-            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))
-            .collect();
+        let mut key = [0u8; KEY_LEN];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
+        }
         Ok(Sealer {
             cipher: XChaCha20Poly1305::new_from_slice(&key)
                 .map_err(|e| StoreError::Key(e.to_string()))?,
+            key,
         })
     }
 
@@ -65,6 +69,18 @@ impl Sealer {
                 path.display()
             ))),
         }
+    }
+
+    /// A key for another purpose, derived from the message key as
+    /// HMAC-SHA256(message key, `purpose`), so one key file is all an
+    /// operator backs up, and the derived key reveals nothing about the
+    /// message key.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.key)
+            .expect("HMAC takes a key of any length");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// `nonce || ciphertext` of `plaintext`.

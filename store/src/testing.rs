@@ -71,6 +71,17 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// The backend this database is on.
+    pub fn backend(&self) -> Backend {
+        if self.postgres.is_some() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some((admin, name)) = &self.postgres {

@@ -2,6 +2,7 @@
 //! over a fresh SQLite or PostgreSQL database, and real MQTT clients.
 #![allow(dead_code)]
 
+pub mod at_rest;
 pub mod chat;
 pub mod http;
 pub mod mqtt;

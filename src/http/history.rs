@@ -1,0 +1,239 @@
+//! The read side of chat over HTTP: the chat list, a conversation's
+//! history, stars and search. Writes (starring) go through the bridge like
+//! MQTT requests, so the caller's other devices hear of them in their inbox.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use bridge::{Outcome, Request};
+use protocol::history::{
+    Chat, HistoryMessage, Page, PageQuery, SearchQuery, StarState, StarredMessage,
+};
+use protocol::messages::StarRequest;
+use protocol::{ErrorCode, UserName};
+use store::search::BadSearch;
+use store::StoreError;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Caller, QueryParams};
+use super::{blocking, AppState};
+
+/// The page size asked for, or a 400.
+fn limit(page: &PageQuery) -> Result<usize, ApiError> {
+    page.limit()
+        .map_err(|message| ApiError::new(ErrorCode::BadRequest, message))
+}
+
+/// A user named in a path or query: one that cannot exist is simply not
+/// found.
+fn peer_name(name: &str) -> Result<UserName, ApiError> {
+    UserName::parse(name).map_err(|_| ApiError::new(ErrorCode::NotFound, "no such user"))
+}
+
+/// Blanks `read_at` on the caller's own messages where a read receipt
+/// would not have told them: unless both participants share receipts.
+fn hide_unshared_reads<'a>(
+    state: &AppState,
+    me: &str,
+    messages: impl IntoIterator<Item = &'a mut HistoryMessage>,
+) -> Result<(), StoreError> {
+    let mut messages: Vec<&mut HistoryMessage> = messages
+        .into_iter()
+        .filter(|m| m.from == me && m.read_at.is_some())
+        .collect();
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut names: Vec<&str> = messages.iter().map(|m| m.to.as_str()).collect();
+    names.push(me);
+    let sharing = state.store.with_read_receipts(&names)?;
+    for message in &mut messages {
+        if !(sharing.contains(me) && sharing.contains(&message.to)) {
+            message.read_at = None;
+        }
+    }
+    Ok(())
+}
+
+/// Conversations, the one with the newest message first.
+#[utoipa::path(
+    get, path = "/v1/chats", tag = "history", security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of chats", body = Page<Chat>),
+        (status = 400, description = "`limit` out of range", body = ErrorBody),
+        (status = 401, description = "Missing or bad token", body = ErrorBody),
+    ),
+)]
+pub async fn chats(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(page): QueryParams<PageQuery>,
+) -> Result<Json<Page<Chat>>, ApiError> {
+    let limit = limit(&page)?;
+    blocking(move || {
+        let me = caller.user.as_str();
+        let mut chats = state.store.chats(me, page.before, limit)?;
+        hide_unshared_reads(
+            &state,
+            me,
+            chats.items.iter_mut().map(|c| &mut c.last_message),
+        )?;
+        Ok(Json(chats))
+    })
+    .await
+}
+
+/// The messages between the caller and `peer`, newest first.
+#[utoipa::path(
+    get, path = "/v1/chats/{peer}/messages", tag = "history", security(("bearer" = [])),
+    params(("peer" = String, Path, description = "The other participant"), PageQuery),
+    responses(
+        (status = 200, description = "A page of messages", body = Page<HistoryMessage>),
+        (status = 400, description = "`limit` out of range", body = ErrorBody),
+        (status = 401, description = "Missing or bad token", body = ErrorBody),
+    ),
+)]
+pub async fn conversation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(peer): Path<String>,
+    QueryParams(page): QueryParams<PageQuery>,
+) -> Result<Json<Page<HistoryMessage>>, ApiError> {
+    let limit = limit(&page)?;
+    let peer = peer_name(&peer)?;
+    blocking(move || {
+        let me = caller.user.as_str();
+        let mut messages = state
+            .store
+            .conversation(me, peer.as_str(), page.before, limit)?;
+        hide_unshared_reads(&state, me, &mut messages.items)?;
+        Ok(Json(messages))
+    })
+    .await
+}
+
+/// The caller's starred messages, newest message first.
+#[utoipa::path(
+    get, path = "/v1/stars", tag = "stars", security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of starred messages", body = Page<StarredMessage>),
+        (status = 400, description = "`limit` out of range", body = ErrorBody),
+        (status = 401, description = "Missing or bad token", body = ErrorBody),
+    ),
+)]
+pub async fn stars(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(page): QueryParams<PageQuery>,
+) -> Result<Json<Page<StarredMessage>>, ApiError> {
+    let limit = limit(&page)?;
+    blocking(move || {
+        let me = caller.user.as_str();
+        let mut stars = state.store.stars(me, page.before, limit)?;
+        hide_unshared_reads(&state, me, stars.items.iter_mut().map(|s| &mut s.message))?;
+        Ok(Json(stars))
+    })
+    .await
+}
+
+/// Stars a message the caller sent or received. Idempotent.
+#[utoipa::path(
+    put, path = "/v1/messages/{id}/star", tag = "stars", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Server message id")),
+    responses(
+        (status = 200, description = "Starred", body = StarState),
+        (status = 401, description = "Missing or bad token", body = ErrorBody),
+        (status = 404, description = "Not a message of the caller's", body = ErrorBody),
+    ),
+)]
+pub async fn star(
+    state: State<AppState>,
+    caller: Caller,
+    id: Path<String>,
+) -> Result<Json<StarState>, ApiError> {
+    set_star(state, caller, id, true).await
+}
+
+/// Unstars a message. Idempotent.
+#[utoipa::path(
+    delete, path = "/v1/messages/{id}/star", tag = "stars", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Server message id")),
+    responses(
+        (status = 200, description = "Not starred", body = StarState),
+        (status = 401, description = "Missing or bad token", body = ErrorBody),
+        (status = 404, description = "Not a message of the caller's", body = ErrorBody),
+    ),
+)]
+pub async fn unstar(
+    state: State<AppState>,
+    caller: Caller,
+    id: Path<String>,
+) -> Result<Json<StarState>, ApiError> {
+    set_star(state, caller, id, false).await
+}
+
+async fn set_star(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    starred: bool,
+) -> Result<Json<StarState>, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::NotFound, format!("no message {id}")))?;
+    let request = Request::Star {
+        user: caller.user,
+        star: StarRequest { id, starred },
+    };
+    match state.bridge.submit(request).await {
+        Ok(Outcome::Applied) => Ok(Json(StarState {
+            message_id: id,
+            starred,
+        })),
+        Ok(Outcome::Refused(rejection)) => Err(ApiError::new(rejection.code, rejection.message)),
+        Ok(Outcome::Stored(_)) => Err(ApiError::new(ErrorCode::Internal, "unexpected outcome")),
+        Err(e) => Err(ApiError::new(ErrorCode::Unavailable, e.to_string())),
+    }
+}
+
+/// The caller's messages that contain every word of `q`, newest first.
+#[utoipa::path(
+    get, path = "/v1/search", tag = "history", security(("bearer" = [])),
+    params(SearchQuery, PageQuery),
+    responses(
+        (status = 200, description = "A page of matching messages", body = Page<HistoryMessage>),
+        (status = 400, description = "No words in `q`, too many words, or `limit` out of range", body = ErrorBody),
+        (status = 401, description = "Missing or bad token", body = ErrorBody),
+    ),
+)]
+pub async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<SearchQuery>,
+    QueryParams(page): QueryParams<PageQuery>,
+) -> Result<Json<Page<HistoryMessage>>, ApiError> {
+    let limit = limit(&page)?;
+    let peer = query.peer.as_deref().map(peer_name).transpose()?;
+    let found = blocking(move || {
+        let me = caller.user.as_str();
+        let peer = peer.as_ref().map(UserName::as_str);
+        let mut found = state.store.search(me, &query.q, peer, page.before, limit)?;
+        if let Ok(page) = &mut found {
+            hide_unshared_reads(&state, me, &mut page.items)?;
+        }
+        Ok(found)
+    })
+    .await?;
+    match found {
+        Ok(page) => Ok(Json(page)),
+        Err(BadSearch::NoWords) => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "`q` has no words to search for",
+        )),
+        Err(BadSearch::TooManyWords) => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("`q` has more than {} words", store::search::QUERY_MAX_WORDS),
+        )),
+    }
+}

@@ -1,0 +1,203 @@
+//! Word search over sealed bodies, through a blind index.
+//!
+//! Bodies are encrypted at rest, so the index must not be a readable copy
+//! of them. Each distinct word of a message becomes one row per
+//! participant holding `HMAC-SHA256(index key, user || 0 || word)`, cut to
+//! [`TERM_LEN`] bytes. A search computes the same values for its words and
+//! looks them up; no readable word is ever written.
+//!
+//! The trade-off, stated plainly: someone holding the database but not the
+//! key learns, per user, which of that user's messages share a word, how
+//! many distinct words a message has, and who talks to whom (which the
+//! messages table shows anyway). Because the user is part of every term,
+//! equal words in two users' messages do not look equal. Someone holding
+//! the key can confirm a guessed word, as they could decrypt the bodies.
+//!
+//! Words are normalised so search is case- and accent-insensitive:
+//! Unicode NFKD, combining marks dropped, lowercase, split on anything that
+//! is not a letter or digit. Whole words match; there is no prefix search.
+
+use diesel::dsl::count_star;
+use diesel::prelude::*;
+use diesel::sql_types::Bool;
+use diesel::IntoSql;
+use hmac::{Hmac, Mac};
+use protocol::history::{HistoryMessage, Page};
+use sha2::Sha256;
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
+
+use crate::db::Tx;
+use crate::history::{below, page, Row, COLUMNS};
+use crate::schema::{message_history, search_terms};
+use crate::{Sealer, Store, StoreError};
+
+/// Bytes of each stored term: 128 bits leave no practical collisions.
+pub const TERM_LEN: usize = 16;
+/// Longer words are indexed (and searched) by their first this many chars.
+pub const WORD_MAX_CHARS: usize = 64;
+/// Distinct words indexed per message; the rest of a huge message is not.
+pub const WORDS_PER_MESSAGE: usize = 512;
+/// Most words one search may have.
+pub const QUERY_MAX_WORDS: usize = 16;
+
+/// What derives the index key from the message key.
+const KEY_PURPOSE: &str = "bluetick blind search index v1";
+
+/// The distinct normalised words of `text`, in order of first appearance.
+pub fn words(text: &str) -> Vec<String> {
+    let normalised: String = text
+        .nfkd()
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    normalised
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(|word| word.chars().take(WORD_MAX_CHARS).collect::<String>())
+        .filter(|word| seen.insert(word.clone()))
+        .collect()
+}
+
+/// Computes terms: the keyed hashes that stand in for words.
+pub struct BlindIndex {
+    mac: Hmac<Sha256>,
+}
+
+impl BlindIndex {
+    /// The index keyed from the message key.
+    pub fn new(sealer: &Sealer) -> BlindIndex {
+        let key = sealer.derive_key(KEY_PURPOSE);
+        BlindIndex {
+            mac: Hmac::new_from_slice(&key).expect("HMAC takes a key of any length"),
+        }
+    }
+
+    /// The term for `word` in `user`'s index.
+    pub fn term(&self, user: &str, word: &str) -> Vec<u8> {
+        let mut mac = self.mac.clone();
+        mac.update(user.as_bytes());
+        mac.update(&[0]);
+        mac.update(word.as_bytes());
+        mac.finalize().into_bytes()[..TERM_LEN].to_vec()
+    }
+}
+
+/// Why a search cannot run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadSearch {
+    /// `q` has no letters or digits.
+    NoWords,
+    /// `q` has more than [`QUERY_MAX_WORDS`] words.
+    TooManyWords,
+}
+
+impl Tx<'_> {
+    /// Indexes the words of a new message for both participants.
+    pub(crate) fn index_message(
+        &mut self,
+        id: i64,
+        sender: &str,
+        recipient: &str,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        let index = &BlindIndex::new(self.sealer()?);
+        let words = &words(body);
+        let mut participants = vec![(sender, recipient)];
+        if sender != recipient {
+            participants.push((recipient, sender));
+        }
+        let rows: Vec<_> = participants
+            .iter()
+            .flat_map(|&(user, peer)| {
+                words.iter().take(WORDS_PER_MESSAGE).map(move |word| {
+                    (
+                        search_terms::user_name.eq(user),
+                        search_terms::term.eq(index.term(user, word)),
+                        search_terms::message_id.eq(id),
+                        search_terms::peer.eq(peer),
+                    )
+                })
+            })
+            .collect();
+        if !rows.is_empty() {
+            on_backend!(&mut *self.conn, c => diesel::insert_into(search_terms::table).values(&rows).execute(c))?;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// `me`'s messages (with `peer` only, if given) containing every word
+    /// of `query`, newest first.
+    pub fn search(
+        &self,
+        me: &str,
+        query: &str,
+        peer: Option<&str>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Result<Page<HistoryMessage>, BadSearch>, StoreError> {
+        let words = words(query);
+        if words.is_empty() {
+            return Ok(Err(BadSearch::NoWords));
+        }
+        if words.len() > QUERY_MAX_WORDS {
+            return Ok(Err(BadSearch::TooManyWords));
+        }
+        let index = BlindIndex::new(self.sealer()?);
+        let terms: Vec<Vec<u8>> = words.iter().map(|word| index.term(me, word)).collect();
+        // With no peer, the peer test is `OR true`: one query shape for both.
+        let any_peer = peer.is_none().into_sql::<Bool>();
+        let matching = search_terms::table
+            .filter(search_terms::user_name.eq(me))
+            .filter(search_terms::term.eq_any(terms))
+            .filter(search_terms::message_id.lt(below(before)))
+            .filter(search_terms::peer.eq(peer.unwrap_or_default()).or(any_peer))
+            // A message matches when all of its distinct terms are found.
+            .group_by(search_terms::message_id)
+            .having(count_star().eq(words.len() as i64))
+            .order(search_terms::message_id.desc())
+            .limit(limit as i64 + 1)
+            .select(search_terms::message_id);
+        let mut conn = self.conn()?;
+        let ids: Vec<i64> = on_backend!(&mut *conn, c => matching.load(c))?;
+        let rows: Vec<Row> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            on_backend!(&mut *conn, c => message_history::table
+                .filter(message_history::id.eq_any(&ids))
+                .order(message_history::id.desc())
+                .select(COLUMNS)
+                .load(c))?
+        };
+        let messages = self.history_messages(&mut conn, me, rows)?;
+        Ok(Ok(page(messages, limit, |m| m.id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_fold_case_and_accents_and_repeat_once() {
+        assert_eq!(
+            words("Café au LAIT, café! Crème-brûlée naïve 42"),
+            ["cafe", "au", "lait", "creme", "brulee", "naive", "42"]
+        );
+        assert_eq!(words("ÉCOLE"), words("école"));
+        assert!(words("  ,.;!? ").is_empty());
+    }
+
+    #[test]
+    fn terms_differ_per_user_and_never_contain_the_word() {
+        let index = BlindIndex::new(&Sealer::from_hex(&"ab".repeat(32)).unwrap());
+        let alice = index.term("alice", "secret");
+        assert_eq!(alice.len(), TERM_LEN);
+        assert_eq!(alice, index.term("alice", "secret"));
+        assert_ne!(alice, index.term("bob", "secret"));
+        assert!(!alice.windows(6).any(|w| w == b"secret"));
+    }
+}
