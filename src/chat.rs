@@ -268,6 +268,8 @@ fn event_json(event: &AppEvent) -> serde_json::Value {
         AppEvent::Receipt(r) => ("receipt", serde_json::to_value(r)),
         AppEvent::Rejected(e) => ("rejected", serde_json::to_value(e)),
         AppEvent::Star(s) => ("star", serde_json::to_value(s)),
+        AppEvent::Timer(t) => ("timer", serde_json::to_value(t)),
+        AppEvent::Expired(e) => ("expired", serde_json::to_value(e)),
         AppEvent::Connection(up) => ("connection", Ok(serde_json::json!({ "connected": up }))),
     };
     if let Ok(serde_json::Value::Object(map)) = &mut value {
@@ -284,6 +286,11 @@ fn event_text(event: &AppEvent) -> String {
         AppEvent::Rejected(e) => format!("! refused: {} ({})", e.message, e.code),
         AppEvent::Star(s) if s.starred => format!("★ starred message {}", s.message_id),
         AppEvent::Star(s) => format!("☆ unstarred message {}", s.message_id),
+        AppEvent::Timer(t) if t.seconds == 0 => {
+            format!("{} turned disappearing messages off", t.by)
+        }
+        AppEvent::Timer(t) => format!("{} set disappearing messages to {} s", t.by, t.seconds),
+        AppEvent::Expired(e) => format!("message {} disappeared", e.message_id),
         AppEvent::Connection(_) => String::new(),
     }
 }

@@ -262,7 +262,7 @@ impl Config {
             })?;
         }
         for (name, value) in std::env::vars() {
-            if name == CONFIG_FILE_VAR {
+            if name == CONFIG_FILE_VAR || name == store::clock::SKEW_VAR {
                 continue;
             }
             if let Some(key) = name.strip_prefix(ENV_PREFIX) {

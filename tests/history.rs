@@ -351,6 +351,7 @@ async fn openapi_document_is_valid_and_lists_every_route() {
         ("DELETE", "/v1/messages/{id}/star"),
         ("GET", "/v1/chats"),
         ("GET", "/v1/chats/{peer}/messages"),
+        ("PUT", "/v1/chats/{peer}/timer"),
         ("GET", "/v1/stars"),
         ("GET", "/v1/search"),
         ("GET", "/v1/users/{name}/presence"),

@@ -10,7 +10,7 @@
 
 use protocol::messages::{
     AckEvent, ErrorEvent, Event, InboxEvent, MessageEvent, ReceiptEvent, ReceiptStatus, Rejection,
-    StarEvent,
+    StarEvent, TimerEvent,
 };
 use protocol::{ErrorCode, UserName};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -71,6 +71,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
             .filter_map(|r| match r {
                 Request::Send { send, .. } => Some(send.to.as_str()),
                 Request::Read { read, .. } => Some(read.peer.as_str()),
+                Request::Timer { peer, .. } => Some(peer.as_str()),
                 _ => None,
             })
             .collect();
@@ -94,13 +95,28 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
             tx.with_read_receipts(&readers)?
         };
 
+        // Sends take their chat's disappearing timer, if it has one.
+        let senders: Vec<&str> = requests
+            .iter()
+            .filter_map(|r| match r {
+                Request::Send { sender, .. } => Some(sender.as_str()),
+                _ => None,
+            })
+            .collect();
+        let timers = tx.timers_among(&senders)?;
+
         let mut pending = Vec::new();
         let mut outcomes = Vec::with_capacity(requests.len());
         for request in requests {
             let outcome = match request {
                 Request::Send { sender, send } if existing.contains(&send.to) => {
                     let sender = sender.as_str();
-                    match tx.store_message(sender, &send.to, &send.id, &send.body, now)? {
+                    let expires_at = timers
+                        .get(&store::timers::chat_key(sender, &send.to))
+                        .map(|seconds| now + seconds * 1000);
+                    match tx
+                        .store_message(sender, &send.to, &send.id, &send.body, now, expires_at)?
+                    {
                         Stored::New { id } => {
                             let message = MessageEvent {
                                 id,
@@ -109,6 +125,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                                 to: send.to.clone(),
                                 body: send.body.clone(),
                                 sent_at: now,
+                                expires_at,
                             };
                             let ack = AckEvent {
                                 id,
@@ -116,6 +133,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                                 to: send.to.clone(),
                                 body: send.body.clone(),
                                 sent_at: now,
+                                expires_at,
                             };
                             pending.push(Pending::append(
                                 &send.to,
@@ -135,6 +153,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                             recipient,
                             body,
                             sent_at,
+                            expires_at,
                         } => {
                             // A resend after a lost ack: nothing new is stored
                             // or delivered; the sender gets its ack again,
@@ -145,6 +164,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                                 to: recipient,
                                 body,
                                 sent_at,
+                                expires_at,
                             };
                             let seq = tx.ack_seq(sender, id)?;
                             pending.push(Pending {
@@ -258,6 +278,33 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                         }
                     }
                 }
+                Request::Timer {
+                    user,
+                    peer,
+                    seconds,
+                } if existing.contains(peer) => {
+                    if tx.set_timer(user.as_str(), peer, *seconds, now)? {
+                        let announce = |to: &str, peer: &str| {
+                            let event = Event::Timer(TimerEvent {
+                                peer: peer.to_owned(),
+                                seconds: *seconds,
+                                by: user.to_string(),
+                                at: now,
+                            });
+                            Pending::append(to, other(event.clone()), event)
+                        };
+                        pending.push(announce(user.as_str(), peer));
+                        if peer != user.as_str() {
+                            pending.push(announce(peer, user.as_str()));
+                        }
+                    }
+                    Outcome::Applied
+                }
+                Request::Timer { .. } => Outcome::Refused(Rejection {
+                    client_id: None,
+                    code: ErrorCode::NotFound,
+                    message: "no such user".into(),
+                }),
                 // Replays are read-only and run after the commit.
                 Request::Sync { .. } => Outcome::Applied,
             };

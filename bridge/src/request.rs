@@ -31,6 +31,13 @@ pub enum Request {
         user: UserName,
         star: StarRequest,
     },
+    /// Sets a chat's disappearing-message timer (HTTP only; `seconds` is
+    /// one of [`protocol::messages::TIMER_CHOICES`]).
+    Timer {
+        user: UserName,
+        peer: String,
+        seconds: i64,
+    },
     /// Refused: the sender gets an error event, operators a dead letter.
     Refused {
         user: UserName,

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::messages::{
-    AckEvent, ErrorEvent, MessageEvent, ReceiptEvent, SendRequest, StarEvent,
+    AckEvent, ErrorEvent, ExpiredEvent, MessageEvent, ReceiptEvent, SendRequest, StarEvent,
+    TimerEvent,
 };
 use protocol::{topics, UserName};
 use rumqttc::{AsyncClient, QoS};
@@ -36,6 +37,10 @@ pub enum AppEvent {
     Receipt(ReceiptEvent),
     /// I starred or unstarred a message, on this device or another.
     Star(StarEvent),
+    /// A chat's disappearing-message timer changed.
+    Timer(TimerEvent),
+    /// A message expired on the server: delete it here too.
+    Expired(ExpiredEvent),
     /// The server refused something. If `client_id` names one of my sends,
     /// that send was removed from the outbox and will not be retried, except
     /// for the transient codes `internal` and `unavailable`, for which it

@@ -332,6 +332,7 @@ mod tests {
         InboxEvent {
             seq: Some(seq),
             event: Event::Message(MessageEvent {
+                expires_at: None,
                 id: seq * 10,
                 client_id: format!("c{seq}"),
                 from: "bob".into(),
@@ -357,6 +358,7 @@ mod tests {
         InboxEvent {
             seq: None,
             event: Event::Ack(AckEvent {
+                expires_at: None,
                 id: 1,
                 client_id: client_id.into(),
                 to: "bob".into(),

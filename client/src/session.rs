@@ -557,6 +557,8 @@ impl Driver {
                 Event::Ack(ack) => self.on_ack(ack, event.seq.is_some(), was_pending),
                 Event::Receipt(receipt) => Some(AppEvent::Receipt(receipt)),
                 Event::Star(star) => Some(AppEvent::Star(star)),
+                Event::Timer(timer) => Some(AppEvent::Timer(timer)),
+                Event::Expired(expired) => Some(AppEvent::Expired(expired)),
                 Event::Error(error) => {
                     if was_pending {
                         tracing::info!(client_id = ?error.client_id, code = %error.code, "send refused");

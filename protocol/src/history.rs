@@ -63,6 +63,8 @@ pub struct HistoryMessage {
     /// When the recipient read it. For the sender, shown only while both
     /// participants have read receipts on, as with receipt events.
     pub read_at: Option<i64>,
+    /// When it disappears (sent while the chat had a timer).
+    pub expires_at: Option<i64>,
     /// Whether the caller has starred it.
     pub starred: bool,
 }
@@ -77,6 +79,16 @@ pub struct Chat {
     pub last_message: HistoryMessage,
     /// Messages from `peer` that the caller has not read.
     pub unread: i64,
+    /// The chat's disappearing-message timer in seconds; 0 when off.
+    pub timer_seconds: i64,
+}
+
+/// `PUT /v1/chats/{peer}/timer` body, and its answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TimerSetting {
+    /// 0 (off), 86400 (24 h), 604800 (7 days) or 7776000 (90 days).
+    pub seconds: i64,
 }
 
 /// One entry of `GET /v1/stars`.

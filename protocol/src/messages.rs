@@ -104,6 +104,11 @@ pub enum Event {
     Synced(SyncedEvent),
     /// I starred or unstarred a message (on any device).
     Star(StarEvent),
+    /// The disappearing-message timer of a chat changed.
+    Timer(TimerEvent),
+    /// A message reached its expiry and was deleted; this event takes the
+    /// place of its message or ack event in the inbox.
+    Expired(ExpiredEvent),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +122,10 @@ pub struct MessageEvent {
     pub body: String,
     /// When the server stored it, Unix milliseconds.
     pub sent_at: i64,
+    /// When it disappears (the chat had a timer when it was sent); absent
+    /// for messages that stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +137,9 @@ pub struct AckEvent {
     /// The message itself, so my other devices can show what I sent.
     pub body: String,
     pub sent_at: i64,
+    /// When it disappears; absent for messages that stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -165,6 +177,27 @@ pub struct StarEvent {
     pub starred: bool,
     pub at: i64,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerEvent {
+    /// The other participant of the chat.
+    pub peer: String,
+    /// New messages in this chat disappear this long after they are sent;
+    /// 0 means off. One of [`TIMER_CHOICES`].
+    pub seconds: i64,
+    /// Who set it (either participant).
+    pub by: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiredEvent {
+    pub message_id: i64,
+}
+
+/// The disappearing-message timers a chat may have, in seconds: off, 24 h,
+/// 7 days, 90 days.
+pub const TIMER_CHOICES: [i64; 4] = [0, 86_400, 7 * 86_400, 90 * 86_400];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncedEvent {

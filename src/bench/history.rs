@@ -202,6 +202,7 @@ fn seed(store: &Store, names: &[String], count: usize) -> anyhow::Result<Duratio
                     &format!("seed-{n}"),
                     &body.join(" "),
                     store::clock::now_ms(),
+                    None,
                 )?;
             }
             Ok(())

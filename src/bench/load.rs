@@ -357,7 +357,7 @@ fn on_event(me: &str, event: InboxEvent, shared: &Shared, ledger: &Mutex<Ledger>
             }
         }
         Event::Error(error) => eprintln!("{me}: refused: {} ({})", error.message, error.code),
-        Event::Synced(_) | Event::Star(_) => {}
+        Event::Synced(_) | Event::Star(_) | Event::Timer(_) | Event::Expired(_) => {}
     }
 }
 

@@ -6,15 +6,15 @@ use axum::extract::{Path, State};
 use axum::Json;
 use bridge::{Outcome, Request};
 use protocol::history::{
-    Chat, HistoryMessage, Page, PageQuery, SearchQuery, StarState, StarredMessage,
+    Chat, HistoryMessage, Page, PageQuery, SearchQuery, StarState, StarredMessage, TimerSetting,
 };
-use protocol::messages::StarRequest;
+use protocol::messages::{StarRequest, TIMER_CHOICES};
 use protocol::{ErrorCode, UserName};
 use store::search::BadSearch;
 use store::StoreError;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Caller, QueryParams};
+use super::extract::{Caller, JsonBody, QueryParams};
 use super::{blocking, AppState};
 
 /// The page size asked for, or a 400.
@@ -186,15 +186,46 @@ async fn set_star(
         user: caller.user,
         star: StarRequest { id, starred },
     };
-    match state.bridge.submit(request).await {
-        Ok(Outcome::Applied) => Ok(Json(StarState {
-            message_id: id,
-            starred,
-        })),
-        Ok(Outcome::Refused(rejection)) => Err(ApiError::new(rejection.code, rejection.message)),
-        Ok(Outcome::Stored(_)) => Err(ApiError::new(ErrorCode::Internal, "unexpected outcome")),
-        Err(e) => Err(ApiError::new(ErrorCode::Unavailable, e.to_string())),
+    apply(&state, request).await?;
+    Ok(Json(StarState {
+        message_id: id,
+        starred,
+    }))
+}
+
+/// Sets the chat's disappearing-message timer for messages sent from now
+/// on. Both participants get a `timer` inbox event when it changes.
+#[utoipa::path(
+    put, path = "/v1/chats/{peer}/timer", tag = "history", security(("bearer" = [])),
+    params(("peer" = String, Path, description = "The other participant")),
+    request_body = TimerSetting,
+    responses(
+        (status = 200, description = "The timer in force", body = TimerSetting),
+        (status = 400, description = "Not one of 0, 86400, 604800, 7776000", body = ErrorBody),
+        (status = 401, description = "Missing or bad token", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ),
+)]
+pub async fn set_timer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(peer): Path<String>,
+    JsonBody(setting): JsonBody<TimerSetting>,
+) -> Result<Json<TimerSetting>, ApiError> {
+    let peer = peer_name(&peer)?;
+    if !TIMER_CHOICES.contains(&setting.seconds) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("seconds must be one of {TIMER_CHOICES:?}"),
+        ));
     }
+    let request = Request::Timer {
+        user: caller.user,
+        peer: peer.to_string(),
+        seconds: setting.seconds,
+    };
+    apply(&state, request).await?;
+    Ok(Json(setting))
 }
 
 /// The caller's messages that contain every word of `q`, newest first.
@@ -235,5 +266,16 @@ pub async fn search(
             ErrorCode::BadRequest,
             format!("`q` has more than {} words", store::search::QUERY_MAX_WORDS),
         )),
+    }
+}
+
+/// Runs a request through the bridge, like its MQTT form, so the events it
+/// makes reach the users' devices; a refusal becomes the HTTP error.
+async fn apply(state: &AppState, request: Request) -> Result<(), ApiError> {
+    match state.bridge.submit(request).await {
+        Ok(Outcome::Applied) => Ok(()),
+        Ok(Outcome::Refused(rejection)) => Err(ApiError::new(rejection.code, rejection.message)),
+        Ok(Outcome::Stored(_)) => Err(ApiError::new(ErrorCode::Internal, "unexpected outcome")),
+        Err(e) => Err(ApiError::new(ErrorCode::Unavailable, e.to_string())),
     }
 }

@@ -65,6 +65,7 @@ pub fn router(state: AppState, max_json_body: usize) -> Router {
         .routes(routes!(history::star, history::unstar))
         .routes(routes!(history::chats))
         .routes(routes!(history::conversation))
+        .routes(routes!(history::set_timer))
         .routes(routes!(history::stars))
         .routes(routes!(history::search))
         .routes(routes!(presence::presence))

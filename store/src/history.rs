@@ -29,6 +29,7 @@ pub(crate) type Row = (
     i64,
     Option<i64>,
     Option<i64>,
+    Option<i64>,
 );
 
 pub(crate) const COLUMNS: (
@@ -40,6 +41,7 @@ pub(crate) const COLUMNS: (
     message_history::sent_at,
     message_history::delivered_at,
     message_history::read_at,
+    message_history::expires_at,
 ) = (
     message_history::id,
     message_history::client_id,
@@ -49,6 +51,7 @@ pub(crate) const COLUMNS: (
     message_history::sent_at,
     message_history::delivered_at,
     message_history::read_at,
+    message_history::expires_at,
 );
 
 /// Turns the fetched `limit + 1` items into a page: the extra item only
@@ -139,6 +142,7 @@ impl Store {
             .load::<(String, i64)>(c))?
         .into_iter()
         .collect();
+        let timers = self.timers(me, &peers)?;
         let ids: Vec<i64> = chats.iter().map(|(_, id)| *id).collect();
         let mut last_messages: HashMap<i64, HistoryMessage> = self
             .messages_by_id(&mut conn, me, &ids)?
@@ -150,6 +154,7 @@ impl Store {
             .filter_map(|(peer, id)| {
                 Some(Chat {
                     unread: unread.get(&peer).copied().unwrap_or(0),
+                    timer_seconds: timers.get(&peer).copied().unwrap_or(0),
                     last_message: last_messages.remove(&id)?,
                     peer,
                 })
@@ -205,7 +210,7 @@ impl Store {
         let sealer = self.sealer()?;
         rows.into_iter()
             .map(
-                |(id, client_id, from, to, body, sent_at, delivered_at, read_at)| {
+                |(id, client_id, from, to, body, sent_at, delivered_at, read_at, expires_at)| {
                     Ok(HistoryMessage {
                         id,
                         client_id,
@@ -215,6 +220,7 @@ impl Store {
                         sent_at,
                         delivered_at,
                         read_at,
+                        expires_at,
                         starred: starred.contains(&id),
                     })
                 },

@@ -180,7 +180,7 @@ type InboxRow = (
     i64,
     String,
     Option<String>,
-    Option<(i64, String, String, String, Vec<u8>, i64)>,
+    Option<(i64, String, String, String, Vec<u8>, i64, Option<i64>)>,
 );
 
 impl Store {
@@ -204,14 +204,14 @@ impl Store {
                 inbox::seq,
                 inbox::kind,
                 inbox::payload,
-                (messages::id, messages::client_id, messages::sender, messages::recipient, messages::body, messages::sent_at)
+                (messages::id, messages::client_id, messages::sender, messages::recipient, messages::body, messages::sent_at, messages::expires_at)
                     .nullable(),
             ))
             .load(c))?;
         rows.into_iter()
             .map(|(seq, kind, payload, message)| {
                 let event = match (kind.as_str(), message, payload) {
-                    ("message", Some((id, client_id, from, to, body, sent_at)), _) => {
+                    ("message", Some((id, client_id, from, to, body, sent_at, expires_at)), _) => {
                         let body = sealer.open_string(&body)?;
                         Event::Message(MessageEvent {
                             id,
@@ -220,9 +220,10 @@ impl Store {
                             to,
                             body,
                             sent_at,
+                            expires_at,
                         })
                     }
-                    ("ack", Some((id, client_id, _from, to, body, sent_at)), _) => {
+                    ("ack", Some((id, client_id, _from, to, body, sent_at, expires_at)), _) => {
                         let body = sealer.open_string(&body)?;
                         Event::Ack(AckEvent {
                             id,
@@ -230,6 +231,7 @@ impl Store {
                             to,
                             body,
                             sent_at,
+                            expires_at,
                         })
                     }
                     ("other", _, Some(json)) => serde_json::from_str(&json)

@@ -15,6 +15,9 @@
 //!   hot or archived alike, for their participants only.
 //! - [`stars`]: per-user starred messages.
 //! - [`search`]: the blind word index over sealed bodies, and search.
+//! - [`timers`]: each chat's disappearing-message timer.
+//! - [`archive`]: moving old messages to the archive table, in batches.
+//! - [`expiry`]: deleting expired messages from every place they live.
 //! - [`dead_letters`]: refused client payloads, for operators.
 //! - [`presence`]: online state, last seen (one writer), privacy settings.
 //! - [`sealing`]: the AEAD that keeps bodies encrypted at rest.
@@ -37,9 +40,11 @@
 #[macro_use]
 pub mod db;
 pub mod accounts;
+pub mod archive;
 pub mod clock;
 pub mod dead_letters;
 mod error;
+pub mod expiry;
 pub mod history;
 pub mod inbox;
 pub mod messages;
@@ -51,6 +56,7 @@ pub mod sessions;
 pub mod stars;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod timers;
 pub mod tokens;
 
 pub use db::{Backend, Store, StoreOptions, Tx};

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use std::collections::HashSet;
 
 use crate::db::Tx;
-use crate::schema::{messages, users};
+use crate::schema::{message_history, messages, messages_archive, users};
 use crate::StoreError;
 
 /// What storing a message did.
@@ -19,6 +19,7 @@ pub enum Stored {
         recipient: String,
         body: String,
         sent_at: i64,
+        expires_at: Option<i64>,
     },
 }
 
@@ -32,7 +33,8 @@ impl Tx<'_> {
         Ok(found.into_iter().collect())
     }
 
-    /// Stores a message unless `sender` already stored `client_id`.
+    /// Stores a message unless `sender` already stored `client_id`. It is
+    /// deleted by expiry at `expires_at`, if given.
     pub fn store_message(
         &mut self,
         sender: &str,
@@ -40,6 +42,7 @@ impl Tx<'_> {
         client_id: &str,
         body: &str,
         sent_at: i64,
+        expires_at: Option<i64>,
     ) -> Result<Stored, StoreError> {
         let sealed = self.sealer()?.seal(body.as_bytes());
         let inserted: Option<i64> = on_backend!(&mut *self.conn, c => diesel::insert_into(messages::table)
@@ -49,6 +52,7 @@ impl Tx<'_> {
                 messages::client_id.eq(client_id),
                 messages::body.eq(&sealed),
                 messages::sent_at.eq(sent_at),
+                messages::expires_at.eq(expires_at),
             ))
             .on_conflict((messages::sender, messages::client_id))
             .do_nothing()
@@ -59,10 +63,11 @@ impl Tx<'_> {
             self.index_message(id, sender, recipient, body)?;
             return Ok(Stored::New { id });
         }
-        let (id, recipient, body, sent_at): (i64, String, Vec<u8>, i64) = on_backend!(&mut *self.conn, c => messages::table
+        let (id, recipient, body, sent_at, expires_at): (i64, String, Vec<u8>, i64, Option<i64>) =
+            on_backend!(&mut *self.conn, c => messages::table
             .filter(messages::sender.eq(sender))
             .filter(messages::client_id.eq(client_id))
-            .select((messages::id, messages::recipient, messages::body, messages::sent_at))
+            .select((messages::id, messages::recipient, messages::body, messages::sent_at, messages::expires_at))
             .first(c))?;
         let body = self.sealer()?.open_string(&body)?;
         Ok(Stored::Duplicate {
@@ -70,6 +75,7 @@ impl Tx<'_> {
             recipient,
             body,
             sent_at,
+            expires_at,
         })
     }
 
@@ -84,8 +90,9 @@ impl Tx<'_> {
 
     /// Marks every unread message from `sender` to `reader` with id ≤
     /// `up_to` as read, and as delivered too when `implies_delivered` (the
-    /// sender will get a read receipt, which says both). Returns the highest
-    /// id that changed, if any did.
+    /// sender will get a read receipt, which says both). Archived messages
+    /// are marked too: an old message may be read late. Returns the
+    /// highest id that changed, if any did.
     pub fn mark_read(
         &mut self,
         reader: &str,
@@ -94,29 +101,40 @@ impl Tx<'_> {
         at: i64,
         implies_delivered: bool,
     ) -> Result<Option<i64>, StoreError> {
-        let unread = messages::table
-            .filter(messages::sender.eq(sender))
-            .filter(messages::recipient.eq(reader))
-            .filter(messages::id.le(up_to))
-            .filter(messages::read_at.is_null());
-        let newest: Option<i64> = on_backend!(&mut *self.conn, c => unread
-            .select(diesel::dsl::max(messages::id))
+        let newest: Option<i64> = on_backend!(&mut *self.conn, c => message_history::table
+            .filter(message_history::sender.eq(sender))
+            .filter(message_history::recipient.eq(reader))
+            .filter(message_history::id.le(up_to))
+            .filter(message_history::read_at.is_null())
+            .select(diesel::dsl::max(message_history::id))
             .first(c))?;
         if newest.is_none() {
             return Ok(None);
         }
-        if implies_delivered {
-            let delivered = diesel::dsl::sql::<
-                diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
-            >(&format!("COALESCE(delivered_at, {at})"));
-            on_backend!(&mut *self.conn, c => diesel::update(unread)
-                .set((messages::read_at.eq(at), messages::delivered_at.eq(delivered)))
-                .execute(c))?;
-        } else {
-            // No read receipt will go out, so delivery is left for the
-            // reader's inbox ack to report.
-            on_backend!(&mut *self.conn, c => diesel::update(unread).set(messages::read_at.eq(at)).execute(c))?;
+        // The same update on the hot table and on the archive.
+        macro_rules! mark {
+            ($table:ident) => {{
+                let unread = $table::table
+                    .filter($table::sender.eq(sender))
+                    .filter($table::recipient.eq(reader))
+                    .filter($table::id.le(up_to))
+                    .filter($table::read_at.is_null());
+                if implies_delivered {
+                    let delivered = diesel::dsl::sql::<
+                        diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+                    >(&format!("COALESCE(delivered_at, {at})"));
+                    on_backend!(&mut *self.conn, c => diesel::update(unread)
+                        .set(($table::read_at.eq(at), $table::delivered_at.eq(delivered)))
+                        .execute(c))?;
+                } else {
+                    // No read receipt will go out, so delivery is left for
+                    // the reader's inbox ack to report.
+                    on_backend!(&mut *self.conn, c => diesel::update(unread).set($table::read_at.eq(at)).execute(c))?;
+                }
+            }};
         }
+        mark!(messages);
+        mark!(messages_archive);
         Ok(newest)
     }
 }

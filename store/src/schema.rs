@@ -141,3 +141,15 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(message_history, stars, search_terms, users);
+
+diesel::table! {
+    chat_timers (user_a, user_b) {
+        user_a -> Text,
+        user_b -> Text,
+        seconds -> BigInt,
+        set_by -> Text,
+        set_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(messages_archive, messages);
