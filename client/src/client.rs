@@ -154,6 +154,17 @@ impl Client {
             .map_err(|_| ClientError::Closed)
     }
 
+    /// Stars (or unstars) a message I sent or received. My devices,
+    /// this one included, get an [`AppEvent::Star`] once it is stored; a
+    /// message that is not mine comes back as an [`AppEvent::Rejected`]
+    /// with `not_found`. Published now if connected, otherwise after the
+    /// next CONNACK; only the newest state per message is sent.
+    pub async fn star(&self, id: i64, starred: bool) -> Result<(), ClientError> {
+        self.commands
+            .send(Command::Star { id, starred })
+            .map_err(|_| ClientError::Closed)
+    }
+
     /// Number of sends not yet settled by an ack or error event.
     pub fn pending(&self) -> Result<usize, ClientError> {
         session::lock(&self.shared.outbox).len()

@@ -28,7 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::messages::{
-    AckEvent, AckRequest, ErrorEvent, Event, InboxEvent, ReadRequest, SendRequest, SyncRequest,
+    AckEvent, AckRequest, ErrorEvent, Event, InboxEvent, ReadRequest, SendRequest, StarRequest,
+    SyncRequest,
 };
 use protocol::{topics, ErrorCode, UserName};
 use rumqttc::{
@@ -79,7 +80,18 @@ pub(crate) struct Shared {
 /// Requests from the handle to the driver.
 pub(crate) enum Command {
     Read { peer: String, up_to: i64 },
+    Star { id: i64, starred: bool },
     Close,
+}
+
+/// A request where only the newest value matters, waiting to be handed to
+/// rumqttc: a newer one for the same key replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Latest {
+    /// Read up to this message of a peer (only ever moves forward).
+    Read(String),
+    /// Star state of a message.
+    Star(i64),
 }
 
 /// What the poller reports.
@@ -164,7 +176,7 @@ pub(crate) async fn start(
         _poller: poller,
         acked: 0,
         ack_due: None,
-        reads: HashMap::new(),
+        latest: HashMap::new(),
         recent: Recent::default(),
     };
     tracing::info!(client_id, last_seq, "connected");
@@ -288,6 +300,7 @@ struct Topics {
     ack: String,
     read: String,
     sync: String,
+    star: String,
 }
 
 impl Topics {
@@ -298,6 +311,7 @@ impl Topics {
             ack: topics::user_topic(me, "ack"),
             read: topics::user_topic(me, "read"),
             sync: topics::user_topic(me, "sync"),
+            star: topics::user_topic(me, "star"),
         }
     }
 }
@@ -364,8 +378,8 @@ struct Driver {
     acked: i64,
     /// When the pending ack is to be published.
     ack_due: Option<Instant>,
-    /// Reads not yet handed to rumqttc: peer → up_to.
-    reads: HashMap<String, i64>,
+    /// Reads (→ up_to) and stars (→ 1 or 0) not yet handed to rumqttc.
+    latest: HashMap<Latest, i64>,
     recent: Recent,
 }
 
@@ -390,6 +404,10 @@ impl Driver {
                 },
                 command = self.commands.recv() => match command {
                     Some(Command::Read { peer, up_to }) => self.on_read(peer, up_to),
+                    Some(Command::Star { id, starred }) => {
+                        self.latest.insert(Latest::Star(id), i64::from(starred));
+                        self.flush_latest();
+                    }
                     Some(Command::Close) | None => break,
                 },
                 () = tokio::time::sleep_until(wake.into()) => {}
@@ -469,7 +487,7 @@ impl Driver {
             }
             Err(e) => tracing::error!("cannot read the outbox: {e}"),
         }
-        self.flush_reads();
+        self.flush_latest();
         // The last ack may have been lost with the old connection.
         self.acked = 0;
         self.publish_ack();
@@ -646,34 +664,46 @@ impl Driver {
     }
 
     fn on_read(&mut self, peer: String, up_to: i64) {
-        let entry = self.reads.entry(peer).or_insert(up_to);
+        let entry = self.latest.entry(Latest::Read(peer)).or_insert(up_to);
         *entry = (*entry).max(up_to);
-        self.flush_reads();
+        self.flush_latest();
     }
 
-    fn flush_reads(&mut self) {
+    fn flush_latest(&mut self) {
         if !self.connected() {
             return;
         }
         let mut done = Vec::new();
-        for (peer, &up_to) in &self.reads {
-            let payload = encode!(ReadRequest {
-                peer: peer.clone(),
-                up_to
-            });
+        for (key, &value) in &self.latest {
+            let (topic, payload) = match key {
+                Latest::Read(peer) => (
+                    &self.topics.read,
+                    encode!(ReadRequest {
+                        peer: peer.clone(),
+                        up_to: value
+                    }),
+                ),
+                Latest::Star(id) => (
+                    &self.topics.star,
+                    encode!(StarRequest {
+                        id: *id,
+                        starred: value != 0
+                    }),
+                ),
+            };
             match self
                 .mqtt
-                .try_publish(&self.topics.read, QoS::AtLeastOnce, false, payload)
+                .try_publish(topic, QoS::AtLeastOnce, false, payload)
             {
-                Ok(()) => done.push(peer.clone()),
+                Ok(()) => done.push(key.clone()),
                 Err(e) => {
-                    tracing::debug!("read not queued, retrying later: {e}");
+                    tracing::debug!("request not queued, retrying later: {e}");
                     break;
                 }
             }
         }
-        for peer in done {
-            self.reads.remove(&peer);
+        for key in done {
+            self.latest.remove(&key);
         }
     }
 
@@ -688,7 +718,7 @@ impl Driver {
         }
         self.send_due();
         self.schedule_ack(now);
-        self.flush_reads();
+        self.flush_latest();
     }
 
     /// Publishes every peer head that is due: never sent yet (it just became

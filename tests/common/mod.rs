@@ -6,6 +6,7 @@ pub mod at_rest;
 pub mod chat;
 pub mod http;
 pub mod mqtt;
+pub mod rows;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
