@@ -73,6 +73,12 @@ pub struct MqttConfig {
     pub ws_addr: SocketAddr,
     /// Serve WebSocket at all.
     pub ws_enabled: bool,
+    /// MQTT over TLS; served when both certificate files are set.
+    pub tls_addr: SocketAddr,
+    /// PEM certificate chain (leaf first) for the TLS listener.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for the TLS listener.
+    pub tls_key_file: Option<PathBuf>,
     /// Most client connections at once; more are refused with CONNACK 3.
     pub max_connections: usize,
     /// Largest MQTT packet accepted, in bytes.
@@ -159,6 +165,9 @@ impl Default for MqttConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
             ws_addr: SocketAddr::from(([127, 0, 0, 1], 8083)),
             ws_enabled: true,
+            tls_addr: SocketAddr::from(([127, 0, 0, 1], 8883)),
+            tls_cert_file: None,
+            tls_key_file: None,
             max_connections: 100_000,
             max_packet_size: 256 * 1024,
             max_inflight: 100,
@@ -269,9 +278,16 @@ impl Config {
                 overlay(&mut table, key, &value);
             }
         }
-        toml::Value::Table(table)
+        let config: Config = toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        if config.mqtt.tls_cert_file.is_some() != config.mqtt.tls_key_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "mqtt.tls_cert_file and mqtt.tls_key_file go together: set both to serve TLS"
+                    .into(),
+            ));
+        }
+        Ok(config)
     }
 
     /// The database URL in effect: the configured one, or SQLite in the
@@ -281,6 +297,18 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("bluetick.db").display()),
         }
+    }
+
+    /// The TLS listener, when both certificate files are configured.
+    pub fn tls(&self) -> Option<(SocketAddr, broker::tls::TlsFiles)> {
+        let mqtt = &self.mqtt;
+        Some((
+            mqtt.tls_addr,
+            broker::tls::TlsFiles {
+                cert_file: mqtt.tls_cert_file.clone()?,
+                key_file: mqtt.tls_key_file.clone()?,
+            },
+        ))
     }
 
     /// Where the message key file lives.

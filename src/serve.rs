@@ -7,6 +7,7 @@
 //! ```text
 //! listening mqtt 127.0.0.1:1883
 //! listening ws 127.0.0.1:8083
+//! listening tls 127.0.0.1:8883     (only when TLS is configured)
 //! listening http 127.0.0.1:8080
 //! ready
 //! ```
@@ -120,11 +121,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         if let Some(ws) = broker.ws_addr {
             writeln!(out, "listening ws {ws}")?;
         }
+        if let Some(tls) = broker.tls_addr {
+            writeln!(out, "listening tls {tls}")?;
+        }
         writeln!(out, "listening http {http_addr}")?;
         writeln!(out, "ready")?;
         out.flush()?;
     }
-    tracing::info!(mqtt = %broker.mqtt_addr, ws = ?broker.ws_addr, http = %http_addr, backend = ?store.backend(), "bluetick is serving");
+    tracing::info!(mqtt = %broker.mqtt_addr, ws = ?broker.ws_addr, tls = ?broker.tls_addr, http = %http_addr, backend = ?store.backend(), "bluetick is serving");
 
     let signal = shutdown_signal().await;
     tracing::info!(signal, "shutting down: no new connections, draining");
@@ -205,6 +209,7 @@ fn broker_config(config: &Config, service_secret: &str) -> broker::BrokerConfig 
     broker::BrokerConfig {
         mqtt_addr: mqtt.addr,
         ws_addr: mqtt.ws_enabled.then_some(mqtt.ws_addr),
+        tls: config.tls(),
         max_connections: mqtt.max_connections,
         max_packet_size: mqtt.max_packet_size,
         max_inflight: mqtt.max_inflight,

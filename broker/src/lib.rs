@@ -12,10 +12,11 @@
 //!   the `sessions` table true to them.
 //! - `ws`: MQTT over WebSocket, terminated here with a handshake timeout
 //!   and relayed to the guarded TCP listener.
+//! - [`tls`]: MQTT over TLS, terminated and relayed the same way.
 //! - [`metrics`]: counters and gauges for `/metrics`.
 //!
 //! A packet's path: a client's bytes reach rumqttd's TCP listener (directly,
-//! or through the WebSocket relay); rumqttd frames them with the guard; the
+//! or through the WebSocket or TLS relay); rumqttd frames them with the guard; the
 //! guard admits, rewrites or refuses; admitted packets reach rumqttd's
 //! router, which fans them out to subscribers.
 //!
@@ -28,6 +29,7 @@ pub mod events;
 pub mod guard;
 pub mod metrics;
 pub mod privacy;
+pub mod tls;
 mod ws;
 
 use rumqttd::{ConnectionSettings, Router, RouterConfig, SegmentConfig, Server, ServerSettings};
@@ -62,6 +64,10 @@ pub struct BrokerConfig {
     pub connect_timeout: Duration,
     /// How long a WebSocket client may take to finish its handshake.
     pub ws_handshake_timeout: Duration,
+    /// MQTT over TLS, if wanted: where, and the certificate to present.
+    /// Port 0 picks a free port. Its handshake is bounded by
+    /// `ws_handshake_timeout` too.
+    pub tls: Option<(SocketAddr, tls::TlsFiles)>,
     /// Bytes per segment of each topic filter's in-memory log.
     pub segment_size: usize,
     /// Segments kept per filter; older ones are dropped (with a warning).
@@ -93,6 +99,8 @@ pub enum BrokerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A running broker.
@@ -101,6 +109,8 @@ pub struct Broker {
     pub mqtt_addr: SocketAddr,
     /// Where MQTT over WebSocket is served, if enabled.
     pub ws_addr: Option<SocketAddr>,
+    /// Where MQTT over TLS is served, if enabled.
+    pub tls_addr: Option<SocketAddr>,
     shared: Arc<guard::Shared>,
     /// The accept loops; aborted to stop taking new connections.
     listeners: Vec<JoinHandle<()>>,
@@ -121,6 +131,11 @@ impl Broker {
         if config.dev_open {
             tracing::warn!("DEV-OPEN MODE: MQTT accepts anonymous clients and enforces no topic ACL. Never use this in production.");
         }
+        // Unusable certificate files stop the start before anything listens.
+        let tls_acceptor = match &config.tls {
+            Some((_, files)) => Some(tls::acceptor(files).map_err(BrokerError::Tls)?),
+            None => None,
+        };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(guard::Shared {
             authenticator: Arc::new(Authenticator::new(store.clone(), config.auth_cache_ttl)),
@@ -194,10 +209,35 @@ impl Broker {
             None => None,
         };
 
+        let tls_addr = match (&config.tls, tls_acceptor) {
+            (Some((addr, _)), Some(acceptor)) => {
+                let listener =
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| BrokerError::Bind {
+                            addr: *addr,
+                            source,
+                        })?;
+                let bound = listener.local_addr().map_err(|source| BrokerError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+                listeners.push(tokio::spawn(tls::serve(
+                    listener,
+                    acceptor,
+                    loopback_of(mqtt_addr),
+                    config.ws_handshake_timeout,
+                )));
+                Some(bound)
+            }
+            _ => None,
+        };
+
         Ok((
             Broker {
                 mqtt_addr,
                 ws_addr,
+                tls_addr,
                 shared,
                 listeners,
             },

@@ -42,6 +42,8 @@ pub struct Server {
     pub mqtt: SocketAddr,
     pub ws: SocketAddr,
     pub http: SocketAddr,
+    /// MQTT over TLS, when the options configure it.
+    pub tls: Option<SocketAddr>,
     pub database: TestDatabase,
     pub data_dir: tempfile::TempDir,
     stderr_path: PathBuf,
@@ -78,6 +80,7 @@ struct Started {
     mqtt: SocketAddr,
     ws: SocketAddr,
     http: SocketAddr,
+    tls: Option<SocketAddr>,
 }
 
 impl Server {
@@ -103,6 +106,7 @@ impl Server {
             mqtt: started.mqtt,
             ws: started.ws,
             http: started.http,
+            tls: started.tls,
             database,
             data_dir,
             stderr_path,
@@ -284,7 +288,7 @@ fn spawn(
             }
         }
     });
-    let (mut mqtt, mut ws, mut http) = (None, None, None);
+    let (mut mqtt, mut ws, mut http, mut tls) = (None, None, None, None);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -300,6 +304,7 @@ fn spawn(
             (Some("listening"), Some("mqtt"), Some(a)) => mqtt = a.parse().ok(),
             (Some("listening"), Some("ws"), Some(a)) => ws = a.parse().ok(),
             (Some("listening"), Some("http"), Some(a)) => http = a.parse().ok(),
+            (Some("listening"), Some("tls"), Some(a)) => tls = a.parse().ok(),
             (Some("ready"), None, None) => break,
             _ => {}
         }
@@ -309,6 +314,7 @@ fn spawn(
         mqtt: mqtt.expect("mqtt address line"),
         ws: ws.expect("ws address line"),
         http: http.expect("http address line"),
+        tls,
     }
 }
 
