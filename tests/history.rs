@@ -8,7 +8,7 @@ mod common;
 use client::AppEvent;
 use common::at_rest::assert_not_stored;
 use common::chat::App;
-use common::http::{request, Response};
+use common::http::{page_ids, request, Response};
 use common::mqtt::{self, TIMEOUT};
 use common::{Backend, Server};
 use serde_json::{json, Value};
@@ -42,16 +42,6 @@ fn star(server: &Server, token: &str, id: i64, starred: bool) -> Response {
         None,
         Some(token),
     )
-}
-
-/// The ids of a page's items, found at `pointer` in each item.
-fn ids(page: &Value, pointer: &str) -> Vec<i64> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|item| item.pointer(pointer).unwrap().as_i64().unwrap())
-        .collect()
 }
 
 /// Waits until `app` hears of a star change on message `id`.
@@ -105,7 +95,7 @@ on_both_backends! {
 
         // Newest message first, two per page.
         let page = get(&server, "/v1/stars?limit=2", &alice).json();
-        assert_eq!(ids(&page, "/message/id"), [third, second]);
+        assert_eq!(page_ids(&page, "/message/id"), [third, second]);
         let item = &page["items"][1];
         assert_eq!(item["peer"], "bob");
         assert_eq!(item["message"]["body"], "second, a reply");
@@ -114,19 +104,19 @@ on_both_backends! {
         assert!(item["starred_at"].as_i64().unwrap() > 0);
         let next = page["next"].as_i64().expect("a next page");
         let page = get(&server, &format!("/v1/stars?limit=2&before={next}"), &alice).json();
-        assert_eq!(ids(&page, "/message/id"), [first]);
+        assert_eq!(page_ids(&page, "/message/id"), [first]);
         assert_eq!(page["next"], Value::Null);
 
         // Unstar reaches the other device too, and is idempotent.
         assert_eq!(star(&server, &alice, third, false).status, 200);
         assert_eq!(star(&server, &alice, third, false).json()["starred"], false);
         star_event(&mut laptop, third, false).await;
-        assert_eq!(ids(&get(&server, "/v1/stars", &alice).json(), "/message/id"), [second, first]);
+        assert_eq!(page_ids(&get(&server, "/v1/stars", &alice).json(), "/message/id"), [second, first]);
 
         // Stars are the user's own: Bob sees none of Alice's, and may star too.
-        assert_eq!(ids(&get(&server, "/v1/stars", &bob).json(), "/message/id"), Vec::<i64>::new());
+        assert_eq!(page_ids(&get(&server, "/v1/stars", &bob).json(), "/message/id"), Vec::<i64>::new());
         assert_eq!(star(&server, &bob, first, true).status, 200);
-        assert_eq!(ids(&get(&server, "/v1/stars", &bob).json(), "/message/id"), [first]);
+        assert_eq!(page_ids(&get(&server, "/v1/stars", &bob).json(), "/message/id"), [first]);
 
         // A non-participant gets the same 404 as for a message that does
         // not exist, over HTTP and over MQTT, and sees nothing of the chat.
@@ -148,7 +138,7 @@ on_both_backends! {
         let error = intruder.next_message(TIMEOUT).await.expect("an error event");
         let error: Value = serde_json::from_slice(&error.payload).unwrap();
         assert_eq!((error["type"].as_str(), error["code"].as_str()), (Some("error"), Some("not_found")));
-        assert_eq!(ids(&get(&server, "/v1/stars", &carol).json(), "/message/id"), Vec::<i64>::new());
+        assert_eq!(page_ids(&get(&server, "/v1/stars", &carol).json(), "/message/id"), Vec::<i64>::new());
         let history = get(&server, "/v1/chats/alice/messages", &carol).json();
         assert_eq!(history["items"], json!([]));
         assert_eq!(get(&server, "/v1/stars", "bt_not_a_token").status, 401);
@@ -180,7 +170,7 @@ on_both_backends! {
         assert_eq!(to_carol, rest["items"][0]["last_message"]["id"].as_i64().unwrap());
 
         let history = get(&server, "/v1/chats/bob/messages", &alice).json();
-        assert_eq!(ids(&history, "/id"), [again, reply, hello]);
+        assert_eq!(page_ids(&history, "/id"), [again, reply, hello]);
         assert_eq!(history["items"][2]["body"], "hello bob");
         assert_eq!(history["items"][2]["client_id"], "a1");
         assert_eq!(history["items"][2]["from"], "alice");
@@ -288,7 +278,7 @@ on_both_backends! {
         let search = |token: &str, query: &str| -> Vec<i64> {
             let response = get(&server, &format!("/v1/search?{query}"), token);
             assert_eq!(response.status, 200, "{query}: {}", response.body);
-            ids(&response.json(), "/id")
+            page_ids(&response.json(), "/id")
         };
         assert_eq!(search(&alice, "q=cafe"), [with_carol, closed, cafe]);
         assert_eq!(search(&alice, "q=CAF%C3%89"), [with_carol, closed, cafe], "É finds e");
@@ -302,9 +292,9 @@ on_both_backends! {
         assert_eq!(search(&carol, "q=cafe").len(), 2, "Carol's own two");
         assert_eq!(search(&dave, "q=zanzibarquux").len(), 1);
         let page = get(&server, "/v1/search?q=cafe&limit=2", &alice).json();
-        assert_eq!(ids(&page, "/id"), [with_carol, closed]);
+        assert_eq!(page_ids(&page, "/id"), [with_carol, closed]);
         let rest = get(&server, &format!("/v1/search?q=cafe&limit=2&before={}", page["next"]), &alice).json();
-        assert_eq!(ids(&rest, "/id"), [cafe]);
+        assert_eq!(page_ids(&rest, "/id"), [cafe]);
         assert_eq!(rest["items"][0]["body"], "Meet at the Café Zanzibarquux, near the École?");
 
         for bad in ["q=%21%3F", "q=", "limit=5"] {

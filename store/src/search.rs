@@ -28,8 +28,8 @@ use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::db::Tx;
-use crate::history::{below, page, Row, COLUMNS};
-use crate::schema::{message_history, search_terms};
+use crate::history::{below, page};
+use crate::schema::search_terms;
 use crate::{Sealer, Store, StoreError};
 
 /// Bytes of each stored term: 128 bits leave no practical collisions.
@@ -163,16 +163,7 @@ impl Store {
             .select(search_terms::message_id);
         let mut conn = self.conn()?;
         let ids: Vec<i64> = on_backend!(&mut *conn, c => matching.load(c))?;
-        let rows: Vec<Row> = if ids.is_empty() {
-            Vec::new()
-        } else {
-            on_backend!(&mut *conn, c => message_history::table
-                .filter(message_history::id.eq_any(&ids))
-                .order(message_history::id.desc())
-                .select(COLUMNS)
-                .load(c))?
-        };
-        let messages = self.history_messages(&mut conn, me, rows)?;
+        let messages = self.messages_by_id(&mut conn, me, &ids)?;
         Ok(Ok(page(messages, limit, |m| m.id)))
     }
 }

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use protocol::history::{Page, StarredMessage};
 
 use crate::db::Tx;
-use crate::history::{below, page, Row, COLUMNS};
+use crate::history::{below, page};
 use crate::schema::{message_history, stars};
 use crate::{Store, StoreError};
 
@@ -74,16 +74,7 @@ impl Store {
             .select((stars::message_id, stars::starred_at))
             .load(c))?;
         let ids: Vec<i64> = starred.iter().map(|(id, _)| *id).collect();
-        let rows: Vec<Row> = if ids.is_empty() {
-            Vec::new()
-        } else {
-            on_backend!(&mut *conn, c => message_history::table
-                .filter(message_history::id.eq_any(&ids))
-                .order(message_history::id.desc())
-                .select(COLUMNS)
-                .load(c))?
-        };
-        let messages = self.history_messages(&mut conn, user, rows)?;
+        let messages = self.messages_by_id(&mut conn, user, &ids)?;
         // A star whose message is gone (expired) is skipped, not an error.
         let mut messages = messages.into_iter().peekable();
         let items = starred

@@ -24,6 +24,17 @@ impl Response {
     }
 }
 
+/// The ids of a list page's items, found at `pointer` in each item
+/// (`/id` for messages, `/message/id` for stars).
+pub fn page_ids(page: &serde_json::Value, pointer: &str) -> Vec<i64> {
+    page["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a page: {page}"))
+        .iter()
+        .map(|item| item.pointer(pointer).unwrap().as_i64().unwrap())
+        .collect()
+}
+
 pub fn request(
     addr: SocketAddr,
     method: &str,
