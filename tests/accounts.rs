@@ -66,7 +66,12 @@ on_both_backends! {
     async fn logout_revokes_the_token_for_http_and_mqtt(backend) {
         let server = Server::start(backend);
         let token = server.register("alice");
-        mqtt::connect(server.mqtt, "alice", Some(("alice", &token))).await.expect_connected();
+        let other_token = server.login("alice", "alice-password");
+        let mut live = mqtt::connect(server.mqtt, "alice", Some(("alice", &token))).await.expect_connected();
+        let mut other = mqtt::connect(server.mqtt, "alice.laptop", Some(("alice", &other_token)))
+            .await
+            .expect_connected();
+        assert!(live.is_alive("u/alice/inbox").await);
         let logout = request(server.http, "DELETE", "/v1/tokens/current", None, Some(&token));
         assert_eq!(logout.status, 204);
         let again = request(server.http, "DELETE", "/v1/tokens/current", None, Some(&token));
@@ -75,6 +80,11 @@ on_both_backends! {
         assert_eq!((anonymous.status, anonymous.error_code().as_str()), (401, "unauthorized"));
         let refused = mqtt::connect(server.mqtt, "alice", Some(("alice", &token))).await;
         assert_eq!(refused.refusal(), ConnectReturnCode::BadUserNamePassword);
+        // The connection that logged in with the token is closed on its next
+        // packet; the device with its own token carries on.
+        assert!(!live.is_alive("u/alice/inbox").await, "a revoked token's connection is closed");
+        assert!(other.is_alive("u/alice/inbox").await);
+        assert_eq!(server.metric("bluetick_mqtt_refusals_total{reason=\"revoked_token\"}"), 1.0);
     }
 
     async fn operators_add_users_and_issue_tokens_from_the_cli(backend) {

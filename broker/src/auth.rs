@@ -7,11 +7,17 @@
 //! is unknown now stays unknown: misses are cached too, which keeps a client
 //! hammering with a bad token off the database.
 //!
-//! A token revoked on another node keeps working here for at most the cache
-//! TTL; a token revoked on this node is dropped from the cache at once.
+//! A token revoked on this node is dropped from the cache at once, and
+//! every live connection that logged in with it is closed on its next
+//! packet (within one keepalive interval, since an idle client still
+//! pings): the guard compares a revocation counter on each packet and looks
+//! its token up only when the counter moved. A token revoked on another
+//! node keeps opening connections here for at most the cache TTL, and its
+//! live connections here are not closed.
 
 use protocol::UserName;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use store::{Store, StoreError};
@@ -20,6 +26,10 @@ use crate::blocking;
 
 /// Most cached entries; the cache is emptied when it would grow past this.
 const CACHE_CAPACITY: usize = 100_000;
+/// How long a revocation is remembered for live connections: longer than
+/// the longest MQTT keepalive (65,535 s), so every connection using the
+/// token has sent a packet, and been closed, by then.
+const REVOCATION_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a token was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +55,10 @@ pub struct Authenticator {
     ttl: Duration,
     /// SHA-256 of the token → what the store said about it.
     cache: Mutex<HashMap<String, Cached>>,
+    /// SHA-256 of tokens revoked on this node → when.
+    revoked: Mutex<HashMap<String, Instant>>,
+    /// Bumped on every revocation, so connections re-check cheaply.
+    revocations: AtomicU64,
 }
 
 impl Authenticator {
@@ -53,6 +67,8 @@ impl Authenticator {
             store,
             ttl,
             cache: Mutex::new(HashMap::new()),
+            revoked: Mutex::new(HashMap::new()),
+            revocations: AtomicU64::new(0),
         }
     }
 
@@ -88,13 +104,31 @@ impl Authenticator {
         owner.ok_or(AuthError::BadCredentials)
     }
 
-    /// Forgets a token at once (after logout on this node).
-    pub fn forget(&self, token: &str) {
+    /// Revokes a token at once on this node (after logout): it opens no
+    /// new connection, and live ones that use it are closed.
+    pub fn revoke(&self, token: &str) {
         let key = store::tokens::token_hash(token);
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
+        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        revoked.retain(|_, at| at.elapsed() < REVOCATION_MEMORY);
+        revoked.insert(key, Instant::now());
+        self.revocations.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A number that changes whenever a token is revoked.
+    pub(crate) fn revocations(&self) -> u64 {
+        self.revocations.load(Ordering::SeqCst)
+    }
+
+    /// Was the token with this SHA-256 revoked on this node?
+    pub(crate) fn is_revoked(&self, token_hash: &str) -> bool {
+        self.revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(token_hash)
     }
 
     fn lookup(&self, key: &str, now_ms: i64) -> Option<Option<UserName>> {

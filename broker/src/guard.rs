@@ -76,7 +76,12 @@ pub(crate) struct Shared {
 #[derive(Debug, Clone)]
 enum Identity {
     /// A user who presented a valid token.
-    User { user: UserName, client_id: String },
+    User {
+        user: UserName,
+        client_id: String,
+        /// SHA-256 of the token, to notice its revocation.
+        token_hash: String,
+    },
     /// Any client, with `--dev-open`.
     Open { client_id: String },
     /// The server's own client (the bridge): no ACL, no connection cap.
@@ -121,6 +126,9 @@ pub struct Guard {
     announced: Mutex<Option<String>>,
     /// SUBSCRIBE packet id → positions of refused filters in it.
     denied: Mutex<HashMap<u16, Vec<usize>>>,
+    /// The authenticator's revocation count when this connection's token
+    /// was last found unrevoked.
+    revocations_seen: u64,
 }
 
 impl Guard {
@@ -133,7 +141,22 @@ impl Guard {
             holds_slot: false,
             announced: Mutex::new(None),
             denied: Mutex::new(HashMap::new()),
+            revocations_seen: 0,
         }
+    }
+
+    /// Was this connection's token revoked since it was last checked?
+    fn token_revoked(&mut self) -> bool {
+        let Some(Identity::User { token_hash, .. }) = &self.identity else {
+            return false;
+        };
+        let authenticator = &self.shared.authenticator;
+        let now = authenticator.revocations();
+        if now == self.revocations_seen {
+            return false;
+        }
+        self.revocations_seen = now;
+        authenticator.is_revoked(token_hash)
     }
 
     /// Admits or refuses a CONNECT, returning the packet to hand on.
@@ -154,6 +177,7 @@ impl Guard {
         }
         self.holds_slot = true;
         self.identity = Some(identity);
+        self.revocations_seen = self.shared.authenticator.revocations();
         Ok(Packet::Connect(connect, None, will, None, login))
     }
 
@@ -209,6 +233,7 @@ impl Guard {
         Ok(Identity::User {
             user: client.user,
             client_id: connect.client_id.clone(),
+            token_hash: store::tokens::token_hash(&login.password),
         })
     }
 
@@ -340,6 +365,14 @@ impl Protocol for Guard {
         if lock(&self.refusal).is_some() {
             // rumqttd closes a refused connection after the CONNACK; nothing
             // the client sends meanwhile may reach the router.
+            return Err(CodecError::InvalidProtocol);
+        }
+        if self.token_revoked() {
+            meter::refused(Refusal::RevokedToken);
+            tracing::info!(
+                user = self.user().map(|u| u.as_str()).unwrap_or(""),
+                "token revoked, closing connection"
+            );
             return Err(CodecError::InvalidProtocol);
         }
         match packet {

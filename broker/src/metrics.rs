@@ -23,6 +23,9 @@ pub enum Refusal {
     ForbiddenSubscribe,
     /// PUBLISH to a topic the user may not write.
     ForbiddenPublish,
+    /// Any packet on a connection whose token was revoked (which is then
+    /// closed).
+    RevokedToken,
 }
 
 impl Refusal {
@@ -37,6 +40,7 @@ impl Refusal {
             Refusal::DuplicateConnect => "duplicate_connect",
             Refusal::ForbiddenSubscribe => "forbidden_subscribe",
             Refusal::ForbiddenPublish => "forbidden_publish",
+            Refusal::RevokedToken => "revoked_token",
         }
     }
 
@@ -49,9 +53,10 @@ impl Refusal {
             Refusal::ForbiddenWill => Code::NotAuthorized,
             Refusal::OverCapacity | Refusal::StoreUnavailable => Code::ServiceUnavailable,
             // These close or answer a live connection; no CONNACK carries them.
-            Refusal::DuplicateConnect | Refusal::ForbiddenSubscribe | Refusal::ForbiddenPublish => {
-                Code::NotAuthorized
-            }
+            Refusal::DuplicateConnect
+            | Refusal::ForbiddenSubscribe
+            | Refusal::ForbiddenPublish
+            | Refusal::RevokedToken => Code::NotAuthorized,
         }
     }
 }

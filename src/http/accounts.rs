@@ -113,7 +113,7 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Sta
     let store = state.store.clone();
     let token = caller.token.clone();
     blocking(move || store.revoke_token(&token)).await?;
-    state.authenticator.forget(&caller.token);
+    state.authenticator.revoke(&caller.token);
     tracing::info!(user = %caller.user, "token revoked");
     Ok(StatusCode::NO_CONTENT)
 }
