@@ -262,7 +262,10 @@ impl Guard {
         let Some(user) = self.user() else { return };
         let mut denied = Vec::new();
         for (position, filter) in filters.iter_mut().enumerate() {
-            if !topics::may_subscribe(user, &filter.path) {
+            let allowed = topics::may_subscribe(user, &filter.path)
+                && topics::presence_target(&filter.path)
+                    .is_none_or(|name| self.shared.presence.is_user(name));
+            if !allowed {
                 meter::refused(Refusal::ForbiddenSubscribe);
                 tracing::info!(user = %user, filter = %filter.path, "subscription refused");
                 filter.path = DENIED_FILTER.to_owned();

@@ -28,6 +28,8 @@ pub struct PresencePolicy {
     ttl: Duration,
     /// (viewer, target) → (visible, when cached).
     cache: Mutex<HashMap<(String, String), (bool, Instant)>>,
+    /// user name → (registered, when cached).
+    users: Mutex<HashMap<String, (bool, Instant)>>,
 }
 
 impl PresencePolicy {
@@ -36,7 +38,35 @@ impl PresencePolicy {
             store,
             ttl,
             cache: Mutex::new(HashMap::new()),
+            users: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Is `name` a registered user? The broker keeps a log per topic filter
+    /// for good, so presence subscriptions are only let through for names
+    /// that exist. A failed lookup says no.
+    pub fn is_user(&self, name: &str) -> bool {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&(registered, at)) = users.get(name) {
+            if at.elapsed() < self.ttl {
+                return registered;
+            }
+        }
+        drop(users);
+        let registered = match blocking(|| self.store.settings(name)) {
+            Ok(_) => true,
+            Err(store::StoreError::UnknownUser) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, name, "user lookup failed; refusing");
+                return false;
+            }
+        };
+        users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if users.len() >= CACHE_CAPACITY {
+            users.clear();
+        }
+        users.insert(name.to_owned(), (registered, Instant::now()));
+        registered
     }
 
     /// May `viewer` see `target`'s presence and last seen?
