@@ -33,8 +33,15 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: Prometheus text format. The job gauges are read from
+/// `job_runs` first, so they show runs by any node or by hand.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || jobs::runs::publish_metrics(&store)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "job metrics not refreshed"),
+        Err(e) => tracing::warn!(error = %e, "job metrics task failed"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -1,10 +1,12 @@
-//! The HTTP API: accounts, health and metrics.
+//! The HTTP API: accounts, messages, presence, device backups, health and
+//! metrics.
 //!
 //! Every handler is thin: it extracts, calls the store on a blocking thread
 //! (diesel is synchronous) and maps the answer. Refusals share one JSON
 //! shape (see [`error`]).
 
 mod accounts;
+mod backup;
 mod error;
 mod extract;
 mod health;
@@ -13,7 +15,7 @@ mod presence;
 pub mod throttle;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use protocol::ErrorCode;
@@ -42,12 +44,21 @@ pub struct AppState {
     pub login_throttle: Arc<throttle::LoginThrottle>,
     /// Lifetime of newly issued tokens.
     pub token_ttl: Duration,
+    /// Largest device backup accepted, in bytes.
+    pub device_backup_max_bytes: usize,
+    /// Device backups kept per user.
+    pub device_backups_kept: usize,
     /// Set when shutdown begins; `/readyz` then answers 503.
     pub shutting_down: Arc<AtomicBool>,
 }
 
 /// The API's routes.
 pub fn router(state: AppState, max_json_body: usize) -> Router {
+    // Device backups are bigger than any JSON body; only their route gets
+    // the larger limit.
+    let device_backup = Router::new()
+        .route("/v1/me/backup", put(backup::put).get(backup::get))
+        .layer(DefaultBodyLimit::max(state.device_backup_max_bytes));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -63,6 +74,7 @@ pub fn router(state: AppState, max_json_body: usize) -> Router {
         )
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(max_json_body))
+        .merge(device_backup)
         .with_state(state)
 }
 
