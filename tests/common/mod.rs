@@ -84,7 +84,12 @@ impl Server {
     }
 
     pub fn start_with(backend: Backend, options: Options) -> Server {
-        let database = TestDatabase::new(backend);
+        Server::start_on(TestDatabase::new(backend), options)
+    }
+
+    /// Starts a server on `database` (e.g. another server's
+    /// [`TestDatabase::share`]) with a data directory of its own.
+    pub fn start_on(database: TestDatabase, options: Options) -> Server {
         let data_dir = tempfile::tempdir().expect("data dir");
         let stderr_path = data_dir.path().join("server.log");
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -129,6 +134,24 @@ impl Server {
         .ok();
         self.stderr_path = restarted_log;
         self.child = started.child;
+    }
+
+    /// Starts the process again after [`Server::terminate`], on the same
+    /// database and data directory, on fresh ports.
+    pub fn start_again(&mut self) {
+        assert!(!self.is_running(), "start_again needs a stopped server");
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let log = self.data_dir.path().join("server-again.log");
+        let started = spawn(
+            &self.database,
+            self.data_dir.path(),
+            &log,
+            &self.options,
+            [any, any, any],
+        );
+        self.stderr_path = log;
+        self.child = started.child;
+        (self.mqtt, self.ws, self.http) = (started.mqtt, started.ws, started.http);
     }
 
     /// Registers `name` and returns a fresh token for it.
