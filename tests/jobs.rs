@@ -277,6 +277,39 @@ on_both_backends! {
         assert_eq!(presence_after, presence_before, "the backup changed a retained presence");
     }
 
+    async fn the_scheduler_runs_backups_on_schedule_keeps_the_newest_and_metrics_show_them(backend) {
+        let server = Server::start_with(backend, Options::default()
+            .env("BLUETICK_JOBS__SCHEDULES__BACKUP", "* * * * * *")
+            .env("BLUETICK_JOBS__SCHEDULES__CLEANUP", "off")
+            .env("BLUETICK_JOBS__BACKUP_KEEP", "2"));
+        server.register("alice");
+        let store = server.store();
+        assert!(eventually(Duration::from_secs(15), || {
+            store.job_runs(Some("backup"), 10).unwrap().iter().filter(|r| r.status == "ok").count() >= 3
+        }).await, "three scheduled backups within 15 s");
+        let runs = store.job_runs(None, 100).unwrap();
+        assert!(runs.iter().all(|r| r.job == "backup" && r.slot.is_some()), "cleanup is off: {runs:?}");
+        assert!(runs.iter().all(|r| r.slot.unwrap() % 1000 == 0), "slots are whole seconds");
+        let kept = std::fs::read_dir(server.data_dir.path().join("backups")).unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".zip"))
+            .count();
+        assert_eq!(kept, 2, "only the newest jobs.backup_keep backups stay");
+        let last_success = server.metric(r#"bluetick_job_last_success_timestamp_seconds{job="backup"}"#);
+        assert!((last_success * 1000.0 - store::clock::now_ms() as f64).abs() < 10_000.0, "{last_success}");
+        assert!(server.metric(r#"bluetick_job_duration_seconds{job="backup"}"#) > 0.0);
+        assert_eq!(server.metric(r#"bluetick_job_last_run_ok{job="backup"}"#), 1.0);
+
+        // While someone else holds the job, a run by hand says so and fails.
+        while !store.try_lease("backup", "an operator elsewhere", 60_000).unwrap() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let busy = server.operator(&["job", "run", "backup"]);
+        assert!(!busy.status.success());
+        let said = String::from_utf8_lossy(&busy.stderr);
+        assert!(said.contains("running elsewhere") && said.contains("an operator elsewhere"), "{said}");
+        store.release_lease("backup", "an operator elsewhere").unwrap();
+    }
+
     async fn cleanup_deletes_expired_tokens_old_dead_letters_and_dead_nodes_sessions_only(backend) {
         let server = Server::start(backend);
         let alice = server.register("alice");
