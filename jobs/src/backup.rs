@@ -95,11 +95,12 @@ pub fn backend_name(store: &Store) -> &'static str {
 fn run(context: &Context) -> Result<Counts, JobError> {
     let created_at = clock::now_ms();
     let key = format!("{NAME_PREFIX}{}.zip", stamp(created_at));
-    let staging = context
+    let staging_dir = context
         .target
         .staging_dir()
-        .map_err(JobError::io("preparing the backup staging directory"))?
-        .join(format!("bluetick-{created_at}-{}.zip", std::process::id()));
+        .map_err(JobError::io("preparing the backup staging directory"))?;
+    remove_leftovers(&staging_dir);
+    let staging = staging_dir.join(format!("bluetick-{created_at}-{}.zip", std::process::id()));
     let written = write_archive(&context.store, &staging, &context.node);
     let manifest = match written {
         Ok(manifest) => manifest,
@@ -194,6 +195,26 @@ pub fn write_archive(store: &Store, path: &Path, node: &str) -> Result<Manifest,
         .sync_all()
         .map_err(JobError::io("syncing the archive"))?;
     Ok(manifest)
+}
+
+/// Deletes staging files of backups that never finished (their server
+/// stopped mid-way). Only the lease holder runs a backup, so any staging
+/// file found now is a leftover.
+fn remove_leftovers(staging_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(staging_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("bluetick-") && name.ends_with(".zip") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(file = %name, "unfinished backup removed"),
+                Err(e) => {
+                    tracing::warn!(file = %name, error = %e, "cannot remove an unfinished backup")
+                }
+            }
+        }
+    }
 }
 
 /// Deletes all but the newest `keep` backups; returns how many it deleted.

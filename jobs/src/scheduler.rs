@@ -70,13 +70,17 @@ async fn drive(context: Arc<Context>, planned: Planned) {
         schedule = planned.schedule.expr(),
         "job scheduled"
     );
+    let mut last_slot = i64::MIN;
     loop {
         let now = clock::now_ms();
-        let Some(slot) = planned.schedule.next_after(now) else {
+        // The timer may wake a hair before the wall clock reaches the
+        // slot; never plan the slot just fired a second time.
+        let Some(slot) = planned.schedule.next_after(now.max(last_slot)) else {
             tracing::warn!(job = name, "schedule has no more ticks");
             return;
         };
         tokio::time::sleep(Duration::from_millis((slot - now).max(0) as u64)).await;
+        last_slot = slot;
         let (context, job) = (context.clone(), planned.job);
         let tick = tokio::task::spawn_blocking(move || runs::run_slot(&context, &job, slot)).await;
         match tick {

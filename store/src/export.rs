@@ -61,6 +61,9 @@ impl Store {
 
     /// Up to `limit` messages `user` sent or received with id > `after`,
     /// oldest first, bodies opened.
+    ///
+    /// HOOK(archival): once messages move to an archive table, this must
+    /// read the archive too, or an export silently misses old messages.
     pub fn exported_messages(
         &self,
         user: &str,
