@@ -491,3 +491,48 @@ fn strip_colours(text: &str) -> String {
     }
     plain
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_backup_is_refused_before_anything_is_loaded() {
+    let mut server = Server::start(Backend::Sqlite);
+    server.register("alice");
+    operator_ok(&server, &["job", "run", "backup"]);
+    let key = newest_backup(&server);
+    assert!(server.terminate().success());
+
+    // Same manifest, one changed byte in the users table.
+    let original = server.data_dir.path().join(&key);
+    let damaged = server.data_dir.path().join("damaged.zip");
+    let mut source = zip::ZipArchive::new(std::fs::File::open(&original).unwrap()).unwrap();
+    let mut out = zip::ZipWriter::new(std::fs::File::create(&damaged).unwrap());
+    for i in 0..source.len() {
+        let mut member = source.by_index(i).unwrap();
+        let name = member.name().to_owned();
+        let mut bytes = Vec::new();
+        member.read_to_end(&mut bytes).unwrap();
+        if name == "tables/users.jsonl" {
+            let text = String::from_utf8(bytes)
+                .unwrap()
+                .replace("alice", "mallory");
+            bytes = text.into_bytes();
+        }
+        out.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut out, &bytes).unwrap();
+    }
+    out.finish().unwrap();
+
+    server.database.wipe();
+    let refused = server.operator(&["restore", damaged.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("tables/users.jsonl is damaged"), "{said}");
+    assert!(
+        !std::path::Path::new(server.database.url.trim_start_matches("sqlite://")).exists()
+            || server.store().tables().unwrap().is_empty(),
+        "nothing was created or loaded"
+    );
+    // The intact backup still restores.
+    let restored = operator_ok(&server, &["restore", &key]);
+    assert!(restored.contains("restored users: 1 rows"), "{restored}");
+}
