@@ -162,16 +162,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("HTTP requests still running after the drain timeout"),
     }
-    // The process is about to drop every MQTT connection; the session rows
-    // go with them rather than waiting for the next start to clear them.
-    // Anything the bridge has not committed stays unacknowledged; clients
-    // resend it to the next server.
     // A job cut off here keeps its lease until it expires and its run
     // stays `running` until this node starts again (then marked failed).
     for task in scheduler {
         task.abort();
     }
     heartbeat.abort();
+    // The process is about to drop every MQTT connection; the session rows
+    // go with them rather than waiting for the next start to clear them.
+    // Anything the bridge has not committed stays unacknowledged; clients
+    // resend it to the next server.
     bridge.stop();
     recorder.abort();
     let closing = store.clone();
