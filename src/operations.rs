@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use store::{Store, StoreOptions};
 
+use jobs::schedule::format_ms;
+
 use crate::commands::open_store;
 use crate::config::Config;
 
@@ -53,7 +55,12 @@ pub fn job(config: &Config, command: JobCommand) -> anyhow::Result<()> {
                     .map(|p| p.schedule.expr().to_owned())
                     .unwrap_or_else(|| jobs::scheduler::OFF.to_owned());
                 let last = match store.job_runs(Some(job.name), 1)?.first() {
-                    Some(run) => format!("{} at {} on {}", run.status, run.started_at, run.node),
+                    Some(run) => format!(
+                        "{} at {} on {}",
+                        run.status,
+                        format_ms(run.started_at),
+                        run.node
+                    ),
                     None => "never".to_owned(),
                 };
                 println!("{}\t{schedule}\t{last}\t{}", job.name, job.summary);
@@ -66,10 +73,10 @@ pub fn job(config: &Config, command: JobCommand) -> anyhow::Result<()> {
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     run.id,
                     run.job,
-                    run.slot.map(|s| s.to_string()).unwrap_or("-".into()),
+                    run.slot.map(format_ms).unwrap_or("-".into()),
                     run.node,
-                    run.started_at,
-                    run.finished_at.map(|s| s.to_string()).unwrap_or("-".into()),
+                    format_ms(run.started_at),
+                    run.finished_at.map(format_ms).unwrap_or("-".into()),
                     run.status,
                     run.counts,
                     run.error.unwrap_or_default()

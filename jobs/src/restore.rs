@@ -64,7 +64,7 @@ pub fn restore(
     }
     report(&format!(
         "backup taken at {} on node {}: {} tables, {} rows",
-        manifest.created_at,
+        crate::schedule::format_ms(manifest.created_at),
         manifest.node,
         manifest.tables.len(),
         manifest.tables.iter().map(|t| t.rows).sum::<u64>()

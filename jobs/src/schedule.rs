@@ -93,6 +93,13 @@ pub fn parse_zone(text: &str) -> Result<FixedOffset, JobError> {
         .ok_or_else(|| bad("offset out of range"))
 }
 
+/// A Unix ms time for people: `2026-11-28T02:00:00.000Z`.
+pub fn format_ms(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
