@@ -8,7 +8,7 @@ mod common;
 use common::chat::App;
 use common::http::request;
 use common::mqtt::{self, TIMEOUT};
-use common::{eventually, Backend, Options, Server};
+use common::{eventually, Backend, Options, Server, TestDatabase};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -535,4 +535,89 @@ async fn a_damaged_backup_is_refused_before_anything_is_loaded() {
     // The intact backup still restores.
     let restored = operator_ok(&server, &["restore", &key]);
     assert!(restored.contains("restored users: 1 rows"), "{restored}");
+}
+
+/// Backs up a server on `from`, restores the backup into an empty database
+/// on `to`, and checks a server there serves the same accounts, messages
+/// and device backups.
+async fn move_between_backends(from: Backend, to: Backend) {
+    let key = "cd".repeat(32);
+    let options = Options::default().env("BLUETICK_MESSAGES__KEY", &key);
+    let mut old = Server::start_with(from, options.clone());
+    let alice = old.register("alice");
+    let bob = old.register("bob");
+    for i in 0..3 {
+        send_http(
+            &old,
+            &alice,
+            &format!("a-{i}"),
+            "bob",
+            &format!("moving {i}"),
+        );
+    }
+    let device_backup = "sealed on the phone".repeat(10);
+    let put = request(
+        old.http,
+        "PUT",
+        "/v1/me/backup",
+        Some(&device_backup),
+        Some(&bob),
+    );
+    assert_eq!(put.status, 201, "{}", put.body);
+    let counts: BTreeMap<String, usize> = all_rows(&old.store())
+        .into_iter()
+        .map(|(table, rows)| (table, rows.len()))
+        .collect();
+    operator_ok(&old, &["job", "run", "backup"]);
+    let archive = old.data_dir.path().join(newest_backup(&old));
+    assert!(old.terminate().success());
+
+    let target = TestDatabase::new(to);
+    let restored = common::bluetick()
+        .args([
+            "restore",
+            archive.to_str().unwrap(),
+            "--database-url",
+            &target.url,
+        ])
+        .env("BLUETICK_MESSAGES__KEY", &key)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&restored.stdout);
+    assert!(
+        restored.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert!(said.contains("converting rows"), "{said}");
+
+    let new = Server::start_on(target, options);
+    let moved: BTreeMap<String, usize> = all_rows(&new.store_with_key(&key))
+        .into_iter()
+        .map(|(table, rows)| (table, rows.len()))
+        .collect();
+    assert_eq!(moved, counts);
+    new.login("alice", "alice-password");
+    let fetched = request(new.http, "GET", "/v1/me/backup", None, Some(&bob));
+    assert_eq!(
+        (fetched.status, fetched.body.as_str()),
+        (200, device_backup.as_str())
+    );
+    let privacy = request(new.http, "GET", "/v1/me/privacy", None, Some(&bob)).json();
+    assert_eq!(privacy["read_receipts"], true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut phone = App::connect(&new, "bob", &bob, "phone", dir.path()).await;
+    for i in 0..3 {
+        phone.message_from("alice", &format!("moving {i}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_backup_restores_into_postgres() {
+    move_between_backends(Backend::Sqlite, Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_backup_restores_into_sqlite() {
+    move_between_backends(Backend::Postgres, Backend::Sqlite).await;
 }

@@ -2,8 +2,8 @@
 //! database.
 //!
 //! In order, and stopping at the first problem with nothing loaded:
-//! 1. read the manifest; the archive must be our format and from the same
-//!    backend;
+//! 1. read the manifest; the archive must be our format (from either
+//!    backend: rows of the other one are converted as they load);
 //! 2. check every table file against its SHA-256 and row count;
 //! 3. refuse a database that holds any data;
 //! 4. apply migrations; the database must then know every migration the
@@ -15,13 +15,15 @@
 //! Message bodies stay sealed as they were: the server needs the same
 //! message key to read them (docs/operations.md).
 
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use store::snapshot::Table;
 use store::tokens::hex;
-use store::Store;
+use store::{Backend, Store};
 
 use crate::backup::{backend_name, Manifest, FORMAT_VERSION, MANIFEST, RUNTIME_TABLES};
 use crate::{Counts, JobError};
@@ -55,13 +57,17 @@ pub fn restore(
             manifest.format
         )));
     }
-    if manifest.backend != backend_name(store) {
-        return Err(JobError::Restore(format!(
-            "the backup is of a {} database and the target is {}; restore onto the same backend",
-            manifest.backend,
-            backend_name(store)
-        )));
-    }
+    // A backup of the other backend loads too (moving from SQLite on one
+    // box to PostgreSQL), with binary and boolean values rewritten.
+    let convert = match (manifest.backend.as_str(), store.backend()) {
+        ("sqlite", Backend::Sqlite) | ("postgres", Backend::Postgres) => false,
+        ("sqlite", Backend::Postgres) | ("postgres", Backend::Sqlite) => true,
+        (other, _) => {
+            return Err(JobError::Restore(format!(
+                "the backup is of a {other} database, which this bluetick cannot load"
+            )))
+        }
+    };
     report(&format!(
         "backup taken at {} on node {}: {} tables, {} rows",
         crate::schedule::format_ms(manifest.created_at),
@@ -94,6 +100,13 @@ pub fn restore(
         }
     }
     report("checksums verified");
+    if convert {
+        report(&format!(
+            "converting rows from {} to {}",
+            manifest.backend,
+            backend_name(store)
+        ));
+    }
 
     for table in store.tables()? {
         if RUNTIME_TABLES.contains(&table.name.as_str()) {
@@ -163,7 +176,11 @@ pub fn restore(
             };
             for line in BufReader::new(member).lines() {
                 let line = line.map_err(JobError::io(format!("reading {}", table.file)))?;
-                batch.push(line);
+                batch.push(if convert {
+                    convert_row(&line, target, store.backend())?
+                } else {
+                    line
+                });
                 if batch.len() == BATCH {
                     flush(&mut batch, &mut loaded)?;
                 }
@@ -181,4 +198,31 @@ pub fn restore(
         counts.len()
     ));
     Ok(counts)
+}
+
+/// Rewrites one row as the other backend rendered it into the form `to`
+/// loads: bytes as `"\x…"` for PostgreSQL and bare hex for SQLite,
+/// booleans as `true`/`false` for PostgreSQL (SQLite reads either).
+fn convert_row(line: &str, table: &Table, to: Backend) -> Result<String, JobError> {
+    let mut row: serde_json::Map<String, Value> = serde_json::from_str(line)
+        .map_err(|e| JobError::Archive(format!("a row of {} is not JSON: {e}", table.name)))?;
+    for column in &table.columns {
+        let Some(value) = row.get_mut(&column.name) else {
+            continue;
+        };
+        match value {
+            Value::String(bytes) if column.binary => {
+                let bare = bytes.strip_prefix("\\x").unwrap_or(bytes);
+                *bytes = match to {
+                    Backend::Postgres => format!("\\x{bare}"),
+                    Backend::Sqlite => bare.to_owned(),
+                };
+            }
+            Value::Number(n) if column.boolean && to == Backend::Postgres => {
+                *value = Value::Bool(n.as_i64() != Some(0));
+            }
+            _ => {}
+        }
+    }
+    Ok(Value::Object(row).to_string())
 }

@@ -34,11 +34,15 @@ pub struct Table {
     pub columns: Vec<Column>,
 }
 
-/// A column, and whether it holds bytes (rendered specially in JSON).
+/// A column, and whether it is of a type the two backends render
+/// differently in JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
     pub name: String,
+    /// Bytes: `"\x0a0b"` from PostgreSQL, `"0A0B"` from SQLite.
     pub binary: bool,
+    /// A boolean: `true` from PostgreSQL, `1` from SQLite.
+    pub boolean: bool,
 }
 
 /// One read-only transaction over the whole database. Rolled back (it
@@ -315,6 +319,10 @@ fn tables(conn: &mut AnyConnection) -> Result<Vec<Table>, StoreError> {
                 binary: match backend {
                     Backend::Sqlite => col.kind.eq_ignore_ascii_case("blob"),
                     Backend::Postgres => col.kind == "bytea",
+                },
+                boolean: match backend {
+                    Backend::Sqlite => col.kind.eq_ignore_ascii_case("boolean"),
+                    Backend::Postgres => col.kind == "boolean",
                 },
                 name: col.name,
             })

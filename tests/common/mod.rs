@@ -240,6 +240,18 @@ impl Server {
         store.with_sealer(key)
     }
 
+    /// Opens the server's database directly with the key given as hex
+    /// (for servers started with `BLUETICK_MESSAGES__KEY`).
+    pub fn store_with_key(&self, hex: &str) -> store::Store {
+        let options = store::StoreOptions {
+            max_connections: 2,
+            ..Default::default()
+        };
+        store::Store::open(&self.database.url, &options)
+            .expect("open the server's database")
+            .with_sealer(store::Sealer::from_hex(hex).expect("message key"))
+    }
+
     /// `bluetick ARGS --database-url URL --data-dir DIR` against this
     /// server's database and key, as an operator would run it.
     pub fn operator(&self, args: &[&str]) -> std::process::Output {
