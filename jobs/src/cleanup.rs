@@ -10,7 +10,7 @@
 //!   `jobs.stale_node_secs` ago (they died without clearing their rows;
 //!   live nodes' rows are never touched). Presence reads the rows, so such
 //!   users stop appearing online; their last seen is left alone;
-//! - orphaned media: a hook for the media work (see [`orphaned_media`]).
+//! - orphaned media: a hook for the media work (`HOOK(media)` below).
 //!
 //! It does not drop devices that acked once and never came back, though
 //! they hold back pruning of their user's inbox: deleting one would lose

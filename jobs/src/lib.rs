@@ -31,6 +31,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! To add a job, give its module a `pub const JOB: Job` and list it in
+//! [`registry`]: its default schedule, `jobs.schedules.NAME`, `bluetick job
+//! list|run NAME`, the run record, the lease and the metrics follow.
+//!
 //! Jobs never touch `users.last_seen` or presence: only the presence
 //! tracker writes last seen. They speak neither MQTT nor HTTP; they work on
 //! the store and the backup target.
