@@ -10,6 +10,11 @@
 //! (binary as hex). Rows are read in pages by physical key (`ctid`,
 //! `rowid`), so a large table never sits in memory.
 //!
+//! Two limits for whoever adds tables: on SQLite a table must keep its
+//! `rowid` (no `WITHOUT ROWID`), since pages are read by it, and have at
+//! most 63 columns (`json_object` takes two arguments per column, and
+//! SQLite allows 127).
+//!
 //! A [`Snapshot`] is one read-only transaction: `REPEATABLE READ READ ONLY`
 //! on PostgreSQL, a WAL read transaction on SQLite. Both see the database as
 //! of one instant while writers carry on: nothing here takes a lock that a
