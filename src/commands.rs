@@ -28,6 +28,13 @@ pub enum UserCommand {
         #[arg(long)]
         read_receipts: Option<String>,
     },
+    /// Write a user's messages and media references to a zip of JSON.
+    Export {
+        name: String,
+        /// Where to write it (default: NAME-export.zip).
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
     /// Issue a fresh token for a user and print it, alone, on stdout.
     Token {
         name: String,
@@ -57,7 +64,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store.with_sealer(sealer))
 }
 
-fn redacted(config: &Config) -> String {
+pub fn redacted(config: &Config) -> String {
     match &config.database_url {
         Some(_) => "the configured database_url".to_owned(),
         None => config.database_url(),
@@ -79,6 +86,9 @@ pub fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 pub fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
+    if let UserCommand::Export { name, output } = command {
+        return crate::operations::export_user(config, &name, output);
+    }
     let store = open_store(config)?;
     match command {
         UserCommand::Add { name, password } => {
@@ -118,6 +128,7 @@ pub fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
             let issued = store.issue_token(&user, Duration::from_secs(days * 86_400))?;
             println!("{}", issued.token);
         }
+        UserCommand::Export { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

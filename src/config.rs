@@ -8,8 +8,10 @@
 //! are errors, so a typo never silently falls back to a default.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Prefix of environment overrides.
 const ENV_PREFIX: &str = "BLUETICK_";
@@ -37,7 +39,43 @@ pub struct Config {
     pub store: StoreConfig,
     pub messages: MessagesConfig,
     pub bridge: BridgeConfig,
+    pub jobs: JobsConfig,
     pub log: LogConfig,
+}
+
+/// The `[jobs]` section: the scheduler and the operations jobs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Run the scheduler inside `serve`. Jobs can still be run by hand.
+    pub enabled: bool,
+    /// The zone schedules are read in: `UTC` or a fixed offset (`+05:30`).
+    pub timezone: String,
+    /// Job name → cron expression (seconds first; 5-field crontab lines
+    /// fire at second 0) or `off`. Jobs not named keep their default.
+    pub schedules: BTreeMap<String, String>,
+    /// Where backups are written: a directory holding `backups/…` keys
+    /// (default: the data directory).
+    pub backup_dir: Option<PathBuf>,
+    /// Newest backups kept; older ones are deleted after each backup.
+    pub backup_keep: usize,
+    /// Dead letters older than this many days are deleted by cleanup.
+    pub dead_letter_retention_days: u64,
+    /// A node whose heartbeat is older than this is gone; cleanup deletes
+    /// its `sessions` rows.
+    pub stale_node_secs: u64,
+    /// How often a server records its heartbeat.
+    pub heartbeat_secs: u64,
+    /// How long a job lease lasts without renewal.
+    pub lease_secs: u64,
+    /// Rows per batch in cleanup, archival and expiry.
+    pub batch_size: usize,
+    /// Messages older than this many days move to the archive table.
+    pub archive_after_days: u64,
+    /// Largest device backup accepted by `PUT /v1/me/backup`, in bytes.
+    pub device_backup_max_bytes: usize,
+    /// Device backups kept per user; older ones are deleted on upload.
+    pub device_backups_kept: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -154,6 +192,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             messages: MessagesConfig::default(),
             bridge: BridgeConfig::default(),
+            jobs: JobsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -223,6 +262,30 @@ impl Default for BridgeConfig {
             max_batch: 512,
             segment_size: 4 * 1024 * 1024,
             segment_count: 8,
+        }
+    }
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        let defaults = jobs::Settings::default();
+        JobsConfig {
+            enabled: true,
+            timezone: "UTC".to_owned(),
+            schedules: jobs::registry()
+                .into_iter()
+                .map(|job| (job.name.to_owned(), job.default_schedule.to_owned()))
+                .collect(),
+            backup_dir: None,
+            backup_keep: defaults.backup_keep,
+            dead_letter_retention_days: defaults.dead_letter_retention.as_secs() / 86_400,
+            stale_node_secs: defaults.stale_node_after.as_secs(),
+            heartbeat_secs: 10,
+            lease_secs: defaults.lease_ttl.as_secs(),
+            batch_size: defaults.batch_size,
+            archive_after_days: defaults.archive_after.as_secs() / 86_400,
+            device_backup_max_bytes: 16 * 1024 * 1024,
+            device_backups_kept: 3,
         }
     }
 }
@@ -317,6 +380,27 @@ impl Config {
             .key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("message.key"))
+    }
+
+    /// Where backups are written.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.jobs
+            .backup_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.clone())
+    }
+
+    /// The job bodies' settings.
+    pub fn job_settings(&self) -> jobs::Settings {
+        let jobs = &self.jobs;
+        jobs::Settings {
+            backup_keep: jobs.backup_keep,
+            dead_letter_retention: Duration::from_secs(jobs.dead_letter_retention_days * 86_400),
+            stale_node_after: Duration::from_secs(jobs.stale_node_secs),
+            lease_ttl: Duration::from_secs(jobs.lease_secs.max(3)),
+            batch_size: jobs.batch_size,
+            archive_after: Duration::from_secs(jobs.archive_after_days.max(1) * 86_400),
+        }
     }
 
     /// The configuration as TOML, with secrets replaced by `***`.

@@ -7,6 +7,7 @@
 //! - `http`: the HTTP API (accounts, health, metrics).
 //! - `commands`: the operator subcommands (`migrate`, `config`, `user`,
 //!   `dlq`).
+//! - `operations`: `job`, `restore` and `user export`, on the `jobs` crate.
 //! - `chat`: the terminal chat client, on the `client` SDK.
 //! - `bench`: the load generator and its baselines.
 //!
@@ -18,6 +19,7 @@ mod chat;
 mod commands;
 mod config;
 mod http;
+mod operations;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
@@ -82,6 +84,12 @@ enum Command {
     /// Inspect and replay refused client payloads (dead letters).
     #[command(subcommand)]
     Dlq(commands::DlqCommand),
+    /// List, inspect and run the operations jobs (backup, cleanup, …).
+    #[command(subcommand)]
+    Job(operations::JobCommand),
+    /// Restore a backup (a file, or a key such as backups/bluetick-….zip)
+    /// into an empty database.
+    Restore { backup: String },
 }
 
 impl Overrides {
@@ -127,6 +135,8 @@ fn main() -> ExitCode {
         }
         Command::User(command) => commands::user(&config, command),
         Command::Dlq(command) => commands::dlq(&config, command),
+        Command::Job(command) => operations::job(&config, command),
+        Command::Restore { backup } => operations::restore(&config, &backup),
         Command::Chat(args) => chat::run(&config, args),
         Command::Bench(args) => bench::run(args),
     };

@@ -64,6 +64,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if stale > 0 {
         tracing::info!(count = stale, node = %config.node, "cleared sessions left by an unclean stop");
     }
+    let abandoned = {
+        let (store, node) = (store.clone(), config.node.clone());
+        tokio::task::spawn_blocking(move || store.abandon_runs(&node)).await??
+    };
+    if abandoned > 0 {
+        tracing::warn!(count = abandoned, node = %config.node, "job runs left unfinished by an unclean stop marked failed");
+    }
+    let heartbeat = jobs::scheduler::heartbeat(
+        store.clone(),
+        config.node.clone(),
+        Duration::from_secs(config.jobs.heartbeat_secs.max(1)),
+    );
+    // Planned before anything listens, so a bad schedule stops the start.
+    let planned = jobs::scheduler::plan(&config.jobs.schedules, &config.jobs.timezone)
+        .context("jobs.schedules")?;
 
     // The bridge's password lives only in this process: it is made fresh at
     // every start and handed to the broker and the bridge directly.
@@ -103,6 +118,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         bridge: bridge.clone(),
         max_body: config.messages.max_body,
         token_ttl: Duration::from_secs(config.auth.token_ttl_days * 86_400),
+        device_backup_max_bytes: config.jobs.device_backup_max_bytes,
+        device_backups_kept: config.jobs.device_backups_kept,
         shutting_down: shutting_down.clone(),
     };
     let app = http::router(state, config.http.max_json_body);
@@ -114,6 +131,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             })
             .await
     });
+
+    let scheduler = if config.jobs.enabled {
+        let context = crate::operations::context(&config, store.clone(), &config.node);
+        jobs::scheduler::spawn(Arc::new(context), planned)
+    } else {
+        tracing::info!("jobs.enabled is false: no scheduled jobs on this node");
+        Vec::new()
+    };
 
     {
         let mut out = std::io::stdout().lock();
@@ -141,6 +166,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("HTTP requests still running after the drain timeout"),
     }
+    // A job cut off here keeps its lease until it expires and its run
+    // stays `running` until this node starts again (then marked failed).
+    for task in scheduler {
+        task.abort();
+    }
+    heartbeat.abort();
     // The process is about to drop every MQTT connection; the session rows
     // go with them rather than waiting for the next start to clear them.
     // Anything the bridge has not committed stays unacknowledged; clients

@@ -348,6 +348,8 @@ async fn openapi_document_is_valid_and_lists_every_route() {
         ("GET", "/v1/users/{name}/presence"),
         ("GET", "/v1/me/privacy"),
         ("PUT", "/v1/me/privacy"),
+        ("PUT", "/v1/me/backup"),
+        ("GET", "/v1/me/backup"),
     ];
     for (method, path) in routes {
         assert!(

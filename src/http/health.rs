@@ -40,10 +40,17 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Prometheus metrics, in the text format.
+/// Prometheus metrics, in the text format. The job gauges are read from
+/// `job_runs` first, so they show runs by any node or by hand.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || jobs::runs::publish_metrics(&store)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "job metrics not refreshed"),
+        Err(e) => tracing::warn!(error = %e, "job metrics task failed"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

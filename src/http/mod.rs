@@ -1,11 +1,12 @@
 //! The HTTP API: accounts, sending, history, stars, search, presence,
-//! health and metrics, and its OpenAPI document.
+//! device backups, health and metrics, and its OpenAPI document.
 //!
 //! Every handler is thin: it extracts, calls the store on a blocking thread
 //! (diesel is synchronous) and maps the answer. Refusals share one JSON
 //! shape (see [`error`]).
 
 mod accounts;
+mod backup;
 mod error;
 mod extract;
 mod health;
@@ -48,13 +49,17 @@ pub struct AppState {
     pub login_throttle: Arc<throttle::LoginThrottle>,
     /// Lifetime of newly issued tokens.
     pub token_ttl: Duration,
+    /// Largest device backup accepted, in bytes.
+    pub device_backup_max_bytes: usize,
+    /// Device backups kept per user.
+    pub device_backups_kept: usize,
     /// Set when shutdown begins; `/readyz` then answers 503.
     pub shutting_down: Arc<AtomicBool>,
 }
 
 /// The API's routes, built from the handlers' OpenAPI annotations.
 pub fn router(state: AppState, max_json_body: usize) -> Router {
-    let (router, api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let (router, mut api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
@@ -71,11 +76,18 @@ pub fn router(state: AppState, max_json_body: usize) -> Router {
         .routes(routes!(presence::presence))
         .routes(routes!(presence::settings, presence::update_settings))
         .split_for_parts();
+    // Device backups are bigger than any JSON body; only their route gets
+    // the larger limit.
+    let (device_backup, device_backup_api) = OpenApiRouter::new()
+        .routes(routes!(backup::put, backup::get))
+        .split_for_parts();
+    api.merge(device_backup_api);
     let document = Arc::new(api.to_json().expect("the OpenAPI document serialises"));
     router
         .route(OPENAPI_PATH, get(openapi::document).with_state(document))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(max_json_body))
+        .merge(device_backup.layer(DefaultBodyLimit::max(state.device_backup_max_bytes)))
         .with_state(state)
 }
 

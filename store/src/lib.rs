@@ -21,6 +21,13 @@
 //! - [`dead_letters`]: refused client payloads, for operators.
 //! - [`presence`]: online state, last seen (one writer), privacy settings.
 //! - [`sealing`]: the AEAD that keeps bodies encrypted at rest.
+//! - [`job_runs`]: the record of operations jobs, their leases (one
+//!   holder per job across servers) and node heartbeats.
+//! - [`snapshot`]: a consistent read of every table as JSON rows, and
+//!   loading them back (backup and restore).
+//! - [`cleanup`]: the batched deletions of the cleanup job.
+//! - [`device_backups`]: devices' own encrypted backups, newest N kept.
+//! - [`export`]: one user's account and messages, for them to take away.
 //!
 //! Writes that must happen together go through [`Store::transaction`],
 //! which hands out a [`Tx`]; the messaging functions take one.
@@ -41,18 +48,23 @@
 pub mod db;
 pub mod accounts;
 pub mod archive;
+pub mod cleanup;
 pub mod clock;
 pub mod dead_letters;
+pub mod device_backups;
 mod error;
 pub mod expiry;
+pub mod export;
 pub mod history;
 pub mod inbox;
+pub mod job_runs;
 pub mod messages;
 pub mod presence;
 mod schema;
 pub mod sealing;
 pub mod search;
 pub mod sessions;
+pub mod snapshot;
 pub mod stars;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -153,3 +153,45 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(messages_archive, messages);
+
+diesel::table! {
+    job_runs (id) {
+        id -> BigInt,
+        job -> Text,
+        slot -> Nullable<BigInt>,
+        node -> Text,
+        started_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+        status -> Text,
+        counts -> Text,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    job_leases (job) {
+        job -> Text,
+        holder -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    nodes (node) {
+        node -> Text,
+        heartbeat_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    device_backups (id) {
+        id -> BigInt,
+        user_name -> Text,
+        data -> Binary,
+        size -> BigInt,
+        sha256 -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(nodes, sessions);

@@ -74,10 +74,50 @@ impl TestDatabase {
 impl TestDatabase {
     /// The backend this database is on.
     pub fn backend(&self) -> Backend {
-        if self.postgres.is_some() {
+        if self.url.starts_with("postgres") {
             Backend::Postgres
         } else {
             Backend::Sqlite
+        }
+    }
+
+    /// The same database for a second server, without owning it: dropping
+    /// the share leaves the database to its owner.
+    pub fn share(&self) -> TestDatabase {
+        TestDatabase {
+            url: self.url.clone(),
+            _dir: None,
+            postgres: None,
+        }
+    }
+
+    /// Destroys every table and row, as a lost disk would, leaving an
+    /// empty database under the same URL. No connection may be open.
+    pub fn wipe(&self) {
+        match &self.postgres {
+            Some((admin, name)) => {
+                let mut conn = PgConnection::establish(admin)
+                    .unwrap_or_else(|e| panic!("connect to {admin}: {e}"));
+                for statement in [
+                    format!("DROP DATABASE {name} WITH (FORCE)"),
+                    format!("CREATE DATABASE {name}"),
+                ] {
+                    conn.batch_execute(&statement)
+                        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+                }
+            }
+            None => {
+                let path = self.url.trim_start_matches("sqlite://");
+                for suffix in ["", "-wal", "-shm"] {
+                    let file = format!("{path}{suffix}");
+                    match std::fs::remove_file(&file) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            panic!("remove {file}: {e}")
+                        }
+                        _ => {}
+                    }
+                }
+            }
         }
     }
 }

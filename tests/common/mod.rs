@@ -89,7 +89,12 @@ impl Server {
     }
 
     pub fn start_with(backend: Backend, options: Options) -> Server {
-        let database = TestDatabase::new(backend);
+        Server::start_on(TestDatabase::new(backend), options)
+    }
+
+    /// Starts a server on `database` (e.g. another server's
+    /// [`TestDatabase::share`]) with a data directory of its own.
+    pub fn start_on(database: TestDatabase, options: Options) -> Server {
         let data_dir = tempfile::tempdir().expect("data dir");
         let stderr_path = data_dir.path().join("server.log");
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -135,6 +140,24 @@ impl Server {
         .ok();
         self.stderr_path = restarted_log;
         self.child = started.child;
+    }
+
+    /// Starts the process again after [`Server::terminate`], on the same
+    /// database and data directory, on fresh ports.
+    pub fn start_again(&mut self) {
+        assert!(!self.is_running(), "start_again needs a stopped server");
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let log = self.data_dir.path().join("server-again.log");
+        let started = spawn(
+            &self.database,
+            self.data_dir.path(),
+            &log,
+            &self.options,
+            [any, any, any],
+        );
+        self.stderr_path = log;
+        self.child = started.child;
+        (self.mqtt, self.ws, self.http) = (started.mqtt, started.ws, started.http);
     }
 
     /// Registers `name` and returns a fresh token for it.
@@ -221,6 +244,18 @@ impl Server {
         let key = store::Sealer::load_or_create(&self.data_dir.path().join("message.key"))
             .expect("message key");
         store.with_sealer(key)
+    }
+
+    /// Opens the server's database directly with the key given as hex
+    /// (for servers started with `BLUETICK_MESSAGES__KEY`).
+    pub fn store_with_key(&self, hex: &str) -> store::Store {
+        let options = store::StoreOptions {
+            max_connections: 2,
+            ..Default::default()
+        };
+        store::Store::open(&self.database.url, &options)
+            .expect("open the server's database")
+            .with_sealer(store::Sealer::from_hex(hex).expect("message key"))
     }
 
     /// `bluetick ARGS --database-url URL --data-dir DIR` against this

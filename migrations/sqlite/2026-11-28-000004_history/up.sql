@@ -32,7 +32,7 @@ CREATE TABLE stars (
     message_id BIGINT NOT NULL,
     starred_at BIGINT NOT NULL,
     PRIMARY KEY (user_name, message_id)
-) WITHOUT ROWID;
+);
 CREATE INDEX stars_message ON stars(message_id);
 
 -- The blind index: one row per distinct word of a message, for each
@@ -44,5 +44,5 @@ CREATE TABLE search_terms (
     message_id BIGINT NOT NULL,
     peer       TEXT   NOT NULL,
     PRIMARY KEY (user_name, term, message_id)
-) WITHOUT ROWID;
+);
 CREATE INDEX search_terms_message ON search_terms(message_id);

@@ -1,0 +1,105 @@
+//! What one user takes away: their account facts and every message they
+//! sent or received, opened with the message key.
+
+use diesel::prelude::*;
+
+use crate::schema::{message_history, users};
+use crate::{Store, StoreError};
+
+/// A user's account as exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedUser {
+    pub name: String,
+    pub created_at: i64,
+    pub last_seen: Option<i64>,
+    pub last_seen_privacy: String,
+    pub read_receipts: bool,
+}
+
+/// One message as exported, body in clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedMessage {
+    pub id: i64,
+    pub client_id: String,
+    pub from: String,
+    pub to: String,
+    pub body: String,
+    pub sent_at: i64,
+    pub delivered_at: Option<i64>,
+    pub read_at: Option<i64>,
+}
+
+type MessageRow = (
+    i64,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+impl Store {
+    /// The account row of `user` (read only: exporting never moves last seen).
+    pub fn exported_user(&self, user: &str) -> Result<ExportedUser, StoreError> {
+        let mut conn = self.conn()?;
+        let (name, created_at, last_seen, last_seen_privacy, read_receipts) = on_backend!(&mut *conn, c => users::table
+            .filter(users::name.eq(user))
+            .select((users::name, users::created_at, users::last_seen, users::last_seen_privacy, users::read_receipts))
+            .first::<(String, i64, Option<i64>, String, bool)>(c)
+            .optional())?
+        .ok_or(StoreError::UnknownUser)?;
+        Ok(ExportedUser {
+            name,
+            created_at,
+            last_seen,
+            last_seen_privacy,
+            read_receipts,
+        })
+    }
+
+    /// Up to `limit` messages `user` sent or received with id > `after`,
+    /// oldest first, bodies opened; archived messages included.
+    pub fn exported_messages(
+        &self,
+        user: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<ExportedMessage>, StoreError> {
+        let sealer = self.sealer()?;
+        let mut conn = self.conn()?;
+        let rows: Vec<MessageRow> = on_backend!(&mut *conn, c => message_history::table
+            .filter(message_history::sender.eq(user).or(message_history::recipient.eq(user)))
+            .filter(message_history::id.gt(after))
+            .order(message_history::id.asc())
+            .limit(limit as i64)
+            .select((
+                message_history::id,
+                message_history::client_id,
+                message_history::sender,
+                message_history::recipient,
+                message_history::body,
+                message_history::sent_at,
+                message_history::delivered_at,
+                message_history::read_at,
+            ))
+            .load(c))?;
+        rows.into_iter()
+            .map(
+                |(id, client_id, from, to, body, sent_at, delivered_at, read_at)| {
+                    Ok(ExportedMessage {
+                        id,
+                        client_id,
+                        from,
+                        to,
+                        body: sealer.open_string(&body)?,
+                        sent_at,
+                        delivered_at,
+                        read_at,
+                    })
+                },
+            )
+            .collect()
+    }
+}

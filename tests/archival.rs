@@ -1,0 +1,171 @@
+//! Archival and disappearing messages, run as an operator would run the
+//! jobs by hand (`bluetick job run NAME`), with that process's clock
+//! skewed forward (`BLUETICK_CLOCK_SKEW_SECS`) to age the messages.
+
+mod common;
+
+use client::AppEvent;
+use common::chat::App;
+use common::http::{page_ids, request};
+use common::rows::count;
+use common::{Backend, Server};
+use protocol::messages::ReceiptStatus;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const DAY: i64 = 86_400;
+
+/// `bluetick job run JOB` against the server's database, `skew` seconds in
+/// the future. Returns what it printed.
+fn run_job(server: &Server, job: &str, skew: i64) -> String {
+    let output = common::bluetick()
+        .args(["job", "run", job])
+        .args(["--database-url", &server.database.url])
+        .arg("--data-dir")
+        .arg(server.data_dir.path())
+        .env(store::clock::SKEW_VAR, skew.to_string())
+        .output()
+        .expect("run bluetick");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "job run {job}: {printed}");
+    printed
+}
+
+fn get(server: &Server, path: &str, token: &str) -> Value {
+    let response = request(server.http, "GET", path, None, Some(token));
+    assert_eq!(response.status, 200, "{path}: {}", response.body);
+    response.json()
+}
+
+/// Sends from `app` and waits for the server's ack: the server id.
+async fn send(app: &mut App, to: &str, body: &str) -> i64 {
+    let client_id = app.client.send(to, body).await.unwrap();
+    app.sent(&client_id).await
+}
+
+on_both_backends! {
+    async fn old_messages_move_to_the_archive_and_stay_readable(backend) {
+        let server = Server::start(backend);
+        let dir = tempfile::tempdir().unwrap();
+        let alice_token = server.register("alice");
+        let bob_token = server.register("bob");
+        server.register("carol");
+        let mut alice = App::connect(&server, "alice", &alice_token, "phone", dir.path()).await;
+        let mut bob = App::connect(&server, "bob", &bob_token, "phone", dir.path()).await;
+
+        let first = send(&mut alice, "bob", "the zanzibar plan").await;
+        let second = send(&mut alice, "bob", "second thoughts").await;
+        bob.message_from("alice", "second thoughts").await;
+        let reply = send(&mut bob, "alice", "sounds good").await;
+        // Carol never connects: her message keeps an inbox event.
+        let waiting = send(&mut alice, "carol", "waiting for carol").await;
+        alice.receipt("bob", ReceiptStatus::Delivered, second).await;
+        let star = request(server.http, "PUT", &format!("/v1/messages/{first}/star"), None, Some(&alice_token));
+        assert_eq!(star.status, 200);
+        // Every device has stored its events: only Carol's is left.
+        assert!(common::eventually(Duration::from_secs(10), || {
+            count(&server, "inbox WHERE message_id IS NOT NULL") == 1
+        }).await, "devices acked their inboxes");
+
+        // Nothing is seven days old yet.
+        run_job(&server, "archival", 0);
+        assert_eq!((count(&server, "messages"), count(&server, "messages_archive")), (4, 0));
+
+        // Eight days on, the delivered ones move; Carol's stays hot.
+        run_job(&server, "archival", 8 * DAY);
+        assert_eq!(count(&server, "messages_archive"), 3);
+        assert_eq!(count(&server, &format!("messages WHERE id = {waiting}")), 1);
+        assert_eq!(count(&server, "messages"), 1);
+        run_job(&server, "archival", 8 * DAY);
+        assert_eq!((count(&server, "messages"), count(&server, "messages_archive")), (1, 3), "a rerun changes nothing");
+
+        // History, stars, search and the chat list read the archive alike.
+        let history = get(&server, "/v1/chats/bob/messages", &alice_token);
+        assert_eq!(page_ids(&history, "/id"), [reply, second, first]);
+        assert_eq!(history["items"][2]["body"], "the zanzibar plan");
+        assert_eq!(history["items"][2]["starred"], true);
+        assert_eq!(page_ids(&get(&server, "/v1/stars", &alice_token), "/message/id"), [first]);
+        assert_eq!(page_ids(&get(&server, "/v1/search?q=Zanzibar", &alice_token), "/id"), [first]);
+        assert_eq!(page_ids(&get(&server, "/v1/search?q=zanzibar", &bob_token), "/id"), [first]);
+        let chats = get(&server, "/v1/chats", &alice_token);
+        assert_eq!(chats["items"][0]["last_message"]["id"], waiting);
+        assert_eq!(chats["items"][1]["last_message"]["id"], reply);
+        assert_eq!(chats["items"][1]["unread"], 1, "Alice has not read Bob's reply");
+
+        // A late read of an archived message still counts, and is told.
+        bob.client.read("alice", second).await.unwrap();
+        alice.receipt("bob", ReceiptStatus::Read, second).await;
+        let history = get(&server, "/v1/chats/bob/messages", &alice_token);
+        assert!(history["items"][1]["read_at"].is_i64(), "{history}");
+    }
+
+    async fn expired_messages_are_gone_from_every_table_on_time(backend) {
+        let server = Server::start(backend);
+        let dir = tempfile::tempdir().unwrap();
+        let alice_token = server.register("alice");
+        let bob_token = server.register("bob");
+        let carol_token = server.register("carol");
+        let mut alice = App::connect(&server, "alice", &alice_token, "phone", dir.path()).await;
+        let mut bob = App::connect(&server, "bob", &bob_token, "phone", dir.path()).await;
+
+        let stays = send(&mut alice, "bob", "this quetzal stays").await;
+        for (token, peer) in [(&bob_token, "alice"), (&alice_token, "carol")] {
+            let body = json!({ "seconds": DAY }).to_string();
+            let set = request(server.http, "PUT", &format!("/v1/chats/{peer}/timer"), Some(&body), Some(token));
+            assert_eq!(set.status, 200, "{}", set.body);
+        }
+        let to_bob = send(&mut alice, "bob", "a vanishing quetzal").await;
+        let to_carol = send(&mut alice, "carol", "a vanishing quetzal for carol").await;
+        bob.message_from("alice", "a vanishing quetzal").await;
+        let star = request(server.http, "PUT", &format!("/v1/messages/{to_bob}/star"), None, Some(&bob_token));
+        assert_eq!(star.status, 200);
+        assert!(common::eventually(Duration::from_secs(10), || {
+            count(&server, "inbox WHERE message_id IS NOT NULL") == 1
+        }).await, "devices acked their inboxes");
+        // Bob's chat is old enough to be archived; Carol's is still waiting.
+        run_job(&server, "archival", 8 * DAY);
+        assert_eq!(count(&server, &format!("messages_archive WHERE id = {to_bob}")), 1);
+        assert_eq!(count(&server, &format!("messages WHERE id = {to_carol}")), 1);
+        let gone = format!("({to_bob}, {to_carol})");
+        let traces = |server: &Server| -> [i64; 5] {
+            [
+                count(server, &format!("messages WHERE id IN {gone}")),
+                count(server, &format!("messages_archive WHERE id IN {gone}")),
+                count(server, &format!("stars WHERE message_id IN {gone}")),
+                count(server, &format!("search_terms WHERE message_id IN {gone}")),
+                count(server, &format!("inbox WHERE message_id IN {gone}")),
+            ]
+        };
+        // Search terms: each participant's copy of 3 + 5 distinct words.
+        assert_eq!(traces(&server), [1, 1, 1, 16, 1], "hot, archived, star, terms, Carol's event");
+
+        // A minute before the day is up, nothing goes.
+        run_job(&server, "expiry", DAY - 60);
+        assert_eq!(traces(&server)[..2], [1, 1]);
+        // A minute after, everything does, hot and archived alike.
+        run_job(&server, "expiry", DAY + 60);
+        assert_eq!(traces(&server), [0, 0, 0, 0, 0]);
+        let history = get(&server, "/v1/chats/alice/messages", &bob_token);
+        assert_eq!(page_ids(&history, "/id"), [stays], "only the message sent before the timer is left");
+        assert_eq!(page_ids(&get(&server, "/v1/stars", &bob_token), "/message/id"), Vec::<i64>::new());
+        assert_eq!(page_ids(&get(&server, "/v1/search?q=quetzal", &bob_token), "/id"), [stays]);
+        assert_eq!(page_ids(&get(&server, "/v1/search?q=vanishing", &alice_token), "/id"), Vec::<i64>::new());
+
+        // Carol's device comes online: the message's place in her inbox
+        // holds a tombstone, so her seqs have no gap.
+        let mut carol = App::connect(&server, "carol", &carol_token, "phone", dir.path()).await;
+        carol
+            .wait_for("the expired tombstone", |e| match e {
+                AppEvent::Expired(expired) if expired.message_id == to_carol => Some(()),
+                _ => None,
+            })
+            .await;
+        carol.settle(Duration::from_millis(300)).await;
+        assert!(carol.messages().is_empty(), "{:?}", carol.seen);
+        assert!(carol.seen.iter().any(|e| matches!(e, AppEvent::Timer(t) if t.by == "alice")));
+    }
+}
