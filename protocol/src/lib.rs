@@ -9,6 +9,7 @@
 //! - [`errors`]: the error codes that HTTP and MQTT refusals carry;
 //! - [`messages`]: the chat payloads clients publish and the inbox events
 //!   the server sends back;
+//! - [`media`]: upload answers, media limits and their defaults;
 //! - [`presence`]: presence, last-seen privacy (with its visibility rule)
 //!   and typing.
 //!
@@ -19,6 +20,7 @@
 //! it is shared by the server, the client SDK, the tests and the docs.
 
 pub mod errors;
+pub mod media;
 pub mod messages;
 pub mod names;
 pub mod presence;

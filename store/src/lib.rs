@@ -12,6 +12,8 @@
 //! - [`inbox`]: each user's gap-free queue of events, per-device acks and
 //!   pruning. Its invariant is written at the top of the module.
 //! - [`dead_letters`]: refused client payloads, for operators.
+//! - [`media`]: uploaded media (the bytes live in an object store), access
+//!   by ownership or by a message, deduplication, and orphans.
 //! - [`presence`]: online state, last seen (one writer), privacy settings.
 //! - [`sealing`]: the AEAD that keeps bodies encrypted at rest.
 //!
@@ -37,6 +39,7 @@ pub mod clock;
 pub mod dead_letters;
 mod error;
 pub mod inbox;
+pub mod media;
 pub mod messages;
 pub mod presence;
 mod schema;
