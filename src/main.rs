@@ -18,6 +18,7 @@ mod chat;
 mod commands;
 mod config;
 mod http;
+mod media;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};

@@ -103,6 +103,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_body: config.messages.max_body,
         token_ttl: Duration::from_secs(config.auth.token_ttl_days * 86_400),
         shutting_down: shutting_down.clone(),
+        media: Arc::new(crate::media::MediaService::open(&config)?),
     };
     let app = http::router(state, config.http.max_json_body);
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();

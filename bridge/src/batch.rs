@@ -313,12 +313,11 @@ pub fn priority_order(requests: &[Request]) -> Vec<usize> {
     first
 }
 
-/// The media the batch's sends reference that their senders own:
-/// (sender, media id) → (content type, size).
-fn owned_media<'r>(
-    tx: &mut Tx<'_>,
-    requests: &'r [Request],
-) -> Result<HashMap<(&'r str, &'r str), (String, i64)>, StoreError> {
+/// Media a sender owns: (sender, media id) → (content type, size).
+type OwnedMedia<'r> = HashMap<(&'r str, &'r str), (String, i64)>;
+
+/// The media the batch's sends reference that their senders own.
+fn owned_media<'r>(tx: &mut Tx<'_>, requests: &'r [Request]) -> Result<OwnedMedia<'r>, StoreError> {
     let mut wanted: HashMap<&str, Vec<&str>> = HashMap::new();
     for request in requests {
         if let Request::Send { sender, send } = request {

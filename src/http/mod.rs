@@ -1,4 +1,4 @@
-//! The HTTP API: accounts, health and metrics.
+//! The HTTP API: accounts, messages, media, presence, health and metrics.
 //!
 //! Every handler is thin: it extracts, calls the store on a blocking thread
 //! (diesel is synchronous) and maps the answer. Refusals share one JSON
@@ -8,6 +8,7 @@ mod accounts;
 mod error;
 mod extract;
 mod health;
+mod media;
 mod messages;
 mod presence;
 pub mod throttle;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub token_ttl: Duration,
     /// Set when shutdown begins; `/readyz` then answers 503.
     pub shutting_down: Arc<AtomicBool>,
+    /// The media store and its limits.
+    pub media: Arc<crate::media::MediaService>,
 }
 
 /// The API's routes.
@@ -56,6 +59,14 @@ pub fn router(state: AppState, max_json_body: usize) -> Router {
         .route("/v1/tokens", post(accounts::login))
         .route("/v1/tokens/current", delete(accounts::logout))
         .route("/v1/messages", post(messages::send))
+        // Uploads stream with their own limit, not the JSON body limit.
+        .route(
+            "/v1/media",
+            post(media::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/media/config", get(media::limits))
+        .route("/v1/media/:id", get(media::download))
+        .route("/v1/media/:id/thumbnail", get(media::thumbnail))
         .route("/v1/users/:name/presence", get(presence::presence))
         .route(
             "/v1/me/privacy",

@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod http;
+pub mod media;
 pub mod mqtt;
 
 use std::io::{BufRead, BufReader};
@@ -196,6 +197,11 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The server's process id, to read its memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether the process is still running.
