@@ -83,7 +83,7 @@ on_both_backends! {
         let later = store::clock::now_ms() + 1;
         assert!(store.media_orphans(0, 10).unwrap().is_empty(), "nothing is old enough");
         let orphans: Vec<String> = store.media_orphans(later, 10).unwrap().into_iter().map(|m| m.id).collect();
-        assert_eq!(orphans, [unsent.clone()]);
+        assert_eq!(orphans, std::slice::from_ref(&unsent));
         assert!(!store.delete_orphan(&sent).unwrap(), "referenced media stays");
         assert!(store.delete_orphan(&unsent).unwrap());
         assert!(store.media_orphans(later, 10).unwrap().is_empty());
