@@ -181,21 +181,30 @@ on_both_media_stores! {
         let server = media::start(backend, store, Options::default());
         let alice = server.register("alice");
         let bob = server.register("bob");
+        // The S3 bucket is shared with other tests and earlier runs, so
+        // look only at objects of this size that appear during this test.
         let pdf = some_bytes(50_000, 3);
+        let objects = object_store(&server, store);
+        let keys = |owner: &'static str| {
+            let objects = &objects;
+            let size = pdf.len() as u64;
+            async move {
+                let listed = objects.list(&format!("media/{owner}/")).await.unwrap();
+                listed.into_iter().filter(|o| o.size == size).map(|o| o.key).collect::<std::collections::BTreeSet<_>>()
+            }
+        };
+        let (alice_before, bob_before) = (keys("alice").await, keys("bob").await);
+
         let first = upload_ok(server.http, &alice, "application/pdf", &pdf);
         let second = upload_ok(server.http, &alice, "application/pdf", &pdf);
         assert_eq!(first, second);
         let bobs = upload_ok(server.http, &bob, "application/pdf", &pdf);
         assert_ne!(first, bobs, "another owner's copy is their own");
-        // Other tests' users share the S3 bucket (and names), so count the
-        // objects of this size only: one for Alice, one for Bob.
-        let objects = object_store(&server, store);
-        let mut copies = Vec::new();
-        for owner in ["alice", "bob"] {
-            let listed = objects.list(&format!("media/{owner}/")).await.unwrap();
-            copies.push(listed.iter().filter(|o| o.size == pdf.len() as u64).count());
-        }
-        assert_eq!(copies, [1, 1], "one copy each for Alice and Bob");
+
+        let alice_new: Vec<String> = keys("alice").await.difference(&alice_before).cloned().collect();
+        assert_eq!(alice_new, [format!("media/alice/{first}")], "one copy for Alice");
+        let bob_new: Vec<String> = keys("bob").await.difference(&bob_before).cloned().collect();
+        assert_eq!(bob_new, [format!("media/bob/{bobs}")], "one copy for Bob");
     }
 
     async fn thumbnails_are_made_for_jpeg_and_png(backend, store) {
