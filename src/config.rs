@@ -40,7 +40,77 @@ pub struct Config {
     pub messages: MessagesConfig,
     pub bridge: BridgeConfig,
     pub jobs: JobsConfig,
+    pub media: MediaConfig,
     pub log: LogConfig,
+}
+
+/// Media uploads: where the bytes go, how they come back, and the limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// `local` (a directory) or `s3`.
+    pub store: MediaStoreKind,
+    /// The directory of the local store (default `DATA_DIR/media`).
+    pub dir: Option<PathBuf>,
+    /// S3 endpoint URL, e.g. `https://s3.eu-west-1.amazonaws.com` or
+    /// `http://127.0.0.1:8333`.
+    pub s3_endpoint: String,
+    pub s3_bucket: String,
+    pub s3_region: String,
+    pub s3_access_key: String,
+    pub s3_secret_key: String,
+    /// `ENDPOINT/BUCKET/KEY` URLs instead of `BUCKET.ENDPOINT/KEY`; most
+    /// self-hosted S3 servers need it.
+    pub s3_path_style: bool,
+    /// How downloads from S3 are served: `proxy` streams the bytes through
+    /// the server; `redirect` answers 302 to a presigned URL. The local
+    /// store always proxies.
+    pub download: DownloadMode,
+    /// Lifetime of a presigned download URL, in seconds.
+    pub presign_ttl_secs: u64,
+    /// Largest upload, in bytes.
+    pub max_size: u64,
+    /// Content types an upload may declare. In the environment, a
+    /// comma-separated list.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub allowed_types: Vec<String>,
+    /// Largest image a thumbnail is made from, in bytes; bigger images get
+    /// none (decoding is bounded in pixels too).
+    pub thumbnail_max_input: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaStoreKind {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DownloadMode {
+    Proxy,
+    Redirect,
+}
+
+/// A list given either as a TOML array or as one comma-separated string
+/// (which is what an environment variable can hold).
+fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Csv(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(list) => list,
+        Either::Csv(csv) => csv
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 /// The `[jobs]` section: the scheduler and the operations jobs.
@@ -193,6 +263,7 @@ impl Default for Config {
             messages: MessagesConfig::default(),
             bridge: BridgeConfig::default(),
             jobs: JobsConfig::default(),
+            media: MediaConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -286,6 +357,29 @@ impl Default for JobsConfig {
             archive_after_days: defaults.archive_after.as_secs() / 86_400,
             device_backup_max_bytes: 16 * 1024 * 1024,
             device_backups_kept: 3,
+        }
+    }
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            store: MediaStoreKind::Local,
+            dir: None,
+            s3_endpoint: String::new(),
+            s3_bucket: String::new(),
+            s3_region: "us-east-1".to_owned(),
+            s3_access_key: String::new(),
+            s3_secret_key: String::new(),
+            s3_path_style: true,
+            download: DownloadMode::Proxy,
+            presign_ttl_secs: 300,
+            max_size: protocol::media::DEFAULT_MAX_SIZE,
+            allowed_types: protocol::media::DEFAULT_ALLOWED_TYPES
+                .iter()
+                .map(|t| t.to_string())
+                .collect(),
+            thumbnail_max_input: 25 * 1024 * 1024,
         }
     }
 }
@@ -403,11 +497,22 @@ impl Config {
         }
     }
 
+    /// Where the local media store keeps its files.
+    pub fn media_dir(&self) -> PathBuf {
+        self.media
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("media"))
+    }
+
     /// The configuration as TOML, with secrets replaced by `***`.
     pub fn redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database_url = self.database_url.as_deref().map(redact_url_password);
         shown.messages.key = self.messages.key.as_ref().map(|_| "***".to_owned());
+        if !self.media.s3_secret_key.is_empty() {
+            shown.media.s3_secret_key = "***".to_owned();
+        }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
@@ -470,6 +575,18 @@ mod tests {
     }
 
     #[test]
+    fn allowed_media_types_come_as_a_list_or_comma_separated() {
+        let mut table = toml::Table::new();
+        overlay(&mut table, "MEDIA__ALLOWED_TYPES", "image/png, video/mp4");
+        overlay(&mut table, "MEDIA__STORE", "s3");
+        let config: Config = toml::Value::Table(table).try_into().unwrap();
+        assert_eq!(config.media.allowed_types, ["image/png", "video/mp4"]);
+        assert_eq!(config.media.store, MediaStoreKind::S3);
+        let config: Config = toml::from_str("[media]\nallowed_types = [\"a/b\"]").unwrap();
+        assert_eq!(config.media.allowed_types, ["a/b"]);
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let mut table = toml::Table::new();
         overlay(&mut table, "MQTT__MAX_CONECTIONS", "5");
@@ -491,7 +608,9 @@ mod tests {
             ..Config::default()
         };
         config.messages.key = Some("ab".repeat(32));
+        config.media.s3_secret_key = "s3-hunter3".into();
         let shown = config.redacted_toml();
+        assert!(!shown.contains("s3-hunter3"));
         assert!(!shown.contains("hunter2"));
         assert!(!shown.contains(&"ab".repeat(32)));
     }

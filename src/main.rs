@@ -20,6 +20,7 @@ mod commands;
 mod config;
 mod http;
 mod operations;
+mod media;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};

@@ -121,6 +121,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         device_backup_max_bytes: config.jobs.device_backup_max_bytes,
         device_backups_kept: config.jobs.device_backups_kept,
         shutting_down: shutting_down.clone(),
+        media: Arc::new(crate::media::MediaService::open(&config)?),
     };
     let app = http::router(state, config.http.max_json_body);
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -205,7 +205,7 @@ on_both_backends! {
                 for i in 0..1000 {
                     let id = format!("filler-{chunk}-{i}");
                     if let store::messages::Stored::New { id } =
-                        tx.store_message("idle0", "idle1", &id, "an old message with some words in it", 1, None)?
+                        tx.store_message("idle0", "idle1", &id, "an old message with some words in it", None, 1, None)?
                     {
                         tx.append("idle1", &[NewEvent::Message { message_id: id }])?;
                     }

@@ -7,10 +7,17 @@
 //! the user's devices; a refused request yields an error event and a dead
 //! letter. Everything a batch writes commits
 //! together, so a crash leaves either all of it or none of it.
+//!
+//! # Text before media
+//! A batch is applied in [`priority_order`]: every text send (and every
+//! other request) before any media send, so under load text messages get
+//! the lower ids and their events go out first. A media send from one
+//! sender to one peer holds back that pair's later sends in the batch too,
+//! so the order between two users is always the order they were sent in.
 
 use protocol::messages::{
-    AckEvent, ErrorEvent, Event, InboxEvent, MessageEvent, ReceiptEvent, ReceiptStatus, Rejection,
-    StarEvent, TimerEvent,
+    AckEvent, ErrorEvent, Event, InboxEvent, MediaRef, MessageEvent, ReceiptEvent, ReceiptStatus,
+    Rejection, StarEvent, TimerEvent,
 };
 use protocol::{ErrorCode, UserName};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -104,19 +111,62 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
             })
             .collect();
         let timers = tx.timers_among(&senders)?;
+        let owned_media = owned_media(tx, requests)?;
 
         let mut pending = Vec::new();
-        let mut outcomes = Vec::with_capacity(requests.len());
-        for request in requests {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; requests.len()];
+        for index in priority_order(requests) {
+            let request = &requests[index];
             let outcome = match request {
+                Request::Send { sender, send }
+                    if send.media.as_ref().is_some_and(|m| {
+                        !owned_media.contains_key(&(sender.as_str(), m.id.as_str()))
+                    }) =>
+                {
+                    // Someone else's media and no media at all get the same
+                    // answer, so ids cannot be probed.
+                    let rejection = Rejection {
+                        client_id: Some(send.id.clone()),
+                        code: ErrorCode::UnknownMedia,
+                        message: "no such media of yours".to_owned(),
+                    };
+                    let payload = serde_json::to_vec(send).unwrap_or_default();
+                    let topic = protocol::topics::user_topic(sender, "send");
+                    refuse(
+                        tx,
+                        &mut pending,
+                        sender.as_str(),
+                        "send",
+                        &topic,
+                        &payload,
+                        rejection,
+                    )?
+                }
                 Request::Send { sender, send } if existing.contains(&send.to) => {
                     let sender = sender.as_str();
                     let expires_at = timers
                         .get(&store::timers::chat_key(sender, &send.to))
                         .map(|seconds| now + seconds * 1000);
-                    match tx
-                        .store_message(sender, &send.to, &send.id, &send.body, now, expires_at)?
-                    {
+                    // The recipient sees the uploaded type and size, whatever
+                    // the sender claimed.
+                    let media = send.media.as_ref().map(|m| {
+                        let (mime, size) = &owned_media[&(sender, m.id.as_str())];
+                        MediaRef {
+                            id: m.id.clone(),
+                            mime: mime.clone(),
+                            size: *size as u64,
+                            caption: m.caption.clone(),
+                        }
+                    });
+                    match tx.store_message(
+                        sender,
+                        &send.to,
+                        &send.id,
+                        &send.body,
+                        media.as_ref(),
+                        now,
+                        expires_at,
+                    )? {
                         Stored::New { id } => {
                             let message = MessageEvent {
                                 id,
@@ -124,6 +174,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                                 from: sender.to_owned(),
                                 to: send.to.clone(),
                                 body: send.body.clone(),
+                                media: media.clone(),
                                 sent_at: now,
                                 expires_at,
                             };
@@ -132,6 +183,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                                 client_id: send.id.clone(),
                                 to: send.to.clone(),
                                 body: send.body.clone(),
+                                media,
                                 sent_at: now,
                                 expires_at,
                             };
@@ -152,6 +204,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                             id,
                             recipient,
                             body,
+                            media,
                             sent_at,
                             expires_at,
                         } => {
@@ -163,6 +216,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                                 client_id: send.id.clone(),
                                 to: recipient,
                                 body,
+                                media,
                                 sent_at,
                                 expires_at,
                             };
@@ -308,11 +362,66 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                 // Replays are read-only and run after the commit.
                 Request::Sync { .. } => Outcome::Applied,
             };
-            outcomes.push(outcome);
+            outcomes[index] = Some(outcome);
         }
         let events = assign_seqs(tx, pending)?;
+        let outcomes = outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Applied))
+            .collect();
         Ok(Committed { events, outcomes })
     })
+}
+
+/// The order to apply `requests` in: indexes of everything but media
+/// sends first, then media sends, each group in arrival order. A send from
+/// a (sender, recipient) pair that already has a media send waiting is
+/// held back with it, so each pair keeps its order.
+pub fn priority_order(requests: &[Request]) -> Vec<usize> {
+    let mut held_pairs: HashSet<(&str, &str)> = HashSet::new();
+    let (mut first, mut later) = (Vec::new(), Vec::new());
+    for (index, request) in requests.iter().enumerate() {
+        match request {
+            Request::Send { sender, send }
+                if send.media.is_some()
+                    || held_pairs.contains(&(sender.as_str(), send.to.as_str())) =>
+            {
+                held_pairs.insert((sender.as_str(), send.to.as_str()));
+                later.push(index);
+            }
+            _ => first.push(index),
+        }
+    }
+    first.extend(later);
+    first
+}
+
+/// Media a sender owns: (sender, media id) → (content type, size).
+type OwnedMedia<'r> = HashMap<(&'r str, &'r str), (String, i64)>;
+
+/// The media the batch's sends reference that their senders own.
+fn owned_media<'r>(tx: &mut Tx<'_>, requests: &'r [Request]) -> Result<OwnedMedia<'r>, StoreError> {
+    let mut wanted: HashMap<&str, Vec<&str>> = HashMap::new();
+    for request in requests {
+        if let Request::Send { sender, send } = request {
+            if let Some(media) = &send.media {
+                wanted
+                    .entry(sender.as_str())
+                    .or_default()
+                    .push(media.id.as_str());
+            }
+        }
+    }
+    let mut owned = HashMap::new();
+    for (sender, ids) in wanted {
+        let found = tx.owned_media(sender, &ids)?;
+        for id in ids {
+            if let Some(media) = found.get(id) {
+                owned.insert((sender, id), media.clone());
+            }
+        }
+    }
+    Ok(owned)
 }
 
 impl Pending {
@@ -462,4 +571,55 @@ fn assign_seqs(
             )
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::messages::SendRequest;
+
+    fn send(from: &str, to: &str, id: &str, media: bool) -> Request {
+        Request::Send {
+            sender: UserName::parse(from).unwrap(),
+            send: SendRequest {
+                id: id.into(),
+                to: to.into(),
+                body: "b".into(),
+                media: media.then(|| MediaRef {
+                    id: "0".repeat(32),
+                    mime: String::new(),
+                    size: 0,
+                    caption: String::new(),
+                }),
+            },
+        }
+    }
+
+    #[test]
+    fn text_goes_before_media_but_each_pair_keeps_its_order() {
+        let batch = [
+            send("alice", "bob", "a1-photo", true),
+            send("carol", "dave", "c1-text", false),
+            send("alice", "bob", "a2-text-after-photo", false),
+            send("alice", "erin", "a3-text", false),
+            send("erin", "bob", "e1-video", true),
+        ];
+        let order: Vec<&str> = priority_order(&batch)
+            .into_iter()
+            .map(|i| match &batch[i] {
+                Request::Send { send, .. } => send.id.as_str(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "c1-text",
+                "a3-text",
+                "a1-photo",
+                "a2-text-after-photo",
+                "e1-video"
+            ]
+        );
+    }
 }

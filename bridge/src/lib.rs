@@ -10,8 +10,10 @@
 //!    `max_batch`), decodes and validates each ([`request`]), and commits
 //!    the whole batch in one transaction ([`batch`]): new messages, their
 //!    message events for recipients, acks for senders, receipts, error
-//!    events and dead letters. A failed commit is retried; nothing is
-//!    acknowledged until it succeeds.
+//!    events and dead letters. Text sends are applied before media sends
+//!    (which carry only a media id, checked to be the sender's), keeping
+//!    each sender→recipient pair in order. A failed commit is retried;
+//!    nothing is acknowledged until it succeeds.
 //! 3. After the commit the bridge PUBACKs every publish of the batch, then
 //!    publishes each resulting inbox event to `u/{user}/inbox` at QoS 1,
 //!    and answers `sync` requests from the store.

@@ -108,6 +108,7 @@ impl Client {
             id: uuid::Uuid::new_v4().to_string(),
             to: to.to_owned(),
             body: body.to_owned(),
+            media: None,
         };
         let payload = session::encode!(request);
         let size = publish_size(&self.send_topic, payload.len());

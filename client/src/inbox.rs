@@ -338,6 +338,7 @@ mod tests {
                 from: "bob".into(),
                 to: "alice".into(),
                 body: format!("body {seq}"),
+                media: None,
                 sent_at: seq,
             }),
         }
@@ -363,6 +364,7 @@ mod tests {
                 client_id: client_id.into(),
                 to: "bob".into(),
                 body: "b".into(),
+                media: None,
                 sent_at: 1,
             }),
         }

@@ -751,6 +751,7 @@ impl Driver {
                 id: entry.client_id.clone(),
                 to: entry.peer,
                 body: entry.body,
+                media: None,
             });
             let size = publish_size(&self.topics.send, payload.len());
             if size > self.max_packet_size {

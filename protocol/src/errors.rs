@@ -42,11 +42,18 @@ pub enum ErrorCode {
     BodyTooLarge,
     /// Too many attempts; wait and retry.
     RateLimited,
+    /// A `send` naming media that does not exist or is not the sender's
+    /// (the two are not told apart).
+    UnknownMedia,
+    /// An upload whose content type is not in the allowed list.
+    UnsupportedMediaType,
+    /// A `Range` header that selects no byte of the media.
+    RangeNotSatisfiable,
 }
 
 impl ErrorCode {
     /// Every code, for docs and tests.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidPassword,
@@ -64,6 +71,9 @@ impl ErrorCode {
         ErrorCode::EmptyBody,
         ErrorCode::BodyTooLarge,
         ErrorCode::RateLimited,
+        ErrorCode::UnknownMedia,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::RangeNotSatisfiable,
     ];
 
     /// The code as it appears on the wire.
@@ -86,6 +96,9 @@ impl ErrorCode {
             ErrorCode::EmptyBody => "empty_body",
             ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::UnknownMedia => "unknown_media",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
         }
     }
 
@@ -101,9 +114,11 @@ impl ErrorCode {
             | ErrorCode::EmptyBody => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
-            ErrorCode::NotFound | ErrorCode::UnknownRecipient => 404,
+            ErrorCode::NotFound | ErrorCode::UnknownRecipient | ErrorCode::UnknownMedia => 404,
             ErrorCode::NameTaken => 409,
             ErrorCode::TooLarge | ErrorCode::BodyTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,

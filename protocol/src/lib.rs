@@ -11,6 +11,7 @@
 //!   the server sends back;
 //! - [`history`]: the HTTP read API's shapes (history, chats, stars,
 //!   search) and its one paging scheme;
+//! - [`media`]: upload answers, media limits and their defaults;
 //! - [`presence`]: presence, last-seen privacy (with its visibility rule)
 //!   and typing.
 //!
@@ -22,6 +23,7 @@
 
 pub mod errors;
 pub mod history;
+pub mod media;
 pub mod messages;
 pub mod names;
 pub mod presence;

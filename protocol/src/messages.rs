@@ -26,6 +26,9 @@ pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 /// Most events one `sync` replays before a [`SyncedEvent`] with `more`.
 pub const SYNC_BATCH: usize = 500;
 
+/// Longest media caption, in bytes.
+pub const CAPTION_MAX: usize = 4096;
+
 /// `u/{me}/send`: a message to one user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -36,7 +39,42 @@ pub struct SendRequest {
     /// The recipient's user name.
     pub to: String,
     /// The message text, or ciphertext for end-to-end encrypting clients.
+    /// May be empty when `media` is set.
+    #[serde(default)]
     pub body: String,
+    /// Media uploaded with `POST /v1/media`, by reference: the bytes never
+    /// travel over MQTT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaRef>,
+}
+
+/// A reference to uploaded media, as sent and as delivered.
+///
+/// In a `send`, only `id` is required; the server fills `mime` and `size`
+/// from what was uploaded, so the recipient always sees the true values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MediaRef {
+    /// The `id` returned by `POST /v1/media`.
+    pub id: String,
+    /// The media's content type, e.g. `image/jpeg`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mime: String,
+    /// The media's size in bytes.
+    #[serde(default)]
+    pub size: u64,
+    /// Text shown with the media.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub caption: String,
+}
+
+/// Checks a media id: what `POST /v1/media` hands out is 32 lower-case hex
+/// digits.
+pub fn valid_media_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// `u/{me}/ack`: the device has stored every inbox event up to `up_to`.
@@ -120,6 +158,9 @@ pub struct MessageEvent {
     pub from: String,
     pub to: String,
     pub body: String,
+    /// Media attached to the message; fetch it with `GET /v1/media/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaRef>,
     /// When the server stored it, Unix milliseconds.
     pub sent_at: i64,
     /// When it disappears (the chat had a timer when it was sent); absent
@@ -136,6 +177,8 @@ pub struct AckEvent {
     pub to: String,
     /// The message itself, so my other devices can show what I sent.
     pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaRef>,
     pub sent_at: i64,
     /// When it disappears; absent for messages that stay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,7 +324,20 @@ impl SendRequest {
                 format!("no user {:?}", request.to),
             ));
         }
-        if request.body.is_empty() {
+        if let Some(media) = &request.media {
+            if !valid_media_id(&media.id) {
+                return Err(with_id(
+                    ErrorCode::UnknownMedia,
+                    format!("no media {:?} of yours", media.id),
+                ));
+            }
+            if media.caption.len() > CAPTION_MAX {
+                return Err(with_id(
+                    ErrorCode::BodyTooLarge,
+                    format!("the caption is over {CAPTION_MAX} bytes"),
+                ));
+            }
+        } else if request.body.is_empty() {
             return Err(with_id(ErrorCode::EmptyBody, "the body is empty".into()));
         }
         if request.body.len() > max_body {
@@ -320,7 +376,8 @@ mod tests {
             SendRequest {
                 id: "6f1c-1".into(),
                 to: "bob".into(),
-                body: "hi".into()
+                body: "hi".into(),
+                media: None,
             }
         );
     }
@@ -366,6 +423,21 @@ mod tests {
             assert_eq!(rejection.code, code, "{}", String::from_utf8_lossy(payload));
             assert_eq!(rejection.client_id.as_deref(), client_id);
         }
+    }
+
+    #[test]
+    fn a_media_send_needs_no_body_but_a_well_formed_id() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let payload =
+            format!(r#"{{"id":"m1","to":"bob","media":{{"id":"{id}","caption":"look"}}}}"#);
+        let send = SendRequest::parse(payload.as_bytes(), 10).unwrap();
+        let media = send.media.unwrap();
+        assert_eq!((media.id.as_str(), media.caption.as_str()), (id, "look"));
+        let bad = br#"{"id":"m1","to":"bob","media":{"id":"../etc"}}"#;
+        assert_eq!(
+            SendRequest::parse(bad, 10).unwrap_err().code,
+            ErrorCode::UnknownMedia
+        );
     }
 
     #[test]

@@ -201,6 +201,7 @@ fn seed(store: &Store, names: &[String], count: usize) -> anyhow::Result<Duratio
                     &names[recipient],
                     &format!("seed-{n}"),
                     &body.join(" "),
+                    None,
                     store::clock::now_ms(),
                     None,
                 )?;

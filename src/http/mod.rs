@@ -1,5 +1,5 @@
-//! The HTTP API: accounts, sending, history, stars, search, presence,
-//! device backups, health and metrics, and its OpenAPI document.
+//! The HTTP API: accounts, sending, media, history, stars, search,
+//! presence, device backups, health and metrics, and its OpenAPI document.
 //!
 //! Every handler is thin: it extracts, calls the store on a blocking thread
 //! (diesel is synchronous) and maps the answer. Refusals share one JSON
@@ -11,6 +11,7 @@ mod error;
 mod extract;
 mod health;
 mod history;
+mod media;
 mod messages;
 mod openapi;
 mod presence;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub device_backups_kept: usize,
     /// Set when shutdown begins; `/readyz` then answers 503.
     pub shutting_down: Arc<AtomicBool>,
+    /// The media store and its limits.
+    pub media: Arc<crate::media::MediaService>,
 }
 
 /// The API's routes, built from the handlers' OpenAPI annotations.
@@ -75,7 +78,16 @@ pub fn router(state: AppState, max_json_body: usize) -> Router {
         .routes(routes!(history::search))
         .routes(routes!(presence::presence))
         .routes(routes!(presence::settings, presence::update_settings))
+        .routes(routes!(media::limits))
+        .routes(routes!(media::download))
+        .routes(routes!(media::thumbnail))
         .split_for_parts();
+    // Uploads stream with their own limit, checked by the handler, not the
+    // JSON body limit.
+    let (media_upload, media_upload_api) = OpenApiRouter::new()
+        .routes(routes!(media::upload))
+        .split_for_parts();
+    api.merge(media_upload_api);
     // Device backups are bigger than any JSON body; only their route gets
     // the larger limit.
     let (device_backup, device_backup_api) = OpenApiRouter::new()
@@ -88,6 +100,7 @@ pub fn router(state: AppState, max_json_body: usize) -> Router {
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(max_json_body))
         .merge(device_backup.layer(DefaultBodyLimit::max(state.device_backup_max_bytes)))
+        .merge(media_upload.layer(DefaultBodyLimit::disable()))
         .with_state(state)
 }
 

@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi};
         (name = "messages", description = "Sending over HTTP"),
         (name = "history", description = "Chats, history and search"),
         (name = "stars", description = "Starred messages"),
+        (name = "media", description = "Media uploads and downloads"),
         (name = "presence", description = "Presence and privacy"),
         (name = "operations", description = "Health and metrics"),
     ),

@@ -19,6 +19,7 @@ use diesel::prelude::*;
 use protocol::messages::{AckEvent, Event, InboxEvent, MessageEvent};
 
 use crate::db::{AnyConnection, Tx};
+use crate::messages::open_media;
 use crate::schema::{devices, inbox, messages, users};
 use crate::{clock, Store, StoreError};
 
@@ -180,7 +181,7 @@ type InboxRow = (
     i64,
     String,
     Option<String>,
-    Option<(i64, String, String, String, Vec<u8>, i64, Option<i64>)>,
+    Option<(i64, String, String, String, Vec<u8>, Option<Vec<u8>>, i64, Option<i64>)>,
 );
 
 impl Store {
@@ -204,32 +205,32 @@ impl Store {
                 inbox::seq,
                 inbox::kind,
                 inbox::payload,
-                (messages::id, messages::client_id, messages::sender, messages::recipient, messages::body, messages::sent_at, messages::expires_at)
+                (messages::id, messages::client_id, messages::sender, messages::recipient, messages::body, messages::media, messages::sent_at, messages::expires_at)
                     .nullable(),
             ))
             .load(c))?;
         rows.into_iter()
             .map(|(seq, kind, payload, message)| {
                 let event = match (kind.as_str(), message, payload) {
-                    ("message", Some((id, client_id, from, to, body, sent_at, expires_at)), _) => {
-                        let body = sealer.open_string(&body)?;
+                    ("message", Some((id, client_id, from, to, body, media, sent_at, expires_at)), _) => {
                         Event::Message(MessageEvent {
                             id,
                             client_id,
                             from,
                             to,
-                            body,
+                            body: sealer.open_string(&body)?,
+                            media: open_media(sealer, media.as_deref())?,
                             sent_at,
                             expires_at,
                         })
                     }
-                    ("ack", Some((id, client_id, _from, to, body, sent_at, expires_at)), _) => {
-                        let body = sealer.open_string(&body)?;
+                    ("ack", Some((id, client_id, _from, to, body, media, sent_at, expires_at)), _) => {
                         Event::Ack(AckEvent {
                             id,
                             client_id,
                             to,
-                            body,
+                            body: sealer.open_string(&body)?,
+                            media: open_media(sealer, media.as_deref())?,
                             sent_at,
                             expires_at,
                         })

@@ -19,6 +19,8 @@
 //! - [`archive`]: moving old messages to the archive table, in batches.
 //! - [`expiry`]: deleting expired messages from every place they live.
 //! - [`dead_letters`]: refused client payloads, for operators.
+//! - [`media`]: uploaded media (the bytes live in an object store), access
+//!   by ownership or by a message, deduplication, and orphans.
 //! - [`presence`]: online state, last seen (one writer), privacy settings.
 //! - [`sealing`]: the AEAD that keeps bodies encrypted at rest.
 //! - [`job_runs`]: the record of operations jobs, their leases (one
@@ -58,6 +60,7 @@ pub mod export;
 pub mod history;
 pub mod inbox;
 pub mod job_runs;
+pub mod media;
 pub mod messages;
 pub mod presence;
 mod schema;

@@ -2,6 +2,7 @@
 //! (sender, client id), and marked delivered and read only forward.
 
 use diesel::prelude::*;
+use protocol::messages::MediaRef;
 use std::collections::HashSet;
 
 use crate::db::Tx;
@@ -18,6 +19,7 @@ pub enum Stored {
         id: i64,
         recipient: String,
         body: String,
+        media: Option<MediaRef>,
         sent_at: i64,
         expires_at: Option<i64>,
     },
@@ -33,7 +35,8 @@ impl Tx<'_> {
         Ok(found.into_iter().collect())
     }
 
-    /// Stores a message unless `sender` already stored `client_id`. It is
+    /// Stores a message unless `sender` already stored `client_id`. The
+    /// caller has checked that `media`, if any, is the sender's. It is
     /// deleted by expiry at `expires_at`, if given.
     pub fn store_message(
         &mut self,
@@ -41,16 +44,25 @@ impl Tx<'_> {
         recipient: &str,
         client_id: &str,
         body: &str,
+        media: Option<&MediaRef>,
         sent_at: i64,
         expires_at: Option<i64>,
     ) -> Result<Stored, StoreError> {
         let sealed = self.sealer()?.seal(body.as_bytes());
+        let sealed_media = match media {
+            Some(media) => Some(self.sealer()?.seal(&serde_json::to_vec(media).map_err(|e| {
+                StoreError::Corrupt(format!("media reference does not serialize: {e}"))
+            })?)),
+            None => None,
+        };
         let inserted: Option<i64> = on_backend!(&mut *self.conn, c => diesel::insert_into(messages::table)
             .values((
                 messages::sender.eq(sender),
                 messages::recipient.eq(recipient),
                 messages::client_id.eq(client_id),
                 messages::body.eq(&sealed),
+                messages::media_id.eq(media.map(|m| m.id.as_str())),
+                messages::media.eq(&sealed_media),
                 messages::sent_at.eq(sent_at),
                 messages::expires_at.eq(expires_at),
             ))
@@ -63,17 +75,19 @@ impl Tx<'_> {
             self.index_message(id, sender, recipient, body)?;
             return Ok(Stored::New { id });
         }
-        let (id, recipient, body, sent_at, expires_at): (i64, String, Vec<u8>, i64, Option<i64>) =
+        let (id, recipient, body, media, sent_at, expires_at): (i64, String, Vec<u8>, Option<Vec<u8>>, i64, Option<i64>) =
             on_backend!(&mut *self.conn, c => messages::table
             .filter(messages::sender.eq(sender))
             .filter(messages::client_id.eq(client_id))
-            .select((messages::id, messages::recipient, messages::body, messages::sent_at, messages::expires_at))
+            .select((messages::id, messages::recipient, messages::body, messages::media, messages::sent_at, messages::expires_at))
             .first(c))?;
         let body = self.sealer()?.open_string(&body)?;
+        let media = open_media(self.sealer()?, media.as_deref())?;
         Ok(Stored::Duplicate {
             id,
             recipient,
             body,
+            media,
             sent_at,
             expires_at,
         })
@@ -137,4 +151,18 @@ impl Tx<'_> {
         mark!(messages_archive);
         Ok(newest)
     }
+}
+
+/// Opens a message's sealed media reference.
+pub(crate) fn open_media(
+    sealer: &crate::Sealer,
+    sealed: Option<&[u8]>,
+) -> Result<Option<MediaRef>, StoreError> {
+    let Some(sealed) = sealed else {
+        return Ok(None);
+    };
+    let json = sealer.open(sealed)?;
+    serde_json::from_slice(&json)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("media reference: {e}")))
 }

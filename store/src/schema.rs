@@ -47,6 +47,8 @@ diesel::table! {
         delivered_at -> Nullable<BigInt>,
         read_at -> Nullable<BigInt>,
         expires_at -> Nullable<BigInt>,
+        media_id -> Nullable<Text>,
+        media -> Nullable<Binary>,
     }
 }
 
@@ -83,8 +85,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    media (id) {
+        id -> Text,
+        owner -> Text,
+        object_key -> Text,
+        size -> BigInt,
+        sha256 -> Text,
+        content_type -> Text,
+        thumbnail_key -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(inbox -> messages (message_id));
+diesel::joinable!(messages -> media (media_id));
 diesel::allow_tables_to_appear_in_same_query!(
+    media,
     messages,
     inbox,
     devices,

@@ -5,6 +5,7 @@
 pub mod at_rest;
 pub mod chat;
 pub mod http;
+pub mod media;
 pub mod mqtt;
 pub mod rows;
 
@@ -225,6 +226,11 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The server's process id, to read its memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether the process is still running.

@@ -1,0 +1,92 @@
+//! Media rows on SQLite and on a real PostgreSQL: deduplication, the access
+//! rule, and the orphan query the cleanup job relies on.
+
+use protocol::messages::MediaRef;
+use store::media::{new_media_id, NewMedia, Recorded};
+use store::testing::TestDatabase;
+use store::{Backend, Sealer, Store, StoreOptions};
+
+fn open(backend: Backend) -> (TestDatabase, Store) {
+    let db = TestDatabase::new(backend);
+    let store = Store::open(&db.url, &StoreOptions::default()).expect("open store");
+    store.migrate().expect("migrate");
+    let store = store.with_sealer(Sealer::from_hex(&"42".repeat(32)).unwrap());
+    (db, store)
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident($store:ident) $body:block)*) => {
+        mod sqlite { use super::*; $(#[test] fn $name() { let (_db, $store) = open(Backend::Sqlite); $body })* }
+        mod postgres { use super::*; $(#[test] fn $name() { let (_db, $store) = open(Backend::Postgres); $body })* }
+    };
+}
+
+fn upload(store: &Store, owner: &str, sha256: &str) -> Recorded {
+    let id = new_media_id();
+    store
+        .record_media(&NewMedia {
+            id: &id,
+            owner,
+            object_key: &format!("media/{owner}/{id}"),
+            size: 10,
+            sha256,
+            content_type: "image/png",
+        })
+        .unwrap()
+}
+
+fn new_id(recorded: Recorded) -> String {
+    match recorded {
+        Recorded::New(media) => media.id,
+        Recorded::Existing(media) => panic!("expected a new row, got {media:?}"),
+    }
+}
+
+/// Alice sends `media` to Bob in a message.
+fn send(store: &Store, client_id: &str, media: &str) {
+    store
+        .transaction(|tx| {
+            let reference = MediaRef {
+                id: media.to_owned(),
+                mime: "image/png".into(),
+                size: 10,
+                caption: "c".into(),
+            };
+            tx.store_message("alice", "bob", client_id, "", Some(&reference), 1)
+        })
+        .unwrap();
+}
+
+on_both_backends! {
+    the_same_bytes_from_one_owner_are_one_row(store) {
+        let first = new_id(upload(&store, "alice", "aa"));
+        match upload(&store, "alice", "aa") {
+            Recorded::Existing(media) => assert_eq!(media.id, first),
+            other => panic!("expected the existing row, got {other:?}"),
+        }
+        assert_ne!(new_id(upload(&store, "bob", "aa")), first);
+    }
+
+    owners_and_recipients_may_read_strangers_may_not(store) {
+        let id = new_id(upload(&store, "alice", "aa"));
+        assert!(store.readable_media(&id, "alice").unwrap().is_some());
+        assert!(store.readable_media(&id, "bob").unwrap().is_none());
+        send(&store, "m1", &id);
+        assert!(store.readable_media(&id, "bob").unwrap().is_some());
+        assert!(store.readable_media(&id, "carol").unwrap().is_none());
+    }
+
+    only_old_unreferenced_media_are_orphans(store) {
+        let sent = new_id(upload(&store, "alice", "aa"));
+        let unsent = new_id(upload(&store, "alice", "bb"));
+        send(&store, "m1", &sent);
+        let later = store::clock::now_ms() + 1;
+        assert!(store.media_orphans(0, 10).unwrap().is_empty(), "nothing is old enough");
+        let orphans: Vec<String> = store.media_orphans(later, 10).unwrap().into_iter().map(|m| m.id).collect();
+        assert_eq!(orphans, std::slice::from_ref(&unsent));
+        assert!(!store.delete_orphan(&sent).unwrap(), "referenced media stays");
+        assert!(store.delete_orphan(&unsent).unwrap());
+        assert!(store.media_orphans(later, 10).unwrap().is_empty());
+        assert!(store.readable_media(&sent, "bob").unwrap().is_some());
+    }
+}

@@ -1,0 +1,335 @@
+//! Media end to end, on the local store (with SQLite) and on a real S3
+//! server (with PostgreSQL): upload, a media message over MQTT, download by
+//! the recipient with ranges, refusals, deduplication, thumbnails, and the
+//! server's memory while 1 GiB streams up and down.
+
+mod common;
+
+use common::media::{self, get, sha256_hex, upload, upload_ok, MediaStore};
+use common::mqtt::{self, TIMEOUT};
+use common::{Backend, Options, Server};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// The next inbox event as JSON.
+async fn next_event(client: &mut mqtt::Client) -> serde_json::Value {
+    let publish = client.next_message(TIMEOUT).await.expect("an inbox event");
+    serde_json::from_slice(&publish.payload).expect("JSON event")
+}
+
+/// Skips events until one of `kind` arrives.
+async fn next_of(client: &mut mqtt::Client, kind: &str) -> serde_json::Value {
+    loop {
+        let event = next_event(client).await;
+        if event["type"] == kind {
+            return event;
+        }
+    }
+}
+
+/// `len` bytes that differ from test to test.
+fn some_bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
+        .collect()
+}
+
+async fn connect(server: &Server, user: &str, token: &str) -> mqtt::Client {
+    let mut client = mqtt::connect(server.mqtt, user, Some((user, token)))
+        .await
+        .expect_connected();
+    client.subscribe_ok(&format!("u/{user}/inbox")).await;
+    client
+}
+
+/// Sends a raw request head and returns what the server answered, without
+/// ever sending a body.
+fn answer_to_head_only(server: &Server, head: &str) -> String {
+    let mut stream = TcpStream::connect(server.http).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut status = String::new();
+    BufReader::new(stream)
+        .read_line(&mut status)
+        .expect("an answer before any body byte was sent");
+    status
+}
+
+on_both_media_stores! {
+    async fn recipient_downloads_the_same_bytes_and_strangers_get_404(backend, store) {
+        let server = media::start(backend, store, Options::default());
+        let alice = server.register("alice");
+        let bob = server.register("bob");
+        let carol = server.register("carol");
+        let video = some_bytes(300_000, 7);
+        let id = upload_ok(server.http, &alice, "video/mp4", &video);
+        let db = server.store();
+        let future = store::clock::now_ms() + 1;
+        assert_eq!(db.media_orphans(future, 10).unwrap()[0].id, id, "unsent media is an orphan");
+
+        let mut bob_mqtt = connect(&server, "bob", &bob).await;
+        let alice_mqtt = connect(&server, "alice", &alice).await;
+        // Bob cannot fetch it before a message carries it to him.
+        assert_eq!(get(server.http, Some(&bob), &format!("/v1/media/{id}"), None).status, 404);
+        let send = serde_json::json!({
+            "id": "m-video-1", "to": "bob", "body": "",
+            "media": { "id": id, "caption": "the beach" },
+        });
+        alice_mqtt.publish("u/alice/send", send.to_string()).await;
+        let message = next_of(&mut bob_mqtt, "message").await;
+        assert_eq!(message["from"], "alice");
+        assert_eq!(message["media"]["id"], id.as_str());
+        assert_eq!(message["media"]["mime"], "video/mp4");
+        assert_eq!(message["media"]["size"], video.len() as u64);
+        assert_eq!(message["media"]["caption"], "the beach");
+        assert!(db.media_orphans(future, 10).unwrap().is_empty(), "sent media is no orphan");
+
+        let path = format!("/v1/media/{}", message["media"]["id"].as_str().unwrap());
+        let downloaded = get(server.http, Some(&bob), &path, None);
+        assert_eq!(downloaded.status, 200);
+        assert_eq!(sha256_hex(&downloaded.body), sha256_hex(&video));
+        assert_eq!(downloaded.header("content-type"), Some("video/mp4"));
+        assert_eq!(downloaded.header("accept-ranges"), Some("bytes"));
+        assert_eq!(get(server.http, Some(&alice), &path, None).body, video, "the owner reads it too");
+
+        let stranger = get(server.http, Some(&carol), &path, None);
+        assert_eq!((stranger.status, stranger.error_code().as_str()), (404, "not_found"));
+        let unknown = get(server.http, Some(&bob), &format!("/v1/media/{}", "0".repeat(32)), None);
+        assert_eq!(unknown.status, 404);
+        assert_eq!(unknown.body, stranger.body, "a stranger cannot tell the media exists");
+        assert_eq!(get(server.http, None, &path, None).status, 401);
+
+        let slice = get(server.http, Some(&bob), &path, Some("bytes=1000-1999"));
+        assert_eq!(slice.status, 206);
+        assert_eq!(slice.body, &video[1000..2000]);
+        assert_eq!(slice.header("content-range"), Some("bytes 1000-1999/300000"));
+        let tail = get(server.http, Some(&bob), &path, Some("bytes=-100"));
+        assert_eq!((tail.status, tail.body.as_slice()), (206, &video[299_900..]));
+        let open_ended = get(server.http, Some(&bob), &path, Some("bytes=299990-"));
+        assert_eq!(open_ended.body, &video[299_990..]);
+        let past_end = get(server.http, Some(&bob), &path, Some("bytes=300000-"));
+        assert_eq!(past_end.status, 416);
+        assert_eq!(past_end.header("content-range"), Some("bytes */300000"));
+    }
+
+    async fn oversize_disallowed_and_foreign_media_are_refused(backend, store) {
+        let options = Options::default().env("BLUETICK_MEDIA__MAX_SIZE", "1048576");
+        let server = media::start(backend, store, options);
+        let alice = server.register("alice");
+        let bob = server.register("bob");
+
+        let limits = get(server.http, None, "/v1/media/config", None).json();
+        assert_eq!(limits["max_size"], 1_048_576);
+        assert!(limits["allowed_types"].as_array().unwrap().iter().any(|t| t == "image/jpeg"));
+
+        // A declared 10 GiB: the 413 arrives although not one byte of the
+        // body was sent, so the server read none of it.
+        let status = answer_to_head_only(&server, &format!(
+            "POST /v1/media HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice}\r\n\
+             Content-Type: video/mp4\r\nContent-Length: 10737418240\r\n\r\n"
+        ));
+        assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+
+        let exe = upload(server.http, &alice, "application/x-msdownload", b"MZ...");
+        assert_eq!((exe.status, exe.error_code().as_str()), (415, "unsupported_media_type"));
+        let untyped = answer_to_head_only(&server, &format!(
+            "POST /v1/media HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice}\r\nContent-Length: 5\r\n\r\n"
+        ));
+        assert!(untyped.starts_with("HTTP/1.1 415"), "{untyped}");
+
+        // A body with no declared size is cut off once it passes the limit.
+        let mut stream = TcpStream::connect(server.http).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(format!(
+            "POST /v1/media HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice}\r\n\
+             Content-Type: video/mp4\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ).as_bytes()).unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent <= 1_048_576 {
+            stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).unwrap();
+            stream.write_all(&chunk).unwrap();
+            stream.write_all(b"\r\n").unwrap();
+            sent += chunk.len();
+        }
+        let mut status = String::new();
+        BufReader::new(stream).read_line(&mut status).expect("an answer");
+        assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+        assert_eq!(server.metric("bluetick_media_uploads_total"), 0.0, "nothing was stored");
+
+        // Bob names Alice's media, then media that does not exist: the same
+        // refusal, so he learns nothing about Alice's uploads.
+        let alices = upload_ok(server.http, &alice, "image/gif", b"GIF89a not really");
+        let mut bob_mqtt = connect(&server, "bob", &bob).await;
+        let foreign = serde_json::json!({"id": "steal-1", "to": "alice", "media": {"id": alices}});
+        bob_mqtt.publish("u/bob/send", foreign.to_string()).await;
+        let refused = next_of(&mut bob_mqtt, "error").await;
+        assert_eq!(refused["code"], "unknown_media");
+        assert_eq!(refused["client_id"], "steal-1");
+        let missing = serde_json::json!({"id": "steal-2", "to": "alice", "media": {"id": "f".repeat(32)}});
+        bob_mqtt.publish("u/bob/send", missing.to_string()).await;
+        let refused_too = next_of(&mut bob_mqtt, "error").await;
+        assert_eq!(refused_too["code"], "unknown_media");
+        assert_eq!(refused_too["message"], refused["message"]);
+        assert_eq!(get(server.http, Some(&bob), &format!("/v1/media/{alices}"), None).status, 404);
+    }
+
+    async fn identical_uploads_from_one_owner_are_stored_once(backend, store) {
+        let server = media::start(backend, store, Options::default());
+        let alice = server.register("alice");
+        let bob = server.register("bob");
+        // The S3 bucket is shared with other tests and earlier runs, so
+        // look only at objects of this size that appear during this test.
+        let pdf = some_bytes(50_000, 3);
+        let objects = object_store(&server, store);
+        let keys = |owner: &'static str| {
+            let objects = &objects;
+            let size = pdf.len() as u64;
+            async move {
+                let listed = objects.list(&format!("media/{owner}/")).await.unwrap();
+                listed.into_iter().filter(|o| o.size == size).map(|o| o.key).collect::<std::collections::BTreeSet<_>>()
+            }
+        };
+        let (alice_before, bob_before) = (keys("alice").await, keys("bob").await);
+
+        let first = upload_ok(server.http, &alice, "application/pdf", &pdf);
+        let second = upload_ok(server.http, &alice, "application/pdf", &pdf);
+        assert_eq!(first, second);
+        let bobs = upload_ok(server.http, &bob, "application/pdf", &pdf);
+        assert_ne!(first, bobs, "another owner's copy is their own");
+
+        let alice_new: Vec<String> = keys("alice").await.difference(&alice_before).cloned().collect();
+        assert_eq!(alice_new, [format!("media/alice/{first}")], "one copy for Alice");
+        let bob_new: Vec<String> = keys("bob").await.difference(&bob_before).cloned().collect();
+        assert_eq!(bob_new, [format!("media/bob/{bobs}")], "one copy for Bob");
+    }
+
+    async fn thumbnails_are_made_for_jpeg_and_png(backend, store) {
+        let server = media::start(backend, store, Options::default());
+        let alice = server.register("alice");
+        for (content_type, format, (width, height), expected) in [
+            ("image/jpeg", image::ImageFormat::Jpeg, (800, 600), (320, 240)),
+            ("image/png", image::ImageFormat::Png, (300, 900), (107, 320)),
+        ] {
+            let picture = image::RgbImage::from_fn(width, height, |x, y| {
+                image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+            });
+            let mut encoded = std::io::Cursor::new(Vec::new());
+            picture.write_to(&mut encoded, format).unwrap();
+            let id = upload_ok(server.http, &alice, content_type, encoded.get_ref());
+            let reply = get(server.http, Some(&alice), &format!("/v1/media/{id}/thumbnail"), None);
+            assert_eq!(reply.status, 200, "{content_type}: {}", String::from_utf8_lossy(&reply.body));
+            assert_eq!(reply.header("content-type"), Some("image/jpeg"));
+            let thumbnail = image::load_from_memory_with_format(&reply.body, image::ImageFormat::Jpeg)
+                .expect("the thumbnail is a JPEG");
+            assert_eq!((thumbnail.width(), thumbnail.height()), expected, "{content_type}");
+        }
+        let pdf = upload_ok(server.http, &alice, "application/pdf", b"%PDF-1.4");
+        assert_eq!(get(server.http, Some(&alice), &format!("/v1/media/{pdf}/thumbnail"), None).status, 404);
+    }
+
+    async fn a_gib_up_and_down_grows_server_memory_by_less_than_64_mib(backend, store) {
+        const GIB: u64 = 1 << 30;
+        let options = Options::default().env("BLUETICK_MEDIA__MAX_SIZE", &(2 * GIB).to_string());
+        let server = media::start(backend, store, options);
+        let alice = server.register("alice");
+        // Warm up every path once, so lazily built state is in the baseline.
+        let warm = some_bytes(media::BLOCK * 9, 1);
+        let warm_id = upload_ok(server.http, &alice, "video/mp4", &warm);
+        assert_eq!(get(server.http, Some(&alice), &format!("/v1/media/{warm_id}"), None).body.len(), warm.len());
+        let pid = server.pid();
+        let baseline = media::proc_kib(pid, "VmRSS");
+        let mut highest = baseline;
+
+        let started = std::time::Instant::now();
+        let mut generated = media::Generated::new(GIB);
+        let (reply, sent_sha) = media::upload_generated(server.http, &alice, "video/mp4", &mut generated, |block| {
+            if block % 64 == 0 {
+                highest = highest.max(media::proc_kib(pid, "VmRSS"));
+            }
+        });
+        assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
+        let uploaded = reply.json();
+        assert_eq!(uploaded["sha256"], sent_sha.as_str());
+        let up_secs = started.elapsed().as_secs_f64();
+
+        let started = std::time::Instant::now();
+        let path = format!("/v1/media/{}", uploaded["id"].as_str().unwrap());
+        let (status, size, got_sha) = media::download_hashed(server.http, &alice, &path, |mib| {
+            if mib % 64 == 0 {
+                highest = highest.max(media::proc_kib(pid, "VmRSS"));
+            }
+        });
+        let down_secs = started.elapsed().as_secs_f64();
+        assert_eq!((status, size), (200, GIB));
+        assert_eq!(got_sha, sent_sha, "the same GiB came back");
+
+        let peak = media::proc_kib(pid, "VmHWM").max(highest);
+        let growth_mib = peak.saturating_sub(baseline) as f64 / 1024.0;
+        println!(
+            "media memory ({store:?}): RSS before {:.1} MiB, peak {:.1} MiB, growth {growth_mib:.1} MiB \
+             for 1 GiB up ({:.0} MiB/s) and down ({:.0} MiB/s)",
+            baseline as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            1024.0 / up_secs,
+            1024.0 / down_secs,
+        );
+        assert!(growth_mib < 64.0, "server RSS grew by {growth_mib:.1} MiB");
+        // The GiB is not left behind in the bucket or directory of a test run.
+        object_store(&server, store)
+            .delete(&format!("media/alice/{}", uploaded["id"].as_str().unwrap()))
+            .await
+            .unwrap();
+    }
+}
+
+/// The object store the server uses, opened as an operator would.
+fn object_store(server: &Server, store: MediaStore) -> Box<dyn objects::ObjectStore> {
+    match store {
+        MediaStore::Local => {
+            Box::new(objects::Local::open(server.data_dir.path().join("media")).expect("media dir"))
+        }
+        MediaStore::S3 => {
+            let s3 = media::S3Env::from_env();
+            Box::new(
+                objects::S3::open(&objects::S3Config {
+                    endpoint: s3.endpoint,
+                    bucket: s3.bucket,
+                    region: "us-east-1".into(),
+                    access_key: s3.access_key,
+                    secret_key: s3.secret_key,
+                    path_style: true,
+                })
+                .expect("S3"),
+            )
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_downloads_can_redirect_to_a_short_lived_presigned_url() {
+    let options = Options::default().env("BLUETICK_MEDIA__DOWNLOAD", "redirect");
+    let server = media::start(Backend::Sqlite, MediaStore::S3, options);
+    let alice = server.register("alice");
+    let carol = server.register("carol");
+    let audio = some_bytes(20_000, 9);
+    let id = upload_ok(server.http, &alice, "audio/ogg", &audio);
+    let path = format!("/v1/media/{id}");
+    let redirect = get(server.http, Some(&alice), &path, None);
+    assert_eq!(redirect.status, 302);
+    let location = redirect.header("location").expect("Location").to_owned();
+    assert!(location.contains("X-Amz-Expires=300"), "{location}");
+    let fetched = media::get_url(&location);
+    assert_eq!(
+        (fetched.status, sha256_hex(&fetched.body)),
+        (200, sha256_hex(&audio))
+    );
+    assert_eq!(
+        get(server.http, Some(&carol), &path, None).status,
+        404,
+        "no URL for strangers"
+    );
+}
