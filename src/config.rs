@@ -124,8 +124,8 @@ pub struct JobsConfig {
     /// Job name → cron expression (seconds first; 5-field crontab lines
     /// fire at second 0) or `off`. Jobs not named keep their default.
     pub schedules: BTreeMap<String, String>,
-    /// Where backups are written: a directory holding `backups/…` keys
-    /// (default: the data directory).
+    /// Write backups to this directory (as `backups/…`) instead of the
+    /// media object store.
     pub backup_dir: Option<PathBuf>,
     /// Newest backups kept; older ones are deleted after each backup.
     pub backup_keep: usize,
@@ -474,14 +474,6 @@ impl Config {
             .key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("message.key"))
-    }
-
-    /// Where backups are written.
-    pub fn backup_dir(&self) -> PathBuf {
-        self.jobs
-            .backup_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.clone())
     }
 
     /// The job bodies' settings.

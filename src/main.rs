@@ -19,8 +19,8 @@ mod chat;
 mod commands;
 mod config;
 mod http;
-mod operations;
 mod media;
+mod operations;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};

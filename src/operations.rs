@@ -29,14 +29,49 @@ pub enum JobCommand {
 }
 
 /// The job context for runs recorded as `node`'s: the server's node name
-/// in `serve`, `NODE/cli` for an operator's command.
-pub fn context(config: &Config, store: Store, node: &str) -> jobs::Context {
-    jobs::Context::new(
+/// in `serve`, `NODE/cli` for an operator's command. `objects` is the media
+/// object store, driven by `runtime`: backups go there under `backups/`
+/// (or to `jobs.backup_dir`, if set), and media objects are deleted there.
+pub fn context(
+    config: &Config,
+    store: Store,
+    node: &str,
+    objects: Arc<dyn objects::ObjectStore>,
+    runtime: tokio::runtime::Handle,
+) -> jobs::Context {
+    let media = Arc::new(jobs::objects::Objects::new(
+        objects,
+        runtime,
+        config.data_dir.join("staging"),
+    ));
+    let target: Arc<dyn jobs::target::Target> = match &config.jobs.backup_dir {
+        Some(dir) => Arc::new(jobs::target::LocalDir::new(dir)),
+        None => media.clone(),
+    };
+    jobs::Context::new(store, node, config.job_settings(), target).with_media(media)
+}
+
+/// An operator command's job context, and the runtime that drives its
+/// object store (keep it alive while the context is used).
+fn cli_context(
+    config: &Config,
+    store: Store,
+) -> anyhow::Result<(tokio::runtime::Runtime, jobs::Context)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let media = crate::media::MediaService::open(config)?;
+    let node = format!("{}/cli", config.node);
+    let context = context(
+        config,
         store,
-        node,
-        config.job_settings(),
-        Arc::new(jobs::target::LocalDir::new(config.backup_dir())),
-    )
+        &node,
+        media.objects,
+        runtime.handle().clone(),
+    );
+    Ok((runtime, context))
 }
 
 pub fn job(config: &Config, command: JobCommand) -> anyhow::Result<()> {
@@ -85,7 +120,7 @@ pub fn job(config: &Config, command: JobCommand) -> anyhow::Result<()> {
         }
         JobCommand::Run { name } => {
             let job = jobs::find(&name)?;
-            let context = context(config, store, &format!("{}/cli", config.node));
+            let (_runtime, context) = cli_context(config, store)?;
             let started = std::time::Instant::now();
             let (run, counts) = jobs::runs::run_by_hand(&context, &job)?;
             println!(
@@ -101,23 +136,21 @@ pub fn job(config: &Config, command: JobCommand) -> anyhow::Result<()> {
 /// `bluetick restore BACKUP`: `BACKUP` is an archive's path, or its key in
 /// the backup directory (`backups/bluetick-….zip`).
 pub fn restore(config: &Config, backup: &str) -> anyhow::Result<()> {
-    let path = if Path::new(backup).is_file() {
-        PathBuf::from(backup)
-    } else {
-        use jobs::target::Target;
-        jobs::target::LocalDir::new(config.backup_dir())
-            .fetch(backup)
-            .with_context(|| {
-                format!(
-                    "{backup} is neither a file nor a backup in {}",
-                    config.backup_dir().display()
-                )
-            })?
-    };
     // Not open_store: restore checks the database is empty before it
     // applies migrations itself, and bodies stay sealed as they are.
     let store = Store::open(&config.database_url(), &StoreOptions::default())
         .context("opening the database to restore into")?;
+    let (_runtime, context) = cli_context(config, store.clone())?;
+    let path = if Path::new(backup).is_file() {
+        PathBuf::from(backup)
+    } else {
+        context.target.fetch(backup).with_context(|| {
+            format!(
+                "{backup} is neither a file nor a backup in {}",
+                context.target.describe(backup)
+            )
+        })?
+    };
     println!(
         "restoring {} into {}",
         path.display(),

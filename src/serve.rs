@@ -106,6 +106,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for HTTP on {}", config.http.addr))?;
     let http_addr = http_listener.local_addr()?;
     let shutting_down = Arc::new(AtomicBool::new(false));
+    let media = Arc::new(crate::media::MediaService::open(&config)?);
     let state = AppState {
         store: store.clone(),
         metrics,
@@ -121,7 +122,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         device_backup_max_bytes: config.jobs.device_backup_max_bytes,
         device_backups_kept: config.jobs.device_backups_kept,
         shutting_down: shutting_down.clone(),
-        media: Arc::new(crate::media::MediaService::open(&config)?),
+        media: media.clone(),
     };
     let app = http::router(state, config.http.max_json_body);
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -134,7 +135,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     });
 
     let scheduler = if config.jobs.enabled {
-        let context = crate::operations::context(&config, store.clone(), &config.node);
+        let context = crate::operations::context(
+            &config,
+            store.clone(),
+            &config.node,
+            media.objects.clone(),
+            tokio::runtime::Handle::current(),
+        );
         jobs::scheduler::spawn(Arc::new(context), planned)
     } else {
         tracing::info!("jobs.enabled is false: no scheduled jobs on this node");

@@ -7,6 +7,8 @@ mod common;
 use client::AppEvent;
 use common::chat::App;
 use common::http::{page_ids, request};
+use common::media;
+use common::mqtt;
 use common::rows::count;
 use common::{Backend, Server};
 use protocol::messages::ReceiptStatus;
@@ -33,6 +35,20 @@ fn run_job(server: &Server, job: &str, skew: i64) -> String {
     );
     assert!(output.status.success(), "job run {job}: {printed}");
     printed
+}
+
+/// Files in the server's local object store, leaving out backups.
+fn media_files(server: &Server) -> usize {
+    fn walk(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| !p.ends_with("backups"))
+                .map(|p| if p.is_dir() { walk(&p) } else { 1 })
+                .sum()
+        })
+    }
+    walk(&server.data_dir.path().join("media"))
 }
 
 fn get(server: &Server, path: &str, token: &str) -> Value {
@@ -121,6 +137,20 @@ on_both_backends! {
         let to_bob = send(&mut alice, "bob", "a vanishing quetzal").await;
         let to_carol = send(&mut alice, "carol", "a vanishing quetzal for carol").await;
         bob.message_from("alice", "a vanishing quetzal").await;
+        // And a media message, whose upload must go with it.
+        let media_id = media::upload_ok(server.http, &alice_token, "application/pdf", b"%PDF-1.4 a vanishing document");
+        let tablet = mqtt::connect(server.mqtt, "alice.tablet", Some(("alice", &alice_token))).await.expect_connected();
+        let photo = json!({ "id": "vanishing-doc", "to": "bob", "media": { "id": media_id, "caption": "see this" } });
+        tablet.publish("u/alice/send", photo.to_string()).await;
+        let document = bob
+            .wait_for("the media message", |e| match e {
+                AppEvent::Message(m) if m.media.is_some() => Some(m.id),
+                _ => None,
+            })
+            .await;
+        let download = media::get(server.http, Some(&bob_token), &format!("/v1/media/{media_id}"), None);
+        assert_eq!(download.status, 200, "Bob may download what he was sent");
+        assert_eq!(media_files(&server), 1, "the upload is in the object store");
         let star = request(server.http, "PUT", &format!("/v1/messages/{to_bob}/star"), None, Some(&bob_token));
         assert_eq!(star.status, 200);
         assert!(common::eventually(Duration::from_secs(10), || {
@@ -128,9 +158,10 @@ on_both_backends! {
         }).await, "devices acked their inboxes");
         // Bob's chat is old enough to be archived; Carol's is still waiting.
         run_job(&server, "archival", 8 * DAY);
+        assert_eq!(count(&server, &format!("messages_archive WHERE id = {document}")), 1);
         assert_eq!(count(&server, &format!("messages_archive WHERE id = {to_bob}")), 1);
         assert_eq!(count(&server, &format!("messages WHERE id = {to_carol}")), 1);
-        let gone = format!("({to_bob}, {to_carol})");
+        let gone = format!("({to_bob}, {to_carol}, {document})");
         let traces = |server: &Server| -> [i64; 5] {
             [
                 count(server, &format!("messages WHERE id IN {gone}")),
@@ -140,15 +171,24 @@ on_both_backends! {
                 count(server, &format!("inbox WHERE message_id IN {gone}")),
             ]
         };
-        // Search terms: each participant's copy of 3 + 5 distinct words.
-        assert_eq!(traces(&server), [1, 1, 1, 16, 1], "hot, archived, star, terms, Carol's event");
+        // Search terms: each participant's copy of 3 + 5 distinct words,
+        // and of the 2 words of the document's caption.
+        assert_eq!(traces(&server), [1, 2, 1, 20, 1], "hot, archived, star, terms, Carol's event");
+        // Archived, the media message still gives Bob its media.
+        let download = media::get(server.http, Some(&bob_token), &format!("/v1/media/{media_id}"), None);
+        assert_eq!(download.status, 200, "archived media stays readable to its recipient");
 
         // A minute before the day is up, nothing goes.
         run_job(&server, "expiry", DAY - 60);
-        assert_eq!(traces(&server)[..2], [1, 1]);
+        assert_eq!(traces(&server)[..2], [1, 2]);
         // A minute after, everything does, hot and archived alike.
-        run_job(&server, "expiry", DAY + 60);
+        let expired = run_job(&server, "expiry", DAY + 60);
         assert_eq!(traces(&server), [0, 0, 0, 0, 0]);
+        assert!(expired.contains(r#""media":1"#), "{expired}");
+        assert_eq!(count(&server, "media"), 0, "the media row");
+        assert_eq!(media_files(&server), 0, "the object in the store");
+        let download = media::get(server.http, Some(&bob_token), &format!("/v1/media/{media_id}"), None);
+        assert_eq!(download.status, 404);
         let history = get(&server, "/v1/chats/alice/messages", &bob_token);
         assert_eq!(page_ids(&history, "/id"), [stays], "only the message sent before the timer is left");
         assert_eq!(page_ids(&get(&server, "/v1/stars", &bob_token), "/message/id"), Vec::<i64>::new());

@@ -350,6 +350,10 @@ async fn openapi_document_is_valid_and_lists_every_route() {
         ("PUT", "/v1/me/privacy"),
         ("PUT", "/v1/me/backup"),
         ("GET", "/v1/me/backup"),
+        ("POST", "/v1/media"),
+        ("GET", "/v1/media/config"),
+        ("GET", "/v1/media/{id}"),
+        ("GET", "/v1/media/{id}/thumbnail"),
     ];
     for (method, path) in routes {
         assert!(

@@ -55,8 +55,10 @@ fn operator_ok(server: &Server, args: &[&str]) -> String {
 }
 
 /// The newest backup key in the server's backup directory.
+/// The key of the newest backup in the server's object store (the media
+/// directory, on the default local store).
 fn newest_backup(server: &Server) -> String {
-    let dir = server.data_dir.path().join("backups");
+    let dir = server.data_dir.path().join("media").join("backups");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .expect("backups directory")
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -205,7 +207,15 @@ on_both_backends! {
                 for i in 0..1000 {
                     let id = format!("filler-{chunk}-{i}");
                     if let store::messages::Stored::New { id } =
-                        tx.store_message("idle0", "idle1", &id, "an old message with some words in it", None, 1, None)?
+                        tx.store_message(&store::messages::NewMessage {
+                            sender: "idle0",
+                            recipient: "idle1",
+                            client_id: &id,
+                            body: "an old message with some words in it",
+                            media: None,
+                            sent_at: 1,
+                            expires_at: None,
+                        })?
                     {
                         tx.append("idle1", &[NewEvent::Message { message_id: id }])?;
                     }
@@ -304,7 +314,7 @@ on_both_backends! {
         let runs = store.job_runs(None, 100).unwrap();
         assert!(runs.iter().all(|r| r.job == "backup" && r.slot.is_some()), "cleanup is off: {runs:?}");
         assert!(runs.iter().all(|r| r.slot.unwrap() % 1000 == 0), "slots are whole seconds");
-        let kept = || std::fs::read_dir(server.data_dir.path().join("backups")).unwrap()
+        let kept = || std::fs::read_dir(server.data_dir.path().join("media").join("backups")).unwrap()
             .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".zip"))
             .count();
         // A backup writes its file, then deletes the oldest: between the
@@ -383,6 +393,11 @@ on_both_backends! {
         let bob = server.register("bob");
         send_http(&server, &alice, "a-1", "bob", "for bob's eyes");
         send_http(&server, &bob, "b-1", "alice", "and back");
+        let document = b"%PDF-1.4 for alice";
+        let media_id = common::media::upload_ok(server.http, &bob, "application/pdf", document);
+        let with_media = json!({ "id": "b-2", "to": "alice", "media": { "id": media_id } }).to_string();
+        let sent = request(server.http, "POST", "/v1/messages", Some(&with_media), Some(&bob));
+        assert_eq!(sent.status, 201, "{}", sent.body);
         for i in 0..3 {
             let put = request(server.http, "PUT", "/v1/me/backup", Some(&format!("backup {i}")), Some(&alice));
             assert_eq!(put.status, 201, "{}", put.body);
@@ -410,8 +425,12 @@ on_both_backends! {
         assert_eq!(read("user.json")["name"], "alice");
         let messages = read("messages.json");
         let bodies: Vec<&str> = messages.as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect();
-        assert_eq!(bodies, ["for bob's eyes", "and back"]);
-        assert_eq!(read("media.json"), json!([]));
+        assert_eq!(bodies, ["for bob's eyes", "and back", ""]);
+        let media = read("media.json");
+        assert_eq!(media.as_array().unwrap().len(), 1, "{media}");
+        assert_eq!(media[0]["media_id"], media_id.as_str());
+        assert_eq!(media[0]["owner"], "bob");
+        assert_eq!(media[0]["sha256"], common::media::sha256_hex(document));
         assert_eq!(read("device_backups.json").as_array().unwrap().len(), 2);
         assert_eq!(server.store().presence_of("alice").unwrap(), (false, None), "nothing here moved last seen");
     }
@@ -518,7 +537,7 @@ async fn a_damaged_backup_is_refused_before_anything_is_loaded() {
     assert!(server.terminate().success());
 
     // Same manifest, one changed byte in the users table.
-    let original = server.data_dir.path().join(&key);
+    let original = server.data_dir.path().join("media").join(&key);
     let damaged = server.data_dir.path().join("damaged.zip");
     let mut source = zip::ZipArchive::new(std::fs::File::open(&original).unwrap()).unwrap();
     let mut out = zip::ZipWriter::new(std::fs::File::create(&damaged).unwrap());
@@ -586,7 +605,7 @@ async fn move_between_backends(from: Backend, to: Backend) {
         .map(|(table, rows)| (table, rows.len()))
         .collect();
     operator_ok(&old, &["job", "run", "backup"]);
-    let archive = old.data_dir.path().join(newest_backup(&old));
+    let archive = old.data_dir.path().join("media").join(newest_backup(&old));
     assert!(old.terminate().success());
 
     let target = TestDatabase::new(to);

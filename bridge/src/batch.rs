@@ -22,7 +22,7 @@ use protocol::messages::{
 use protocol::{ErrorCode, UserName};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use store::inbox::NewEvent;
-use store::messages::Stored;
+use store::messages::{NewMessage, Stored};
 use store::stars::StarChange;
 use store::{clock, Store, StoreError, Tx};
 
@@ -158,15 +158,15 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                             caption: m.caption.clone(),
                         }
                     });
-                    match tx.store_message(
+                    match tx.store_message(&NewMessage {
                         sender,
-                        &send.to,
-                        &send.id,
-                        &send.body,
-                        media.as_ref(),
-                        now,
+                        recipient: &send.to,
+                        client_id: &send.id,
+                        body: &send.body,
+                        media: media.as_ref(),
+                        sent_at: now,
                         expires_at,
-                    )? {
+                    })? {
                         Stored::New { id } => {
                             let message = MessageEvent {
                                 id,

@@ -10,7 +10,8 @@
 //!   `jobs.stale_node_secs` ago (they died without clearing their rows;
 //!   live nodes' rows are never touched). Presence reads the rows, so such
 //!   users stop appearing online; their last seen is left alone;
-//! - orphaned media: a hook for the media work (`HOOK(media)` below).
+//! - orphaned media: uploads no message has referred to for 24 hours (the
+//!   row, then the object and its thumbnail).
 //!
 //! It does not drop devices that acked once and never came back, though
 //! they hold back pruning of their user's inbox: deleting one would lose
@@ -20,12 +21,15 @@
 use store::clock;
 
 use crate::progress::Progress;
+
+/// How long an upload may wait for a message to refer to it.
+pub const ORPHAN_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 use crate::{Context, Counts, Job, JobError};
 
 pub const JOB: Job = Job {
     name: "cleanup",
     default_schedule: "0 0 * * * *",
-    summary: "deletes acked inbox events, expired tokens, old dead letters, sessions rows of dead nodes (orphaned media: hook)",
+    summary: "deletes acked inbox events, expired tokens, old dead letters, sessions rows of dead nodes, media no message refers to after 24 h",
     run,
 };
 
@@ -94,9 +98,26 @@ fn in_batches(
     }
 }
 
-/// HOOK(media): deletes stored media objects no message refers to any
-/// more, and returns how many. The media store is being built in parallel;
-/// until it lands there is no media, so there is nothing to delete.
-fn orphaned_media(_context: &Context) -> Result<u64, JobError> {
-    Ok(0)
+/// Media uploaded more than [`ORPHAN_AFTER`] ago that no message refers
+/// to: the row, then its objects. Returns how many media went.
+fn orphaned_media(context: &Context) -> Result<u64, JobError> {
+    let store = &context.store;
+    let batch = context.settings.batch_size.max(1);
+    let older_than = clock::now_ms() - ORPHAN_AFTER.as_millis() as i64;
+    let mut progress = Progress::new("cleanup", "media");
+    loop {
+        let orphans = store.media_orphans(older_than, batch)?;
+        let mut gone = Vec::new();
+        for orphan in &orphans {
+            // A send may have picked it up since the list was made.
+            if store.delete_orphan(&orphan.id)? {
+                gone.push(orphan.clone());
+            }
+        }
+        context.delete_media_objects(&gone);
+        progress.add(gone.len() as u64);
+        if orphans.len() < batch {
+            return Ok(progress.finish());
+        }
+    }
 }

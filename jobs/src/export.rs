@@ -92,11 +92,25 @@ pub fn export_user(store: &Store, user: &str, path: &Path) -> Result<Counts, Job
     Ok(counts)
 }
 
-/// HOOK(media): references (object key, size, sha256, type, message) to
-/// the media `user` sent or received. Media storage is being built in
-/// parallel; until it lands there is none, and this returns nothing.
-fn media_references(_store: &Store, _user: &str) -> Result<Vec<serde_json::Value>, JobError> {
-    Ok(Vec::new())
+/// References (message, media id, owner, type, size, sha256, object key)
+/// to the media `user` sent or received; the bytes are downloaded with
+/// `GET /v1/media/{id}`.
+fn media_references(store: &Store, user: &str) -> Result<Vec<serde_json::Value>, JobError> {
+    Ok(store
+        .exported_media(user)?
+        .into_iter()
+        .map(|m| {
+            json!({
+                "message_id": m.message_id,
+                "media_id": m.media_id,
+                "owner": m.owner,
+                "content_type": m.content_type,
+                "size": m.size,
+                "sha256": m.sha256,
+                "object_key": m.object_key,
+            })
+        })
+        .collect())
 }
 
 fn pretty(value: &serde_json::Value) -> Vec<u8> {

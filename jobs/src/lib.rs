@@ -22,6 +22,8 @@
 //! - [`archival`]: moves week-old messages to the archive table.
 //! - [`expiry`]: deletes disappearing messages whose time has come.
 //! - [`progress`]: counts-and-rate logging for long jobs.
+//! - [`objects`]: the object store (local or S3) as jobs use it: where
+//!   backups go and media objects are deleted.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), jobs::JobError> {
@@ -47,6 +49,7 @@ pub mod cleanup;
 pub mod expiry;
 pub mod export;
 pub mod lease;
+pub mod objects;
 pub mod progress;
 pub mod restore;
 pub mod runs;
@@ -131,6 +134,9 @@ pub struct Context {
     pub settings: Settings,
     /// Where backups are written.
     pub target: Arc<dyn target::Target>,
+    /// The media object store, where cleanup and expiry delete objects;
+    /// `None` leaves objects alone (and says so in the log).
+    pub media: Option<Arc<objects::Objects>>,
 }
 
 impl Context {
@@ -146,7 +152,36 @@ impl Context {
             holder: format!("{node}#{}", std::process::id()),
             settings,
             target,
+            media: None,
         }
+    }
+
+    /// The same context, deleting media objects from `media`.
+    pub fn with_media(mut self, media: Arc<objects::Objects>) -> Context {
+        self.media = Some(media);
+        self
+    }
+
+    /// Deletes the objects of media rows that are gone; a failure leaves an
+    /// object no row names, so it is logged for an operator.
+    pub(crate) fn delete_media_objects(&self, gone: &[store::media::Media]) -> u64 {
+        let mut deleted = 0;
+        for media in gone {
+            let keys = std::iter::once(&media.object_key).chain(media.thumbnail_key.as_ref());
+            for key in keys {
+                let result = match &self.media {
+                    Some(objects) => objects.delete_object(key),
+                    None => Err(std::io::Error::other("no media object store configured")),
+                };
+                match result {
+                    Ok(()) => deleted += 1,
+                    Err(e) => {
+                        tracing::error!(key, error = %e, "media object not deleted; delete it by hand")
+                    }
+                }
+            }
+        }
+        deleted
     }
 }
 

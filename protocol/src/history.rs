@@ -55,7 +55,11 @@ pub struct HistoryMessage {
     pub client_id: String,
     pub from: String,
     pub to: String,
+    /// The text; may be empty for a media message.
     pub body: String,
+    /// The media it carries, if any: download with `GET /v1/media/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<crate::messages::MediaRef>,
     /// When the server stored it (✓), Unix milliseconds.
     pub sent_at: i64,
     /// When it reached the recipient's device (✓✓).

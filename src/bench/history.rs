@@ -14,6 +14,7 @@ use clap::Args;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
+use store::messages::NewMessage;
 use store::{Sealer, Store, StoreOptions};
 
 use super::server::{self, http_get};
@@ -196,15 +197,15 @@ fn seed(store: &Store, names: &[String], count: usize) -> anyhow::Result<Duratio
                 let body: Vec<String> = (0..WORDS_PER_BODY)
                     .map(|_| word(skewed_rank(&mut rng)))
                     .collect();
-                tx.store_message(
-                    &names[sender],
-                    &names[recipient],
-                    &format!("seed-{n}"),
-                    &body.join(" "),
-                    None,
-                    store::clock::now_ms(),
-                    None,
-                )?;
+                tx.store_message(&NewMessage {
+                    sender: &names[sender],
+                    recipient: &names[recipient],
+                    client_id: &format!("seed-{n}"),
+                    body: &body.join(" "),
+                    media: None,
+                    sent_at: store::clock::now_ms(),
+                    expires_at: None,
+                })?;
             }
             Ok(())
         })?;

@@ -79,6 +79,8 @@ impl Store {
                         messages::delivered_at,
                         messages::read_at,
                         messages::expires_at,
+                        messages::media_id,
+                        messages::media,
                     ));
                 on_backend!(&mut *tx.conn, c => diesel::insert_into(messages_archive::table)
                     .values(rows)
@@ -92,6 +94,8 @@ impl Store {
                         messages_archive::delivered_at,
                         messages_archive::read_at,
                         messages_archive::expires_at,
+                        messages_archive::media_id,
+                        messages_archive::media,
                     ))
                     .execute(c))?;
                 on_backend!(&mut *tx.conn, c => diesel::delete(messages::table.filter(messages::id.eq_any(&movable)))

@@ -1,9 +1,10 @@
-//! What one user takes away: their account facts and every message they
-//! sent or received, opened with the message key.
+//! What one user takes away: their account facts, every message they
+//! sent or received (opened with the message key), and the media those
+//! messages carry.
 
 use diesel::prelude::*;
 
-use crate::schema::{message_history, users};
+use crate::schema::{media, message_history, users};
 use crate::{Store, StoreError};
 
 /// A user's account as exported.
@@ -14,6 +15,19 @@ pub struct ExportedUser {
     pub last_seen: Option<i64>,
     pub last_seen_privacy: String,
     pub read_receipts: bool,
+}
+
+/// A media reference as exported: which message carries which upload.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct ExportedMedia {
+    pub message_id: i64,
+    pub media_id: String,
+    pub owner: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    /// Where the bytes are in the object store.
+    pub object_key: String,
 }
 
 /// One message as exported, body in clear.
@@ -101,5 +115,25 @@ impl Store {
                 },
             )
             .collect()
+    }
+
+    /// The media carried by messages `user` sent or received (hot or
+    /// archived), oldest message first.
+    pub fn exported_media(&self, user: &str) -> Result<Vec<ExportedMedia>, StoreError> {
+        let mut conn = self.conn()?;
+        Ok(on_backend!(&mut *conn, c => message_history::table
+            .inner_join(media::table.on(media::id.nullable().eq(message_history::media_id)))
+            .filter(message_history::sender.eq(user).or(message_history::recipient.eq(user)))
+            .order(message_history::id.asc())
+            .select((
+                message_history::id,
+                media::id,
+                media::owner,
+                media::content_type,
+                media::size,
+                media::sha256,
+                media::object_key,
+            ))
+            .load(c))?)
     }
 }

@@ -16,6 +16,7 @@ use protocol::history::{Chat, HistoryMessage, Page};
 use std::collections::{HashMap, HashSet};
 
 use crate::db::AnyConnection;
+use crate::messages::open_media;
 use crate::schema::{message_history, stars};
 use crate::{Store, StoreError};
 
@@ -30,6 +31,7 @@ pub(crate) type Row = (
     Option<i64>,
     Option<i64>,
     Option<i64>,
+    Option<Vec<u8>>,
 );
 
 pub(crate) const COLUMNS: (
@@ -42,6 +44,7 @@ pub(crate) const COLUMNS: (
     message_history::delivered_at,
     message_history::read_at,
     message_history::expires_at,
+    message_history::media,
 ) = (
     message_history::id,
     message_history::client_id,
@@ -52,6 +55,7 @@ pub(crate) const COLUMNS: (
     message_history::delivered_at,
     message_history::read_at,
     message_history::expires_at,
+    message_history::media,
 );
 
 /// Turns the fetched `limit + 1` items into a page: the extra item only
@@ -210,13 +214,25 @@ impl Store {
         let sealer = self.sealer()?;
         rows.into_iter()
             .map(
-                |(id, client_id, from, to, body, sent_at, delivered_at, read_at, expires_at)| {
+                |(
+                    id,
+                    client_id,
+                    from,
+                    to,
+                    body,
+                    sent_at,
+                    delivered_at,
+                    read_at,
+                    expires_at,
+                    media,
+                )| {
                     Ok(HistoryMessage {
                         id,
                         client_id,
                         from,
                         to,
                         body: sealer.open_string(&body)?,
+                        media: open_media(sealer, media.as_deref())?,
                         sent_at,
                         delivered_at,
                         read_at,

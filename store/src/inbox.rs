@@ -181,7 +181,16 @@ type InboxRow = (
     i64,
     String,
     Option<String>,
-    Option<(i64, String, String, String, Vec<u8>, Option<Vec<u8>>, i64, Option<i64>)>,
+    Option<(
+        i64,
+        String,
+        String,
+        String,
+        Vec<u8>,
+        Option<Vec<u8>>,
+        i64,
+        Option<i64>,
+    )>,
 );
 
 impl Store {
@@ -212,29 +221,33 @@ impl Store {
         rows.into_iter()
             .map(|(seq, kind, payload, message)| {
                 let event = match (kind.as_str(), message, payload) {
-                    ("message", Some((id, client_id, from, to, body, media, sent_at, expires_at)), _) => {
-                        Event::Message(MessageEvent {
-                            id,
-                            client_id,
-                            from,
-                            to,
-                            body: sealer.open_string(&body)?,
-                            media: open_media(sealer, media.as_deref())?,
-                            sent_at,
-                            expires_at,
-                        })
-                    }
-                    ("ack", Some((id, client_id, _from, to, body, media, sent_at, expires_at)), _) => {
-                        Event::Ack(AckEvent {
-                            id,
-                            client_id,
-                            to,
-                            body: sealer.open_string(&body)?,
-                            media: open_media(sealer, media.as_deref())?,
-                            sent_at,
-                            expires_at,
-                        })
-                    }
+                    (
+                        "message",
+                        Some((id, client_id, from, to, body, media, sent_at, expires_at)),
+                        _,
+                    ) => Event::Message(MessageEvent {
+                        id,
+                        client_id,
+                        from,
+                        to,
+                        body: sealer.open_string(&body)?,
+                        media: open_media(sealer, media.as_deref())?,
+                        sent_at,
+                        expires_at,
+                    }),
+                    (
+                        "ack",
+                        Some((id, client_id, _from, to, body, media, sent_at, expires_at)),
+                        _,
+                    ) => Event::Ack(AckEvent {
+                        id,
+                        client_id,
+                        to,
+                        body: sealer.open_string(&body)?,
+                        media: open_media(sealer, media.as_deref())?,
+                        sent_at,
+                        expires_at,
+                    }),
                     ("other", _, Some(json)) => serde_json::from_str(&json)
                         .map_err(|e| StoreError::Corrupt(format!("inbox {user}/{seq}: {e}")))?,
                     (kind, _, _) => {

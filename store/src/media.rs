@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use std::collections::HashMap;
 
 use crate::db::Tx;
-use crate::schema::{media, messages};
+use crate::schema::{media, message_history};
 use crate::{clock, Store, StoreError};
 
 /// One uploaded object.
@@ -100,10 +100,11 @@ impl Store {
     /// does not exist.
     pub fn readable_media(&self, id: &str, user: &str) -> Result<Option<Media>, StoreError> {
         let mut conn = self.conn()?;
+        // Hot or archived: an old message's media stays readable.
         let carried_to_user = diesel::dsl::exists(
-            messages::table
-                .filter(messages::media_id.eq(id))
-                .filter(messages::recipient.eq(user)),
+            message_history::table
+                .filter(message_history::media_id.eq(id))
+                .filter(message_history::recipient.eq(user)),
         );
         Ok(on_backend!(&mut *conn, c => media::table
             .filter(media::id.eq(id))
@@ -127,7 +128,7 @@ impl Store {
     pub fn media_orphans(&self, older_than: i64, limit: usize) -> Result<Vec<Media>, StoreError> {
         let mut conn = self.conn()?;
         let referenced = diesel::dsl::exists(
-            messages::table.filter(messages::media_id.eq(media::id.nullable())),
+            message_history::table.filter(message_history::media_id.eq(media::id.nullable())),
         );
         Ok(on_backend!(&mut *conn, c => media::table
             .filter(media::created_at.lt(older_than))
@@ -145,7 +146,8 @@ impl Store {
     /// foreign key.
     pub fn delete_orphan(&self, id: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
-        let referenced = diesel::dsl::exists(messages::table.filter(messages::media_id.eq(id)));
+        let referenced =
+            diesel::dsl::exists(message_history::table.filter(message_history::media_id.eq(id)));
         let deleted = on_backend!(&mut *conn, c => diesel::delete(
             media::table
                 .filter(media::id.eq(id))

@@ -9,6 +9,24 @@ use crate::db::Tx;
 use crate::schema::{message_history, messages, messages_archive, users};
 use crate::StoreError;
 
+/// A message to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessage<'a> {
+    pub sender: &'a str,
+    pub recipient: &'a str,
+    /// The sender's own id for it; a second message with it is a resend.
+    pub client_id: &'a str,
+    pub body: &'a str,
+    pub media: Option<&'a MediaRef>,
+    pub sent_at: i64,
+    /// When expiry deletes it (the chat's disappearing timer).
+    pub expires_at: Option<i64>,
+}
+
+/// A stored message as a resend finds it: id, recipient, sealed body,
+/// sealed media, sent at, expires at.
+type FirstStored = (i64, String, Vec<u8>, Option<Vec<u8>>, i64, Option<i64>);
+
 /// What storing a message did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
@@ -35,19 +53,18 @@ impl Tx<'_> {
         Ok(found.into_iter().collect())
     }
 
-    /// Stores a message unless `sender` already stored `client_id`. The
-    /// caller has checked that `media`, if any, is the sender's. It is
-    /// deleted by expiry at `expires_at`, if given.
-    pub fn store_message(
-        &mut self,
-        sender: &str,
-        recipient: &str,
-        client_id: &str,
-        body: &str,
-        media: Option<&MediaRef>,
-        sent_at: i64,
-        expires_at: Option<i64>,
-    ) -> Result<Stored, StoreError> {
+    /// Stores `message` unless its sender already stored its client id.
+    /// The caller has checked that its media, if any, is the sender's.
+    pub fn store_message(&mut self, message: &NewMessage<'_>) -> Result<Stored, StoreError> {
+        let NewMessage {
+            sender,
+            recipient,
+            client_id,
+            body,
+            media,
+            sent_at,
+            expires_at,
+        } = *message;
         let sealed = self.sealer()?.seal(body.as_bytes());
         let sealed_media = match media {
             Some(media) => Some(self.sealer()?.seal(&serde_json::to_vec(media).map_err(|e| {
@@ -72,11 +89,12 @@ impl Tx<'_> {
             .get_result(c)
             .optional())?;
         if let Some(id) = inserted {
-            self.index_message(id, sender, recipient, body)?;
+            // A media caption is searchable like a body.
+            let caption = media.map_or("", |m| m.caption.as_str());
+            self.index_message(id, sender, recipient, &format!("{body}\n{caption}"))?;
             return Ok(Stored::New { id });
         }
-        let (id, recipient, body, media, sent_at, expires_at): (i64, String, Vec<u8>, Option<Vec<u8>>, i64, Option<i64>) =
-            on_backend!(&mut *self.conn, c => messages::table
+        let (id, recipient, body, media, sent_at, expires_at): FirstStored = on_backend!(&mut *self.conn, c => messages::table
             .filter(messages::sender.eq(sender))
             .filter(messages::client_id.eq(client_id))
             .select((messages::id, messages::recipient, messages::body, messages::media, messages::sent_at, messages::expires_at))

@@ -122,6 +122,8 @@ diesel::table! {
         delivered_at -> Nullable<BigInt>,
         read_at -> Nullable<BigInt>,
         expires_at -> Nullable<BigInt>,
+        media_id -> Nullable<Text>,
+        media -> Nullable<Binary>,
     }
 }
 
@@ -137,6 +139,8 @@ diesel::table! {
         delivered_at -> Nullable<BigInt>,
         read_at -> Nullable<BigInt>,
         expires_at -> Nullable<BigInt>,
+        media_id -> Nullable<Text>,
+        media -> Nullable<Binary>,
     }
 }
 
@@ -212,3 +216,5 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(nodes, sessions);
+
+diesel::allow_tables_to_appear_in_same_query!(media, message_history);

@@ -52,7 +52,15 @@ fn send(store: &Store, client_id: &str, media: &str) {
                 size: 10,
                 caption: "c".into(),
             };
-            tx.store_message("alice", "bob", client_id, "", Some(&reference), 1)
+            tx.store_message(&store::messages::NewMessage {
+                sender: "alice",
+                recipient: "bob",
+                client_id,
+                body: "",
+                media: Some(&reference),
+                sent_at: 1,
+                expires_at: None,
+            })
         })
         .unwrap();
 }
