@@ -79,21 +79,6 @@ fn send_http(server: &Server, token: &str, id: &str, to: &str, body: &str) {
     assert_eq!(sent.status, 201, "send {id}: {}", sent.body);
 }
 
-/// Connects and cleanly disconnects `user`, so they have a last seen.
-async fn visit(server: &Server, user: &str, token: &str) {
-    let client = mqtt::connect(server.mqtt, &format!("{user}.visit"), Some((user, token)))
-        .await
-        .expect_connected();
-    let store = server.store();
-    assert!(eventually(TIMEOUT, || store.is_online(user).unwrap()).await);
-    client.disconnect().await;
-    assert!(
-        eventually(TIMEOUT, || !store.is_online(user).unwrap()
-            && store.presence_of(user).unwrap().1.is_some())
-        .await
-    );
-}
-
 /// The retained presence message of each of `users`, as a fresh watcher
 /// receives it on subscribing.
 async fn retained_presence(server: &Server, watcher: (&str, &str), users: &[String]) -> Vec<Value> {
@@ -197,7 +182,7 @@ on_both_backends! {
         let idle: Vec<String> = (0..6).map(|i| format!("idle{i}")).collect();
         for name in &idle {
             let token = server.register(name);
-            visit(&server, name, &token).await;
+            mqtt::visit(&server, name, &token).await;
         }
         // Enough history that the snapshot takes a while to read.
         let store = server.store();

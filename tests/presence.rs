@@ -56,21 +56,6 @@ fn set_privacy(server: &Server, token: &str, change: Value) -> Value {
     response.json()
 }
 
-/// Connects and cleanly disconnects `user`, so they have a last seen.
-async fn visit(server: &Server, user: &str, token: &str) {
-    let client = mqtt::connect(server.mqtt, &format!("{user}.visit"), Some((user, token)))
-        .await
-        .expect_connected();
-    let store = server.store();
-    assert!(eventually(TIMEOUT, || store.is_online(user).unwrap()).await);
-    client.disconnect().await;
-    assert!(
-        eventually(TIMEOUT, || !store.is_online(user).unwrap()
-            && store.presence_of(user).unwrap().1.is_some())
-        .await
-    );
-}
-
 on_both_backends! {
     async fn watchers_see_online_then_offline_with_last_seen_on_a_clean_disconnect(backend) {
         let server = Server::start(backend);
@@ -138,7 +123,7 @@ on_both_backends! {
     async fn privacy_settings_and_reciprocity_decide_who_sees_last_seen(backend) {
         let server = Server::start(backend);
         let (alice_token, bob_token, carol_token) = (server.register("alice"), server.register("bob"), server.register("carol"));
-        visit(&server, "alice", &alice_token).await;
+        mqtt::visit(&server, "alice", &alice_token).await;
         // Bob and Alice are contacts; Carol is a stranger.
         let sent = request(server.http, "POST", "/v1/messages", Some(r#"{"id":"hi-1","to":"alice","body":"hi"}"#), Some(&bob_token));
         assert_eq!(sent.status, 201);
@@ -180,7 +165,7 @@ on_both_backends! {
     async fn a_viewer_who_loses_permission_gets_no_new_last_seen(backend) {
         let server = Server::start(backend);
         let (alice_token, bob_token) = (server.register("alice"), server.register("bob"));
-        visit(&server, "alice", &alice_token).await;
+        mqtt::visit(&server, "alice", &alice_token).await;
         // Bob watches while permitted and receives the retained presence.
         let mut bob = watcher(&server, "bob", &bob_token, "alice").await;
         assert!(next_presence(&mut bob, TIMEOUT).await.unwrap()["last_seen"].is_i64());
@@ -290,7 +275,7 @@ on_both_backends! {
     async fn nothing_but_presence_writes_last_seen(backend) {
         let server = Server::start(backend);
         let alice_token = server.register("alice");
-        visit(&server, "alice", &alice_token).await;
+        mqtt::visit(&server, "alice", &alice_token).await;
         let store = server.store();
         let before = store.presence_of("alice").unwrap().1.expect("alice has a last seen");
         tokio::time::sleep(Duration::from_millis(20)).await;

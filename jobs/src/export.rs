@@ -2,8 +2,8 @@
 //! user to take away.
 //!
 //! The archive holds `user.json` (account and privacy settings),
-//! `messages.json` (every message they sent or received, bodies in clear,
-//! with delivered and read times), `media.json` (references to their
+//! `messages.json` (every message they sent or received as history shows
+//! it: bodies in clear, delivered and read times, media, stars), `media.json` (references to their
 //! media) and `device_backups.json` (what device backups the server
 //! keeps; their bytes are the device's own ciphertext and are fetched with
 //! `GET /v1/me/backup`). Exporting only reads: it never moves last seen.
@@ -48,19 +48,10 @@ pub fn export_user(store: &Store, user: &str, path: &Path) -> Result<Counts, Job
     loop {
         let page = store.exported_messages(user, after, PAGE)?;
         for message in &page {
-            let item = json!({
-                "id": message.id,
-                "client_id": message.client_id,
-                "from": message.from,
-                "to": message.to,
-                "body": message.body,
-                "sent_at": message.sent_at,
-                "delivered_at": message.delivered_at,
-                "read_at": message.read_at,
-            });
+            let item = serde_json::to_string(message).expect("messages serialise");
             let separator: &[u8] = if progress.done() == 0 { b"\n" } else { b",\n" };
             write(&mut zip, separator)?;
-            write(&mut zip, item.to_string().as_bytes())?;
+            write(&mut zip, item.as_bytes())?;
             progress.add(1);
         }
         match page.last() {

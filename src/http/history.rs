@@ -11,7 +11,6 @@ use protocol::history::{
 use protocol::messages::{StarRequest, TIMER_CHOICES};
 use protocol::{ErrorCode, UserName};
 use store::search::BadSearch;
-use store::StoreError;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody, QueryParams};
@@ -27,31 +26,6 @@ fn limit(page: &PageQuery) -> Result<usize, ApiError> {
 /// found.
 fn peer_name(name: &str) -> Result<UserName, ApiError> {
     UserName::parse(name).map_err(|_| ApiError::new(ErrorCode::NotFound, "no such user"))
-}
-
-/// Blanks `read_at` on the caller's own messages where a read receipt
-/// would not have told them: unless both participants share receipts.
-fn hide_unshared_reads<'a>(
-    state: &AppState,
-    me: &str,
-    messages: impl IntoIterator<Item = &'a mut HistoryMessage>,
-) -> Result<(), StoreError> {
-    let mut messages: Vec<&mut HistoryMessage> = messages
-        .into_iter()
-        .filter(|m| m.from == me && m.read_at.is_some())
-        .collect();
-    if messages.is_empty() {
-        return Ok(());
-    }
-    let mut names: Vec<&str> = messages.iter().map(|m| m.to.as_str()).collect();
-    names.push(me);
-    let sharing = state.store.with_read_receipts(&names)?;
-    for message in &mut messages {
-        if !(sharing.contains(me) && sharing.contains(&message.to)) {
-            message.read_at = None;
-        }
-    }
-    Ok(())
 }
 
 /// Conversations, the one with the newest message first.
@@ -73,11 +47,9 @@ pub async fn chats(
     blocking(move || {
         let me = caller.user.as_str();
         let mut chats = state.store.chats(me, page.before, limit)?;
-        hide_unshared_reads(
-            &state,
-            me,
-            chats.items.iter_mut().map(|c| &mut c.last_message),
-        )?;
+        state
+            .store
+            .hide_unshared_reads(me, chats.items.iter_mut().map(|c| &mut c.last_message))?;
         Ok(Json(chats))
     })
     .await
@@ -106,7 +78,7 @@ pub async fn conversation(
         let mut messages = state
             .store
             .conversation(me, peer.as_str(), page.before, limit)?;
-        hide_unshared_reads(&state, me, &mut messages.items)?;
+        state.store.hide_unshared_reads(me, &mut messages.items)?;
         Ok(Json(messages))
     })
     .await
@@ -131,7 +103,9 @@ pub async fn stars(
     blocking(move || {
         let me = caller.user.as_str();
         let mut stars = state.store.stars(me, page.before, limit)?;
-        hide_unshared_reads(&state, me, stars.items.iter_mut().map(|s| &mut s.message))?;
+        state
+            .store
+            .hide_unshared_reads(me, stars.items.iter_mut().map(|s| &mut s.message))?;
         Ok(Json(stars))
     })
     .await
@@ -251,7 +225,7 @@ pub async fn search(
         let peer = peer.as_ref().map(UserName::as_str);
         let mut found = state.store.search(me, &query.q, peer, page.before, limit)?;
         if let Ok(page) = &mut found {
-            hide_unshared_reads(&state, me, &mut page.items)?;
+            state.store.hide_unshared_reads(me, &mut page.items)?;
         }
         Ok(found)
     })

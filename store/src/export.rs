@@ -3,7 +3,9 @@
 //! messages carry.
 
 use diesel::prelude::*;
+use protocol::history::HistoryMessage;
 
+use crate::history::{Row, COLUMNS};
 use crate::schema::{media, message_history, users};
 use crate::{Store, StoreError};
 
@@ -30,30 +32,6 @@ pub struct ExportedMedia {
     pub object_key: String,
 }
 
-/// One message as exported, body in clear.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExportedMessage {
-    pub id: i64,
-    pub client_id: String,
-    pub from: String,
-    pub to: String,
-    pub body: String,
-    pub sent_at: i64,
-    pub delivered_at: Option<i64>,
-    pub read_at: Option<i64>,
-}
-
-type MessageRow = (
-    i64,
-    String,
-    String,
-    String,
-    Vec<u8>,
-    i64,
-    Option<i64>,
-    Option<i64>,
-);
-
 impl Store {
     /// The account row of `user` (read only: exporting never moves last seen).
     pub fn exported_user(&self, user: &str) -> Result<ExportedUser, StoreError> {
@@ -74,47 +52,25 @@ impl Store {
     }
 
     /// Up to `limit` messages `user` sent or received with id > `after`,
-    /// oldest first, bodies opened; archived messages included.
+    /// oldest first, as history shows them (bodies opened, media, stars);
+    /// archived messages included.
     pub fn exported_messages(
         &self,
         user: &str,
         after: i64,
         limit: usize,
-    ) -> Result<Vec<ExportedMessage>, StoreError> {
-        let sealer = self.sealer()?;
+    ) -> Result<Vec<HistoryMessage>, StoreError> {
         let mut conn = self.conn()?;
-        let rows: Vec<MessageRow> = on_backend!(&mut *conn, c => message_history::table
+        let rows: Vec<Row> = on_backend!(&mut *conn, c => message_history::table
             .filter(message_history::sender.eq(user).or(message_history::recipient.eq(user)))
             .filter(message_history::id.gt(after))
             .order(message_history::id.asc())
             .limit(limit as i64)
-            .select((
-                message_history::id,
-                message_history::client_id,
-                message_history::sender,
-                message_history::recipient,
-                message_history::body,
-                message_history::sent_at,
-                message_history::delivered_at,
-                message_history::read_at,
-            ))
+            .select(COLUMNS)
             .load(c))?;
-        rows.into_iter()
-            .map(
-                |(id, client_id, from, to, body, sent_at, delivered_at, read_at)| {
-                    Ok(ExportedMessage {
-                        id,
-                        client_id,
-                        from,
-                        to,
-                        body: sealer.open_string(&body)?,
-                        sent_at,
-                        delivered_at,
-                        read_at,
-                    })
-                },
-            )
-            .collect()
+        let mut messages = self.history_messages(&mut conn, user, rows)?;
+        self.hide_unshared_reads(user, &mut messages)?;
+        Ok(messages)
     }
 
     /// The media carried by messages `user` sent or received (hot or

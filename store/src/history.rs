@@ -192,6 +192,32 @@ impl Store {
         self.history_messages(conn, me, rows)
     }
 
+    /// Blanks `read_at` on `me`'s own messages where a read receipt would
+    /// not have told them, as the bridge decides receipts: unless both
+    /// participants have read receipts on (now).
+    pub fn hide_unshared_reads<'a>(
+        &self,
+        me: &str,
+        messages: impl IntoIterator<Item = &'a mut HistoryMessage>,
+    ) -> Result<(), StoreError> {
+        let mut messages: Vec<&mut HistoryMessage> = messages
+            .into_iter()
+            .filter(|m| m.from == me && m.read_at.is_some())
+            .collect();
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut names: Vec<&str> = messages.iter().map(|m| m.to.as_str()).collect();
+        names.push(me);
+        let sharing = self.with_read_receipts(&names)?;
+        for message in &mut messages {
+            if !(sharing.contains(me) && sharing.contains(&message.to)) {
+                message.read_at = None;
+            }
+        }
+        Ok(())
+    }
+
     /// Opens the bodies of `rows` and marks the ones `me` starred.
     pub(crate) fn history_messages(
         &self,

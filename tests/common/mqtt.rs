@@ -240,3 +240,18 @@ pub fn connect_packet_with_keepalive(
     connect.write(&mut packet).expect("encode CONNECT");
     packet.to_vec()
 }
+
+/// Connects and cleanly disconnects `user`, so they have a last seen.
+pub async fn visit(server: &super::Server, user: &str, token: &str) {
+    let client = connect(server.mqtt, &format!("{user}.visit"), Some((user, token)))
+        .await
+        .expect_connected();
+    let store = server.store();
+    assert!(super::eventually(TIMEOUT, || store.is_online(user).unwrap()).await);
+    client.disconnect().await;
+    assert!(
+        super::eventually(TIMEOUT, || !store.is_online(user).unwrap()
+            && store.presence_of(user).unwrap().1.is_some())
+        .await
+    );
+}
