@@ -1,5 +1,5 @@
-//! Archival and disappearing messages, run as an operator would run the
-//! jobs by hand (`bluetick job run NAME`), with that process's clock
+//! Archival, disappearing messages and orphaned uploads, run as an
+//! operator would run the jobs by hand (`bluetick job run NAME`), with that process's clock
 //! skewed forward (`BLUETICK_CLOCK_SKEW_SECS`) to age the messages.
 
 mod common;
@@ -207,5 +207,31 @@ on_both_backends! {
         carol.settle(Duration::from_millis(300)).await;
         assert!(carol.messages().is_empty(), "{:?}", carol.seen);
         assert!(carol.seen.iter().any(|e| matches!(e, AppEvent::Timer(t) if t.by == "alice")));
+    }
+
+    async fn cleanup_removes_uploads_no_message_refers_to_after_a_day(backend) {
+        let server = Server::start(backend);
+        let alice_token = server.register("alice");
+        server.register("bob");
+        let orphan = media::upload_ok(server.http, &alice_token, "application/pdf", b"%PDF-1.4 never sent");
+        let sent = media::upload_ok(server.http, &alice_token, "application/pdf", b"%PDF-1.4 sent to bob");
+        let with_media = json!({ "id": "doc-1", "to": "bob", "media": { "id": sent } }).to_string();
+        let stored = request(server.http, "POST", "/v1/messages", Some(&with_media), Some(&alice_token));
+        assert_eq!(stored.status, 201, "{}", stored.body);
+        assert_eq!(media_files(&server), 2);
+
+        // Within the day, nothing goes: the client may still send it.
+        run_job(&server, "cleanup", 23 * 3600);
+        assert_eq!(count(&server, "media"), 2);
+        // After it, the unsent upload goes, row and object; the sent one stays.
+        let cleaned = run_job(&server, "cleanup", 25 * 3600);
+        assert!(cleaned.contains(r#""media":1"#), "{cleaned}");
+        assert_eq!(count(&server, &format!("media WHERE id = '{orphan}'")), 0);
+        assert_eq!(count(&server, &format!("media WHERE id = '{sent}'")), 1);
+        assert_eq!(media_files(&server), 1);
+        let gone = media::get(server.http, Some(&alice_token), &format!("/v1/media/{orphan}"), None);
+        assert_eq!(gone.status, 404);
+        let kept = media::get(server.http, Some(&alice_token), &format!("/v1/media/{sent}"), None);
+        assert_eq!(kept.status, 200);
     }
 }
