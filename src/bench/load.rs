@@ -47,6 +47,10 @@ pub struct LoadResult {
     pub sent: u64,
     pub received: u64,
     pub lost: u64,
+    /// Of the lost: the server acked them (✓, so they are stored), but the
+    /// push to the recipient never came. The bench client does not sync,
+    /// so it cannot recover these; an SDK client would.
+    pub lost_after_ack: u64,
     pub duplicates: u64,
     pub order_violations: u64,
     pub send_to_ack: Samples,
@@ -177,8 +181,12 @@ pub async fn run(
         received: shared.received.load(Ordering::Relaxed),
         ..LoadResult::default()
     };
+    let ledgers: Vec<Ledger> = ledgers
+        .into_iter()
+        .map(|ledger| std::mem::take(&mut *ledger.lock().unwrap_or_else(|p| p.into_inner())))
+        .collect();
+    result.lost_after_ack = acked_not_received(&names, &ledgers);
     for ledger in ledgers {
-        let ledger = std::mem::take(&mut *ledger.lock().unwrap_or_else(|p| p.into_inner()));
         result.duplicates += ledger.duplicates;
         result.order_violations += ledger.order_violations;
         result.send_to_ack.extend(ledger.send_to_ack);
@@ -263,6 +271,25 @@ async fn connect(
         }
     });
     Ok((client, driver))
+}
+
+/// Sends the server acked whose message never reached the recipient.
+fn acked_not_received(names: &[String], ledgers: &[Ledger]) -> u64 {
+    let by_name: HashMap<&str, &Ledger> = names.iter().map(String::as_str).zip(ledgers).collect();
+    let mut missing = 0;
+    for (sender, ledger) in names.iter().zip(ledgers) {
+        for (peer, n) in ledger.by_id.values() {
+            let received = by_name
+                .get(peer.as_str())
+                .and_then(|peer| peer.received.get(sender))
+                .is_some_and(|(seen, _)| seen.contains(n));
+            if !received {
+                eprintln!("{sender} → {peer}: send {n} was acked (stored) but never arrived");
+                missing += 1;
+            }
+        }
+    }
+    missing
 }
 
 fn on_event(me: &str, event: InboxEvent, shared: &Shared, ledger: &Mutex<Ledger>) {

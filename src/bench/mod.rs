@@ -251,6 +251,7 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         sent: result.sent,
         received: result.received,
         lost: result.lost,
+        lost_after_ack: result.lost_after_ack,
         duplicates: result.duplicates,
         order_violations: result.order_violations,
         sustained_messages_per_second: result.sustained_per_second,

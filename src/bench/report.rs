@@ -19,6 +19,9 @@ pub struct Report {
     pub sent: u64,
     pub received: u64,
     pub lost: u64,
+    /// Of `lost`: acked by the server (so stored) but never pushed to the
+    /// recipient; a syncing client (the SDK) gets these back.
+    pub lost_after_ack: u64,
     pub duplicates: u64,
     pub order_violations: u64,
     pub sustained_messages_per_second: f64,
@@ -80,8 +83,8 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "sent {} received {} lost {} duplicates {} order violations {}",
-            self.sent, self.received, self.lost, self.duplicates, self.order_violations
+            "sent {} received {} lost {} (of which stored, acked and not pushed: {}) duplicates {} order violations {}",
+            self.sent, self.received, self.lost, self.lost_after_ack, self.duplicates, self.order_violations
         );
         if self.broker_drops > 0 {
             let _ = writeln!(out, "the broker skipped lagging subscribers {} times (acked, then dropped; the SDK would resend or sync)", self.broker_drops);
