@@ -7,8 +7,8 @@
 //! `pragma_table_info` on SQLite, `information_schema` on PostgreSQL).
 //! Rows are rendered as one JSON object each by the database itself:
 //! `row_to_json` on PostgreSQL (binary as `"\x…"`), `json_object` on SQLite
-//! (binary as hex). Rows are read in pages by physical key (`ctid`,
-//! `rowid`), so a large table never sits in memory.
+//! (binary as hex). Rows are read in pages (by `rowid` on SQLite, from a
+//! cursor on PostgreSQL), so a large table never sits in memory.
 //!
 //! Two limits for whoever adds tables: on SQLite a table must keep its
 //! `rowid` (no `WITHOUT ROWID`), since pages are read by it, and have at
@@ -134,7 +134,8 @@ impl Snapshot {
 
     /// Up to `limit` rows of `table` after the row keyed `after` (from the
     /// start if `None`), as `(key, JSON object)`. Pass the last key back in
-    /// to read the next page.
+    /// to read the next page. Pages of one table must be read in order,
+    /// one table at a time: on PostgreSQL they come from one cursor.
     pub fn rows(
         &mut self,
         table: &Table,
@@ -143,13 +144,18 @@ impl Snapshot {
     ) -> Result<Vec<(String, String)>, StoreError> {
         let name = quote(&table.name);
         let rows: Vec<KeyedRow> = match &mut *self.conn {
-            AnyConnection::Postgres(c) => diesel::sql_query(format!(
-                "SELECT ctid::text AS key, row_to_json(t)::text AS row FROM {name} t \
-                 WHERE ctid > $1::tid ORDER BY ctid LIMIT $2"
-            ))
-            .bind::<Text, _>(after.unwrap_or("(0,0)"))
-            .bind::<BigInt, _>(limit as i64)
-            .load(c)?,
+            // A cursor reads the table in one pass. Paging by `ctid > last
+            // ORDER BY ctid` instead made PostgreSQL sort the rest of the
+            // table for every page: quadratic, 50 s for a 500k-row index.
+            AnyConnection::Postgres(c) => {
+                if after.is_none() {
+                    c.batch_execute(&format!(
+                        "CLOSE ALL; DECLARE snapshot_rows NO SCROLL CURSOR FOR \
+                         SELECT ctid::text AS key, row_to_json(t)::text AS row FROM {name} t"
+                    ))?;
+                }
+                diesel::sql_query(format!("FETCH FORWARD {limit} FROM snapshot_rows")).load(c)?
+            }
             AnyConnection::Sqlite(c) => {
                 let fields: Vec<String> = table
                     .columns
