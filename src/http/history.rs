@@ -14,7 +14,7 @@ use store::search::BadSearch;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody, QueryParams};
-use super::{blocking, AppState};
+use super::{blocking, submit, AppState};
 
 /// The page size asked for, or a 400.
 fn limit(page: &PageQuery) -> Result<usize, ApiError> {
@@ -246,10 +246,8 @@ pub async fn search(
 /// Runs a request through the bridge, like its MQTT form, so the events it
 /// makes reach the users' devices; a refusal becomes the HTTP error.
 async fn apply(state: &AppState, request: Request) -> Result<(), ApiError> {
-    match state.bridge.submit(request).await {
-        Ok(Outcome::Applied) => Ok(()),
-        Ok(Outcome::Refused(rejection)) => Err(ApiError::new(rejection.code, rejection.message)),
-        Ok(Outcome::Stored(_)) => Err(ApiError::new(ErrorCode::Internal, "unexpected outcome")),
-        Err(e) => Err(ApiError::new(ErrorCode::Unavailable, e.to_string())),
+    match submit(state, request, "applied").await? {
+        Outcome::Applied => Ok(()),
+        _ => Err(ApiError::new(ErrorCode::Internal, "unexpected outcome")),
     }
 }

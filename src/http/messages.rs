@@ -12,10 +12,7 @@ use protocol::ErrorCode;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::Caller;
-use super::AppState;
-
-/// Longest an HTTP send waits for its commit.
-const SUBMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+use super::{submit, AppState};
 
 /// Sends a message. Body: the MQTT `send` payload `{"id","to","body"}`. 201 with the ack
 /// (`{"id","client_id","to","body","sent_at"}`) once stored; repeating the
@@ -51,19 +48,8 @@ pub async fn send(
         },
         Err(rejection) => return Err(ApiError::new(rejection.code, rejection.message)),
     };
-    // The bridge retries a failing commit until the database is back; an
-    // HTTP caller gets a 503 instead of waiting that long, and may retry
-    // with the same id safely.
-    match tokio::time::timeout(SUBMIT_TIMEOUT, state.bridge.submit(request)).await {
-        Ok(Ok(Outcome::Stored(ack))) => Ok((StatusCode::CREATED, Json(ack))),
-        Ok(Ok(Outcome::Refused(rejection))) => {
-            Err(ApiError::new(rejection.code, rejection.message))
-        }
-        Ok(Ok(Outcome::Applied)) => Err(ApiError::new(ErrorCode::Internal, "unexpected outcome")),
-        Ok(Err(e)) => Err(ApiError::new(ErrorCode::Unavailable, e.to_string())),
-        Err(_) => Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "not stored within 15 s; retry with the same id",
-        )),
+    match submit(&state, request, "stored").await? {
+        Outcome::Stored(ack) => Ok((StatusCode::CREATED, Json(ack))),
+        _ => Err(ApiError::new(ErrorCode::Internal, "unexpected outcome")),
     }
 }

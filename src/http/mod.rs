@@ -107,6 +107,33 @@ pub fn router(state: AppState, max_json_body: usize) -> Router {
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/v1/openapi.json";
 
+/// Longest an HTTP request waits for the bridge to commit it.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Runs `request` through the bridge, as its MQTT form would go, and
+/// returns what became of it; a refusal is the HTTP error. The bridge
+/// retries a failing commit until the database is back, so an HTTP caller
+/// gets a 503 after [`SUBMIT_TIMEOUT`] instead of waiting that long; every
+/// such request is safe to repeat (sends by their id, stars and timers by
+/// being idempotent). `done` says what did not happen in time.
+pub(crate) async fn submit(
+    state: &AppState,
+    request: bridge::Request,
+    done: &str,
+) -> Result<bridge::Outcome, ApiError> {
+    match tokio::time::timeout(SUBMIT_TIMEOUT, state.bridge.submit(request)).await {
+        Ok(Ok(bridge::Outcome::Refused(rejection))) => {
+            Err(ApiError::new(rejection.code, rejection.message))
+        }
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(e)) => Err(ApiError::new(ErrorCode::Unavailable, e.to_string())),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!("not {done} within 15 s; retrying the same request is safe"),
+        )),
+    }
+}
+
 /// Runs store work on the blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,

@@ -52,16 +52,6 @@ impl Tx<'_> {
         }
         Ok(true)
     }
-
-    /// The timers (seconds) of `user`'s chats with `peers`; chats without
-    /// one are absent.
-    pub fn timers(
-        &mut self,
-        user: &str,
-        peers: &[&str],
-    ) -> Result<HashMap<String, i64>, StoreError> {
-        timers(self.conn, user, peers)
-    }
 }
 
 impl Tx<'_> {
