@@ -51,6 +51,8 @@ pub struct LoadResult {
     /// push to the recipient never came. The bench client does not sync,
     /// so it cannot recover these; an SDK client would.
     pub lost_after_ack: u64,
+    /// Each lost send, for the report (the first few are printed).
+    pub lost_sends: Vec<LostSend>,
     pub duplicates: u64,
     pub order_violations: u64,
     pub send_to_ack: Samples,
@@ -62,11 +64,22 @@ pub struct LoadResult {
     pub sustained_per_second: f64,
 }
 
+/// A send whose message never reached its recipient.
+#[derive(Debug, Clone, Serialize)]
+pub struct LostSend {
+    pub sender: String,
+    pub peer: String,
+    /// The client message id, `{sender}-{n}`.
+    pub client_id: String,
+    /// Whether the server's ack (✓) came, which means it was stored.
+    pub acked: bool,
+}
+
 /// One user's view of the run.
 #[derive(Default)]
 struct Ledger {
-    /// My send number → when I sent it.
-    sent_at: HashMap<u64, Instant>,
+    /// My send number → when I sent it, and to whom (index in the names).
+    sent_at: HashMap<u64, (Instant, usize)>,
     /// Server id of my message → (peer, my send number).
     by_id: BTreeMap<i64, (String, u64)>,
     /// My send numbers whose ✓✓ came.
@@ -119,11 +132,19 @@ pub async fn run(
     let names: Arc<Vec<String>> = Arc::new(users.iter().map(|(u, _)| u.clone()).collect());
     let mut ledgers = Vec::new();
     let mut tasks = Vec::new();
-    for (index, (user, token)) in users.iter().enumerate() {
+    let mut clients = Vec::new();
+    for (user, token) in users {
         let ledger = Arc::new(Mutex::new(Ledger::default()));
         let (client, driver) = connect(mqtt, user, token, shared.clone(), ledger.clone()).await?;
         tasks.push(driver);
-        let per_user_rate = config.rate.map(|r| r / users.len() as f64);
+        clients.push(client);
+        ledgers.push(ledger);
+    }
+    // Sending starts only once every recipient is subscribed: a push
+    // published before its recipient subscribes reaches nobody, and these
+    // clients do not sync on connect to fetch it (the SDK does).
+    let per_user_rate = config.rate.map(|r| r / users.len() as f64);
+    for (index, client) in clients.into_iter().enumerate() {
         tasks.push(tokio::spawn(send_loop(
             client,
             index,
@@ -131,9 +152,8 @@ pub async fn run(
             config.clone(),
             per_user_rate,
             shared.clone(),
-            ledger.clone(),
+            ledgers[index].clone(),
         )));
-        ledgers.push(ledger);
     }
 
     // Progress while it runs.
@@ -185,7 +205,8 @@ pub async fn run(
         .into_iter()
         .map(|ledger| std::mem::take(&mut *ledger.lock().unwrap_or_else(|p| p.into_inner())))
         .collect();
-    result.lost_after_ack = acked_not_received(&names, &ledgers);
+    result.lost_sends = lost_sends(&names, &ledgers);
+    result.lost_after_ack = result.lost_sends.iter().filter(|l| l.acked).count() as u64;
     for ledger in ledgers {
         result.duplicates += ledger.duplicates;
         result.order_violations += ledger.order_violations;
@@ -273,23 +294,30 @@ async fn connect(
     Ok((client, driver))
 }
 
-/// Sends the server acked whose message never reached the recipient.
-fn acked_not_received(names: &[String], ledgers: &[Ledger]) -> u64 {
-    let by_name: HashMap<&str, &Ledger> = names.iter().map(String::as_str).zip(ledgers).collect();
-    let mut missing = 0;
+/// Sends whose message never reached the recipient, and whether the
+/// server acked each (stored it) or never answered.
+fn lost_sends(names: &[String], ledgers: &[Ledger]) -> Vec<LostSend> {
+    let mut lost = Vec::new();
     for (sender, ledger) in names.iter().zip(ledgers) {
-        for (peer, n) in ledger.by_id.values() {
-            let received = by_name
-                .get(peer.as_str())
-                .and_then(|peer| peer.received.get(sender))
+        let mut numbers: Vec<_> = ledger.sent_at.iter().collect();
+        numbers.sort_by_key(|(n, _)| **n);
+        for (n, (_, peer)) in numbers {
+            let received = ledgers[*peer]
+                .received
+                .get(sender)
                 .is_some_and(|(seen, _)| seen.contains(n));
             if !received {
-                eprintln!("{sender} → {peer}: send {n} was acked (stored) but never arrived");
-                missing += 1;
+                lost.push(LostSend {
+                    sender: sender.clone(),
+                    peer: names[*peer].clone(),
+                    client_id: format!("{sender}-{n}"),
+                    // A send's window permit is returned when its ✓ comes.
+                    acked: !ledger.permits.contains_key(n),
+                });
             }
         }
     }
-    missing
+    lost
 }
 
 fn on_event(me: &str, event: InboxEvent, shared: &Shared, ledger: &Mutex<Ledger>) {
@@ -311,7 +339,7 @@ fn on_event(me: &str, event: InboxEvent, shared: &Shared, ledger: &Mutex<Ledger>
                 return;
             };
             ledger.permits.remove(&n);
-            if let Some(&sent) = ledger.sent_at.get(&n) {
+            if let Some(&(sent, _)) = ledger.sent_at.get(&n) {
                 if let std::collections::btree_map::Entry::Vacant(slot) = ledger.by_id.entry(ack.id)
                 {
                     slot.insert((ack.to.clone(), n));
@@ -355,7 +383,7 @@ fn on_event(me: &str, event: InboxEvent, shared: &Shared, ledger: &Mutex<Ledger>
                 .collect();
             for n in covered {
                 if ledger.receipted.insert(n) {
-                    if let Some(&sent) = ledger.sent_at.get(&n) {
+                    if let Some(&(sent, _)) = ledger.sent_at.get(&n) {
                         if measuring(sent) {
                             ledger.send_to_receipt.record(now - sent);
                         }
@@ -412,16 +440,21 @@ async fn send_loop(
         let Ok(permit) = window.clone().acquire_owned().await else {
             return;
         };
-        let peer = match config.pattern {
-            Pattern::Pairs => &names[index ^ 1],
+        let peer_index = match config.pattern {
+            Pattern::Pairs => index ^ 1,
             Pattern::Random => {
                 rng_state ^= rng_state << 13;
                 rng_state ^= rng_state >> 7;
                 rng_state ^= rng_state << 17;
                 let other = (rng_state % (names.len() as u64 - 1)) as usize;
-                &names[if other >= index { other + 1 } else { other }]
+                if other >= index {
+                    other + 1
+                } else {
+                    other
+                }
             }
         };
+        let peer = &names[peer_index];
         n += 1;
         let now = Instant::now();
         let body = format!(
@@ -432,7 +465,7 @@ async fn send_loop(
             serde_json::json!({ "id": format!("{me}-{n}"), "to": peer, "body": body }).to_string();
         {
             let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
-            ledger.sent_at.insert(n, now);
+            ledger.sent_at.insert(n, (now, peer_index));
             ledger.permits.insert(n, permit);
         }
         if client

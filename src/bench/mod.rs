@@ -201,11 +201,23 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         window: args.window.max(1),
     };
     let result = load::run(server.mqtt, &users, &config).await?;
+    let mut server = server;
     let server_rss = server.rss_bytes();
     let broker_drops = server
         .http
         .map(|http| server::metric(http, "bluetick_broker_cursor_jumps_total"))
         .unwrap_or(0.0) as u64;
+    if result.lost + result.duplicates + result.order_violations > 0 {
+        // Keep the evidence: the server's log and database outlive the run.
+        let kept = server.keep_data_dir();
+        eprintln!(
+            "the run was not clean; the server's log and database are kept in {}",
+            kept.display()
+        );
+        for line in server::log_problems(&kept.join("server.log"), 20) {
+            eprintln!("  server: {line}");
+        }
+    }
     drop(server);
 
     let mut relays = Vec::new();
@@ -252,6 +264,7 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         received: result.received,
         lost: result.lost,
         lost_after_ack: result.lost_after_ack,
+        lost_sends: result.lost_sends.clone(),
         duplicates: result.duplicates,
         order_violations: result.order_violations,
         sustained_messages_per_second: result.sustained_per_second,

@@ -4,6 +4,7 @@
 use serde::Serialize;
 use std::fmt::Write as _;
 
+use super::load::LostSend;
 use super::relay::RelayResult;
 use super::stats::Percentiles;
 
@@ -22,6 +23,8 @@ pub struct Report {
     /// Of `lost`: acked by the server (so stored) but never pushed to the
     /// recipient; a syncing client (the SDK) gets these back.
     pub lost_after_ack: u64,
+    /// Each lost send: who to whom, its client id, and whether it was acked.
+    pub lost_sends: Vec<LostSend>,
     pub duplicates: u64,
     pub order_violations: u64,
     pub sustained_messages_per_second: f64,
@@ -86,6 +89,20 @@ impl Report {
             "sent {} received {} lost {} (of which stored, acked and not pushed: {}) duplicates {} order violations {}",
             self.sent, self.received, self.lost, self.lost_after_ack, self.duplicates, self.order_violations
         );
+        for lost in self.lost_sends.iter().take(10) {
+            let _ = writeln!(
+                out,
+                "  lost {} → {}: {} ({})",
+                lost.sender,
+                lost.peer,
+                lost.client_id,
+                if lost.acked {
+                    "acked, so stored, but never pushed"
+                } else {
+                    "the server never acked it"
+                }
+            );
+        }
         if self.broker_drops > 0 {
             let _ = writeln!(out, "the broker skipped lagging subscribers {} times (acked, then dropped; the SDK would resend or sync)", self.broker_drops);
         }

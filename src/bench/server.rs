@@ -24,6 +24,13 @@ impl Spawned {
         self.child.id()
     }
 
+    /// Keeps the data directory (log, database, key) after the process
+    /// stops, and returns where it is.
+    pub fn keep_data_dir(&mut self) -> std::path::PathBuf {
+        self.data_dir.disable_cleanup(true);
+        self.data_dir.path().to_owned()
+    }
+
     /// Resident memory of the process, from /proc.
     pub fn rss_bytes(&self) -> Option<u64> {
         rss_bytes(self.child.id())
@@ -101,6 +108,17 @@ pub fn bluetick(
         database_url,
         data_dir,
     })
+}
+
+/// The last `most` WARN and ERROR lines of a server log.
+pub fn log_problems(log: &std::path::Path, most: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let problems: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .map(str::to_owned)
+        .collect();
+    problems[problems.len().saturating_sub(most)..].to_vec()
 }
 
 /// `GET path` on the HTTP API, with a bearer token if given: (status, body).
