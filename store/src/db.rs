@@ -12,6 +12,7 @@ use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
 use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,12 +76,21 @@ impl Default for StoreOptions {
     }
 }
 
+/// How long a caller waits for a connection while the database is known
+/// to be unreachable: long enough for a database that just came back to
+/// take a new connection, short enough that a client at the other end (an
+/// MQTT CONNECT, an HTTP request, `/readyz`) hears "unavailable" promptly
+/// instead of after the full acquire timeout.
+const OUTAGE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Opens connections for the pool; knows the backend from the URL, so a
 /// PostgreSQL outage never falls back to creating a SQLite file.
 #[derive(Debug)]
 pub struct Manager {
     backend: Backend,
     url: String,
+    /// Whether the last attempt to open a connection failed.
+    unreachable: Arc<AtomicBool>,
 }
 
 impl ManageConnection for Manager {
@@ -88,6 +98,23 @@ impl ManageConnection for Manager {
     type Error = r2d2::Error;
 
     fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
+        let connected = self.open();
+        self.unreachable
+            .store(connected.is_err(), Ordering::Relaxed);
+        connected
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
+        on_backend!(conn, c => c.batch_execute("SELECT 1")).map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+impl Manager {
+    fn open(&self) -> Result<AnyConnection, r2d2::Error> {
         match self.backend {
             Backend::Sqlite => {
                 let mut conn =
@@ -101,14 +128,6 @@ impl ManageConnection for Manager {
                 .map_err(r2d2::Error::ConnectionError),
         }
     }
-
-    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
-        on_backend!(conn, c => c.batch_execute("SELECT 1")).map_err(r2d2::Error::QueryError)
-    }
-
-    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
-        false
-    }
 }
 
 /// A pooled connection.
@@ -119,6 +138,9 @@ pub type PooledConn = PooledConnection<Manager>;
 pub struct Store {
     pool: Pool<Manager>,
     backend: Backend,
+    /// Shared with the pool's manager: set while the database refuses new
+    /// connections, so callers fail fast (see [`OUTAGE_ACQUIRE_TIMEOUT`]).
+    unreachable: Arc<AtomicBool>,
     /// Seals message bodies at rest; messaging needs it, accounts do not.
     sealer: Option<Arc<Sealer>>,
 }
@@ -151,9 +173,11 @@ impl Store {
                 }
             }
         }
+        let unreachable = Arc::new(AtomicBool::new(false));
         let manager = Manager {
             backend,
             url: target,
+            unreachable: unreachable.clone(),
         };
         let pool = Pool::builder()
             .max_size(options.max_connections)
@@ -163,6 +187,7 @@ impl Store {
         Ok(Store {
             pool,
             backend,
+            unreachable,
             sealer: None,
         })
     }
@@ -214,8 +239,13 @@ impl Store {
         self.backend
     }
 
-    /// A connection from the pool.
+    /// A connection from the pool. While the database is unreachable this
+    /// gives up after [`OUTAGE_ACQUIRE_TIMEOUT`] rather than the configured
+    /// acquire timeout: under an outage nothing is gained by queueing.
     pub fn conn(&self) -> Result<PooledConn, StoreError> {
+        if self.unreachable.load(Ordering::Relaxed) {
+            return Ok(self.pool.get_timeout(OUTAGE_ACQUIRE_TIMEOUT)?);
+        }
         Ok(self.pool.get()?)
     }
 

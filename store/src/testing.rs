@@ -91,6 +91,36 @@ impl TestDatabase {
         }
     }
 
+    /// Takes the PostgreSQL database away from its clients, as a database
+    /// outage would: open connections are terminated and new ones refused
+    /// until [`TestDatabase::accept_connections`]. PostgreSQL only.
+    pub fn refuse_connections(&self) {
+        let (admin, name) = self.owned_postgres("refuse connections");
+        let mut conn =
+            PgConnection::establish(admin).unwrap_or_else(|e| panic!("connect to {admin}: {e}"));
+        conn.batch_execute(&format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .unwrap_or_else(|e| panic!("take {name} away: {e}"));
+    }
+
+    /// Ends the outage [`TestDatabase::refuse_connections`] began.
+    pub fn accept_connections(&self) {
+        let (admin, name) = self.owned_postgres("accept connections");
+        let mut conn =
+            PgConnection::establish(admin).unwrap_or_else(|e| panic!("connect to {admin}: {e}"));
+        conn.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+            .unwrap_or_else(|e| panic!("give {name} back: {e}"));
+    }
+
+    fn owned_postgres(&self, what: &str) -> (&str, &str) {
+        match &self.postgres {
+            Some((admin, name)) => (admin, name),
+            None => panic!("only the owner of a PostgreSQL test database can {what}"),
+        }
+    }
+
     /// Destroys every table and row, as a lost disk would, leaving an
     /// empty database under the same URL. No connection may be open.
     pub fn wipe(&self) {
