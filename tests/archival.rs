@@ -119,6 +119,35 @@ on_both_backends! {
         assert!(history["items"][1]["read_at"].is_i64(), "{history}");
     }
 
+    async fn a_resend_after_archival_gets_the_first_copy_and_stores_nothing(backend) {
+        let server = Server::start(backend);
+        let dir = tempfile::tempdir().unwrap();
+        let alice_token = server.register("alice");
+        let bob_token = server.register("bob");
+        let mut bob = App::connect(&server, "bob", &bob_token, "phone", dir.path()).await;
+        // Alice's phone stores the ack of what her browser sends over HTTP.
+        let _alice = App::connect(&server, "alice", &alice_token, "phone", dir.path()).await;
+        let send = r#"{"id":"sent-once","to":"bob","body":"only once"}"#;
+        let first = request(server.http, "POST", "/v1/messages", Some(send), Some(&alice_token));
+        assert_eq!(first.status, 201, "{}", first.body);
+        let id = first.json()["id"].as_i64().unwrap();
+        bob.message_from("alice", "only once").await;
+        assert!(common::eventually(Duration::from_secs(10), || {
+            count(&server, "inbox WHERE message_id IS NOT NULL") == 0
+        }).await, "Bob's phone stored the message, Alice's phone the ack");
+        run_job(&server, "archival", 8 * DAY);
+        assert_eq!((count(&server, "messages"), count(&server, "messages_archive")), (0, 1));
+
+        // The browser, which never saw its answer, sends the same id again.
+        let again = request(server.http, "POST", "/v1/messages", Some(send), Some(&alice_token));
+        assert_eq!(again.status, 201, "{}", again.body);
+        assert_eq!(again.json()["id"], id, "the first copy's ack");
+        assert_eq!((count(&server, "messages"), count(&server, "messages_archive")), (0, 1));
+        bob.settle(Duration::from_millis(500)).await;
+        assert_eq!(bob.messages().len(), 1, "Bob is not shown it twice");
+        assert_eq!(page_ids(&get(&server, "/v1/chats/alice/messages", &bob_token), "/id"), [id]);
+    }
+
     async fn expired_messages_are_gone_from_every_table_on_time(backend) {
         let server = Server::start(backend);
         let dir = tempfile::tempdir().unwrap();

@@ -72,32 +72,43 @@ impl Tx<'_> {
             })?)),
             None => None,
         };
-        let inserted: Option<i64> = on_backend!(&mut *self.conn, c => diesel::insert_into(messages::table)
-            .values((
-                messages::sender.eq(sender),
-                messages::recipient.eq(recipient),
-                messages::client_id.eq(client_id),
-                messages::body.eq(&sealed),
-                messages::media_id.eq(media.map(|m| m.id.as_str())),
-                messages::media.eq(&sealed_media),
-                messages::sent_at.eq(sent_at),
-                messages::expires_at.eq(expires_at),
-            ))
-            .on_conflict((messages::sender, messages::client_id))
-            .do_nothing()
-            .returning(messages::id)
-            .get_result(c)
+        // A resend can come after its first copy was archived (a device
+        // offline past inbox retention); the archive is checked first so it
+        // is not stored a second time.
+        let archived: Option<i64> = on_backend!(&mut *self.conn, c => messages_archive::table
+            .filter(messages_archive::sender.eq(sender))
+            .filter(messages_archive::client_id.eq(client_id))
+            .select(messages_archive::id)
+            .first(c)
             .optional())?;
-        if let Some(id) = inserted {
-            // A media caption is searchable like a body.
-            let caption = media.map_or("", |m| m.caption.as_str());
-            self.index_message(id, sender, recipient, &format!("{body}\n{caption}"))?;
-            return Ok(Stored::New { id });
+        if archived.is_none() {
+            let inserted: Option<i64> = on_backend!(&mut *self.conn, c => diesel::insert_into(messages::table)
+                .values((
+                    messages::sender.eq(sender),
+                    messages::recipient.eq(recipient),
+                    messages::client_id.eq(client_id),
+                    messages::body.eq(&sealed),
+                    messages::media_id.eq(media.map(|m| m.id.as_str())),
+                    messages::media.eq(&sealed_media),
+                    messages::sent_at.eq(sent_at),
+                    messages::expires_at.eq(expires_at),
+                ))
+                .on_conflict((messages::sender, messages::client_id))
+                .do_nothing()
+                .returning(messages::id)
+                .get_result(c)
+                .optional())?;
+            if let Some(id) = inserted {
+                // A media caption is searchable like a body.
+                let caption = media.map_or("", |m| m.caption.as_str());
+                self.index_message(id, sender, recipient, &format!("{body}\n{caption}"))?;
+                return Ok(Stored::New { id });
+            }
         }
-        let (id, recipient, body, media, sent_at, expires_at): FirstStored = on_backend!(&mut *self.conn, c => messages::table
-            .filter(messages::sender.eq(sender))
-            .filter(messages::client_id.eq(client_id))
-            .select((messages::id, messages::recipient, messages::body, messages::media, messages::sent_at, messages::expires_at))
+        let (id, recipient, body, media, sent_at, expires_at): FirstStored = on_backend!(&mut *self.conn, c => message_history::table
+            .filter(message_history::sender.eq(sender))
+            .filter(message_history::client_id.eq(client_id))
+            .select((message_history::id, message_history::recipient, message_history::body, message_history::media, message_history::sent_at, message_history::expires_at))
             .first(c))?;
         let body = self.sealer()?.open_string(&body)?;
         let media = open_media(self.sealer()?, media.as_deref())?;
