@@ -62,6 +62,10 @@ pub struct MediaConfig {
     /// `ENDPOINT/BUCKET/KEY` URLs instead of `BUCKET.ENDPOINT/KEY`; most
     /// self-hosted S3 servers need it.
     pub s3_path_style: bool,
+    /// Keep every object under this folder of the bucket (e.g.
+    /// `production`), so several deployments can share one bucket. Empty:
+    /// the bucket's root.
+    pub s3_prefix: String,
     /// How downloads from S3 are served: `proxy` streams the bytes through
     /// the server; `redirect` answers 302 to a presigned URL. The local
     /// store always proxies.
@@ -372,6 +376,7 @@ impl Default for MediaConfig {
             s3_access_key: String::new(),
             s3_secret_key: String::new(),
             s3_path_style: true,
+            s3_prefix: String::new(),
             download: DownloadMode::Proxy,
             presign_ttl_secs: 300,
             max_size: protocol::media::DEFAULT_MAX_SIZE,

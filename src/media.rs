@@ -61,6 +61,7 @@ impl MediaService {
                             access_key: media.s3_access_key.clone(),
                             secret_key: media.s3_secret_key.clone(),
                             path_style: media.s3_path_style,
+                            prefix: media.s3_prefix.clone(),
                         })
                         .context("configuring the S3 media store")?,
                     )

@@ -642,3 +642,71 @@ async fn a_sqlite_backup_restores_into_postgres() {
 async fn a_postgres_backup_restores_into_sqlite() {
     move_between_backends(Backend::Postgres, Backend::Sqlite).await;
 }
+
+/// On S3 the backup goes to the bucket (under the deployment's prefix),
+/// `bluetick restore KEY` fetches it from there, and the restored server
+/// serves the media messages whose bytes stayed in the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_on_s3_restores_from_the_bucket_with_its_media_references() {
+    use common::media::{self, MediaStore};
+    let mut server = media::start(Backend::Postgres, MediaStore::S3, Options::default());
+    let alice = server.register("alice");
+    let bob = server.register("bob");
+    let photo = b"\x89PNG not really, but bytes all the same".repeat(50);
+    let media_id = media::upload_ok(server.http, &alice, "image/png", &photo);
+    let sent = request(
+        server.http,
+        "POST",
+        "/v1/messages",
+        Some(&json!({"id": "photo-1", "to": "bob", "body": "", "media": {"id": media_id, "caption": "look"}}).to_string()),
+        Some(&alice),
+    );
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    send_http(&server, &bob, "b-0", "alice", "nice photo");
+    let before = all_rows(&server.store());
+    assert_eq!((before["messages"].len(), before["media"].len()), (2, 1));
+
+    operator_ok(&server, &["job", "run", "backup"]);
+    let bucket = media::object_store(&server, MediaStore::S3);
+    let backups = bucket.list("backups/").await.unwrap();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let key = backups[0].key.clone();
+    assert!(
+        !server.data_dir.path().join("media").exists(),
+        "nothing was written locally"
+    );
+
+    assert!(server.terminate().success());
+    server.database.wipe();
+    let restored = operator_ok(&server, &["restore", &key]);
+    assert!(restored.contains("restore complete"), "{restored}");
+    assert_eq!(
+        all_rows(&server.store()),
+        before,
+        "restored rows differ from the originals"
+    );
+
+    server.start_again();
+    let history = request(
+        server.http,
+        "GET",
+        "/v1/chats/alice/messages",
+        None,
+        Some(&bob),
+    )
+    .json();
+    assert_eq!(
+        history["items"][1]["media"]["id"],
+        media_id.as_str(),
+        "{history}"
+    );
+    let download = media::get(
+        server.http,
+        Some(&bob),
+        &format!("/v1/media/{media_id}"),
+        None,
+    );
+    assert_eq!(download.status, 200);
+    assert_eq!(media::sha256_hex(&download.body), media::sha256_hex(&photo));
+    bucket.delete(&key).await.unwrap();
+}

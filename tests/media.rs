@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::media::{self, get, sha256_hex, upload, upload_ok, MediaStore};
+use common::media::{self, get, object_store, sha256_hex, upload, upload_ok, MediaStore};
 use common::mqtt::{self, TIMEOUT};
 use common::{Backend, Options, Server};
 use std::io::{BufRead, BufReader, Write};
@@ -283,29 +283,6 @@ on_both_media_stores! {
             .delete(&format!("media/alice/{}", uploaded["id"].as_str().unwrap()))
             .await
             .unwrap();
-    }
-}
-
-/// The object store the server uses, opened as an operator would.
-fn object_store(server: &Server, store: MediaStore) -> Box<dyn objects::ObjectStore> {
-    match store {
-        MediaStore::Local => {
-            Box::new(objects::Local::open(server.data_dir.path().join("media")).expect("media dir"))
-        }
-        MediaStore::S3 => {
-            let s3 = media::S3Env::from_env();
-            Box::new(
-                objects::S3::open(&objects::S3Config {
-                    endpoint: s3.endpoint,
-                    bucket: s3.bucket,
-                    region: "us-east-1".into(),
-                    access_key: s3.access_key,
-                    secret_key: s3.secret_key,
-                    path_style: true,
-                })
-                .expect("S3"),
-            )
-        }
     }
 }
 

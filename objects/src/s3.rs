@@ -40,12 +40,18 @@ pub struct S3Config {
     /// `endpoint/bucket/key` instead of `bucket.endpoint/key`; most
     /// self-hosted servers need it.
     pub path_style: bool,
+    /// Put every key under this folder of the bucket (`""` for none), so
+    /// several deployments can share one bucket without seeing, or
+    /// deleting, each other's objects.
+    pub prefix: String,
 }
 
 /// A bucket of objects.
 #[derive(Clone)]
 pub struct S3 {
     bucket: Box<Bucket>,
+    /// `""`, or the configured prefix ending in `/`.
+    prefix: String,
     /// Streams gets from presigned URLs.
     http: reqwest::Client,
 }
@@ -69,10 +75,25 @@ impl S3 {
         if config.path_style {
             bucket = bucket.with_path_style();
         }
+        let prefix = config.prefix.trim_matches('/');
+        if !prefix.is_empty() {
+            check_key(prefix)?;
+        }
         Ok(S3 {
             bucket,
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
             http: reqwest::Client::new(),
         })
+    }
+
+    /// The bucket key of `key`: checked, under the prefix.
+    fn object_key(&self, key: &str) -> Result<String, ObjectError> {
+        check_key(key)?;
+        Ok(format!("{}{key}", self.prefix))
     }
 
     /// Uploads what is left of `body` after `first` as a multipart upload.
@@ -135,7 +156,7 @@ impl ObjectStore for S3 {
         mut body: ByteStream,
         limit: u64,
     ) -> Result<Stored, ObjectError> {
-        check_key(key)?;
+        let key = &self.object_key(key)?;
         let mut meter = Meter::new(limit);
         let first = fill_part(&mut body, &mut meter).await?;
         if first.len() < PART_SIZE {
@@ -153,7 +174,7 @@ impl ObjectStore for S3 {
     }
 
     async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream, ObjectError> {
-        check_key(key)?;
+        let key = &self.object_key(key)?;
         let url = self
             .bucket
             .presign_get(key, PROXY_URL_TTL_SECS, None)
@@ -174,7 +195,7 @@ impl ObjectStore for S3 {
     }
 
     async fn delete(&self, key: &str) -> Result<(), ObjectError> {
-        check_key(key)?;
+        let key = &self.object_key(key)?;
         let response = self.bucket.delete_object(key).await.map_err(s3_error)?;
         match response.status_code() {
             404 => Ok(()),
@@ -185,15 +206,17 @@ impl ObjectStore for S3 {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ObjectError> {
         let pages = self
             .bucket
-            .list(prefix.to_owned(), None)
+            .list(format!("{}{prefix}", self.prefix), None)
             .await
             .map_err(s3_error)?;
         let mut found: Vec<ObjectInfo> = pages
             .into_iter()
             .flat_map(|page| page.contents)
-            .map(|object| ObjectInfo {
-                key: object.key,
-                size: object.size,
+            .filter_map(|object| {
+                Some(ObjectInfo {
+                    key: object.key.strip_prefix(&self.prefix)?.to_owned(),
+                    size: object.size,
+                })
             })
             .collect();
         found.sort_by(|a, b| a.key.cmp(&b.key));
@@ -201,7 +224,7 @@ impl ObjectStore for S3 {
     }
 
     async fn presigned_get(&self, key: &str, ttl: Duration) -> Result<Option<String>, ObjectError> {
-        check_key(key)?;
+        let key = &self.object_key(key)?;
         // S3 caps presigned URLs at 7 days.
         let secs = ttl.as_secs().clamp(1, 7 * 24 * 3600) as u32;
         let url = self

@@ -8,19 +8,28 @@ use futures_util::TryStreamExt;
 use objects::{ByteRange, ByteStream, Local, ObjectError, ObjectStore, S3Config, S3};
 
 fn s3_from_env() -> S3 {
+    s3_under("")
+}
+
+/// The test bucket, keeping every key under `prefix`.
+fn s3_under(prefix: &str) -> S3 {
+    S3::open(&config_under(prefix)).expect("S3 config")
+}
+
+fn config_under(prefix: &str) -> S3Config {
     let var = |name: &str| {
         std::env::var(name)
             .unwrap_or_else(|_| panic!("{name} is not set: run the tests through scripts/test"))
     };
-    S3::open(&S3Config {
+    S3Config {
         endpoint: var("BT_TEST_S3_ENDPOINT"),
         bucket: var("BT_TEST_S3_BUCKET"),
         region: "us-east-1".into(),
         access_key: var("BT_TEST_S3_ACCESS_KEY"),
         secret_key: var("BT_TEST_S3_SECRET_KEY"),
         path_style: true,
-    })
-    .expect("S3 config")
+        prefix: prefix.to_owned(),
+    }
 }
 
 /// `size` bytes of a repeating pattern, in 100 KiB chunks.
@@ -44,7 +53,9 @@ async fn read_all(stream: ByteStream) -> Vec<u8> {
 }
 
 fn unique_prefix() -> String {
-    format!("test-{}-{}", std::process::id(), rand_suffix())
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("test-{}-{n}-{}", std::process::id(), rand_suffix())
 }
 
 fn rand_suffix() -> u128 {
@@ -133,6 +144,60 @@ async fn local_directory_keeps_the_object_store_promises() {
 #[tokio::test]
 async fn s3_keeps_the_object_store_promises() {
     keeps_its_promises(&s3_from_env()).await;
+}
+
+#[tokio::test]
+async fn an_s3_prefix_keeps_deployments_sharing_a_bucket_apart() {
+    let (one, two) = (unique_prefix(), unique_prefix());
+    let (first, second, root) = (s3_under(&one), s3_under(&two), s3_from_env());
+    keeps_its_promises(&first).await;
+    let body = |text: &'static str| objects::once(Bytes::from_static(text.as_bytes()));
+    first
+        .put("backups/b.zip", "application/zip", body("first"), 100)
+        .await
+        .unwrap();
+    second
+        .put("backups/b.zip", "application/zip", body("second"), 100)
+        .await
+        .unwrap();
+    let listed: Vec<String> = first
+        .list("backups/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(
+        listed,
+        ["backups/b.zip"],
+        "keys come back without the prefix"
+    );
+    assert_eq!(
+        read_all(first.get("backups/b.zip", None).await.unwrap()).await,
+        b"first"
+    );
+    assert_eq!(
+        read_all(second.get("backups/b.zip", None).await.unwrap()).await,
+        b"second"
+    );
+    // In the bucket itself they live under their prefixes.
+    let raw: Vec<String> = root
+        .list(&format!("{one}/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(raw, [format!("{one}/backups/b.zip")]);
+    first.delete("backups/b.zip").await.unwrap();
+    assert_eq!(
+        read_all(second.get("backups/b.zip", None).await.unwrap()).await,
+        b"second",
+        "the other deployment's object stays"
+    );
+    second.delete("backups/b.zip").await.unwrap();
+    let bad = S3::open(&config_under("../escape"));
+    assert!(matches!(bad, Err(ObjectError::InvalidKey(_))));
 }
 
 #[tokio::test]

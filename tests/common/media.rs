@@ -82,6 +82,45 @@ pub fn with_media_store(options: Options, store: MediaStore) -> Options {
                 .env("BLUETICK_MEDIA__S3_ACCESS_KEY", &s3.access_key)
                 .env("BLUETICK_MEDIA__S3_SECRET_KEY", &s3.secret_key)
                 .env("BLUETICK_MEDIA__S3_PATH_STYLE", "true")
+                // Tests share one bucket; each server keeps to its own folder.
+                .env(S3_PREFIX_VAR, &unique_prefix())
+        }
+    }
+}
+
+const S3_PREFIX_VAR: &str = "BLUETICK_MEDIA__S3_PREFIX";
+
+fn unique_prefix() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("test-{}-{n}-{nanos}", std::process::id())
+}
+
+/// The object store `server` uses, opened as an operator would (on S3,
+/// under the server's own prefix).
+pub fn object_store(server: &Server, store: MediaStore) -> Box<dyn objects::ObjectStore> {
+    match store {
+        MediaStore::Local => {
+            Box::new(objects::Local::open(server.data_dir.path().join("media")).expect("media dir"))
+        }
+        MediaStore::S3 => {
+            let s3 = S3Env::from_env();
+            Box::new(
+                objects::S3::open(&objects::S3Config {
+                    endpoint: s3.endpoint,
+                    bucket: s3.bucket,
+                    region: "us-east-1".into(),
+                    access_key: s3.access_key,
+                    secret_key: s3.secret_key,
+                    path_style: true,
+                    prefix: server.configured(S3_PREFIX_VAR).unwrap_or("").to_owned(),
+                })
+                .expect("S3"),
+            )
         }
     }
 }

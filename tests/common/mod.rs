@@ -264,11 +264,23 @@ impl Server {
             .with_sealer(store::Sealer::from_hex(hex).expect("message key"))
     }
 
+    /// The value of an environment setting this server was started with.
+    pub fn configured(&self, key: &str) -> Option<&str> {
+        self.options
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// `bluetick ARGS --database-url URL --data-dir DIR` against this
-    /// server's database and key, as an operator would run it.
+    /// server's database and key, with the server's own configuration
+    /// (its object store, say), as an operator would run it.
     pub fn operator(&self, args: &[&str]) -> std::process::Output {
         bluetick()
             .args(args)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .args(["--database-url", &self.database.url])
             .arg("--data-dir")
             .arg(self.data_dir.path())
