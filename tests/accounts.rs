@@ -183,3 +183,53 @@ fn cli_token_for_an_unknown_user_fails_clearly() {
     assert!(output.stdout.is_empty(), "no token may be printed");
     assert!(String::from_utf8_lossy(&output.stderr).contains("no such user"));
 }
+
+/// Two servers on one PostgreSQL: a logout on one closes the other's
+/// connections that used the token, and the other admits it no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_server_closes_the_tokens_connections_on_another() {
+    let first = Server::start(Backend::Postgres);
+    let second = Server::start_on(first.database.share(), common::Options::default());
+    let token = first.register("alice");
+    let other_token = first.login("alice", "alice-password");
+    let mut phone = mqtt::connect(second.mqtt, "alice.phone", Some(("alice", &token)))
+        .await
+        .expect_connected();
+    let mut laptop = mqtt::connect(second.mqtt, "alice.laptop", Some(("alice", &other_token)))
+        .await
+        .expect_connected();
+    assert!(phone.is_alive("u/alice/inbox").await);
+
+    let logout = request(
+        first.http,
+        "DELETE",
+        "/v1/tokens/current",
+        None,
+        Some(&token),
+    );
+    assert_eq!(logout.status, 204);
+    // The second server reads logouts every 2 s; the phone's next packet
+    // after that finds its connection closed.
+    let mut closed = false;
+    for _ in 0..20 {
+        if !phone.is_alive("u/alice/inbox").await {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        closed,
+        "the phone's connection on the second server is closed within 10 s"
+    );
+    assert_eq!(
+        second.metric("bluetick_mqtt_refusals_total{reason=\"revoked_token\"}"),
+        1.0
+    );
+    assert!(
+        laptop.is_alive("u/alice/inbox").await,
+        "the laptop's own token still works"
+    );
+    let refused = mqtt::connect(second.mqtt, "alice.phone", Some(("alice", &token))).await;
+    assert_eq!(refused.refusal(), ConnectReturnCode::BadUserNamePassword);
+}

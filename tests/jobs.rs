@@ -341,11 +341,12 @@ on_both_backends! {
         assert!(eventually(TIMEOUT, || store.user_sessions("alice").unwrap().len() == 2).await);
         let last_seen = store.presence_of("alice").unwrap().1;
 
-        let run = |retention: &str| {
+        let run_at = |retention: &str, skew_secs: &str| {
             let output = common::bluetick()
                 .args(["job", "run", "cleanup", "--database-url", &server.database.url])
                 .arg("--data-dir").arg(server.data_dir.path())
                 .env("BLUETICK_JOBS__DEAD_LETTER_RETENTION_DAYS", retention)
+                .env(store::clock::SKEW_VAR, skew_secs)
                 .output()
                 .unwrap();
             assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -353,6 +354,7 @@ on_both_backends! {
             let counts = out.split_once(": ").map(|(_, c)| c.trim().to_owned()).unwrap();
             serde_json::from_str::<Value>(&counts).unwrap()
         };
+        let run = |retention: &str| run_at(retention, "0");
         let first = run("30");
         assert_eq!((first["tokens"].as_u64(), first["sessions"].as_u64(), first["dead_letters"].as_u64()), (Some(1), Some(1), Some(0)), "{first}");
         let second = run("0");
@@ -368,6 +370,12 @@ on_both_backends! {
         live.disconnect().await;
         let runs = operator_ok(&server, &["job", "runs", "--job", "cleanup"]);
         assert_eq!(runs.lines().filter(|l| l.contains("\tok\t")).count(), 3, "{runs}");
+
+        // A logout's record stays a day, for every server to follow.
+        let laptop = server.login("alice", "alice-password");
+        assert_eq!(request(server.http, "DELETE", "/v1/tokens/current", None, Some(&laptop)).status, 204);
+        assert_eq!(run("30")["token_revocations"].as_u64(), Some(0));
+        assert_eq!(run_at("30", "90000")["token_revocations"].as_u64(), Some(1));
     }
 
     async fn a_user_export_holds_their_messages_in_clear_and_device_backups_keep_the_newest(backend) {

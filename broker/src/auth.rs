@@ -11,9 +11,10 @@
 //! every live connection that logged in with it is closed on its next
 //! packet (within one keepalive interval, since an idle client still
 //! pings): the guard compares a revocation counter on each packet and looks
-//! its token up only when the counter moved. A token revoked on another
-//! node keeps opening connections here for at most the cache TTL, and its
-//! live connections here are not closed.
+//! its token up only when the counter moved. Logouts on other nodes reach
+//! this one through `token_revocations`, which
+//! [`Authenticator::follow_revocations`] polls every couple of seconds,
+//! with the same effect.
 
 use protocol::UserName;
 use std::collections::HashMap;
@@ -30,6 +31,8 @@ const CACHE_CAPACITY: usize = 100_000;
 /// the longest MQTT keepalive (65,535 s), so every connection using the
 /// token has sent a packet, and been closed, by then.
 const REVOCATION_MEMORY: Duration = Duration::from_secs(24 * 3600);
+/// How far back each poll of other nodes' revocations reads, in ms.
+const REVOCATION_OVERLAP_MS: i64 = 60_000;
 
 /// Why a token was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,15 +110,49 @@ impl Authenticator {
     /// Revokes a token at once on this node (after logout): it opens no
     /// new connection, and live ones that use it are closed.
     pub fn revoke(&self, token: &str) {
-        let key = store::tokens::token_hash(token);
+        self.revoke_hash(store::tokens::token_hash(token));
+    }
+
+    /// Revokes the token with this SHA-256, unless already known revoked.
+    fn revoke_hash(&self, key: String) {
+        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        if revoked.contains_key(&key) {
+            return;
+        }
+        revoked.retain(|_, at| at.elapsed() < REVOCATION_MEMORY);
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
-        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
-        revoked.retain(|_, at| at.elapsed() < REVOCATION_MEMORY);
         revoked.insert(key, Instant::now());
         self.revocations.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Follows the revocations every node records (`token_revocations`),
+    /// polling every `every`: a logout on another server closes this
+    /// server's connections that used the token too, and its cached
+    /// answer is dropped. Runs until the task is aborted.
+    pub async fn follow_revocations(self: std::sync::Arc<Self>, every: Duration) {
+        let mut newest = store::clock::now_ms();
+        loop {
+            tokio::time::sleep(every).await;
+            // Records carry the revoking node's clock: reading a minute back
+            // tolerates skew between nodes, and a record seen twice is a
+            // no-op.
+            let (reader, since) = (self.store.clone(), newest - REVOCATION_OVERLAP_MS);
+            match tokio::task::spawn_blocking(move || reader.revocations_since(since)).await {
+                Ok(Ok(found)) => {
+                    for (hash, at) in found {
+                        newest = newest.max(at);
+                        self.revoke_hash(hash);
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not read token revocations; retrying")
+                }
+                Err(e) => tracing::error!(error = %e, "revocation poll failed"),
+            }
+        }
     }
 
     /// A number that changes whenever a token is revoked.

@@ -114,12 +114,23 @@ pub struct Broker {
     shared: Arc<guard::Shared>,
     /// The accept loops; aborted to stop taking new connections.
     listeners: Vec<JoinHandle<()>>,
+    /// Follows logouts on every node (see [`Authenticator::follow_revocations`]).
+    revocations: JoinHandle<()>,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.revocations.abort();
+    }
 }
 
 /// Connections the broker holds at most beyond the client cap, for the
 /// server's own links, so the router itself never refuses a client (its
 /// refusal is what triggers rumqttd's lockup).
 const ROUTER_HEADROOM: usize = 1024;
+
+/// How often each node reads the logouts recorded by every node.
+const REVOCATION_POLL: Duration = Duration::from_secs(2);
 
 impl Broker {
     /// Starts the router thread and the listeners on the current runtime,
@@ -233,6 +244,12 @@ impl Broker {
             _ => None,
         };
 
+        let revocations = tokio::spawn(
+            shared
+                .authenticator
+                .clone()
+                .follow_revocations(REVOCATION_POLL),
+        );
         Ok((
             Broker {
                 mqtt_addr,
@@ -240,6 +257,7 @@ impl Broker {
                 tls_addr,
                 shared,
                 listeners,
+                revocations,
             },
             events_rx,
         ))

@@ -4,7 +4,7 @@
 //!
 //! - inbox events every acking device has stored (normally pruned at the
 //!   ack itself; this catches any an ack did not get to);
-//! - tokens past their expiry;
+//! - tokens past their expiry, and logout records older than a day;
 //! - dead letters older than `jobs.dead_letter_retention_days`;
 //! - `sessions` rows of nodes that stopped heartbeating more than
 //!   `jobs.stale_node_secs` ago (they died without clearing their rows;
@@ -29,7 +29,7 @@ use crate::{Context, Counts, Job, JobError};
 pub const JOB: Job = Job {
     name: "cleanup",
     default_schedule: "0 0 * * * *",
-    summary: "deletes acked inbox events, expired tokens, old dead letters, sessions rows of dead nodes, media no message refers to after 24 h",
+    summary: "deletes acked inbox events, expired tokens, day-old logout records, old dead letters, sessions rows of dead nodes, media no message refers to after 24 h",
     run,
 };
 
@@ -59,6 +59,17 @@ fn run(context: &Context) -> Result<Counts, JobError> {
     counts.insert(
         "tokens".into(),
         in_batches("tokens", || store.delete_expired_tokens(now, batch), batch)?,
+    );
+    // Every node has read a revocation, and every connection that used the
+    // token has sent a packet and been closed, long before a day is out.
+    let day_ago = now - 86_400_000;
+    counts.insert(
+        "token_revocations".into(),
+        in_batches(
+            "token_revocations",
+            || store.delete_revocations_before(day_ago, batch),
+            batch,
+        )?,
     );
     let cutoff = now - settings.dead_letter_retention.as_millis() as i64;
     counts.insert(

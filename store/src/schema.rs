@@ -14,6 +14,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    token_revocations (token_hash) {
+        token_hash -> Text,
+        revoked_at -> BigInt,
+    }
+}
+
+diesel::table! {
     tokens (id) {
         id -> BigInt,
         user_id -> BigInt,

@@ -11,7 +11,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-use crate::schema::{tokens, users};
+use crate::schema::{token_revocations, tokens, users};
 use crate::{clock, Store, StoreError};
 
 /// A freshly issued token. The plain token exists only here.
@@ -90,17 +90,56 @@ impl Store {
         })
     }
 
-    /// Revokes a token. Revoking an unknown token is
+    /// Revokes a token and records the revocation for every node (see
+    /// [`Store::revocations_since`]). Revoking an unknown token is
     /// [`StoreError::BadCredentials`], so logout cannot probe for tokens.
     pub fn revoke_token(&self, token: &str) -> Result<(), StoreError> {
+        let hash = token_hash(token);
+        self.transaction(|tx| {
+            let deleted = on_backend!(&mut *tx.conn, c => diesel::delete(
+                tokens::table.filter(tokens::token_hash.eq(&hash)),
+            )
+            .execute(c))?;
+            if deleted == 0 {
+                return Err(StoreError::BadCredentials);
+            }
+            on_backend!(&mut *tx.conn, c => diesel::insert_into(token_revocations::table)
+                .values((
+                    token_revocations::token_hash.eq(&hash),
+                    token_revocations::revoked_at.eq(clock::now_ms()),
+                ))
+                .on_conflict(token_revocations::token_hash)
+                .do_nothing()
+                .execute(c))?;
+            Ok(())
+        })
+    }
+
+    /// Hashes of tokens revoked after `after` (Unix ms), with when, oldest
+    /// first: what a node follows to close its connections that used them.
+    pub fn revocations_since(&self, after: i64) -> Result<Vec<(String, i64)>, StoreError> {
         let mut conn = self.conn()?;
-        let deleted = on_backend!(&mut *conn, c => diesel::delete(
-            tokens::table.filter(tokens::token_hash.eq(token_hash(token))),
-        )
-        .execute(c))?;
-        if deleted == 0 {
-            return Err(StoreError::BadCredentials);
-        }
-        Ok(())
+        Ok(on_backend!(&mut *conn, c => token_revocations::table
+            .filter(token_revocations::revoked_at.gt(after))
+            .order(token_revocations::revoked_at.asc())
+            .select((token_revocations::token_hash, token_revocations::revoked_at))
+            .load(c))?)
+    }
+
+    /// Deletes up to `limit` revocation records older than `cutoff` (Unix ms).
+    pub fn delete_revocations_before(
+        &self,
+        cutoff: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        Ok(on_backend!(&mut *conn, c => {
+            let hashes: Vec<String> = token_revocations::table
+                .filter(token_revocations::revoked_at.lt(cutoff))
+                .select(token_revocations::token_hash)
+                .limit(limit as i64)
+                .load(c)?;
+            diesel::delete(token_revocations::table.filter(token_revocations::token_hash.eq_any(&hashes))).execute(c)?
+        }))
     }
 }
