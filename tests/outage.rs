@@ -45,14 +45,17 @@ async fn messages_sent_while_the_database_is_away_arrive_once_in_order_after_it_
         );
     }
     // An HTTP send gets a 503 with the shared error shape, not a hang.
+    let send_over_http = || {
+        request(
+            server.http,
+            "POST",
+            "/v1/messages",
+            Some(r#"{"id":"http-during","to":"bob","body":"over http"}"#),
+            Some(&alice_token),
+        )
+    };
     let started = Instant::now();
-    let refused = request(
-        server.http,
-        "POST",
-        "/v1/messages",
-        Some(r#"{"id":"http-during","to":"bob","body":"over http"}"#),
-        Some(&alice_token),
-    );
+    let refused = send_over_http();
     assert_eq!(refused.status, 503, "{}", refused.body);
     assert_eq!(refused.error_code(), "unavailable");
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -91,13 +94,7 @@ async fn messages_sent_while_the_database_is_away_arrive_once_in_order_after_it_
         .collect();
     assert_eq!(bodies, expected, "every message once, in order");
     // The HTTP send was refused, not half-done: retrying it now works once.
-    let retried = request(
-        server.http,
-        "POST",
-        "/v1/messages",
-        Some(r#"{"id":"http-during","to":"bob","body":"over http"}"#),
-        Some(&alice_token),
-    );
+    let retried = send_over_http();
     assert_eq!(retried.status / 100, 2, "{}", retried.body);
     bob.message_from("alice", "over http").await;
 }

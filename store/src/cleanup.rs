@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 
-use crate::schema::{dead_letters, devices, nodes, sessions, tokens};
+use crate::schema::{dead_letters, devices, nodes, sessions, token_revocations, tokens};
 use crate::{Store, StoreError};
 
 impl Store {
@@ -45,6 +45,23 @@ impl Store {
                 .limit(limit as i64)
                 .load(c)?;
             diesel::delete(tokens::table.filter(tokens::id.eq_any(&ids))).execute(c)?
+        }))
+    }
+
+    /// Deletes up to `limit` revocation records older than `cutoff` (Unix ms).
+    pub fn delete_revocations_before(
+        &self,
+        cutoff: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        Ok(on_backend!(&mut *conn, c => {
+            let hashes: Vec<String> = token_revocations::table
+                .filter(token_revocations::revoked_at.lt(cutoff))
+                .select(token_revocations::token_hash)
+                .limit(limit as i64)
+                .load(c)?;
+            diesel::delete(token_revocations::table.filter(token_revocations::token_hash.eq_any(&hashes))).execute(c)?
         }))
     }
 

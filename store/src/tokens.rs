@@ -125,21 +125,4 @@ impl Store {
             .select((token_revocations::token_hash, token_revocations::revoked_at))
             .load(c))?)
     }
-
-    /// Deletes up to `limit` revocation records older than `cutoff` (Unix ms).
-    pub fn delete_revocations_before(
-        &self,
-        cutoff: i64,
-        limit: usize,
-    ) -> Result<usize, StoreError> {
-        let mut conn = self.conn()?;
-        Ok(on_backend!(&mut *conn, c => {
-            let hashes: Vec<String> = token_revocations::table
-                .filter(token_revocations::revoked_at.lt(cutoff))
-                .select(token_revocations::token_hash)
-                .limit(limit as i64)
-                .load(c)?;
-            diesel::delete(token_revocations::table.filter(token_revocations::token_hash.eq_any(&hashes))).execute(c)?
-        }))
-    }
 }
