@@ -183,7 +183,7 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         "sqlite"
     };
     eprintln!("starting a bluetick server ({store_name})…");
-    let server = server::bluetick(args.store_url.as_deref(), false, &[])?;
+    let mut server = server::bluetick(args.store_url.as_deref(), false, &[])?;
     eprintln!("registering {} users…", args.users);
     let users = provision(
         &server.database_url,
@@ -201,7 +201,6 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         window: args.window.max(1),
     };
     let result = load::run(server.mqtt, &users, &config).await?;
-    let mut server = server;
     let server_rss = server.rss_bytes();
     let broker_drops = server
         .http

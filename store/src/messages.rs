@@ -73,8 +73,8 @@ impl Tx<'_> {
             None => None,
         };
         // A resend can come after its first copy was archived (a device
-        // offline past inbox retention); the archive is checked first so it
-        // is not stored a second time.
+        // whose user's other devices fetched the ack, a browser retrying an
+        // HTTP send); the archive is checked first so it is not stored twice.
         let archived: Option<i64> = on_backend!(&mut *self.conn, c => messages_archive::table
             .filter(messages_archive::sender.eq(sender))
             .filter(messages_archive::client_id.eq(client_id))
