@@ -5,6 +5,9 @@
 
 mod common;
 
+use client::AppEvent;
+use common::chat::App;
+
 use common::media::{self, get, object_store, sha256_hex, upload, upload_ok, MediaStore};
 use common::mqtt::{self, TIMEOUT};
 use common::{Backend, Options, Server};
@@ -113,6 +116,40 @@ on_both_media_stores! {
         let past_end = get(server.http, Some(&bob), &path, Some("bytes=300000-"));
         assert_eq!(past_end.status, 416);
         assert_eq!(past_end.header("content-range"), Some("bytes */300000"));
+    }
+
+    async fn the_sdk_sends_media_by_reference_and_is_told_of_media_not_its_own(backend, store) {
+        let server = media::start(backend, store, Options::default());
+        let (alice_token, bob_token) = (server.register("alice"), server.register("bob"));
+        let dir = tempfile::tempdir().unwrap();
+        let mut alice = App::connect(&server, "alice", &alice_token, "phone", dir.path()).await;
+        let mut bob = App::connect(&server, "bob", &bob_token, "phone", dir.path()).await;
+        let photo = some_bytes(40_000, 3);
+        let id = upload_ok(server.http, &alice_token, "image/jpeg", &photo);
+
+        let client_id = alice.client.send_media("bob", &id, "at the beach").await.unwrap();
+        alice.sent(&client_id).await;
+        let message = bob
+            .wait_for("a media message", |e| match e {
+                AppEvent::Message(m) if m.media.is_some() => Some(m.clone()),
+                _ => None,
+            })
+            .await;
+        let media = message.media.expect("media");
+        assert_eq!((media.id.as_str(), media.caption.as_str()), (id.as_str(), "at the beach"));
+        assert_eq!((media.mime.as_str(), media.size), ("image/jpeg", photo.len() as u64), "the server's type and size");
+        let fetched = get(server.http, Some(&bob_token), &format!("/v1/media/{id}"), None);
+        assert_eq!(sha256_hex(&fetched.body), sha256_hex(&photo));
+
+        // Bob forwarding Alice's upload by id is refused, to his app.
+        let forwarded = bob.client.send_media("alice", &id, "").await.unwrap();
+        let refusal = bob
+            .wait_for("the refusal", |e| match e {
+                AppEvent::Rejected(error) if error.client_id.as_deref() == Some(forwarded.as_str()) => Some(error.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(refusal.code, protocol::errors::ErrorCode::UnknownMedia);
     }
 
     async fn oversize_disallowed_and_foreign_media_are_refused(backend, store) {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::messages::{
-    AckEvent, ErrorEvent, ExpiredEvent, MessageEvent, ReceiptEvent, SendRequest, StarEvent,
-    TimerEvent,
+    AckEvent, ErrorEvent, ExpiredEvent, MediaRef, MessageEvent, ReceiptEvent, SendRequest,
+    StarEvent, TimerEvent,
 };
 use protocol::{topics, UserName};
 use rumqttc::{AsyncClient, QoS};
@@ -95,20 +95,48 @@ impl Client {
     /// server's ack ([`AppEvent::Sent`]) or error ([`AppEvent::Rejected`])
     /// arrives, across reconnects and restarts.
     pub async fn send(&self, to: &str, body: &str) -> Result<String, ClientError> {
+        if body.is_empty() {
+            return Err(ClientError::EmptyBody);
+        }
+        self.send_request(to, body, None).await
+    }
+
+    /// Like [`Client::send`], for media uploaded with `POST /v1/media`:
+    /// `media_id` is the upload's `id`, `caption` may be empty. The server
+    /// fills in the type and size the recipient sees, and refuses an id
+    /// that is not yours with an `unknown_media` error event.
+    pub async fn send_media(
+        &self,
+        to: &str,
+        media_id: &str,
+        caption: &str,
+    ) -> Result<String, ClientError> {
+        let media = MediaRef {
+            id: media_id.to_owned(),
+            mime: String::new(),
+            size: 0,
+            caption: caption.to_owned(),
+        };
+        self.send_request(to, "", Some(media)).await
+    }
+
+    async fn send_request(
+        &self,
+        to: &str,
+        body: &str,
+        media: Option<MediaRef>,
+    ) -> Result<String, ClientError> {
         if self.commands.is_closed() {
             return Err(ClientError::Closed);
         }
         if UserName::parse(to).is_err() {
             return Err(ClientError::InvalidPeer(to.to_owned()));
         }
-        if body.is_empty() {
-            return Err(ClientError::EmptyBody);
-        }
         let request = SendRequest {
             id: uuid::Uuid::new_v4().to_string(),
             to: to.to_owned(),
             body: body.to_owned(),
-            media: None,
+            media,
         };
         let payload = session::encode!(request);
         let size = publish_size(&self.send_topic, payload.len());
@@ -121,7 +149,17 @@ impl Client {
         let shared = Arc::clone(&self.shared);
         let entry = request.clone();
         let head = tokio::task::spawn_blocking(move || {
-            session::lock(&shared.outbox).add(&entry.id, &entry.to, &entry.body, session::now_ms())
+            let media = entry
+                .media
+                .as_ref()
+                .map(|m| serde_json::to_string(m).unwrap_or_default());
+            session::lock(&shared.outbox).add_with_media(
+                &entry.id,
+                &entry.to,
+                &entry.body,
+                media.as_deref(),
+                session::now_ms(),
+            )
         })
         .await
         .map_err(|_| ClientError::Closed)??;

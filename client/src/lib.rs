@@ -32,6 +32,9 @@
 //! naming it ([`AppEvent::Rejected`]). Until then the driver publishes it
 //! again every `resend_after` and after every CONNACK; the server
 //! deduplicates on (sender, client id), so this is always safe.
+//! [`Client::send_media`] does the same for media the app uploaded with
+//! `POST /v1/media`: the outbox keeps the media reference, so a resend
+//! after a restart still carries it.
 //!
 //! # How an inbox event flows
 //!

@@ -45,6 +45,7 @@ mod schema {
             created_at -> BigInt,
             last_sent_at -> BigInt,
             attempts -> BigInt,
+            media -> Nullable<Text>,
         }
     }
 
@@ -70,7 +71,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS outbox (
     body TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     last_sent_at INTEGER NOT NULL,
-    attempts INTEGER NOT NULL
+    attempts INTEGER NOT NULL,
+    media TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_peer ON outbox (peer);
 CREATE TABLE IF NOT EXISTS state (
@@ -99,6 +101,15 @@ pub struct Entry {
     pub last_sent_at: i64,
     /// How many times it was given to the MQTT client.
     pub attempts: i64,
+    /// The send's media reference as JSON, for a media message.
+    pub media: Option<String>,
+}
+
+/// A row of `pragma_table_info`.
+#[derive(QueryableByName)]
+struct ColumnName {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
 }
 
 /// The outbox and `last_seq`, on one SQLite connection.
@@ -123,17 +134,36 @@ impl Outbox {
             .map_err(|e| ClientError::Open(format!("{}: {e}", path.display())))?;
         conn.batch_execute(PRAGMAS)?;
         conn.batch_execute(SCHEMA)?;
+        // State files from before media messages lack the column.
+        let columns: Vec<ColumnName> =
+            diesel::sql_query("SELECT name FROM pragma_table_info('outbox')").load(&mut conn)?;
+        if !columns.iter().any(|c| c.name == "media") {
+            conn.batch_execute("ALTER TABLE outbox ADD COLUMN media TEXT")?;
+        }
         Ok(Outbox { conn })
     }
 
-    /// Stores a new send and says whether it is its peer's head, to be
-    /// published now. A send queued behind an unsettled one to the same peer
-    /// waits ([`NEVER_SENT`]) until that one settles.
+    /// Stores a new text send; see [`Outbox::add_with_media`].
     pub fn add(
         &mut self,
         client_id: &str,
         peer: &str,
         body: &str,
+        now: i64,
+    ) -> Result<bool, ClientError> {
+        self.add_with_media(client_id, peer, body, None, now)
+    }
+
+    /// Stores a new send (`media`: its media reference as JSON) and says
+    /// whether it is its peer's head, to be published now. A send queued
+    /// behind an unsettled one to the same peer waits ([`NEVER_SENT`])
+    /// until that one settles.
+    pub fn add_with_media(
+        &mut self,
+        client_id: &str,
+        peer: &str,
+        body: &str,
+        media: Option<&str>,
         now: i64,
     ) -> Result<bool, ClientError> {
         Ok(self.conn.immediate_transaction(|conn| {
@@ -150,6 +180,7 @@ impl Outbox {
                     outbox::created_at.eq(now),
                     outbox::last_sent_at.eq(if head { now } else { NEVER_SENT }),
                     outbox::attempts.eq(i64::from(head)),
+                    outbox::media.eq(media),
                 ))
                 .execute(conn)?;
             Ok::<_, diesel::result::Error>(head)
@@ -178,7 +209,7 @@ impl Outbox {
         // rowid orders entries as they were added, even within one
         // millisecond; the head of a peer is its lowest rowid.
         Ok(diesel::sql_query(
-            "SELECT client_id, peer, body, created_at, last_sent_at, attempts FROM outbox AS o \
+            "SELECT client_id, peer, body, created_at, last_sent_at, attempts, media FROM outbox AS o \
              WHERE o.last_sent_at <= ? \
                AND o.rowid = (SELECT MIN(p.rowid) FROM outbox AS p WHERE p.peer = o.peer) \
              ORDER BY o.rowid LIMIT ?",
@@ -305,6 +336,28 @@ mod tests {
     }
 
     #[test]
+    fn a_state_file_from_before_media_gains_the_column_and_keeps_its_sends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut old = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        old.batch_execute(
+            "CREATE TABLE outbox (client_id TEXT PRIMARY KEY NOT NULL, peer TEXT NOT NULL, \
+             body TEXT NOT NULL, created_at INTEGER NOT NULL, last_sent_at INTEGER NOT NULL, \
+             attempts INTEGER NOT NULL); \
+             INSERT INTO outbox VALUES ('m1', 'bob', 'hi', 1, 1, 1);",
+        )
+        .unwrap();
+        drop(old);
+        let mut ob = Outbox::open(&path).unwrap();
+        assert_eq!(ob.all(10).unwrap()[0].media, None);
+        ob.add_with_media("m2", "carol", "", Some(r#"{"id":"abc"}"#), 2)
+            .unwrap();
+        let all = ob.all(10).unwrap();
+        assert_eq!(ids(&all), ["m1", "m2"]);
+        assert_eq!(all[1].media.as_deref(), Some(r#"{"id":"abc"}"#));
+    }
+
+    #[test]
     fn the_parent_directory_is_created() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/state.db");
@@ -334,6 +387,7 @@ mod tests {
                 created_at: 1_000,
                 last_sent_at: 1_000,
                 attempts: 1,
+                media: None,
             }
         );
         assert_eq!(ob.len().unwrap(), 3);
@@ -467,6 +521,7 @@ mod tests {
                 created_at: 2_000,
                 last_sent_at: 5_000,
                 attempts: 2,
+                media: None,
             }]
         );
         // Reopening (CREATE TABLE IF NOT EXISTS) kept the data.

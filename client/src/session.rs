@@ -751,7 +751,12 @@ impl Driver {
                 id: entry.client_id.clone(),
                 to: entry.peer,
                 body: entry.body,
-                media: None,
+                // Written by this SDK from a MediaRef; unreadable JSON would
+                // mean a damaged file, and the server then refuses the send.
+                media: entry
+                    .media
+                    .as_deref()
+                    .and_then(|json| serde_json::from_str(json).ok()),
             });
             let size = publish_size(&self.topics.send, payload.len());
             if size > self.max_packet_size {
