@@ -6,6 +6,22 @@ use diesel::prelude::*;
 use crate::schema::{dead_letters, devices, nodes, sessions, token_revocations, tokens};
 use crate::{Store, StoreError};
 
+/// Deletes up to `limit` rows of `table` matching `filter`, found by their
+/// `key` first, so each statement touches one bounded batch.
+macro_rules! delete_batch {
+    ($store:expr, $table:ident, $key:ident: $key_type:ty, $filter:expr, $limit:expr) => {{
+        let mut conn = $store.conn()?;
+        Ok(on_backend!(&mut *conn, c => {
+            let keys: Vec<$key_type> = $table::table
+                .filter($filter)
+                .select($table::$key)
+                .limit($limit as i64)
+                .load(c)?;
+            diesel::delete($table::table.filter($table::$key.eq_any(&keys))).execute(c)?
+        }))
+    }};
+}
+
 impl Store {
     /// Users with at least one acking device and how far all of them have
     /// acked (the prune floor), for users after `after` by name, at most
@@ -37,15 +53,7 @@ impl Store {
 
     /// Deletes up to `limit` tokens that expired before `now` (Unix ms).
     pub fn delete_expired_tokens(&self, now: i64, limit: usize) -> Result<usize, StoreError> {
-        let mut conn = self.conn()?;
-        Ok(on_backend!(&mut *conn, c => {
-            let ids: Vec<i64> = tokens::table
-                .filter(tokens::expires_at.le(now))
-                .select(tokens::id)
-                .limit(limit as i64)
-                .load(c)?;
-            diesel::delete(tokens::table.filter(tokens::id.eq_any(&ids))).execute(c)?
-        }))
+        delete_batch!(self, tokens, id: i64, tokens::expires_at.le(now), limit)
     }
 
     /// Deletes up to `limit` revocation records older than `cutoff` (Unix ms).
@@ -54,15 +62,13 @@ impl Store {
         cutoff: i64,
         limit: usize,
     ) -> Result<usize, StoreError> {
-        let mut conn = self.conn()?;
-        Ok(on_backend!(&mut *conn, c => {
-            let hashes: Vec<String> = token_revocations::table
-                .filter(token_revocations::revoked_at.lt(cutoff))
-                .select(token_revocations::token_hash)
-                .limit(limit as i64)
-                .load(c)?;
-            diesel::delete(token_revocations::table.filter(token_revocations::token_hash.eq_any(&hashes))).execute(c)?
-        }))
+        delete_batch!(
+            self,
+            token_revocations,
+            token_hash: String,
+            token_revocations::revoked_at.lt(cutoff),
+            limit
+        )
     }
 
     /// Deletes up to `limit` dead letters recorded before `cutoff` (Unix ms).
@@ -71,15 +77,13 @@ impl Store {
         cutoff: i64,
         limit: usize,
     ) -> Result<usize, StoreError> {
-        let mut conn = self.conn()?;
-        Ok(on_backend!(&mut *conn, c => {
-            let ids: Vec<i64> = dead_letters::table
-                .filter(dead_letters::created_at.lt(cutoff))
-                .select(dead_letters::id)
-                .limit(limit as i64)
-                .load(c)?;
-            diesel::delete(dead_letters::table.filter(dead_letters::id.eq_any(&ids))).execute(c)?
-        }))
+        delete_batch!(
+            self,
+            dead_letters,
+            id: i64,
+            dead_letters::created_at.lt(cutoff),
+            limit
+        )
     }
 
     /// Deletes up to `limit` `sessions` rows of nodes that have not sent a
