@@ -78,6 +78,19 @@ async fn messages_sent_while_the_database_is_away_arrive_once_in_order_after_it_
     }
     assert!(server.metric("bluetick_bridge_commit_failures_total") > 0.0);
 
+    // Operators are told, once in a while rather than per retry.
+    let log = server.log();
+    let reports = log.matches("cannot connect to the database").count();
+    assert!(
+        (1..=3).contains(&reports),
+        "{reports} reports in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !log.contains("r2d2"),
+        "r2d2's per-attempt errors are not logged"
+    );
+
     server.database.accept_connections();
     for (i, client_id) in client_ids.iter().enumerate() {
         alice.sent(client_id).await;

@@ -130,6 +130,27 @@ impl Manager {
     }
 }
 
+/// Reports failed connection attempts at WARN, at most once per
+/// [`CONNECT_ERROR_EVERY`]. r2d2's own handler logs every attempt at
+/// ERROR, and during an outage it retries several times a second: one line
+/// now and then says all there is to say, and the next success ends it.
+#[derive(Debug, Default)]
+struct ConnectErrors {
+    last_logged: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+const CONNECT_ERROR_EVERY: Duration = Duration::from_secs(10);
+
+impl r2d2::HandleError<r2d2::Error> for ConnectErrors {
+    fn handle_error(&self, error: r2d2::Error) {
+        let mut last = self.last_logged.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|at| at.elapsed() >= CONNECT_ERROR_EVERY) {
+            *last = Some(std::time::Instant::now());
+            tracing::warn!(%error, "cannot connect to the database; retrying");
+        }
+    }
+}
+
 /// A pooled connection.
 pub type PooledConn = PooledConnection<Manager>;
 
@@ -183,6 +204,7 @@ impl Store {
             .max_size(options.max_connections)
             .min_idle(Some(1))
             .connection_timeout(options.acquire_timeout)
+            .error_handler(Box::new(ConnectErrors::default()))
             .build(manager)?;
         Ok(Store {
             pool,
