@@ -60,14 +60,12 @@ fn run(context: &Context) -> Result<Counts, JobError> {
         "tokens".into(),
         in_batches("tokens", || store.delete_expired_tokens(now, batch), batch)?,
     );
-    // Every node has read a revocation, and every connection that used the
-    // token has sent a packet and been closed, long before a day is out.
-    let day_ago = now - 86_400_000;
+    let revocations_cutoff = now - store::tokens::REVOCATION_RECORDS_KEPT.as_millis() as i64;
     counts.insert(
         "token_revocations".into(),
         in_batches(
             "token_revocations",
-            || store.delete_revocations_before(day_ago, batch),
+            || store.delete_revocations_before(revocations_cutoff, batch),
             batch,
         )?,
     );

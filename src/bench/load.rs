@@ -47,10 +47,6 @@ pub struct LoadResult {
     pub sent: u64,
     pub received: u64,
     pub lost: u64,
-    /// Of the lost: the server acked them (✓, so they are stored), but the
-    /// push to the recipient never came. The bench client does not sync,
-    /// so it cannot recover these; an SDK client would.
-    pub lost_after_ack: u64,
     /// Each lost send, for the report (the first few are printed).
     pub lost_sends: Vec<LostSend>,
     pub duplicates: u64,
@@ -206,7 +202,6 @@ pub async fn run(
         .map(|ledger| std::mem::take(&mut *ledger.lock().unwrap_or_else(|p| p.into_inner())))
         .collect();
     result.lost_sends = lost_sends(&names, &ledgers);
-    result.lost_after_ack = result.lost_sends.iter().filter(|l| l.acked).count() as u64;
     for ledger in ledgers {
         result.duplicates += ledger.duplicates;
         result.order_violations += ledger.order_violations;

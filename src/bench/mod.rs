@@ -262,7 +262,7 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         sent: result.sent,
         received: result.received,
         lost: result.lost,
-        lost_after_ack: result.lost_after_ack,
+        lost_after_ack: result.lost_sends.iter().filter(|l| l.acked).count() as u64,
         lost_sends: result.lost_sends.clone(),
         duplicates: result.duplicates,
         order_violations: result.order_violations,

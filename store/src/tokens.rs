@@ -14,6 +14,11 @@ use std::time::Duration;
 use crate::schema::{token_revocations, tokens, users};
 use crate::{clock, Store, StoreError};
 
+/// How long a logout's record in `token_revocations` is kept: every node
+/// has read it, and every connection that used the token has sent a packet
+/// and been closed, long before.
+pub const REVOCATION_RECORDS_KEPT: Duration = Duration::from_secs(24 * 3600);
+
 /// A freshly issued token. The plain token exists only here.
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
