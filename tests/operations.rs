@@ -113,3 +113,12 @@ fn migrate_applies_the_schema_once() {
         "schema is up to date"
     );
 }
+
+#[test]
+fn a_log_written_to_a_file_has_no_colour_codes() {
+    let server = Server::start(Backend::Sqlite);
+    server.register("alice");
+    let log = server.log();
+    assert!(log.contains("INFO"), "the server logs at INFO by default: {log}");
+    assert!(!log.contains('\u{1b}'), "escape codes in a log file: {log:?}");
+}
