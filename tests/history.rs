@@ -174,6 +174,7 @@ on_both_backends! {
         assert_eq!(history["items"][2]["body"], "hello bob");
         assert_eq!(history["items"][2]["client_id"], "a1");
         assert_eq!(history["items"][2]["from"], "alice");
+        assert_eq!(history["items"][2].get("expires_at"), None, "no timer, no expires_at (not even null)");
 
         // Reading clears the unread count; the read shows to the sender
         // while both have read receipts on, and not once one turns them off.

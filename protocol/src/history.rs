@@ -67,7 +67,9 @@ pub struct HistoryMessage {
     /// When the recipient read it. For the sender, shown only while both
     /// participants have read receipts on, as with receipt events.
     pub read_at: Option<i64>,
-    /// When it disappears (sent while the chat had a timer).
+    /// When it disappears (sent while the chat had a timer); absent for
+    /// messages that stay, as in inbox events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
     /// Whether the caller has starred it.
     pub starred: bool,
