@@ -59,9 +59,11 @@ pub async fn register(
     // Every attempt counts, whatever its outcome: a refused name is as
     // much an attempt as a new account.
     if let Err(wait) = state.accounts.registrations.try_acquire(&source) {
-        return Err(throttled("registration_throttled", wait, format_args!(
-            "too many registrations from {source}"
-        )));
+        return Err(throttled(
+            "registration_throttled",
+            wait,
+            format_args!("too many registrations from {source}"),
+        ));
     }
     let permit = enter_gate(&state).await?;
     let store = state.store.clone();
@@ -97,9 +99,11 @@ pub async fn login(
     let limits = &state.accounts;
     let source = source_key(peer.ip());
     if let Err(wait) = limits.login_sources.try_acquire(&source) {
-        return Err(throttled("login_throttled", wait, format_args!(
-            "too many failed logins from {source}"
-        )));
+        return Err(throttled(
+            "login_throttled",
+            wait,
+            format_args!("too many failed logins from {source}"),
+        ));
     }
     // A name that breaks the naming rule belongs to nobody: it is a wrong
     // login at once, and never a key of the per-name throttle.
@@ -108,9 +112,11 @@ pub async fn login(
     };
     if let Err(wait) = limits.login_names.try_acquire(&name) {
         limits.login_sources.release(&source);
-        return Err(throttled("login_throttled", wait, format_args!(
-            "too many failed logins for {name:?}"
-        )));
+        return Err(throttled(
+            "login_throttled",
+            wait,
+            format_args!("too many failed logins for {name:?}"),
+        ));
     }
     let permit = match enter_gate(&state).await {
         Ok(permit) => permit,
@@ -155,18 +161,23 @@ fn release_login(state: &AppState, name: &UserName, source: IpAddr) {
 /// A slot for one argon2 run, or 503 with `Retry-After` when all slots and
 /// the queue are taken.
 async fn enter_gate(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    state.accounts.password_gate.enter().await.map_err(|refusal| {
-        let reason = match refusal {
-            GateRefusal::QueueFull => "password_gate_full",
-            GateRefusal::TimedOut => "password_gate_timeout",
-        };
-        metrics::counter!("bluetick_http_refusals_total", "reason" => reason).increment(1);
-        ApiError::new(
-            ErrorCode::Unavailable,
-            "too many password checks at once; retry in 1 s",
-        )
-        .retry_after(Duration::from_secs(1))
-    })
+    state
+        .accounts
+        .password_gate
+        .enter()
+        .await
+        .map_err(|refusal| {
+            let reason = match refusal {
+                GateRefusal::QueueFull => "password_gate_full",
+                GateRefusal::TimedOut => "password_gate_timeout",
+            };
+            metrics::counter!("bluetick_http_refusals_total", "reason" => reason).increment(1);
+            ApiError::new(
+                ErrorCode::Unavailable,
+                "too many password checks at once; retry in 1 s",
+            )
+            .retry_after(Duration::from_secs(1))
+        })
 }
 
 /// 429 with `Retry-After` for a throttled attempt, counted for operators.

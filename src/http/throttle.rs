@@ -62,7 +62,11 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
         let mut attempts = self.lock();
         if !attempts.contains_key(key) && attempts.len() >= self.capacity {
             let window = self.window;
-            attempts.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < window));
+            attempts.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < window)
+            });
             if attempts.len() >= self.capacity {
                 return Err(self.window);
             }
@@ -182,7 +186,8 @@ impl PasswordGate {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(GateRefusal::QueueFull);
         }
-        let permit = tokio::time::timeout(self.max_wait, self.permits.clone().acquire_owned()).await;
+        let permit =
+            tokio::time::timeout(self.max_wait, self.permits.clone().acquire_owned()).await;
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         match permit {
             Ok(Ok(permit)) => Ok(permit),
@@ -203,12 +208,18 @@ mod tests {
             assert!(throttle.try_acquire(&"alice").is_ok());
         }
         assert!(throttle.try_acquire(&"alice").is_err());
-        assert!(throttle.try_acquire(&"bob").is_ok(), "other keys are unaffected");
+        assert!(
+            throttle.try_acquire(&"bob").is_ok(),
+            "other keys are unaffected"
+        );
         std::thread::sleep(Duration::from_millis(220));
         assert!(throttle.try_acquire(&"alice").is_ok());
         throttle.clear(&"alice");
         throttle.release(&"bob");
-        assert!(throttle.lock().is_empty(), "released and cleared keys are gone");
+        assert!(
+            throttle.lock().is_empty(),
+            "released and cleared keys are gone"
+        );
     }
 
     #[test]

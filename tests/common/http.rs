@@ -15,7 +15,9 @@ impl Response {
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers.lines().find_map(|line| {
             let (key, value) = line.split_once(':')?;
-            key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
         })
     }
 
@@ -65,14 +67,23 @@ pub async fn request_from(
     bearer: Option<&str>,
 ) -> Response {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.bind(SocketAddr::new(source, 0)).expect("bind the source address");
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .expect("bind the source address");
     let stream = socket.connect(addr).await.expect("connect HTTP");
     let stream = stream.into_std().expect("std stream");
     stream.set_nonblocking(false).expect("blocking stream");
     let (method, path) = (method.to_owned(), path.to_owned());
     let (body, bearer) = (body.map(str::to_owned), bearer.map(str::to_owned));
     tokio::task::spawn_blocking(move || {
-        exchange(stream, addr, &method, &path, body.as_deref(), bearer.as_deref())
+        exchange(
+            stream,
+            addr,
+            &method,
+            &path,
+            body.as_deref(),
+            bearer.as_deref(),
+        )
     })
     .await
     .expect("request task")
