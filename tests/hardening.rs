@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::http::{request, request_from, Response};
+use common::http::{post_from, request, Response};
 use common::media::proc_kib;
 use common::mqtt::{self, TIMEOUT};
 use common::{eventually, Backend, Options, Server};
@@ -17,9 +17,11 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-/// Another client's address: loopback answers all of 127.0.0.0/8.
-fn elsewhere() -> IpAddr {
-    "127.0.0.2".parse().unwrap()
+/// A `POST` from another client's address (loopback answers all of
+/// 127.0.0.0/8; every other request comes from 127.0.0.1).
+async fn post_from_elsewhere(server: &Server, path: &str, body: &str) -> Response {
+    let elsewhere: IpAddr = "127.0.0.2".parse().unwrap();
+    post_from(elsewhere, server.http, path, body).await
 }
 
 fn credentials(name: &str, password: &str) -> String {
@@ -151,15 +153,8 @@ async fn login_guesses_spread_over_many_names_are_throttled_per_source_address()
     assert_eq!(huge.status, 429);
 
     // Someone on another address logs in as usual.
-    let login = request_from(
-        elsewhere(),
-        server.http,
-        "POST",
-        "/v1/tokens",
-        Some(&credentials("bob", "bob-password")),
-        None,
-    )
-    .await;
+    let login =
+        post_from_elsewhere(&server, "/v1/tokens", &credentials("bob", "bob-password")).await;
     assert_eq!(login.status, 201, "{}", login.body);
     assert!(server.metric(r#"bluetick_http_refusals_total{reason="login_throttled"}"#) >= 25.0);
 }
@@ -184,15 +179,8 @@ async fn registrations_are_limited_per_source_address() {
         "the default window is an hour: {secs}"
     );
     // Another address is not affected.
-    let other = request_from(
-        elsewhere(),
-        server.http,
-        "POST",
-        "/v1/users",
-        Some(&credentials("dan", "a long password")),
-        None,
-    )
-    .await;
+    let other =
+        post_from_elsewhere(&server, "/v1/users", &credentials("dan", "a long password")).await;
     assert_eq!(other.status, 201, "{}", other.body);
     assert_eq!(
         server.metric(r#"bluetick_http_refusals_total{reason="registration_throttled"}"#),

@@ -56,15 +56,13 @@ pub fn request(
     exchange(stream, addr, method, path, body, bearer)
 }
 
-/// [`request`] sent from `source` (any 127.0.0.0/8 address on loopback),
-/// so a test can be two clients on two addresses.
-pub async fn request_from(
+/// A `POST` of a JSON `body`, sent from `source` (any 127.0.0.0/8
+/// address on loopback), so a test can be two clients on two addresses.
+pub async fn post_from(
     source: std::net::IpAddr,
     addr: SocketAddr,
-    method: &str,
     path: &str,
-    body: Option<&str>,
-    bearer: Option<&str>,
+    body: &str,
 ) -> Response {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket
@@ -73,20 +71,10 @@ pub async fn request_from(
     let stream = socket.connect(addr).await.expect("connect HTTP");
     let stream = stream.into_std().expect("std stream");
     stream.set_nonblocking(false).expect("blocking stream");
-    let (method, path) = (method.to_owned(), path.to_owned());
-    let (body, bearer) = (body.map(str::to_owned), bearer.map(str::to_owned));
-    tokio::task::spawn_blocking(move || {
-        exchange(
-            stream,
-            addr,
-            &method,
-            &path,
-            body.as_deref(),
-            bearer.as_deref(),
-        )
-    })
-    .await
-    .expect("request task")
+    let (path, body) = (path.to_owned(), body.to_owned());
+    tokio::task::spawn_blocking(move || exchange(stream, addr, "POST", &path, Some(&body), None))
+        .await
+        .expect("request task")
 }
 
 /// Writes one request on `stream` and reads the whole response.
