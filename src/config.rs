@@ -214,6 +214,19 @@ pub struct HttpConfig {
     pub addr: SocketAddr,
     /// Largest JSON request body, in bytes.
     pub max_json_body: usize,
+
+    // --- Connection limits and the private metrics listener (issue 12) ---
+    /// `/metrics`, on a listener of its own so that API users cannot read
+    /// it; keep it on loopback or a private network.
+    pub metrics_addr: SocketAddr,
+    /// Seconds between refreshes of the gauges read from the database (job
+    /// runs); a scrape never queries the database itself.
+    pub metrics_refresh_secs: u64,
+    /// Seconds a connection has to send a request's complete head, whether
+    /// it is new or idle between keep-alive requests; then it is closed.
+    pub header_timeout_secs: u64,
+    /// Most open HTTP connections; more are answered 503 and closed.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -227,6 +240,21 @@ pub struct AuthConfig {
     /// further attempts get 429 until the oldest failure ages out.
     pub max_login_failures: usize,
     pub login_window_secs: u64,
+
+    // --- Throttles per source address and the argon2 bound (issue 12) ---
+    /// Failed logins allowed per source address (any names) within
+    /// `login_window_secs`.
+    pub max_login_failures_per_address: usize,
+    /// Registrations allowed per source address within
+    /// `registration_window_secs`.
+    pub max_registrations_per_address: usize,
+    pub registration_window_secs: u64,
+    /// Password hashes (argon2, about 19 MiB each) computed at once; 0
+    /// means one per CPU core.
+    pub password_hash_concurrency: usize,
+    /// Requests that may wait for a password hash slot; beyond that they
+    /// get 503 with `Retry-After`.
+    pub password_hash_queue: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -298,6 +326,10 @@ impl Default for HttpConfig {
         HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_json_body: 256 * 1024,
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            metrics_refresh_secs: 15,
+            header_timeout_secs: 10,
+            max_connections: 1024,
         }
     }
 }
@@ -309,6 +341,11 @@ impl Default for AuthConfig {
             cache_ttl_secs: 10,
             max_login_failures: 10,
             login_window_secs: 60,
+            max_login_failures_per_address: 30,
+            max_registrations_per_address: 10,
+            registration_window_secs: 3600,
+            password_hash_concurrency: 0,
+            password_hash_queue: 16,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! listening ws 127.0.0.1:8083
 //! listening tls 127.0.0.1:8883     (only when TLS is configured)
 //! listening http 127.0.0.1:8080
+//! listening metrics 127.0.0.1:9464
 //! ready
 //! ```
 
@@ -42,6 +43,7 @@ pub fn init_logging(log: &LogConfig) {
 }
 
 pub fn run(config: Config) -> anyhow::Result<()> {
+    return_freed_memory_to_the_system();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("bluetick")
@@ -108,17 +110,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http.addr))?;
     let http_addr = http_listener.local_addr()?;
+    let metrics_listener = TcpListener::bind(config.http.metrics_addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {}", config.http.metrics_addr))?;
+    let metrics_addr = metrics_listener.local_addr()?;
     let shutting_down = Arc::new(AtomicBool::new(false));
     let media = Arc::new(crate::media::MediaService::open(&config)?);
     let state = AppState {
         store: store.clone(),
-        metrics,
         authenticator: broker.authenticator(),
         presence_policy: broker.presence_policy(),
-        login_throttle: Arc::new(http::throttle::LoginThrottle::new(
-            config.auth.max_login_failures.max(1),
-            Duration::from_secs(config.auth.login_window_secs),
-        )),
+        accounts: Arc::new(account_limits(&config)),
         bridge: bridge.clone(),
         max_body: config.messages.max_body,
         token_ttl: Duration::from_secs(config.auth.token_ttl_days * 86_400),
@@ -128,14 +130,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         media: media.clone(),
     };
     let app = http::router(state, config.http.max_json_body);
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http_server = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async {
-                let _ = http_stopped.await;
-            })
-            .await
-    });
+    let limits = http::listener::ConnectionLimits {
+        header_timeout: Duration::from_secs(config.http.header_timeout_secs.max(1)),
+        max_connections: config.http.max_connections,
+    };
+    let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
+    let http_server = tokio::spawn(http::listener::serve(
+        http_listener,
+        app,
+        limits,
+        http_stopped.clone(),
+    ));
+    // Metrics get a small limit of their own: a scraper needs one or two.
+    let metrics_server = tokio::spawn(http::listener::serve(
+        metrics_listener,
+        http::metrics_router(metrics),
+        http::listener::ConnectionLimits {
+            max_connections: 16,
+            ..limits
+        },
+        http_stopped,
+    ));
+    let gauges = tokio::spawn(http::refresh_gauges(
+        store.clone(),
+        Duration::from_secs(config.http.metrics_refresh_secs.max(1)),
+    ));
 
     let scheduler = if config.jobs.enabled {
         let context = crate::operations::context(
@@ -161,6 +180,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             writeln!(out, "listening tls {tls}")?;
         }
         writeln!(out, "listening http {http_addr}")?;
+        writeln!(out, "listening metrics {metrics_addr}")?;
         writeln!(out, "ready")?;
         out.flush()?;
     }
@@ -170,13 +190,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(signal, "shutting down: no new connections, draining");
     shutting_down.store(true, Ordering::SeqCst);
     broker.stop_accepting();
-    let _ = stop_http.send(());
+    let _ = stop_http.send(true);
     match tokio::time::timeout(DRAIN_TIMEOUT, http_server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("HTTP requests still running after the drain timeout"),
     }
+    metrics_server.abort();
+    gauges.abort();
     // A job cut off here keeps its lease until it expires and its run
     // stays `running` until this node starts again (then marked failed).
     for task in scheduler {
@@ -198,6 +219,50 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .await??;
     tracing::info!("store closed; bye");
     Ok(())
+}
+
+/// The limits of registration and login, from `[auth]`.
+fn account_limits(config: &Config) -> http::throttle::AccountLimits {
+    use http::throttle::{PasswordGate, Throttle};
+    let auth = &config.auth;
+    let login_window = Duration::from_secs(auth.login_window_secs);
+    http::throttle::AccountLimits {
+        login_names: Throttle::new(auth.max_login_failures, login_window),
+        login_sources: Throttle::new(auth.max_login_failures_per_address, login_window),
+        registrations: Throttle::new(
+            auth.max_registrations_per_address,
+            Duration::from_secs(auth.registration_window_secs),
+        ),
+        password_gate: PasswordGate::new(
+            auth.password_hash_concurrency,
+            auth.password_hash_queue,
+            PASSWORD_GATE_MAX_WAIT,
+        ),
+    }
+}
+
+/// Longest a login or registration waits in the password gate's queue.
+const PASSWORD_GATE_MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// Makes freed large allocations go back to the system at once.
+///
+/// glibc raises its mmap threshold after the first large block is freed,
+/// so later argon2 blocks (about 19 MiB each) come from the heap arenas,
+/// which keep them: 40 concurrent logins left the process 720 MB bigger
+/// for good. A fixed threshold keeps every block of 1 MiB or more in its
+/// own mapping, unmapped when freed, and a cap on arenas keeps the many
+/// blocking-pool threads from each holding a heap of their own.
+fn return_freed_memory_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // SAFETY: mallopt only sets allocator parameters; it is called
+        // before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+            libc::mallopt(libc::M_ARENA_MAX, (2 * cores) as libc::c_int);
+        }
+    }
 }
 
 /// Keeps the `sessions` table and presence true to the guard's connect and

@@ -333,7 +333,6 @@ async fn openapi_document_is_valid_and_lists_every_route() {
     let routes = [
         ("GET", "/healthz"),
         ("GET", "/readyz"),
-        ("GET", "/metrics"),
         ("GET", "/v1/openapi.json"),
         ("POST", "/v1/users"),
         ("POST", "/v1/tokens"),

@@ -16,7 +16,7 @@ on_both_backends! {
         let ready = request(server.http, "GET", "/readyz", None, None);
         assert_eq!((ready.status, ready.json()["status"].as_str()), (200, Some("ready")));
 
-        let metrics = request(server.http, "GET", "/metrics", None, None);
+        let metrics = request(server.metrics, "GET", "/metrics", None, None);
         assert_eq!(metrics.status, 200);
         assert!(metrics.headers.to_ascii_lowercase().contains("content-type: text/plain"));
         assert_eq!(server.metric(&format!(r#"bluetick_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION"))), 1.0);

@@ -68,7 +68,8 @@ pub(crate) fn typing(
         return;
     }
     if !tracker.is_online(to.as_str()) {
-        metrics::counter!("bluetick_typing_dropped_total", "reason" => "peer_offline").increment(1);
+        // Not counted: a counter that moves only when `to` is offline
+        // would tell whoever reads it what `to`'s privacy may hide.
         return;
     }
     let event = LiveEvent::Typing {

@@ -49,11 +49,13 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// A `Range` header that selects no byte of the media.
     RangeNotSatisfiable,
+    /// An HTTP route called with a method it does not serve.
+    MethodNotAllowed,
 }
 
 impl ErrorCode {
     /// Every code, for docs and tests.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidPassword,
@@ -74,6 +76,7 @@ impl ErrorCode {
         ErrorCode::UnknownMedia,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::RangeNotSatisfiable,
+        ErrorCode::MethodNotAllowed,
     ];
 
     /// The code as it appears on the wire.
@@ -99,6 +102,7 @@ impl ErrorCode {
             ErrorCode::UnknownMedia => "unknown_media",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
         }
     }
 
@@ -115,6 +119,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound | ErrorCode::UnknownRecipient | ErrorCode::UnknownMedia => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::NameTaken => 409,
             ErrorCode::TooLarge | ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,

@@ -203,8 +203,8 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
     let result = load::run(server.mqtt, &users, &config).await?;
     let server_rss = server.rss_bytes();
     let broker_drops = server
-        .http
-        .map(|http| server::metric(http, "bluetick_broker_cursor_jumps_total"))
+        .metrics
+        .map(|metrics| server::metric(metrics, "bluetick_broker_cursor_jumps_total"))
         .unwrap_or(0.0) as u64;
     if result.lost + result.duplicates + result.order_violations > 0 {
         // Keep the evidence: the server's log and database outlive the run.

@@ -13,6 +13,8 @@ pub struct Spawned {
     pub mqtt: SocketAddr,
     /// The HTTP API (bluetick only).
     pub http: Option<SocketAddr>,
+    /// The private `/metrics` listener (bluetick only).
+    pub metrics: Option<SocketAddr>,
     /// The server's database, for provisioning bench users.
     pub database_url: String,
     /// The server's data directory (message key and logs).
@@ -71,6 +73,7 @@ pub fn bluetick(
         .arg(data_dir.path())
         .args(["--database-url", &database_url])
         .env("RUST_LOG", "warn")
+        .env("BLUETICK_HTTP__METRICS_ADDR", "127.0.0.1:0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log);
@@ -82,7 +85,7 @@ pub fn bluetick(
     }
     let mut child = command.spawn().context("starting bluetick serve")?;
     let stdout = child.stdout.take().context("server stdout")?;
-    let (mut mqtt, mut http) = (None, None);
+    let (mut mqtt, mut http, mut metrics) = (None, None, None);
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         if let Some(addr) = line.strip_prefix("listening mqtt ") {
@@ -90,6 +93,9 @@ pub fn bluetick(
         }
         if let Some(addr) = line.strip_prefix("listening http ") {
             http = addr.parse().ok();
+        }
+        if let Some(addr) = line.strip_prefix("listening metrics ") {
+            metrics = addr.parse().ok();
         }
         if line == "ready" {
             break;
@@ -105,6 +111,7 @@ pub fn bluetick(
         child,
         mqtt,
         http,
+        metrics,
         database_url,
         data_dir,
     })
@@ -148,9 +155,10 @@ pub fn http_get(
     Ok((status, body.to_owned()))
 }
 
-/// One sample from the server's `/metrics` (0 if absent or unreachable).
-pub fn metric(http: SocketAddr, sample: &str) -> f64 {
-    let Ok((_, text)) = http_get(http, "/metrics", None) else {
+/// One sample from the server's `/metrics` listener (0 if absent or
+/// unreachable).
+pub fn metric(metrics: SocketAddr, sample: &str) -> f64 {
+    let Ok((_, text)) = http_get(metrics, "/metrics", None) else {
         return 0.0;
     };
     text.lines()
@@ -193,6 +201,7 @@ pub fn mosquitto() -> anyhow::Result<Spawned> {
         child,
         mqtt,
         http: None,
+        metrics: None,
         database_url: String::new(),
         data_dir,
     })

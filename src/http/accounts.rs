@@ -1,14 +1,23 @@
 //! Registration, login (token issue) and logout.
+//!
+//! Both registration and login run argon2, so both pass the limits of
+//! [`super::throttle`]: registrations per source address, failed logins
+//! per name and per source address (counted before the password is
+//! checked, so a concurrent burst cannot slip past), and the password gate
+//! that bounds how many hashes run at once.
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
-use protocol::ErrorCode;
+use protocol::{ErrorCode, UserName};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody};
+use super::throttle::{source_key, GateRefusal};
 use super::{blocking, AppState};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -37,15 +46,32 @@ pub struct Registered {
         (status = 201, description = "Registered", body = Registered),
         (status = 400, description = "Bad name or password", body = ErrorBody),
         (status = 409, description = "Name taken", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this address; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Too many password checks at once; see Retry-After", body = ErrorBody),
     ),
 )]
 pub async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     JsonBody(credentials): JsonBody<Credentials>,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    let source = source_key(peer.ip());
+    // Every attempt counts, whatever its outcome: a refused name is as
+    // much an attempt as a new account.
+    if let Err(wait) = state.accounts.registrations.try_acquire(&source) {
+        return Err(throttled(
+            "registration_throttled",
+            wait,
+            format_args!("too many registrations from {source}"),
+        ));
+    }
+    let permit = enter_gate(&state).await?;
     let store = state.store.clone();
-    let name =
-        blocking(move || store.create_user(&credentials.name, &credentials.password)).await?;
+    let name = blocking(move || {
+        let _permit = permit;
+        store.create_user(&credentials.name, &credentials.password)
+    })
+    .await?;
     tracing::info!(user = %name, "user registered");
     Ok((
         StatusCode::CREATED,
@@ -61,34 +87,60 @@ pub async fn register(
     responses(
         (status = 201, description = "A new token", body = TokenResponse),
         (status = 401, description = "Wrong name or password", body = ErrorBody),
-        (status = 429, description = "Too many failed logins for this name", body = ErrorBody),
+        (status = 429, description = "Too many failed logins for this name or from this address; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Too many password checks at once; see Retry-After", body = ErrorBody),
     ),
 )]
 pub async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     JsonBody(credentials): JsonBody<Credentials>,
 ) -> Result<(StatusCode, Json<TokenResponse>), ApiError> {
-    let name = credentials.name.clone();
-    if let Err(wait) = state.login_throttle.check(&name) {
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "too many failed logins for {name:?}; retry in {} s",
-                wait.as_secs() + 1
-            ),
+    let limits = &state.accounts;
+    let source = source_key(peer.ip());
+    if let Err(wait) = limits.login_sources.try_acquire(&source) {
+        return Err(throttled(
+            "login_throttled",
+            wait,
+            format_args!("too many failed logins from {source}"),
         ));
     }
+    // A name that breaks the naming rule belongs to nobody: it is a wrong
+    // login at once, and never a key of the per-name throttle.
+    let Ok(name) = UserName::parse(&credentials.name) else {
+        return Err(store::StoreError::BadCredentials.into());
+    };
+    if let Err(wait) = limits.login_names.try_acquire(&name) {
+        limits.login_sources.release(&source);
+        return Err(throttled(
+            "login_throttled",
+            wait,
+            format_args!("too many failed logins for {name:?}"),
+        ));
+    }
+    let permit = match enter_gate(&state).await {
+        Ok(permit) => permit,
+        Err(busy) => {
+            release_login(&state, &name, source);
+            return Err(busy);
+        }
+    };
     let store = state.store.clone();
     let ttl = state.token_ttl;
     let issued = blocking(move || {
+        let _permit = permit;
         let user = store.verify_password(&credentials.name, &credentials.password)?;
         store.issue_token(&user, ttl)
     })
     .await;
     match &issued {
-        Ok(_) => state.login_throttle.succeeded(&name),
-        Err(e) if e.code == ErrorCode::Unauthorized => state.login_throttle.failed(&name),
-        Err(_) => {}
+        Ok(_) => {
+            limits.login_names.clear(&name);
+            limits.login_sources.release(&source);
+        }
+        // A wrong guess keeps the attempt it was counted as.
+        Err(e) if e.code == ErrorCode::Unauthorized => {}
+        Err(_) => release_login(&state, &name, source),
     }
     let issued = issued?;
     Ok((
@@ -98,6 +150,45 @@ pub async fn login(
             expires_at: issued.expires_at,
         }),
     ))
+}
+
+/// Gives back a login attempt that was not a wrong guess.
+fn release_login(state: &AppState, name: &UserName, source: IpAddr) {
+    state.accounts.login_names.release(name);
+    state.accounts.login_sources.release(&source);
+}
+
+/// A slot for one argon2 run, or 503 with `Retry-After` when all slots and
+/// the queue are taken.
+async fn enter_gate(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    state
+        .accounts
+        .password_gate
+        .enter()
+        .await
+        .map_err(|refusal| {
+            let reason = match refusal {
+                GateRefusal::QueueFull => "password_gate_full",
+                GateRefusal::TimedOut => "password_gate_timeout",
+            };
+            metrics::counter!("bluetick_http_refusals_total", "reason" => reason).increment(1);
+            ApiError::new(
+                ErrorCode::Unavailable,
+                "too many password checks at once; retry in 1 s",
+            )
+            .retry_after(Duration::from_secs(1))
+        })
+}
+
+/// 429 with `Retry-After` for a throttled attempt, counted for operators.
+fn throttled(reason: &'static str, wait: Duration, what: std::fmt::Arguments<'_>) -> ApiError {
+    metrics::counter!("bluetick_http_refusals_total", "reason" => reason).increment(1);
+    let error = ApiError::new(ErrorCode::RateLimited, "").retry_after(wait);
+    let secs = error.retry_after.unwrap_or(1);
+    ApiError {
+        message: format!("{what}; retry in {secs} s"),
+        ..error
+    }
 }
 
 /// Logs out: the token stops working at once on this server (MQTT

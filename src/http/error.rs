@@ -27,6 +27,9 @@ pub struct ErrorDetail {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// Seconds the client should wait before retrying, sent as
+    /// `Retry-After` (429 and 503 refusals of throttles and busy limits).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -34,7 +37,27 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same refusal with a `Retry-After` of `wait` (rounded up, at
+    /// least 1 s).
+    pub fn retry_after(mut self, wait: std::time::Duration) -> ApiError {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.retry_after = Some(secs.max(1));
+        self
+    }
+
+    /// The JSON body, for answers written outside axum.
+    pub fn json(&self) -> String {
+        self.body().to_string()
+    }
+
+    fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": { "code": self.code.as_str(), "message": self.message }
+        })
     }
 }
 
@@ -42,10 +65,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::json!({
-            "error": { "code": self.code.as_str(), "message": self.message }
-        });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

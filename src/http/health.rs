@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 
@@ -40,19 +41,30 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Prometheus metrics, in the text format. The job gauges are read from
-/// `job_runs` first, so they show runs by any node or by hand.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || jobs::runs::publish_metrics(&store)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "job metrics not refreshed"),
-        Err(e) => tracing::warn!(error = %e, "job metrics task failed"),
-    }
+/// Prometheus metrics, in the text format, on the private metrics
+/// listener only: some counters would tell one user about another (and
+/// they are an operator's business anyway). Served from memory.
+pub async fn metrics(State(metrics): State<PrometheusHandle>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        metrics.render(),
     )
+}
+
+/// Keeps the gauges that come from the database (the job gauges, read
+/// from `job_runs` so they show runs by any node or by hand) fresh, every
+/// `every`, until the server stops; a scrape then costs no query.
+pub async fn refresh_gauges(store: store::Store, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every.max(std::time::Duration::from_millis(100)));
+    // A slow database delays the next refresh rather than piling them up.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || jobs::runs::publish_metrics(&store)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "job metrics not refreshed"),
+            Err(e) => tracing::warn!(error = %e, "job metrics task failed"),
+        }
+    }
 }

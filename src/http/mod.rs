@@ -11,6 +11,7 @@ mod error;
 mod extract;
 mod health;
 mod history;
+pub mod listener;
 mod media;
 mod messages;
 mod openapi;
@@ -36,8 +37,6 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
     /// The broker's token cache, so logout takes effect on MQTT at once.
     pub authenticator: Arc<broker::Authenticator>,
     /// Who may see whose presence (shared with the broker's guard).
@@ -46,8 +45,8 @@ pub struct AppState {
     pub bridge: Arc<bridge::Bridge>,
     /// Largest message body, in bytes.
     pub max_body: usize,
-    /// Limits password guessing on login.
-    pub login_throttle: Arc<throttle::LoginThrottle>,
+    /// Limits on registration, password guessing and argon2.
+    pub accounts: Arc<throttle::AccountLimits>,
     /// Lifetime of newly issued tokens.
     pub token_ttl: Duration,
     /// Largest device backup accepted, in bytes.
@@ -65,7 +64,6 @@ pub fn router(state: AppState, max_json_body: usize) -> Router {
     let (router, mut api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
-        .routes(routes!(health::metrics))
         .routes(routes!(accounts::register))
         .routes(routes!(accounts::login))
         .routes(routes!(accounts::logout))
@@ -101,7 +99,31 @@ pub fn router(state: AppState, max_json_body: usize) -> Router {
         .layer(DefaultBodyLimit::max(max_json_body))
         .merge(device_backup.layer(DefaultBodyLimit::max(state.device_backup_max_bytes)))
         .merge(media_upload.layer(DefaultBodyLimit::disable()))
+        // Last, so that it reaches the routes merged above too.
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// The private metrics listener's routes: `/metrics` and nothing else.
+/// It renders what is in memory; no scrape touches the database (see
+/// [`health::refresh_gauges`]).
+pub fn metrics_router(metrics: PrometheusHandle) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(metrics)
+}
+
+pub use health::refresh_gauges;
+
+/// A route called with a method it does not serve: the error JSON, not
+/// axum's empty 405 (axum adds the `Allow` header).
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not serve that method",
+    )
 }
 
 /// Where the OpenAPI document is served.

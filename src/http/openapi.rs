@@ -30,7 +30,7 @@ use utoipa::{Modify, OpenApi};
         (name = "stars", description = "Starred messages"),
         (name = "media", description = "Media uploads and downloads"),
         (name = "presence", description = "Presence and privacy"),
-        (name = "operations", description = "Health and metrics"),
+        (name = "operations", description = "Health and readiness (metrics are on the private metrics listener)"),
     ),
 )]
 pub struct ApiDoc;

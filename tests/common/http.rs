@@ -11,6 +11,16 @@ pub struct Response {
 }
 
 impl Response {
+    /// The value of a response header (name in lower case), if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
@@ -42,7 +52,40 @@ pub fn request(
     body: Option<&str>,
     bearer: Option<&str>,
 ) -> Response {
-    let mut stream = TcpStream::connect(addr).expect("connect HTTP");
+    let stream = TcpStream::connect(addr).expect("connect HTTP");
+    exchange(stream, addr, method, path, body, bearer)
+}
+
+/// A `POST` of a JSON `body`, sent from `source` (any 127.0.0.0/8
+/// address on loopback), so a test can be two clients on two addresses.
+pub async fn post_from(
+    source: std::net::IpAddr,
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+) -> Response {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .expect("bind the source address");
+    let stream = socket.connect(addr).await.expect("connect HTTP");
+    let stream = stream.into_std().expect("std stream");
+    stream.set_nonblocking(false).expect("blocking stream");
+    let (path, body) = (path.to_owned(), body.to_owned());
+    tokio::task::spawn_blocking(move || exchange(stream, addr, "POST", &path, Some(&body), None))
+        .await
+        .expect("request task")
+}
+
+/// Writes one request on `stream` and reads the whole response.
+fn exchange(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    bearer: Option<&str>,
+) -> Response {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();

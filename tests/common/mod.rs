@@ -43,6 +43,8 @@ pub struct Server {
     pub mqtt: SocketAddr,
     pub ws: SocketAddr,
     pub http: SocketAddr,
+    /// The private `/metrics` listener.
+    pub metrics: SocketAddr,
     /// MQTT over TLS, when the options configure it.
     pub tls: Option<SocketAddr>,
     pub database: TestDatabase,
@@ -81,6 +83,7 @@ struct Started {
     mqtt: SocketAddr,
     ws: SocketAddr,
     http: SocketAddr,
+    metrics: SocketAddr,
     tls: Option<SocketAddr>,
 }
 
@@ -112,6 +115,7 @@ impl Server {
             mqtt: started.mqtt,
             ws: started.ws,
             http: started.http,
+            metrics: started.metrics,
             tls: started.tls,
             database,
             data_dir,
@@ -141,6 +145,7 @@ impl Server {
         .ok();
         self.stderr_path = restarted_log;
         self.child = started.child;
+        self.metrics = started.metrics;
     }
 
     /// Starts the process again after [`Server::terminate`], on the same
@@ -159,6 +164,7 @@ impl Server {
         self.stderr_path = log;
         self.child = started.child;
         (self.mqtt, self.ws, self.http) = (started.mqtt, started.ws, started.http);
+        self.metrics = started.metrics;
     }
 
     /// Registers `name` and returns a fresh token for it.
@@ -191,7 +197,7 @@ impl Server {
     /// The value of one sample in `/metrics`, e.g.
     /// `bluetick_mqtt_refusals_total{reason="bad_credentials"}`; 0 if absent.
     pub fn metric(&self, sample: &str) -> f64 {
-        let text = http::request(self.http, "GET", "/metrics", None, None).body;
+        let text = http::request(self.metrics, "GET", "/metrics", None, None).body;
         text.lines()
             .filter(|l| !l.starts_with('#'))
             .find_map(|l| {
@@ -325,6 +331,12 @@ fn spawn(
         .args(["--database-url", &database.url])
         .args(&options.args)
         .env("RUST_LOG", "info,rumqttd=warn")
+        // The metrics listener on a free port, gauges fresh within a
+        // second, and room for the many users tests register from
+        // 127.0.0.1; a test's own options override these.
+        .env("BLUETICK_HTTP__METRICS_ADDR", "127.0.0.1:0")
+        .env("BLUETICK_HTTP__METRICS_REFRESH_SECS", "1")
+        .env("BLUETICK_AUTH__MAX_REGISTRATIONS_PER_ADDRESS", "1000000")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr);
@@ -341,7 +353,7 @@ fn spawn(
             }
         }
     });
-    let (mut mqtt, mut ws, mut http, mut tls) = (None, None, None, None);
+    let (mut mqtt, mut ws, mut http, mut metrics, mut tls) = (None, None, None, None, None);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -358,6 +370,7 @@ fn spawn(
             (Some("listening"), Some("ws"), Some(a)) => ws = a.parse().ok(),
             (Some("listening"), Some("http"), Some(a)) => http = a.parse().ok(),
             (Some("listening"), Some("tls"), Some(a)) => tls = a.parse().ok(),
+            (Some("listening"), Some("metrics"), Some(a)) => metrics = a.parse().ok(),
             (Some("ready"), None, None) => break,
             _ => {}
         }
@@ -367,6 +380,7 @@ fn spawn(
         mqtt: mqtt.expect("mqtt address line"),
         ws: ws.expect("ws address line"),
         http: http.expect("http address line"),
+        metrics: metrics.expect("metrics address line"),
         tls,
     }
 }
