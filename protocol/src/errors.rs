@@ -49,11 +49,20 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// A `Range` header that selects no byte of the media.
     RangeNotSatisfiable,
+    /// An image no thumbnail can be made of: over the pixel or byte limit
+    /// of thumbnails, or not decodable. Asking again gets the same answer.
+    UnprocessableImage,
+    /// A per-user quota is used up (pending uploads); it frees up as the
+    /// user's uploads are sent in messages or cleaned up.
+    QuotaExceeded,
+    /// A chat setting (the disappearing timer) for a chat that does not
+    /// exist yet: no message has been exchanged with that user.
+    NoChat,
 }
 
 impl ErrorCode {
     /// Every code, for docs and tests.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidPassword,
@@ -74,6 +83,9 @@ impl ErrorCode {
         ErrorCode::UnknownMedia,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::RangeNotSatisfiable,
+        ErrorCode::UnprocessableImage,
+        ErrorCode::QuotaExceeded,
+        ErrorCode::NoChat,
     ];
 
     /// The code as it appears on the wire.
@@ -99,6 +111,9 @@ impl ErrorCode {
             ErrorCode::UnknownMedia => "unknown_media",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
+            ErrorCode::UnprocessableImage => "unprocessable_image",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::NoChat => "no_chat",
         }
     }
 
@@ -119,7 +134,9 @@ impl ErrorCode {
             ErrorCode::TooLarge | ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RangeNotSatisfiable => 416,
-            ErrorCode::RateLimited => 429,
+            ErrorCode::RateLimited | ErrorCode::QuotaExceeded => 429,
+            ErrorCode::NoChat => 409,
+            ErrorCode::UnprocessableImage => 422,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
         }
