@@ -248,6 +248,7 @@ impl MediaService {
             Err(e) => Err(ThumbnailError::Unavailable(e.to_string())),
         };
         if let Err(ThumbnailError::Unprocessable(why)) = &result {
+            metrics::counter!("bluetick_media_thumbnails_refused_total").increment(1);
             tracing::info!(media = %media.id, reason = %why, "no thumbnail can be made; remembered");
             self.thumbnails.remember_failure(&media.id);
         }
