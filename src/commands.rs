@@ -47,6 +47,7 @@ pub enum UserCommand {
 /// Opens the configured store with its message key and brings its schema
 /// up to date.
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    private_data_dir(config)?;
     let url = config.database_url();
     let options = StoreOptions {
         max_connections: config.store.max_connections,
@@ -61,7 +62,19 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
         Some(hex) => Sealer::from_hex(hex).context("messages.key")?,
         None => Sealer::load_or_create(&config.key_file())?,
     };
-    Ok(store.with_sealer(sealer))
+    Ok(store
+        .with_sealer(sealer)
+        .with_dead_letter_quota(config.dead_letters.quota()))
+}
+
+/// Creates the data directory, or narrows an existing one, to 0700
+/// whatever the umask: it holds the database, the message key and backups.
+fn private_data_dir(config: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = &config.data_dir;
+    store::db::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))
 }
 
 pub fn redacted(config: &Config) -> String {
@@ -162,13 +175,14 @@ pub fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
                 let payload = String::from_utf8_lossy(&letter.payload);
                 let preview: String = payload.chars().take(120).collect();
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}{replayed}\t{preview}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}B{replayed}\t{preview}",
                     letter.id,
                     letter.created_at,
                     letter.user,
                     letter.topic,
                     letter.code,
-                    letter.reason
+                    letter.reason,
+                    letter.size
                 );
             }
         }
@@ -176,6 +190,12 @@ pub fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
             let letter = store
                 .dead_letter(id)?
                 .with_context(|| format!("no dead letter {id}"))?;
+            anyhow::ensure!(
+                !letter.truncated(),
+                "dead letter {id} kept {} of its {} bytes (dead-letter quota); it cannot be replayed",
+                letter.payload.len(),
+                letter.size
+            );
             let request =
                 bridge::request::decode(&letter.topic, &letter.payload, config.messages.max_body)
                     .with_context(|| {

@@ -42,6 +42,43 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub media: MediaConfig,
     pub log: LogConfig,
+    pub dead_letters: DeadLettersConfig,
+}
+
+/// The `[dead_letters]` section: how much of refused payloads is kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeadLettersConfig {
+    /// Bytes of a refused payload kept; a longer one keeps this prefix and
+    /// its full length.
+    pub kept_prefix: usize,
+    /// Payload bytes kept per user per window; past it, dead letters are
+    /// still recorded (code, reason, length) without their payload.
+    pub bytes_per_user: u64,
+    /// The window of `bytes_per_user`, in seconds.
+    pub window_secs: u64,
+}
+
+impl Default for DeadLettersConfig {
+    fn default() -> Self {
+        let quota = store::dead_letters::DeadLetterQuota::default();
+        DeadLettersConfig {
+            kept_prefix: quota.kept_prefix,
+            bytes_per_user: quota.bytes_per_user,
+            window_secs: quota.window.as_secs(),
+        }
+    }
+}
+
+impl DeadLettersConfig {
+    /// The store's form of these settings.
+    pub fn quota(&self) -> store::dead_letters::DeadLetterQuota {
+        store::dead_letters::DeadLetterQuota {
+            kept_prefix: self.kept_prefix,
+            bytes_per_user: self.bytes_per_user,
+            window: Duration::from_secs(self.window_secs.max(1)),
+        }
+    }
 }
 
 /// Media uploads: where the bytes go, how they come back, and the limits.
@@ -81,6 +118,17 @@ pub struct MediaConfig {
     /// Largest image a thumbnail is made from, in bytes; bigger images get
     /// none (decoding is bounded in pixels too).
     pub thumbnail_max_input: u64,
+
+    // --- Hardening (issue 12): decoding and pending-upload bounds ---
+    /// Most pixels (width × height, read from the image header before any
+    /// pixel is decoded) of an image a thumbnail is made from.
+    pub thumbnail_max_pixels: u64,
+    /// Thumbnails decoded at once by this server; more requests wait.
+    pub thumbnail_decodes: usize,
+    /// Most uploads a user may hold that no message carries yet.
+    pub max_pending_uploads: u64,
+    /// Most bytes of uploads a user may hold that no message carries yet.
+    pub max_pending_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,6 +345,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             media: MediaConfig::default(),
             log: LogConfig::default(),
+            dead_letters: DeadLettersConfig::default(),
         }
     }
 }
@@ -422,6 +471,10 @@ impl Default for MediaConfig {
                 .map(|t| t.to_string())
                 .collect(),
             thumbnail_max_input: 25 * 1024 * 1024,
+            thumbnail_max_pixels: 24_000_000,
+            thumbnail_decodes: 2,
+            max_pending_uploads: 32,
+            max_pending_bytes: 512 * 1024 * 1024,
         }
     }
 }

@@ -3,14 +3,27 @@
 //!
 //! The HTTP handlers (`http/media.rs`) decide who may do what; this module
 //! owns where bytes go and how thumbnails are made from them.
+//!
+//! # Invariant: a thumbnail costs bounded memory, once
+//! Decoding is where a small file becomes a large allocation (a PNG of a
+//! few KiB may declare 12000×12000 pixels). So:
+//! - the image header is read first, and an image over the side or pixel
+//!   budget is refused before any pixel is allocated; the decoder is then
+//!   limited to the allocation those pixels need;
+//! - at most `media.thumbnail_decodes` thumbnails are made at once, and
+//!   at most one per media id (others wait, then find it made or failed);
+//! - an image that cannot be made into a thumbnail is remembered (a
+//!   bounded set), so asking again costs nothing.
 
 use anyhow::Context;
 use futures_util::TryStreamExt;
 use objects::{ObjectError, ObjectStore};
 use protocol::media::{MediaLimits, THUMBNAIL_CONTENT_TYPE, THUMBNAIL_MAX_SIDE, THUMBNAIL_TYPES};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::media::Media;
+use tokio::sync::{OwnedMutexGuard, Semaphore};
+use store::media::{Media, PendingQuota};
 use store::Store;
 
 use crate::config::{Config, DownloadMode, MediaStoreKind};
@@ -19,8 +32,13 @@ use crate::config::{Config, DownloadMode, MediaStoreKind};
 /// file that claims huge dimensions (a decompression bomb) is refused
 /// before its pixels are allocated.
 const THUMBNAIL_MAX_INPUT_SIDE: u32 = 12_000;
-/// Most memory the image decoder may allocate for one thumbnail.
-const THUMBNAIL_MAX_ALLOC: u64 = 256 * 1024 * 1024;
+/// Bytes the decoder may allocate per pixel of the pixel budget: RGBA at 8
+/// bits (a 16-bit image gets half the pixels).
+const THUMBNAIL_ALLOC_PER_PIXEL: u64 = 4;
+/// Most media ids remembered as having no possible thumbnail; the set is
+/// emptied when it would grow past this (a forgotten id is refused again
+/// from its header, cheaply).
+const FAILED_CAPACITY: usize = 10_000;
 
 /// Everything the media endpoints need.
 pub struct MediaService {
@@ -34,6 +52,109 @@ pub struct MediaService {
     pub presign_ttl: Duration,
     /// Largest image, in bytes, a thumbnail is made from.
     pub thumbnail_max_input: u64,
+    /// Most pixels of an image a thumbnail is made from.
+    pub thumbnail_max_pixels: u64,
+    /// What a user may hold in uploads no message carries yet.
+    pub pending_quota: PendingQuota,
+    /// Who is making which thumbnail, and which cannot be made.
+    thumbnails: Thumbnails,
+}
+
+/// Why a media has no thumbnail.
+#[derive(Debug)]
+pub enum ThumbnailError {
+    /// The image cannot be made into one (too many bytes or pixels, or not
+    /// decodable); the same answer every time.
+    Unprocessable(String),
+    /// The object store or database failed; worth retrying.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for ThumbnailError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ThumbnailError::Unprocessable(why) | ThumbnailError::Unavailable(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The shared state that keeps thumbnail making bounded (see the module's
+/// invariant).
+struct Thumbnails {
+    /// One permit per thumbnail being decoded on this server.
+    decodes: Arc<Semaphore>,
+    /// Media id → the lock held by whoever is making its thumbnail.
+    making: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Media ids whose image cannot be made into a thumbnail.
+    failed: Mutex<HashSet<String>>,
+}
+
+/// Holds the right to make one media's thumbnail; dropping it lets the
+/// next waiter in and forgets the lock once nobody waits for it.
+struct Making<'a> {
+    thumbnails: &'a Thumbnails,
+    id: String,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Thumbnails {
+    fn new(decodes: usize) -> Thumbnails {
+        Thumbnails {
+            decodes: Arc::new(Semaphore::new(decodes.max(1))),
+            making: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn has_failed(&self, id: &str) -> bool {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+    }
+
+    fn remember_failure(&self, id: &str) {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if failed.len() >= FAILED_CAPACITY {
+            failed.clear();
+        }
+        failed.insert(id.to_owned());
+    }
+
+    /// Waits until nobody else is making `id`'s thumbnail.
+    async fn lock(&self, id: &str) -> Making<'_> {
+        let lock = self
+            .making
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_owned())
+            .or_default()
+            .clone();
+        Making {
+            thumbnails: self,
+            id: id.to_owned(),
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for Making<'_> {
+    fn drop(&mut self) {
+        let mut making = self
+            .thumbnails
+            .making
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.guard.take();
+        // Waiters clone the lock under this map's mutex, so a count of one
+        // (the map's own) means nobody waits.
+        if making
+            .get(&self.id)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            making.remove(&self.id);
+        }
+    }
 }
 
 impl MediaService {
@@ -81,23 +202,74 @@ impl MediaService {
             download: media.download,
             presign_ttl: Duration::from_secs(media.presign_ttl_secs),
             thumbnail_max_input: media.thumbnail_max_input,
+            thumbnail_max_pixels: media.thumbnail_max_pixels,
+            pending_quota: PendingQuota {
+                max_count: media.max_pending_uploads,
+                max_bytes: media.max_pending_bytes,
+            },
+            thumbnails: Thumbnails::new(media.thumbnail_decodes),
         })
     }
 
-    /// Whether `media` can have a thumbnail at all.
+    /// Whether `media` is of a type thumbnails are made for.
     pub fn thumbnailable(&self, media: &Media) -> bool {
         THUMBNAIL_TYPES.contains(&media.content_type.as_str())
-            && media.size as u64 <= self.thumbnail_max_input
+    }
+
+    /// The key of `media`'s thumbnail, made now if it was not made yet:
+    /// one at a time per media, within the server's decode budget, and an
+    /// image that cannot be made into one is refused at once next time.
+    pub async fn thumbnail(&self, store: &Store, media: &Media) -> Result<String, ThumbnailError> {
+        if let Some(key) = &media.thumbnail_key {
+            return Ok(key.clone());
+        }
+        let refused = || {
+            metrics::counter!("bluetick_media_thumbnails_refused_total").increment(1);
+            ThumbnailError::Unprocessable("no thumbnail can be made of this image".into())
+        };
+        if self.thumbnails.has_failed(&media.id) {
+            return Err(refused());
+        }
+        let _making = self.thumbnails.lock(&media.id).await;
+        // Whoever held the lock before may have made it, or failed.
+        if self.thumbnails.has_failed(&media.id) {
+            return Err(refused());
+        }
+        let (lookup, id) = (store.clone(), media.id.clone());
+        let made = tokio::task::spawn_blocking(move || lookup.thumbnail_key(&id))
+            .await
+            .map_err(|e| ThumbnailError::Unavailable(e.to_string()))?
+            .map_err(|e| ThumbnailError::Unavailable(e.to_string()))?;
+        if let Some(key) = made {
+            return Ok(key);
+        }
+        let result = match self.thumbnails.decodes.clone().acquire_owned().await {
+            Ok(_permit) => self.make_thumbnail(store, media).await,
+            Err(e) => Err(ThumbnailError::Unavailable(e.to_string())),
+        };
+        if let Err(ThumbnailError::Unprocessable(why)) = &result {
+            metrics::counter!("bluetick_media_thumbnails_refused_total").increment(1);
+            tracing::info!(media = %media.id, reason = %why, "no thumbnail can be made; remembered");
+            self.thumbnails.remember_failure(&media.id);
+        }
+        result
     }
 
     /// Makes, stores and records the thumbnail of `media`; returns its key.
     /// Decoding runs on a blocking thread, never on the async workers.
-    pub async fn make_thumbnail(&self, store: &Store, media: &Media) -> Result<String, String> {
+    async fn make_thumbnail(&self, store: &Store, media: &Media) -> Result<String, ThumbnailError> {
+        let unavailable = |e: &dyn std::fmt::Display| ThumbnailError::Unavailable(e.to_string());
+        if media.size as u64 > self.thumbnail_max_input {
+            return Err(ThumbnailError::Unprocessable(format!(
+                "over media.thumbnail_max_input ({} bytes)",
+                self.thumbnail_max_input
+            )));
+        }
         let stream = self
             .objects
             .get(&media.object_key, None)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| unavailable(&e))?;
         let limit = self.thumbnail_max_input as usize;
         let original = stream
             .try_fold(Vec::new(), |mut all, chunk| async move {
@@ -110,11 +282,15 @@ impl MediaService {
                 Ok(all)
             })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| unavailable(&e))?;
         let content_type = media.content_type.clone();
-        let jpeg = tokio::task::spawn_blocking(move || render_thumbnail(&original, &content_type))
-            .await
-            .map_err(|e| e.to_string())??;
+        let max_pixels = self.thumbnail_max_pixels;
+        let jpeg = tokio::task::spawn_blocking(move || {
+            render_thumbnail(&original, &content_type, max_pixels)
+        })
+        .await
+        .map_err(|e| unavailable(&e))?
+        .map_err(ThumbnailError::Unprocessable)?;
         let key = format!("{}.thumb.jpg", media.object_key);
         self.objects
             .put(
@@ -124,32 +300,50 @@ impl MediaService {
                 u64::MAX,
             )
             .await
-            .map_err(|e: ObjectError| e.to_string())?;
+            .map_err(|e: ObjectError| unavailable(&e))?;
         let (store, id, recorded) = (store.clone(), media.id.clone(), key.clone());
         tokio::task::spawn_blocking(move || store.set_thumbnail(&id, &recorded))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| unavailable(&e))?
+            .map_err(|e| unavailable(&e))?;
         metrics::counter!("bluetick_media_thumbnails_total").increment(1);
         Ok(key)
     }
 }
 
 /// Decodes an image of `content_type` and encodes a JPEG whose longer side
-/// is at most [`THUMBNAIL_MAX_SIDE`], keeping the aspect ratio.
-pub fn render_thumbnail(original: &[u8], content_type: &str) -> Result<Vec<u8>, String> {
+/// is at most [`THUMBNAIL_MAX_SIDE`], keeping the aspect ratio. The header
+/// is read first: an image wider or taller than [`THUMBNAIL_MAX_INPUT_SIDE`]
+/// or with more than `max_pixels` pixels is refused before decoding.
+pub fn render_thumbnail(
+    original: &[u8],
+    content_type: &str,
+    max_pixels: u64,
+) -> Result<Vec<u8>, String> {
     let format = match content_type {
         "image/jpeg" => image::ImageFormat::Jpeg,
         "image/png" => image::ImageFormat::Png,
         "image/webp" => image::ImageFormat::WebP,
         other => return Err(format!("no thumbnails for {other}")),
     };
-    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(original), format);
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(THUMBNAIL_MAX_INPUT_SIDE);
     limits.max_image_height = Some(THUMBNAIL_MAX_INPUT_SIDE);
-    limits.max_alloc = Some(THUMBNAIL_MAX_ALLOC);
-    reader.limits(limits);
+    limits.max_alloc = Some(max_pixels.saturating_mul(THUMBNAIL_ALLOC_PER_PIXEL));
+    let reader = || {
+        let mut reader = image::ImageReader::with_format(std::io::Cursor::new(original), format);
+        reader.limits(limits.clone());
+        reader
+    };
+    let (width, height) = reader()
+        .into_dimensions()
+        .map_err(|e| format!("cannot read the image header: {e}"))?;
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(format!(
+            "{width}x{height} is over the limit of {max_pixels} pixels"
+        ));
+    }
+    let reader = reader();
     let image = reader.decode().map_err(|e| format!("cannot decode: {e}"))?;
     let thumbnail = image
         .thumbnail(THUMBNAIL_MAX_SIDE, THUMBNAIL_MAX_SIDE)
@@ -172,8 +366,19 @@ mod tests {
         image::GrayImage::new(THUMBNAIL_MAX_INPUT_SIDE + 1, 1)
             .write_to(&mut png, image::ImageFormat::Png)
             .unwrap();
-        let refused = render_thumbnail(png.get_ref(), "image/png").unwrap_err();
+        let refused = render_thumbnail(png.get_ref(), "image/png", u64::MAX).unwrap_err();
         assert!(refused.contains("limit"), "{refused}");
+    }
+
+    #[test]
+    fn images_past_the_pixel_budget_are_refused_from_their_header() {
+        let mut png = std::io::Cursor::new(Vec::new());
+        image::GrayImage::new(2000, 2000)
+            .write_to(&mut png, image::ImageFormat::Png)
+            .unwrap();
+        let refused = render_thumbnail(png.get_ref(), "image/png", 3_999_999).unwrap_err();
+        assert!(refused.contains("over the limit of 3999999 pixels"), "{refused}");
+        assert!(render_thumbnail(png.get_ref(), "image/png", 4_000_000).is_ok());
     }
 
     #[test]
@@ -182,7 +387,7 @@ mod tests {
         image::RgbImage::from_pixel(1000, 500, image::Rgb([200, 30, 30]))
             .write_to(&mut png, image::ImageFormat::Png)
             .unwrap();
-        let jpeg = render_thumbnail(png.get_ref(), "image/png").unwrap();
+        let jpeg = render_thumbnail(png.get_ref(), "image/png", 1_000_000).unwrap();
         let thumbnail = image::load_from_memory(&jpeg).unwrap();
         assert_eq!((thumbnail.width(), thumbnail.height()), (320, 160));
     }

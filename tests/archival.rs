@@ -10,32 +10,12 @@ use common::http::{page_ids, request};
 use common::media;
 use common::mqtt;
 use common::rows::count;
-use common::{Backend, Server};
+use common::{run_job, Backend, Server};
 use protocol::messages::ReceiptStatus;
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const DAY: i64 = 86_400;
-
-/// `bluetick job run JOB` against the server's database, `skew` seconds in
-/// the future. Returns what it printed.
-fn run_job(server: &Server, job: &str, skew: i64) -> String {
-    let output = common::bluetick()
-        .args(["job", "run", job])
-        .args(["--database-url", &server.database.url])
-        .arg("--data-dir")
-        .arg(server.data_dir.path())
-        .env(store::clock::SKEW_VAR, skew.to_string())
-        .output()
-        .expect("run bluetick");
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "job run {job}: {printed}");
-    printed
-}
 
 /// Files in the server's local object store, leaving out backups.
 fn media_files(server: &Server) -> usize {
@@ -158,6 +138,11 @@ on_both_backends! {
         let mut bob = App::connect(&server, "bob", &bob_token, "phone", dir.path()).await;
 
         let stays = send(&mut alice, "bob", "this quetzal stays").await;
+        // A timer needs a chat: Carol, offline, has written to Alice once.
+        let hello = json!({ "id": "carol-hi", "to": "alice", "body": "hello alice" }).to_string();
+        let sent = request(server.http, "POST", "/v1/messages", Some(&hello), Some(&carol_token));
+        assert_eq!(sent.status, 201, "{}", sent.body);
+        alice.message_from("carol", "hello alice").await;
         for (token, peer) in [(&bob_token, "alice"), (&alice_token, "carol")] {
             let body = json!({ "seconds": DAY }).to_string();
             let set = request(server.http, "PUT", &format!("/v1/chats/{peer}/timer"), Some(&body), Some(token));
@@ -182,8 +167,9 @@ on_both_backends! {
         assert_eq!(media_files(&server), 1, "the upload is in the object store");
         let star = request(server.http, "PUT", &format!("/v1/messages/{to_bob}/star"), None, Some(&bob_token));
         assert_eq!(star.status, 200);
+        // Left: Carol's message event and the ack of her hello.
         assert!(common::eventually(Duration::from_secs(10), || {
-            count(&server, "inbox WHERE message_id IS NOT NULL") == 1
+            count(&server, "inbox WHERE message_id IS NOT NULL") == 2
         }).await, "devices acked their inboxes");
         // Bob's chat is old enough to be archived; Carol's is still waiting.
         run_job(&server, "archival", 8 * DAY);

@@ -5,8 +5,9 @@
 mod common;
 
 use common::mqtt::{self, Client, TIMEOUT};
-use common::{eventually, Backend, Server};
-use serde_json::Value;
+use common::rows::count;
+use common::{eventually, Backend, Options, Server};
+use serde_json::{json, Value};
 
 async fn next_event(client: &mut Client) -> Value {
     let publish = client.next_message(TIMEOUT).await.expect("an inbox event");
@@ -47,7 +48,10 @@ on_both_backends! {
             assert_eq!(letter.user, "alice");
             assert_eq!(letter.topic, "u/alice/send");
             if *code != "unknown_recipient" {
-                assert_eq!(letter.payload, payload.as_bytes(), "{code}: the raw payload is kept");
+                // Up to the kept prefix (1 KiB by default), and its length.
+                let kept = &payload.as_bytes()[..payload.len().min(1024)];
+                assert_eq!(letter.payload, kept, "{code}: the raw payload's prefix is kept");
+                assert_eq!(letter.size, payload.len() as u64, "{code}");
             }
             assert!(!letter.reason.is_empty());
         }
@@ -85,5 +89,68 @@ on_both_backends! {
         let again = server.operator(&["dlq", "replay", "999999"]);
         assert!(!again.status.success());
         assert!(String::from_utf8_lossy(&again.stderr).contains("no dead letter"));
+    }
+
+    async fn a_flood_of_refused_payloads_keeps_a_bounded_prefix_within_the_senders_budget(backend) {
+        const BUDGET: usize = 16 * 1024;
+        let options = Options::default().env("BLUETICK_DEAD_LETTERS__BYTES_PER_USER", &BUDGET.to_string());
+        let server = Server::start_with(backend, options);
+        let token = server.register("mallory");
+        let bob_token = server.register("bob");
+        let mut mallory = mqtt::connect(server.mqtt, "mallory", Some(("mallory", &token))).await.expect_connected();
+        mallory.subscribe_ok("u/mallory/inbox").await;
+        // 200 KB that never parses: each one is refused.
+        let flood = format!(r#"{{"id":"big","to":"bob","body":"{}"#, "x".repeat(200_000));
+        const FLOOD: usize = 60;
+        for _ in 0..FLOOD {
+            mallory.publish("u/mallory/send", flood.clone()).await;
+        }
+        for _ in 0..FLOOD {
+            assert_eq!(next_event(&mut mallory).await["code"], "malformed_json");
+        }
+
+        let letters = server.store().dead_letters(1000).unwrap();
+        assert_eq!(letters.len(), FLOOD, "every refusal is recorded");
+        assert!(letters.iter().all(|l| l.size == flood.len() as u64), "with the length received");
+        let kept: Vec<&[u8]> = letters.iter().map(|l| l.payload.as_slice()).filter(|p| !p.is_empty()).collect();
+        assert!(!kept.is_empty() && kept.len() < FLOOD, "kept {} payloads of {FLOOD}", kept.len());
+        assert!(kept.iter().all(|p| *p == &flood.as_bytes()[..1024]), "a 1 KiB prefix of each");
+        let stored = count(&server, "dead_letters WHERE LENGTH(payload) > 0");
+        assert_eq!(stored as usize, kept.len());
+        assert!(kept.len() * 1024 <= BUDGET, "{} prefixes kept over a {BUDGET}-byte budget", kept.len());
+
+        // A cut payload is not replayed as if it were whole.
+        let cut = letters.iter().find(|l| l.truncated()).unwrap().id;
+        let replay = server.operator(&["dlq", "replay", &cut.to_string()]);
+        assert!(!replay.status.success());
+        assert!(String::from_utf8_lossy(&replay.stderr).contains("cannot be replayed"));
+
+        // Bob's budget is his own, and the server serves him as before.
+        let mut bob = mqtt::connect(server.mqtt, "bob", Some(("bob", &bob_token))).await.expect_connected();
+        bob.subscribe_ok("u/bob/inbox").await;
+        bob.publish("u/bob/send", r#"{"id":"b-1","to":"mallory","body":""}"#).await;
+        assert_eq!(next_event(&mut bob).await["code"], "empty_body");
+        let bobs = server.store().dead_letters(1).unwrap().remove(0);
+        assert_eq!((bobs.user.as_str(), bobs.truncated()), ("bob", false));
+        bob.publish("u/bob/send", r#"{"id":"b-2","to":"mallory","body":"fine"}"#).await;
+        assert_eq!(next_event(&mut bob).await["type"], "ack");
+    }
+
+    async fn an_ack_with_an_overlong_device_name_is_refused_and_stores_nothing(backend) {
+        let server = Server::start(backend);
+        let token = server.register("alice");
+        let mut alice = mqtt::connect(server.mqtt, "alice", Some(("alice", &token))).await.expect_connected();
+        alice.subscribe_ok("u/alice/inbox").await;
+        let ack = json!({ "up_to": 0, "device": "d".repeat(100_000) }).to_string();
+        alice.publish("u/alice/ack", ack).await;
+        let refused = next_event(&mut alice).await;
+        assert_eq!((refused["type"].as_str(), refused["on"].as_str()), (Some("error"), Some("ack")), "{refused}");
+        assert_eq!(refused["code"], "malformed_json");
+        assert!(refused["message"].as_str().unwrap().contains("device"), "{refused}");
+        assert_eq!(count(&server, "devices"), 0, "no device row for the refused ack");
+
+        // A device name within the client-id rule is accepted.
+        alice.publish("u/alice/ack", json!({ "up_to": 1, "device": "phone-2" }).to_string()).await;
+        assert!(eventually(TIMEOUT, || count(&server, "devices WHERE device = 'phone-2'") == 1).await);
     }
 }

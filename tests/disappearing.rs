@@ -36,6 +36,9 @@ on_both_backends! {
         let bob_token = server.register("bob");
         let mut alice = App::connect(&server, "alice", &alice_token, "phone", dir.path()).await;
         let mut bob = App::connect(&server, "bob", &bob_token, "phone", dir.path()).await;
+        // A timer needs a chat.
+        alice.client.send("bob", "hello").await.unwrap();
+        bob.message_from("alice", "hello").await;
 
         let set = set_timer(&server, &bob_token, "alice", 86_400);
         assert_eq!(set.status, 200, "{}", set.body);
@@ -78,5 +81,28 @@ on_both_backends! {
         bob.settle(std::time::Duration::from_millis(300)).await;
         let timers: Vec<&AppEvent> = bob.seen.iter().filter(|e| matches!(e, AppEvent::Timer(_))).collect();
         assert_eq!(timers.len(), 2, "one event per change: {timers:?}");
+    }
+
+    async fn a_stranger_cannot_set_a_timer_on_a_chat_that_does_not_exist(backend) {
+        let server = Server::start(backend);
+        let dir = tempfile::tempdir().unwrap();
+        let bob_token = server.register("bob");
+        let mallory_token = server.register("mallory");
+        let mut bob = App::connect(&server, "bob", &bob_token, "phone", dir.path()).await;
+
+        let refused = set_timer(&server, &mallory_token, "bob", 86_400);
+        assert_eq!(refused.status, 409, "{}", refused.body);
+        assert_eq!(refused.error_code(), "no_chat");
+        assert_eq!(server.store().timers("mallory", &["bob"]).unwrap().get("bob"), None);
+
+        // Once they have talked, either may set it.
+        let mallory = App::connect(&server, "mallory", &mallory_token, "phone", dir.path()).await;
+        mallory.client.send("bob", "hi bob").await.unwrap();
+        bob.message_from("mallory", "hi bob").await;
+        assert_eq!(set_timer(&server, &mallory_token, "bob", 86_400).status, 200);
+        timer_event(&mut bob, "mallory", 86_400).await;
+        bob.settle(std::time::Duration::from_millis(300)).await;
+        let timers = bob.seen.iter().filter(|e| matches!(e, AppEvent::Timer(_))).count();
+        assert_eq!(timers, 1, "the refused timer put nothing in Bob's inbox: {:?}", bob.seen);
     }
 }

@@ -96,6 +96,7 @@ on_both_media_stores! {
         assert_eq!(sha256_hex(&downloaded.body), sha256_hex(&video));
         assert_eq!(downloaded.header("content-type"), Some("video/mp4"));
         assert_eq!(downloaded.header("accept-ranges"), Some("bytes"));
+        assert_eq!(downloaded.header("x-content-type-options"), Some("nosniff"), "browsers must not sniff");
         assert_eq!(get(server.http, Some(&alice), &path, None).body, video, "the owner reads it too");
 
         let stranger = get(server.http, Some(&carol), &path, None);
@@ -260,6 +261,7 @@ on_both_media_stores! {
             let reply = get(server.http, Some(&alice), &format!("/v1/media/{id}/thumbnail"), None);
             assert_eq!(reply.status, 200, "{content_type}: {}", String::from_utf8_lossy(&reply.body));
             assert_eq!(reply.header("content-type"), Some("image/jpeg"));
+            assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
             let thumbnail = image::load_from_memory_with_format(&reply.body, image::ImageFormat::Jpeg)
                 .expect("the thumbnail is a JPEG");
             assert_eq!((thumbnail.width(), thumbnail.height()), expected, "{content_type}");
@@ -268,9 +270,47 @@ on_both_media_stores! {
         assert_eq!(get(server.http, Some(&alice), &format!("/v1/media/{pdf}/thumbnail"), None).status, 404);
     }
 
+    async fn unsent_uploads_are_bounded_per_user_in_count_and_bytes(backend, store) {
+        const MIB: usize = 1 << 20;
+        let options = Options::default()
+            .env("BLUETICK_MEDIA__MAX_PENDING_UPLOADS", "3")
+            .env("BLUETICK_MEDIA__MAX_PENDING_BYTES", &MIB.to_string());
+        let server = media::start(backend, store, options);
+        let alice = server.register("alice");
+        let bob = server.register("bob");
+        let carol = server.register("carol");
+        let mut ids: Vec<String> = (0..2).map(|i| upload_ok(server.http, &alice, "application/pdf", &some_bytes(1000, i))).collect();
+        // The same bytes again are the same upload, not a new one.
+        assert_eq!(upload_ok(server.http, &alice, "application/pdf", &some_bytes(1000, 0)), ids[0]);
+        ids.push(upload_ok(server.http, &alice, "application/pdf", &some_bytes(1000, 2)));
+        let refused = upload(server.http, &alice, "application/pdf", &some_bytes(1000, 9));
+        assert_eq!((refused.status, refused.error_code().as_str()), (429, "quota_exceeded"));
+        assert!(refused.json()["error"]["message"].as_str().unwrap().contains("3 unsent uploads"));
+        assert_eq!(server.store().pending_uploads("alice").unwrap().count, 3, "nothing of it was kept");
+        // Bob's quota is his own.
+        upload_ok(server.http, &bob, "application/pdf", &some_bytes(1000, 9));
+
+        // Sending an upload in a message frees its place.
+        let mut alice_mqtt = connect(&server, "alice", &alice).await;
+        let send = serde_json::json!({ "id": "m-doc-1", "to": "bob", "body": "", "media": { "id": ids[0] } });
+        alice_mqtt.publish("u/alice/send", send.to_string()).await;
+        assert_eq!(next_of(&mut alice_mqtt, "ack").await["client_id"], "m-doc-1");
+        upload_ok(server.http, &alice, "application/pdf", &some_bytes(1000, 9));
+
+        // Bytes: refused from the declared length, before the body is read.
+        upload_ok(server.http, &carol, "video/mp4", &some_bytes(700_000, 1));
+        let refused = upload(server.http, &carol, "video/mp4", &some_bytes(400_000, 2));
+        assert_eq!((refused.status, refused.error_code().as_str()), (429, "quota_exceeded"));
+        let pending = server.store().pending_uploads("carol").unwrap();
+        assert_eq!((pending.count, pending.bytes), (1, 700_000));
+        assert!(server.metric("bluetick_media_refused_total{code=\"quota_exceeded\"}") >= 2.0);
+    }
+
     async fn a_gib_up_and_down_grows_server_memory_by_less_than_64_mib(backend, store) {
         const GIB: u64 = 1 << 30;
-        let options = Options::default().env("BLUETICK_MEDIA__MAX_SIZE", &(2 * GIB).to_string());
+        let options = Options::default()
+            .env("BLUETICK_MEDIA__MAX_SIZE", &(2 * GIB).to_string())
+            .env("BLUETICK_MEDIA__MAX_PENDING_BYTES", &(4 * GIB).to_string());
         let server = media::start(backend, store, options);
         let alice = server.register("alice");
         // Warm up every path once, so lazily built state is in the baseline.
@@ -346,4 +386,77 @@ async fn s3_downloads_can_redirect_to_a_short_lived_presigned_url() {
         404,
         "no URL for strangers"
     );
+}
+
+/// A PNG of a few hundred KiB whose header declares 11999×11999 grey
+/// pixels (137 MiB once decoded): a decompression bomb.
+fn decompression_bomb() -> Vec<u8> {
+    use image::ImageEncoder;
+    const SIDE: u32 = 11_999;
+    let pixels = vec![0u8; (SIDE * SIDE) as usize];
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new_with_quality(
+        &mut png,
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::NoFilter,
+    )
+    .write_image(&pixels, SIDE, SIDE, image::ExtendedColorType::L8)
+    .unwrap();
+    png
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decompression_bomb_gets_422_in_bounded_memory_and_real_images_still_get_thumbnails() {
+    let server = media::start(Backend::Sqlite, MediaStore::Local, Options::default());
+    let alice = server.register("alice");
+    let bomb = decompression_bomb();
+    println!("decompression bomb: {} bytes", bomb.len());
+    assert!(bomb.len() < 4 << 20, "a small file: {} bytes", bomb.len());
+    let bomb_id = upload_ok(server.http, &alice, "image/png", &bomb);
+    let photo = image::RgbImage::from_fn(640, 480, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 7]));
+    let mut encoded = std::io::Cursor::new(Vec::new());
+    photo.write_to(&mut encoded, image::ImageFormat::Png).unwrap();
+    let photo_id = upload_ok(server.http, &alice, "image/png", encoded.get_ref());
+    // Warm the thumbnail path, so lazily built state is in the baseline.
+    let warm = get(server.http, Some(&alice), &format!("/v1/media/{photo_id}/thumbnail"), None);
+    assert_eq!(warm.status, 200, "{}", String::from_utf8_lossy(&warm.body));
+
+    let pid = server.pid();
+    let baseline = media::proc_kib(pid, "VmRSS");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut highest = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                highest = highest.max(media::proc_kib(pid, "VmRSS"));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            highest
+        })
+    };
+    let path = format!("/v1/media/{bomb_id}/thumbnail");
+    let requests: Vec<_> = (0..8)
+        .map(|_| {
+            let (addr, token, path) = (server.http, alice.clone(), path.clone());
+            std::thread::spawn(move || get(addr, Some(&token), &path, None))
+        })
+        .collect();
+    let replies: Vec<_> = requests.into_iter().map(|r| r.join().unwrap()).collect();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap().max(media::proc_kib(pid, "VmRSS"));
+    for reply in &replies {
+        assert_eq!((reply.status, reply.error_code().as_str()), (422, "unprocessable_image"));
+    }
+    let growth_mib = peak.saturating_sub(baseline) as f64 / 1024.0;
+    println!("8 concurrent bomb thumbnails: RSS before {:.1} MiB, peak {:.1} MiB", baseline as f64 / 1024.0, peak as f64 / 1024.0);
+    assert!(growth_mib < 100.0, "server RSS grew by {growth_mib:.1} MiB");
+
+    // Asked again, the same answer (remembered), and the server serves on.
+    assert_eq!(get(server.http, Some(&alice), &path, None).status, 422);
+    let again = get(server.http, Some(&alice), &format!("/v1/media/{photo_id}/thumbnail"), None);
+    assert_eq!((again.status, again.header("content-type")), (200, Some("image/jpeg")));
+    let thumbnail = image::load_from_memory_with_format(&again.body, image::ImageFormat::Jpeg).unwrap();
+    assert_eq!((thumbnail.width(), thumbnail.height()), (320, 240));
+    assert!(server.metric("bluetick_media_thumbnails_refused_total") >= 9.0);
 }

@@ -122,3 +122,38 @@ fn a_log_written_to_a_file_has_no_colour_codes() {
     assert!(log.contains("INFO"), "the server logs at INFO by default: {log}");
     assert!(!log.contains('\u{1b}'), "escape codes in a log file: {log:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_key_and_data_dir_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let mut server = Server::start_with(Backend::Sqlite, common::Options::default().umask(0o022));
+    server.register("alice");
+    let database = std::path::PathBuf::from(server.database.url.trim_start_matches("sqlite://"));
+    let with_suffix = |suffix: &str| {
+        let mut name = database.clone().into_os_string();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    let key = server.data_dir.path().join("message.key");
+    for file in [database.clone(), with_suffix("-wal"), with_suffix("-shm"), key] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    assert_eq!(mode(server.data_dir.path()), 0o700);
+
+    // A data directory and database left readable by others are narrowed
+    // on the next start.
+    assert!(server.terminate().success());
+    for (path, loose) in [(server.data_dir.path().to_owned(), 0o755), (database.clone(), 0o644)] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).unwrap();
+    }
+    server.start_again();
+    assert_eq!(mode(server.data_dir.path()), 0o700);
+    assert_eq!(mode(&database), 0o600);
+}

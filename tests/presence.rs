@@ -6,7 +6,8 @@ mod common;
 use common::chat::App;
 use common::http::request;
 use common::mqtt::{self, Client, TIMEOUT};
-use common::{eventually, Backend, Server};
+use common::rows::count;
+use common::{eventually, run_job, Backend, Options, Server};
 use protocol::messages::ReceiptStatus;
 use rumqttc::SubscribeReasonCode;
 use serde_json::{json, Value};
@@ -124,8 +125,10 @@ on_both_backends! {
         let server = Server::start(backend);
         let (alice_token, bob_token, carol_token) = (server.register("alice"), server.register("bob"), server.register("carol"));
         mqtt::visit(&server, "alice", &alice_token).await;
-        // Bob and Alice are contacts; Carol is a stranger.
+        // Bob and Alice are contacts (each wrote to the other); Carol is a stranger.
         let sent = request(server.http, "POST", "/v1/messages", Some(r#"{"id":"hi-1","to":"alice","body":"hi"}"#), Some(&bob_token));
+        assert_eq!(sent.status, 201);
+        let sent = request(server.http, "POST", "/v1/messages", Some(r#"{"id":"hi-2","to":"bob","body":"hi bob"}"#), Some(&alice_token));
         assert_eq!(sent.status, 201);
 
         // (Alice's setting, the viewer's setting, viewer, may see?)
@@ -160,6 +163,46 @@ on_both_backends! {
             assert_eq!(http["last_seen"].is_i64(), visible, "{case}: HTTP {http}");
             client.disconnect().await;
         }
+    }
+
+    async fn writing_to_someone_does_not_show_their_presence_but_their_reply_does_even_archived(backend) {
+        // Visibility answers are cached for auth.cache_ttl_secs; 1 s keeps the test short.
+        let server = Server::start_with(backend, Options::default().env("BLUETICK_AUTH__CACHE_TTL_SECS", "1"));
+        let dir = tempfile::tempdir().unwrap();
+        let (bob_token, mallory_token) = (server.register("bob"), server.register("mallory"));
+        set_privacy(&server, &bob_token, json!({"last_seen": "contacts"}));
+        let mut bob = App::connect(&server, "bob", &bob_token, "phone", dir.path()).await;
+        let mut mallory = App::connect(&server, "mallory", &mallory_token, "phone", dir.path()).await;
+        let sees_bob_online = || {
+            let presence = request(server.http, "GET", "/v1/users/bob/presence", None, Some(&mallory_token)).json();
+            presence["online"] == true
+        };
+
+        mallory.client.send("bob", "hi bob, remember me?").await.unwrap();
+        bob.message_from("mallory", "hi bob, remember me?").await;
+        // Well past the cache's lifetime, Bob is still hidden from her.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!sees_bob_online(), "an unsolicited message made mallory a contact");
+        let mut watch = watcher(&server, "mallory", &mallory_token, "bob").await;
+        assert_eq!(next_presence(&mut watch, TIMEOUT).await.expect("retained"), json!({"hidden": true}));
+        watch.disconnect().await;
+
+        // Bob replies: now she is one of his contacts.
+        bob.client.send("mallory", "yes, hello").await.unwrap();
+        mallory.message_from("bob", "yes, hello").await;
+        assert!(eventually(Duration::from_secs(30), sees_bob_online).await, "bob wrote to mallory");
+
+        // Once every message has moved to the archive, the reply still counts.
+        assert!(eventually(Duration::from_secs(30), || {
+            count(&server, "inbox WHERE message_id IS NOT NULL") == 0
+        }).await, "devices acked their inboxes");
+        run_job(&server, "archival", 8 * 86_400);
+        assert_eq!((count(&server, "messages"), count(&server, "messages_archive")), (0, 2));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(sees_bob_online(), "archived messages still make contacts");
+        let mut watch = watcher(&server, "mallory", &mallory_token, "bob").await;
+        let retained = next_presence(&mut watch, TIMEOUT).await.expect("retained");
+        assert_eq!(retained["online"], true, "{retained}");
     }
 
     async fn a_viewer_who_loses_permission_gets_no_new_last_seen(backend) {

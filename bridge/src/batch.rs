@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use store::inbox::NewEvent;
 use store::messages::{NewMessage, Stored};
 use store::stars::StarChange;
+use store::timers::TimerChange;
 use store::{clock, Store, StoreError, Tx};
 
 use crate::request::Request;
@@ -336,8 +337,16 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                     user,
                     peer,
                     seconds,
-                } if existing.contains(peer) => {
-                    if tx.set_timer(user.as_str(), peer, *seconds, now)? {
+                } if existing.contains(peer) => match tx.set_timer(user.as_str(), peer, *seconds, now)? {
+                    // No chat, no timer: nobody puts timer events into a
+                    // stranger's inbox.
+                    TimerChange::NoChat => Outcome::Refused(Rejection {
+                        client_id: None,
+                        code: ErrorCode::NoChat,
+                        message: format!("no chat with {peer} yet: send a message first"),
+                    }),
+                    TimerChange::Unchanged => Outcome::Applied,
+                    TimerChange::Changed => {
                         let announce = |to: &str, peer: &str| {
                             let event = Event::Timer(TimerEvent {
                                 peer: peer.to_owned(),
@@ -351,9 +360,9 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                         if peer != user.as_str() {
                             pending.push(announce(peer, user.as_str()));
                         }
+                        Outcome::Applied
                     }
-                    Outcome::Applied
-                }
+                },
                 Request::Timer { .. } => Outcome::Refused(Rejection {
                     client_id: None,
                     code: ErrorCode::NotFound,

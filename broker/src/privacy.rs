@@ -11,7 +11,7 @@
 //! drops the user's entries at once, and one made elsewhere (the CLI,
 //! another server) is seen within the TTL. A failed lookup hides.
 
-use protocol::presence::may_see_last_seen;
+use protocol::presence::{may_see_last_seen, Correspondence};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -101,7 +101,13 @@ impl PresencePolicy {
     fn ask_store(&self, viewer: &str, target: &str) -> Result<bool, store::StoreError> {
         let viewer_settings = self.store.settings(viewer)?;
         let target_settings = self.store.settings(target)?;
-        let contacts = self.store.are_contacts(viewer, target)?;
+        // A contact is someone you have written to: each side's setting is
+        // read against what that side wrote, so writing to someone never
+        // makes their presence visible to you.
+        let contacts = Correspondence {
+            target_wrote_to_viewer: self.store.has_written_to(target, viewer)?,
+            viewer_wrote_to_target: self.store.has_written_to(viewer, target)?,
+        };
         Ok(may_see_last_seen(
             false,
             viewer_settings.last_seen,

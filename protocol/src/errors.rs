@@ -51,11 +51,20 @@ pub enum ErrorCode {
     RangeNotSatisfiable,
     /// An HTTP route called with a method it does not serve.
     MethodNotAllowed,
+    /// An image no thumbnail can be made of: over the pixel or byte limit
+    /// of thumbnails, or not decodable. Asking again gets the same answer.
+    UnprocessableImage,
+    /// A per-user quota is used up (pending uploads); it frees up as the
+    /// user's uploads are sent in messages or cleaned up.
+    QuotaExceeded,
+    /// A chat setting (the disappearing timer) for a chat that does not
+    /// exist yet: no message has been exchanged with that user.
+    NoChat,
 }
 
 impl ErrorCode {
     /// Every code, for docs and tests.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidPassword,
@@ -77,6 +86,9 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::RangeNotSatisfiable,
         ErrorCode::MethodNotAllowed,
+        ErrorCode::UnprocessableImage,
+        ErrorCode::QuotaExceeded,
+        ErrorCode::NoChat,
     ];
 
     /// The code as it appears on the wire.
@@ -103,6 +115,9 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::UnprocessableImage => "unprocessable_image",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::NoChat => "no_chat",
         }
     }
 
@@ -124,7 +139,9 @@ impl ErrorCode {
             ErrorCode::TooLarge | ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RangeNotSatisfiable => 416,
-            ErrorCode::RateLimited => 429,
+            ErrorCode::RateLimited | ErrorCode::QuotaExceeded => 429,
+            ErrorCode::NoChat => 409,
+            ErrorCode::UnprocessableImage => 422,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
         }

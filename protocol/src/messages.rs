@@ -83,8 +83,8 @@ pub struct AckRequest {
     pub up_to: i64,
     /// The device part of the client id (`phone` in `alice.phone`; empty
     /// for a bare `alice`). The inbox is pruned only below every device's
-    /// ack.
-    #[serde(default)]
+    /// ack. Same rule as the device part of client ids.
+    #[serde(default, deserialize_with = "crate::names::deserialize_device")]
     pub device: String,
 }
 

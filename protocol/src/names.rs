@@ -76,14 +76,8 @@ impl ClientId {
             None => (client_id, None),
         };
         let user = UserName::parse(user).map_err(|_| NameError::ClientId)?;
-        if let Some(device) = device {
-            let length_ok = (1..=DEVICE_MAX).contains(&device.len());
-            let chars_ok = device
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !(length_ok && chars_ok) {
-                return Err(NameError::ClientId);
-            }
+        if device.is_some_and(|device| !valid_device(device)) {
+            return Err(NameError::ClientId);
         }
         Ok(ClientId {
             user,
@@ -98,6 +92,30 @@ impl fmt::Display for ClientId {
             Some(device) => write!(f, "{}.{device}", self.user),
             None => write!(f, "{}", self.user),
         }
+    }
+}
+
+/// Is `device` a device name: 1–[`DEVICE_MAX`] characters of
+/// `[A-Za-z0-9_-]`? The one rule for the device part of client ids and the
+/// `device` field of requests.
+pub fn valid_device(device: &str) -> bool {
+    (1..=DEVICE_MAX).contains(&device.len())
+        && device
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Deserializes a request's `device` field: empty (a bare `NAME` client)
+/// or a [`valid_device`]. Anything else refuses the whole request, so an
+/// unbounded string never reaches the store.
+pub fn deserialize_device<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let device = <String as serde::Deserialize>::deserialize(d)?;
+    if device.is_empty() || valid_device(&device) {
+        Ok(device)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "device must be empty or 1-{DEVICE_MAX} characters of A-Z, a-z, 0-9, _ and -"
+        )))
     }
 }
 

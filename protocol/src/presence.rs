@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 pub enum Privacy {
     /// Any user.
     Everyone,
-    /// Users this user has exchanged messages with.
+    /// Users this user has written to (sent at least one message). Being
+    /// written to does not make someone a contact, so a stranger cannot
+    /// become one by sending an unsolicited message.
     Contacts,
     /// No one.
     Nobody,
@@ -47,6 +49,18 @@ impl Privacy {
     }
 }
 
+/// Who has written to whom between a viewer and a target: a user's
+/// contacts are the people they have written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Correspondence {
+    /// The target sent the viewer at least one message: the viewer is the
+    /// target's contact.
+    pub target_wrote_to_viewer: bool,
+    /// The viewer sent the target at least one message: the target is the
+    /// viewer's contact.
+    pub viewer_wrote_to_target: bool,
+}
+
 /// May `viewer` see `target`'s presence? A user always sees their own.
 /// Otherwise the target must share with the viewer and, by reciprocity,
 /// the viewer must share with the target: hide yours from someone and you
@@ -55,9 +69,11 @@ pub fn may_see_last_seen(
     viewer_is_target: bool,
     viewer: Privacy,
     target: Privacy,
-    contacts: bool,
+    contacts: Correspondence,
 ) -> bool {
-    viewer_is_target || (target.shares_with(contacts) && viewer.shares_with(contacts))
+    viewer_is_target
+        || (target.shares_with(contacts.target_wrote_to_viewer)
+            && viewer.shares_with(contacts.viewer_wrote_to_target))
 }
 
 /// The payload of `presence/{user}`.
@@ -100,8 +116,9 @@ impl Presence {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceRequest {
     pub state: PresenceState,
-    /// The device part of the client id (empty for a bare `NAME`).
-    #[serde(default)]
+    /// The device part of the client id (empty for a bare `NAME`); same
+    /// rule as in client ids.
+    #[serde(default, deserialize_with = "crate::names::deserialize_device")]
     pub device: String,
 }
 
@@ -140,27 +157,36 @@ mod tests {
 
     #[test]
     fn last_seen_visibility_follows_privacy_and_reciprocity() {
-        // (viewer's setting, target's setting, contacts) → visible?
+        // (viewer's setting, target's setting, target wrote to viewer,
+        // viewer wrote to target) → visible?
         let cases = [
-            (Everyone, Everyone, false, true),
-            (Everyone, Contacts, false, false),
-            (Everyone, Contacts, true, true),
-            (Everyone, Nobody, true, false),
+            (Everyone, Everyone, false, false, true),
+            (Everyone, Contacts, false, false, false),
+            (Everyone, Contacts, true, false, true),
+            (Everyone, Nobody, true, true, false),
+            // Writing to someone does not make you their contact.
+            (Everyone, Contacts, false, true, false),
             // Reciprocity: hide yours, see no one's.
-            (Nobody, Everyone, true, false),
-            (Contacts, Everyone, false, false),
-            (Contacts, Everyone, true, true),
-            (Contacts, Contacts, true, true),
+            (Nobody, Everyone, true, true, false),
+            (Contacts, Everyone, false, false, false),
+            (Contacts, Everyone, true, false, false),
+            (Contacts, Everyone, false, true, true),
+            (Contacts, Contacts, true, true, true),
+            (Contacts, Contacts, true, false, false),
         ];
-        for (viewer, target, contacts, visible) in cases {
+        for (viewer, target, target_wrote, viewer_wrote, visible) in cases {
+            let contacts = Correspondence {
+                target_wrote_to_viewer: target_wrote,
+                viewer_wrote_to_target: viewer_wrote,
+            };
             assert_eq!(
                 may_see_last_seen(false, viewer, target, contacts),
                 visible,
-                "{viewer:?} → {target:?}, contacts {contacts}"
+                "{viewer:?} → {target:?}, {contacts:?}"
             );
         }
         assert!(
-            may_see_last_seen(true, Nobody, Nobody, false),
+            may_see_last_seen(true, Nobody, Nobody, Correspondence::default()),
             "everyone sees their own"
         );
     }

@@ -17,12 +17,13 @@ use objects::{ByteRange, ObjectError};
 use protocol::media::{essence, MediaLimits, UploadedMedia};
 use protocol::messages::valid_media_id;
 use protocol::ErrorCode;
-use store::media::{Media, NewMedia, Recorded};
+use store::media::{Media, NewMedia, PendingQuota, PendingUploads, Recorded, Upload};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::Caller;
 use super::{blocking, AppState};
 use crate::config::DownloadMode;
+use crate::media::ThumbnailError;
 
 /// The upload limits. Public, so a client can check before it has even
 /// logged in.
@@ -44,6 +45,7 @@ pub async fn limits(State(state): State<AppState>) -> Json<MediaLimits> {
         (status = 401, description = "Missing or bad token", body = ErrorBody),
         (status = 413, description = "Declared or streamed size over the limit", body = ErrorBody),
         (status = 415, description = "Content-Type not allowed", body = ErrorBody),
+        (status = 429, description = "Pending (unsent) uploads over `media.max_pending_uploads` or `media.max_pending_bytes`", body = ErrorBody),
     ),
 )]
 pub async fn upload(
@@ -75,6 +77,15 @@ pub async fn upload(
     }
 
     let owner = caller.user.to_string();
+    // Refused before the body is read when the declared size (or nothing
+    // more) cannot fit; checked again, exactly, when the upload is recorded.
+    let pending = {
+        let (store, owner) = (state.store.clone(), owner.clone());
+        blocking(move || store.pending_uploads(&owner)).await?
+    };
+    if !media.pending_quota.admits(pending, declared.unwrap_or(0)) {
+        return Err(over_quota(&media.pending_quota, pending));
+    }
     let id = store::media::new_media_id();
     let object_key = format!("media/{owner}/{id}");
     let stream = Box::pin(body.into_data_stream().map_err(std::io::Error::other));
@@ -103,20 +114,28 @@ pub async fn upload(
         );
         let (sha256, content_type) = (stored.sha256.clone(), content_type.clone());
         let size = stored.size as i64;
+        let quota = media.pending_quota;
         blocking(move || {
-            store.record_media(&NewMedia {
-                id: &id,
-                owner: &owner,
-                object_key: &key,
-                size,
-                sha256: &sha256,
-                content_type: &content_type,
-            })
+            store.record_upload(
+                &NewMedia {
+                    id: &id,
+                    owner: &owner,
+                    object_key: &key,
+                    size,
+                    sha256: &sha256,
+                    content_type: &content_type,
+                },
+                quota,
+            )
         })
         .await
     };
     let row = match recorded {
-        Ok(Recorded::New(row)) => {
+        Ok(Upload::OverQuota(pending)) => {
+            discard(&state, &object_key).await;
+            return Err(over_quota(&media.pending_quota, pending));
+        }
+        Ok(Upload::Recorded(Recorded::New(row))) => {
             metrics::counter!("bluetick_media_uploads_total").increment(1);
             metrics::counter!("bluetick_media_uploaded_bytes_total").increment(stored.size);
             if media.thumbnailable(&row) {
@@ -124,14 +143,14 @@ pub async fn upload(
                 // the thumbnail is made; a GET that comes first makes it.
                 let (state, row) = (state.clone(), row.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = state.media.make_thumbnail(&state.store, &row).await {
+                    if let Err(e) = state.media.thumbnail(&state.store, &row).await {
                         tracing::info!(media = %row.id, error = %e, "no thumbnail");
                     }
                 });
             }
             row
         }
-        Ok(Recorded::Existing(row)) => {
+        Ok(Upload::Recorded(Recorded::Existing(row))) => {
             // Same owner, same bytes: keep the first copy only.
             metrics::counter!("bluetick_media_deduplicated_total").increment(1);
             discard(&state, &object_key).await;
@@ -228,6 +247,9 @@ pub async fn download(
     let mut response = Response::new(Body::from_stream(stream));
     let out = response.headers_mut();
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    // The type is what the uploader declared: a browser must not guess
+    // another (say, HTML) from the bytes.
+    out.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if let Ok(value) = HeaderValue::from_str(&media.content_type) {
         out.insert(header::CONTENT_TYPE, value);
     }
@@ -261,6 +283,7 @@ pub async fn download(
         (status = 200, description = "A JPEG", content_type = "image/jpeg"),
         (status = 401, description = "Missing or bad token", body = ErrorBody),
         (status = 404, description = "No such media, not the caller's, or not an image", body = ErrorBody),
+        (status = 422, description = "An image no thumbnail can be made of (too many bytes or pixels, or undecodable)", body = ErrorBody),
     ),
 )]
 pub async fn thumbnail(
@@ -269,25 +292,25 @@ pub async fn thumbnail(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let media = readable(&state, &caller, &id).await?;
-    let key = match media.thumbnail_key.clone() {
-        Some(key) => key,
-        None if state.media.thumbnailable(&media) => state
-            .media
-            .make_thumbnail(&state.store, &media)
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    ErrorCode::NotFound,
-                    format!("no thumbnail for this media: {e}"),
-                )
-            })?,
-        None => {
-            return Err(ApiError::new(
-                ErrorCode::NotFound,
-                "no thumbnail for this type of media",
-            ))
-        }
-    };
+    if !state.media.thumbnailable(&media) {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no thumbnail for this type of media",
+        ));
+    }
+    let key = state
+        .media
+        .thumbnail(&state.store, &media)
+        .await
+        .map_err(|e| match e {
+            ThumbnailError::Unprocessable(why) => {
+                ApiError::new(ErrorCode::UnprocessableImage, format!("no thumbnail: {why}"))
+            }
+            ThumbnailError::Unavailable(why) => {
+                tracing::warn!(media = %media.id, error = %why, "thumbnail failed");
+                ApiError::new(ErrorCode::Unavailable, "the media store is unavailable; retry later")
+            }
+        })?;
     let stream = state
         .media
         .objects
@@ -295,10 +318,13 @@ pub async fn thumbnail(
         .await
         .map_err(object_error)?;
     Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(protocol::media::THUMBNAIL_CONTENT_TYPE),
-        )],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(protocol::media::THUMBNAIL_CONTENT_TYPE),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        ],
         Body::from_stream(stream),
     )
         .into_response())
@@ -374,6 +400,18 @@ fn too_large(max: u64) -> ApiError {
     ApiError::new(
         ErrorCode::TooLarge,
         format!("media is limited to {max} bytes; see GET /v1/media/config"),
+    )
+}
+
+fn over_quota(quota: &PendingQuota, pending: PendingUploads) -> ApiError {
+    metrics::counter!("bluetick_media_refused_total", "code" => "quota_exceeded").increment(1);
+    ApiError::new(
+        ErrorCode::QuotaExceeded,
+        format!(
+            "you hold {} unsent uploads ({} bytes); the limit is {} uploads and {} bytes: \
+             send or wait for them to be cleaned up",
+            pending.count, pending.bytes, quota.max_count, quota.max_bytes
+        ),
     )
 }
 

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dead_letters::DeadLetterQuota;
 use crate::sealing::Sealer;
 use crate::StoreError;
 
@@ -164,6 +165,8 @@ pub struct Store {
     unreachable: Arc<AtomicBool>,
     /// Seals message bodies at rest; messaging needs it, accounts do not.
     sealer: Option<Arc<Sealer>>,
+    /// How much of refused payloads [`Tx::dead_letter`] keeps.
+    dead_letter_quota: DeadLetterQuota,
 }
 
 /// One open transaction; every store function that takes a `Tx` runs
@@ -171,6 +174,7 @@ pub struct Store {
 pub struct Tx<'a> {
     pub(crate) conn: &'a mut AnyConnection,
     sealer: Option<&'a Sealer>,
+    pub(crate) dead_letter_quota: DeadLetterQuota,
 }
 
 impl Tx<'_> {
@@ -186,13 +190,9 @@ impl Store {
     pub fn open(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
         let (backend, target) = parse_url(url)?;
         if backend == Backend::Sqlite {
-            if let Some(parent) = Path::new(&target).parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).map_err(|e| {
-                        StoreError::Migration(format!("cannot create {}: {e}", parent.display()))
-                    })?;
-                }
-            }
+            create_private_file(Path::new(&target)).map_err(|e| {
+                StoreError::Migration(format!("cannot create {target}: {e}"))
+            })?;
         }
         let unreachable = Arc::new(AtomicBool::new(false));
         let manager = Manager {
@@ -211,7 +211,14 @@ impl Store {
             backend,
             unreachable,
             sealer: None,
+            dead_letter_quota: DeadLetterQuota::default(),
         })
+    }
+
+    /// The same store, keeping refused payloads within `quota`.
+    pub fn with_dead_letter_quota(mut self, quota: DeadLetterQuota) -> Store {
+        self.dead_letter_quota = quota;
+        self
     }
 
     /// The same store, sealing message bodies with `sealer`.
@@ -238,6 +245,7 @@ impl Store {
         let result = work(&mut Tx {
             conn: &mut conn,
             sealer: self.sealer.as_deref(),
+            dead_letter_quota: self.dead_letter_quota,
         });
         match result {
             Ok(value) => match commit(&mut conn) {
@@ -298,6 +306,37 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Creates `dir` and any missing parents readable by the owner only
+/// (0700; a umask can only remove bits, and owner bits are never masked in
+/// practice). An existing directory is left as it is: it may be shared,
+/// like `/tmp`.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Makes sure the SQLite file at `path` exists and is readable by the
+/// owner only (0600), in a private directory. SQLite gives the `-wal` and
+/// `-shm` files it creates the database file's mode, so they are private
+/// too. An empty file is a new database to SQLite.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            create_private_dir(parent)?;
+        }
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 fn begin(conn: &mut AnyConnection) -> diesel::QueryResult<()> {

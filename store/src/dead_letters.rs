@@ -1,7 +1,14 @@
 //! Dead letters: client payloads the server refused, kept (sealed, since a
 //! refused send may still hold a body) for operators to list and replay.
+//!
+//! Every refusal is recorded, but what is kept of its payload is bounded
+//! ([`DeadLetterQuota`]), so a client that publishes junk as fast as it can
+//! cannot fill the disk: a payload over the kept prefix is stored cut to it,
+//! and once a user's kept bytes in the window reach the budget their dead
+//! letters keep no payload at all. The full length is always recorded.
 
 use diesel::prelude::*;
+use std::time::Duration;
 
 use crate::db::Tx;
 use crate::schema::dead_letters;
@@ -14,8 +21,11 @@ pub struct DeadLetter {
     /// Who published it.
     pub user: String,
     pub topic: String,
-    /// The payload as received.
+    /// The payload as received, or its first bytes when it was cut (see
+    /// [`DeadLetter::size`]); empty when the sender's budget was used up.
     pub payload: Vec<u8>,
+    /// The length of the payload as received, in bytes.
+    pub size: u64,
     /// The error code the sender got.
     pub code: String,
     pub reason: String,
@@ -35,10 +45,40 @@ struct Row {
     reason: String,
     created_at: i64,
     replayed_at: Option<i64>,
+    payload_size: Option<i64>,
+}
+
+/// How much of refused payloads is kept, per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterQuota {
+    /// Bytes of one payload kept; a longer one is cut to this prefix.
+    pub kept_prefix: usize,
+    /// Sealed payload bytes kept per user within `window`; past it, dead
+    /// letters are recorded without their payload.
+    pub bytes_per_user: u64,
+    pub window: Duration,
+}
+
+impl Default for DeadLetterQuota {
+    fn default() -> Self {
+        DeadLetterQuota {
+            kept_prefix: 1024,
+            bytes_per_user: 1024 * 1024,
+            window: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl DeadLetter {
+    /// Whether less than the whole payload was kept (it cannot be replayed).
+    pub fn truncated(&self) -> bool {
+        (self.payload.len() as u64) < self.size
+    }
 }
 
 impl Tx<'_> {
-    /// Records a refused payload.
+    /// Records a refused payload, keeping as much of it as the quota
+    /// allows (see the module docs).
     pub fn dead_letter(
         &mut self,
         user: &str,
@@ -47,15 +87,34 @@ impl Tx<'_> {
         code: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let sealed = self.sealer()?.seal(payload);
+        let quota = self.dead_letter_quota;
+        let prefix = &payload[..payload.len().min(quota.kept_prefix)];
+        let sealed = self.sealer()?.seal(prefix);
+        let since = clock::now_ms() - quota.window.as_millis() as i64;
+        // LENGTH is bytes for a BLOB (SQLite) and a bytea (PostgreSQL).
+        let used: i64 = on_backend!(&mut *self.conn, c => dead_letters::table
+            .filter(dead_letters::user_name.eq(user))
+            .filter(dead_letters::created_at.ge(since))
+            .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                "COALESCE(SUM(LENGTH(payload)), 0)",
+            ))
+            .first(c))?;
+        let (kept, kept_len) = if used as u64 + sealed.len() as u64 <= quota.bytes_per_user {
+            (sealed, prefix.len())
+        } else {
+            // Nothing sealed: an empty stored payload reads back as empty.
+            (Vec::new(), 0)
+        };
+        let size = (kept_len < payload.len()).then_some(payload.len() as i64);
         on_backend!(&mut *self.conn, c => diesel::insert_into(dead_letters::table)
             .values((
                 dead_letters::user_name.eq(user),
                 dead_letters::topic.eq(topic),
-                dead_letters::payload.eq(&sealed),
+                dead_letters::payload.eq(&kept),
                 dead_letters::code.eq(code),
                 dead_letters::reason.eq(reason),
                 dead_letters::created_at.eq(clock::now_ms()),
+                dead_letters::payload_size.eq(size),
             ))
             .execute(c))?;
         Ok(())
@@ -94,8 +153,14 @@ impl Store {
     }
 
     fn open_row(&self, row: Row) -> Result<DeadLetter, StoreError> {
+        let payload = if row.payload.is_empty() {
+            Vec::new()
+        } else {
+            self.sealer()?.open(&row.payload)?
+        };
         Ok(DeadLetter {
-            payload: self.sealer()?.open(&row.payload)?,
+            size: row.payload_size.map_or(payload.len() as u64, |s| s as u64),
+            payload,
             id: row.id,
             user: row.user_name,
             topic: row.topic,

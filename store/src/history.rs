@@ -20,6 +20,22 @@ use crate::messages::open_media;
 use crate::schema::{message_history, stars};
 use crate::{Store, StoreError};
 
+/// Has `sender` written at least one message to `recipient`, hot or
+/// archived? Archival moves rows, never what this answers.
+pub(crate) fn has_written(
+    conn: &mut AnyConnection,
+    sender: &str,
+    recipient: &str,
+) -> Result<bool, StoreError> {
+    let found: Option<i64> = on_backend!(conn, c => message_history::table
+        .filter(message_history::sender.eq(sender))
+        .filter(message_history::recipient.eq(recipient))
+        .select(message_history::id)
+        .first(c)
+        .optional())?;
+    Ok(found.is_some())
+}
+
 /// The columns a [`HistoryMessage`] is built from, in this order.
 pub(crate) type Row = (
     i64,

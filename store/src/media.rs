@@ -7,12 +7,15 @@
 //! - a message carries at most one media id, which must be its sender's;
 //! - a user may read media they own or that a message to them carries;
 //! - media no message references is an orphan, removed by the cleanup job
-//!   once it is old enough ([`Store::media_orphans`], [`Store::delete_orphan`]).
+//!   once it is old enough ([`Store::media_orphans`], [`Store::delete_orphan`]);
+//! - until a message carries it an upload is *pending*, and what a user may
+//!   hold pending is bounded in count and bytes ([`Store::record_upload`]).
 
 use diesel::prelude::*;
 use std::collections::HashMap;
 
-use crate::db::Tx;
+use crate::db::{AnyConnection, Tx};
+use diesel::sql_types::BigInt;
 use crate::schema::{media, message_history};
 use crate::{clock, Store, StoreError};
 
@@ -57,6 +60,36 @@ pub struct NewMedia<'a> {
     pub content_type: &'a str,
 }
 
+/// What [`Store::record_upload`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upload {
+    Recorded(Recorded),
+    /// Refused: the owner's pending uploads, which this one would have
+    /// taken past the quota. Nothing was recorded.
+    OverQuota(PendingUploads),
+}
+
+/// Uploads a user holds that no message (hot or archived) carries yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PendingUploads {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+/// The most a user may hold in pending uploads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingQuota {
+    pub max_count: u64,
+    pub max_bytes: u64,
+}
+
+impl PendingQuota {
+    /// Whether one more upload of `size` bytes fits beside `pending`.
+    pub fn admits(&self, pending: PendingUploads, size: u64) -> bool {
+        pending.count < self.max_count && pending.bytes.saturating_add(size) <= self.max_bytes
+    }
+}
+
 /// A fresh, unguessable media id.
 pub fn new_media_id() -> String {
     use rand::Rng;
@@ -68,31 +101,40 @@ impl Store {
     /// Records an upload, or returns the owner's existing row for the same
     /// sha256.
     pub fn record_media(&self, new: &NewMedia<'_>) -> Result<Recorded, StoreError> {
-        let mut conn = self.conn()?;
-        let inserted = on_backend!(&mut *conn, c => diesel::insert_into(media::table)
-            .values((
-                media::id.eq(new.id),
-                media::owner.eq(new.owner),
-                media::object_key.eq(new.object_key),
-                media::size.eq(new.size),
-                media::sha256.eq(new.sha256),
-                media::content_type.eq(new.content_type),
-                media::created_at.eq(clock::now_ms()),
-            ))
-            .on_conflict((media::owner, media::sha256))
-            .do_nothing()
-            .returning(Media::as_returning())
-            .get_result(c)
-            .optional())?;
-        if let Some(row) = inserted {
-            return Ok(Recorded::New(row));
-        }
-        let existing = on_backend!(&mut *conn, c => media::table
-            .filter(media::owner.eq(new.owner))
-            .filter(media::sha256.eq(new.sha256))
-            .select(Media::as_select())
-            .first(c))?;
-        Ok(Recorded::Existing(existing))
+        record(&mut *self.conn()?, new)
+    }
+
+    /// Records an upload as [`Store::record_media`] does, unless it is new
+    /// and would take its owner's pending uploads past `quota`. Checked and
+    /// inserted in one transaction; on SQLite writers queue, so the quota
+    /// holds under concurrent uploads (on PostgreSQL, concurrent uploads of
+    /// one user may each pass before either commits).
+    pub fn record_upload(
+        &self,
+        new: &NewMedia<'_>,
+        quota: PendingQuota,
+    ) -> Result<Upload, StoreError> {
+        self.transaction(|tx| {
+            let existing = on_backend!(&mut *tx.conn, c => media::table
+                .filter(media::owner.eq(new.owner))
+                .filter(media::sha256.eq(new.sha256))
+                .select(Media::as_select())
+                .first(c)
+                .optional())?;
+            if let Some(row) = existing {
+                return Ok(Upload::Recorded(Recorded::Existing(row)));
+            }
+            let pending = pending_uploads(tx.conn, new.owner)?;
+            if !quota.admits(pending, new.size as u64) {
+                return Ok(Upload::OverQuota(pending));
+            }
+            Ok(Upload::Recorded(record(tx.conn, new)?))
+        })
+    }
+
+    /// What `owner` holds in uploads no message carries yet.
+    pub fn pending_uploads(&self, owner: &str) -> Result<PendingUploads, StoreError> {
+        pending_uploads(&mut *self.conn()?, owner)
     }
 
     /// The media `id`, if `user` may read it: they own it, or a message to
@@ -112,6 +154,17 @@ impl Store {
             .select(Media::as_select())
             .first(c)
             .optional())?)
+    }
+
+    /// Where the thumbnail of `id` is, once one was made.
+    pub fn thumbnail_key(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn()?;
+        let found: Option<Option<String>> = on_backend!(&mut *conn, c => media::table
+            .filter(media::id.eq(id))
+            .select(media::thumbnail_key)
+            .first(c)
+            .optional())?;
+        Ok(found.flatten())
     }
 
     /// Records where the thumbnail of `id` is.
@@ -156,6 +209,51 @@ impl Store {
         .execute(c))?;
         Ok(deleted > 0)
     }
+}
+
+fn record(conn: &mut AnyConnection, new: &NewMedia<'_>) -> Result<Recorded, StoreError> {
+    let inserted = on_backend!(conn, c => diesel::insert_into(media::table)
+        .values((
+            media::id.eq(new.id),
+            media::owner.eq(new.owner),
+            media::object_key.eq(new.object_key),
+            media::size.eq(new.size),
+            media::sha256.eq(new.sha256),
+            media::content_type.eq(new.content_type),
+            media::created_at.eq(clock::now_ms()),
+        ))
+        .on_conflict((media::owner, media::sha256))
+        .do_nothing()
+        .returning(Media::as_returning())
+        .get_result(c)
+        .optional())?;
+    if let Some(row) = inserted {
+        return Ok(Recorded::New(row));
+    }
+    let existing = on_backend!(conn, c => media::table
+        .filter(media::owner.eq(new.owner))
+        .filter(media::sha256.eq(new.sha256))
+        .select(Media::as_select())
+        .first(c))?;
+    Ok(Recorded::Existing(existing))
+}
+
+fn pending_uploads(conn: &mut AnyConnection, owner: &str) -> Result<PendingUploads, StoreError> {
+    // Hot or archived: media an archived message carries is not pending.
+    let referenced = diesel::dsl::exists(
+        message_history::table.filter(message_history::media_id.eq(media::id.nullable())),
+    );
+    let (count, bytes): (i64, i64) = on_backend!(conn, c => media::table
+        .filter(media::owner.eq(owner))
+        .filter(diesel::dsl::not(referenced))
+        .select(diesel::dsl::sql::<(BigInt, BigInt)>(
+            "COUNT(*), CAST(COALESCE(SUM(media.size), 0) AS BIGINT)",
+        ))
+        .first(c))?;
+    Ok(PendingUploads {
+        count: count as u64,
+        bytes: bytes as u64,
+    })
 }
 
 impl Tx<'_> {

@@ -10,7 +10,7 @@ use protocol::presence::Privacy;
 use std::collections::HashSet;
 
 use crate::db::{AnyConnection, Tx};
-use crate::schema::{messages, sessions, users};
+use crate::schema::{sessions, users};
 use crate::{Store, StoreError};
 
 /// A user's privacy settings.
@@ -108,18 +108,12 @@ impl Store {
         self.settings(user)
     }
 
-    /// Have `a` and `b` exchanged a message, either way?
-    pub fn are_contacts(&self, a: &str, b: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn()?;
-        let found: Option<i64> = on_backend!(&mut *conn, c => messages::table
-            .filter(
-                messages::sender.eq(a).and(messages::recipient.eq(b))
-                    .or(messages::sender.eq(b).and(messages::recipient.eq(a))),
-            )
-            .select(messages::id)
-            .first(c)
-            .optional())?;
-        Ok(found.is_some())
+    /// Has `user` written to `other` (at least one message, hot or
+    /// archived)? That is what makes `other` one of `user`'s contacts for
+    /// privacy: a stranger cannot become someone's contact by writing to
+    /// them, only by being written to.
+    pub fn has_written_to(&self, user: &str, other: &str) -> Result<bool, StoreError> {
+        crate::history::has_written(&mut *self.conn()?, user, other)
     }
 }
 

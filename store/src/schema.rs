@@ -89,6 +89,7 @@ diesel::table! {
         reason -> Text,
         created_at -> BigInt,
         replayed_at -> Nullable<BigInt>,
+        payload_size -> Nullable<BigInt>,
     }
 }
 

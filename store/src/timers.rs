@@ -1,5 +1,9 @@
 //! Disappearing-message timers: one per chat, set by either participant,
 //! applied to messages sent after it is set.
+//!
+//! A timer can only be turned on in a chat that exists, one with at least
+//! one message between the two (hot or archived): otherwise anyone could
+//! put timer events into a stranger's inbox.
 
 use diesel::prelude::*;
 use std::collections::HashMap;
@@ -17,23 +21,39 @@ fn pair<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
     }
 }
 
+/// What [`Tx::set_timer`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerChange {
+    /// The timer is now the one asked for.
+    Changed,
+    /// It already was.
+    Unchanged,
+    /// Refused: no message was ever exchanged between the two.
+    NoChat,
+}
+
 impl Tx<'_> {
     /// Sets the timer of the chat between `by` and `peer` to `seconds` (0 is
-    /// off). Returns whether it changed.
+    /// off), if the chat exists.
     pub fn set_timer(
         &mut self,
         by: &str,
         peer: &str,
         seconds: i64,
         at: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<TimerChange, StoreError> {
         let (a, b) = pair(by, peer);
         let current = timers(self.conn, by, &[peer])?
             .get(peer)
             .copied()
             .unwrap_or(0);
         if current == seconds {
-            return Ok(false);
+            return Ok(TimerChange::Unchanged);
+        }
+        let chat_exists = crate::history::has_written(self.conn, by, peer)?
+            || crate::history::has_written(self.conn, peer, by)?;
+        if !chat_exists {
+            return Ok(TimerChange::NoChat);
         }
         on_backend!(&mut *self.conn, c => diesel::delete(
             chat_timers::table.filter(chat_timers::user_a.eq(a)).filter(chat_timers::user_b.eq(b)),
@@ -50,7 +70,7 @@ impl Tx<'_> {
                 ))
                 .execute(c))?;
         }
-        Ok(true)
+        Ok(TimerChange::Changed)
     }
 }
 

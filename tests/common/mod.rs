@@ -59,6 +59,9 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Extra command-line flags after `serve`.
     pub args: Vec<String>,
+    /// The file-mode creation mask the server starts with, if not the
+    /// test's own.
+    pub umask: Option<u32>,
 }
 
 impl Options {
@@ -71,10 +74,35 @@ impl Options {
         self.args.push(arg.to_owned());
         self
     }
+
+    pub fn umask(mut self, mask: u32) -> Options {
+        self.umask = Some(mask);
+        self
+    }
 }
 
 pub fn bluetick() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bluetick"))
+}
+
+/// `bluetick job run JOB` against the server's database, `skew` seconds in
+/// the future (`BLUETICK_CLOCK_SKEW_SECS`). Returns what it printed.
+pub fn run_job(server: &Server, job: &str, skew: i64) -> String {
+    let output = bluetick()
+        .args(["job", "run", job])
+        .args(["--database-url", &server.database.url])
+        .arg("--data-dir")
+        .arg(server.data_dir.path())
+        .env(store::clock::SKEW_VAR, skew.to_string())
+        .output()
+        .expect("run bluetick");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "job run {job}: {printed}");
+    printed
 }
 
 /// A started process and the addresses it printed.
@@ -320,7 +348,18 @@ fn spawn(
     addrs: [SocketAddr; 3],
 ) -> Started {
     let stderr = std::fs::File::create(stderr_path).expect("log file");
-    let mut command = bluetick();
+    let mut command = match options.umask {
+        // The shell sets the mask, then becomes the server.
+        Some(mask) => {
+            let mut shell = Command::new("sh");
+            shell
+                .arg("-c")
+                .arg(format!("umask {mask:03o} && exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_bluetick"));
+            shell
+        }
+        None => bluetick(),
+    };
     command
         .arg("serve")
         .args(["--mqtt-addr", &addrs[0].to_string()])
