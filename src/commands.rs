@@ -57,11 +57,24 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     for name in store.migrate().context("applying migrations")? {
         tracing::info!(migration = %name, "migration applied");
     }
-    let sealer = match &config.messages.key {
-        Some(hex) => Sealer::from_hex(hex).context("messages.key")?,
-        None => Sealer::load_or_create(&config.key_file())?,
-    };
-    Ok(store.with_sealer(sealer))
+    Ok(store.with_sealer(message_key(config, true)?))
+}
+
+/// The configured message key: `messages.key`, else the key file, which is
+/// created if missing only when `create` is set (a restore must use the
+/// key of the server that took the backup, never a fresh one).
+pub fn message_key(config: &Config, create: bool) -> anyhow::Result<Sealer> {
+    if let Some(hex) = &config.messages.key {
+        return Sealer::from_hex(hex).context("messages.key");
+    }
+    let path = config.key_file();
+    if !create && !path.exists() {
+        anyhow::bail!(
+            "no message key at {}: restore needs the message key of the server that took the backup (set messages.key or copy its key file there)",
+            path.display()
+        );
+    }
+    Ok(Sealer::load_or_create(&path)?)
 }
 
 pub fn redacted(config: &Config) -> String {
