@@ -58,12 +58,8 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     for name in store.migrate().context("applying migrations")? {
         tracing::info!(migration = %name, "migration applied");
     }
-    let sealer = match &config.messages.key {
-        Some(hex) => Sealer::from_hex(hex).context("messages.key")?,
-        None => Sealer::load_or_create(&config.key_file())?,
-    };
     Ok(store
-        .with_sealer(sealer)
+        .with_sealer(message_key(config, true)?)
         .with_dead_letter_quota(config.dead_letters.quota()))
 }
 
@@ -75,6 +71,23 @@ fn private_data_dir(config: &Config) -> anyhow::Result<()> {
     store::db::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("making {} private", dir.display()))
+}
+
+/// The configured message key: `messages.key`, else the key file, which is
+/// created if missing only when `create` is set (a restore must use the
+/// key of the server that took the backup, never a fresh one).
+pub fn message_key(config: &Config, create: bool) -> anyhow::Result<Sealer> {
+    if let Some(hex) = &config.messages.key {
+        return Sealer::from_hex(hex).context("messages.key");
+    }
+    let path = config.key_file();
+    if !create && !path.exists() {
+        anyhow::bail!(
+            "no message key at {}: restore needs the message key of the server that took the backup (set messages.key or copy its key file there)",
+            path.display()
+        );
+    }
+    Ok(Sealer::load_or_create(&path)?)
 }
 
 pub fn redacted(config: &Config) -> String {

@@ -198,6 +198,11 @@ pub struct JobsConfig {
     pub device_backup_max_bytes: usize,
     /// Device backups kept per user; older ones are deleted on upload.
     pub device_backups_kept: usize,
+
+    // Restore bounds (hostile archives).
+    /// Longest row `bluetick restore` reads from an archive, in bytes; a
+    /// longer one is refused before it is read.
+    pub restore_max_row_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -447,6 +452,7 @@ impl Default for JobsConfig {
             archive_after_days: defaults.archive_after.as_secs() / 86_400,
             device_backup_max_bytes: 16 * 1024 * 1024,
             device_backups_kept: 3,
+            restore_max_row_bytes: jobs::restore::Limits::default().max_row_bytes,
         }
     }
 }
@@ -581,6 +587,13 @@ impl Config {
             lease_ttl: Duration::from_secs(jobs.lease_secs.max(3)),
             batch_size: jobs.batch_size,
             archive_after: Duration::from_secs(jobs.archive_after_days.max(1) * 86_400),
+        }
+    }
+
+    /// What `bluetick restore` accepts from an archive.
+    pub fn restore_limits(&self) -> jobs::restore::Limits {
+        jobs::restore::Limits {
+            max_row_bytes: self.jobs.restore_max_row_bytes,
         }
     }
 

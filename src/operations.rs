@@ -137,9 +137,11 @@ pub fn job(config: &Config, command: JobCommand) -> anyhow::Result<()> {
 /// the backup directory (`backups/bluetick-….zip`).
 pub fn restore(config: &Config, backup: &str) -> anyhow::Result<()> {
     // Not open_store: restore checks the database is empty before it
-    // applies migrations itself, and bodies stay sealed as they are.
+    // applies migrations itself, and bodies stay sealed as they are. The
+    // message key authenticates the archive (its backup key is derived).
     let store = Store::open(&config.database_url(), &StoreOptions::default())
-        .context("opening the database to restore into")?;
+        .context("opening the database to restore into")?
+        .with_sealer(crate::commands::message_key(config, false)?);
     let (_runtime, context) = cli_context(config, store.clone())?;
     let path = if Path::new(backup).is_file() {
         PathBuf::from(backup)
@@ -156,7 +158,8 @@ pub fn restore(config: &Config, backup: &str) -> anyhow::Result<()> {
         path.display(),
         crate::commands::redacted(config)
     );
-    jobs::restore::restore(&store, &path, &mut |line| println!("{line}"))?;
+    let limits = config.restore_limits();
+    jobs::restore::restore(&store, &path, &limits, &mut |line| println!("{line}"))?;
     store.close()?;
     Ok(())
 }

@@ -9,6 +9,9 @@
 //! - `manifest.json`: the [`Manifest`]: format version, backend, the
 //!   migrations the database had, and per table its columns, row count and
 //!   the SHA-256 of its file. Restore checks all of it before loading.
+//! - `manifest.hmac`: the manifest's tag under the backup key, derived from
+//!   the message key ([`crate::authentication`]); restore refuses an
+//!   archive whose tag does not verify.
 //!
 //! Runtime state is left out: `sessions` (connections of that moment),
 //! `nodes` (heartbeats), `job_leases` and `job_runs` (the record of jobs on
@@ -31,6 +34,7 @@ use store::tokens::hex;
 use store::{clock, Store};
 use zip::write::SimpleFileOptions;
 
+use crate::authentication::{self, BackupKey};
 use crate::progress::Progress;
 use crate::target::Target;
 use crate::{Context, Counts, Job, JobError};
@@ -47,8 +51,9 @@ pub const PREFIX: &str = "backups/";
 /// Backups are named `backups/bluetick-20261128T020000.000Z.zip`, so
 /// sorting keys sorts them by time.
 const NAME_PREFIX: &str = "backups/bluetick-";
-/// The archive layout this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The archive layout this code writes and reads. Format 1 had no
+/// `manifest.hmac`, so nothing vouched for its contents.
+pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST: &str = "manifest.json";
 /// Tables that describe the running processes and their jobs, not the
 /// data. (`job_runs` would also hold the backup's own unfinished run.)
@@ -131,6 +136,7 @@ fn run(context: &Context) -> Result<Counts, JobError> {
 
 /// Writes a snapshot of `store` to a new archive at `path`.
 pub fn write_archive(store: &Store, path: &Path, node: &str) -> Result<Manifest, JobError> {
+    let key = BackupKey::of(store)?;
     let file = File::create(path).map_err(JobError::io(format!("creating {}", path.display())))?;
     let mut zip = zip::ZipWriter::new(BufWriter::new(file));
     let options = SimpleFileOptions::default()
@@ -189,6 +195,9 @@ pub fn write_archive(store: &Store, path: &Path, node: &str) -> Result<Manifest,
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
     zip.write_all(&json)
         .map_err(JobError::io("writing the manifest"))?;
+    zip.start_file(authentication::TAG, options)?;
+    zip.write_all(key.sign(&json).as_bytes())
+        .map_err(JobError::io("writing the manifest's tag"))?;
     let mut out = zip.finish()?;
     out.flush().map_err(JobError::io("flushing the archive"))?;
     out.get_ref()

@@ -16,7 +16,8 @@
 //!   time across servers sharing a database, renewed while it runs.
 //! - [`backup`] and [`restore`]: a consistent snapshot of every table into
 //!   a compressed archive with a manifest, and loading it into an empty
-//!   database. [`target`] is where archives are kept.
+//!   database. [`target`] is where archives are kept; [`authentication`]
+//!   is how restore knows an archive came from a backup of ours.
 //! - [`export`]: one user's data as a zip of JSON.
 //! - [`cleanup`]: deletes what nobody needs any more, in small batches.
 //! - [`archival`]: moves week-old messages to the archive table.
@@ -44,6 +45,7 @@
 //! the store and the backup target.
 
 pub mod archival;
+pub mod authentication;
 pub mod backup;
 pub mod cleanup;
 pub mod expiry;

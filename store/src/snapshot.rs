@@ -32,6 +32,10 @@ use crate::{Backend, Store, StoreError};
 /// copied as data.
 pub const MIGRATIONS_TABLE: &str = "__diesel_schema_migrations";
 
+/// What the backup key is derived for (see [`Store::backup_key`]); a new
+/// value would make every existing backup unverifiable.
+pub const BACKUP_KEY_PURPOSE: &str = "bluetick backup archive v1";
+
 /// A table as the catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
@@ -110,6 +114,14 @@ impl Store {
     /// How many rows `table` holds now.
     pub fn row_count(&self, table: &str) -> Result<i64, StoreError> {
         row_count(&mut *self.conn()?, table)
+    }
+
+    /// The key that authenticates this database's backups: derived from
+    /// the message key (HMAC-SHA256 of it over [`BACKUP_KEY_PURPOSE`]), so
+    /// the key file an operator already keeps is the one to keep, and a
+    /// backup reveals nothing about it. Fails without a message key.
+    pub fn backup_key(&self) -> Result<[u8; 32], StoreError> {
+        Ok(self.sealer()?.derive_key(BACKUP_KEY_PURPOSE))
     }
 }
 

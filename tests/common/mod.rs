@@ -312,14 +312,19 @@ impl Server {
     /// server's database and key, with the server's own configuration
     /// (its object store, say), as an operator would run it.
     pub fn operator(&self, args: &[&str]) -> std::process::Output {
-        bluetick()
+        self.operator_command(args).output().expect("run bluetick")
+    }
+
+    /// The command [`Server::operator`] runs, to spawn it another way.
+    pub fn operator_command(&self, args: &[&str]) -> Command {
+        let mut command = bluetick();
+        command
             .args(args)
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .args(["--database-url", &self.database.url])
             .arg("--data-dir")
-            .arg(self.data_dir.path())
-            .output()
-            .expect("run bluetick")
+            .arg(self.data_dir.path());
+        command
     }
 }
 
