@@ -115,7 +115,7 @@ pub async fn login(
         return Err(throttled(
             "login_throttled",
             wait,
-            format_args!("too many failed logins for {name:?}"),
+            format_args!("too many failed logins for {:?}", name.as_str()),
         ));
     }
     let permit = match enter_gate(&state).await {

@@ -28,7 +28,7 @@ use protocol::ErrorCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tower_service::Service;
@@ -44,9 +44,12 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
-/// Longest the refusal of a connection over the limit may take to write;
-/// a peer that does not read it is simply dropped.
+/// Longest the refusal of a connection over the limit may take, written
+/// and drained; a peer that does not read it is simply dropped.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most request bytes read (and dropped) from a refused connection.
+const REFUSAL_DRAIN_BYTES: usize = 64 * 1024;
 
 /// Serves `app` on `listener` until `stop` turns true, then lets open
 /// requests finish and returns once every connection has closed.
@@ -152,7 +155,19 @@ async fn refuse(mut stream: TcpStream) {
     );
     let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
         stream.write_all(response.as_bytes()).await?;
-        stream.shutdown().await
+        stream.shutdown().await?;
+        // Read what the client sent before closing: closing with unread
+        // bytes resets the connection, and the client might then never
+        // see the 503.
+        let mut discard = [0u8; 4096];
+        let mut read = 0;
+        while read < REFUSAL_DRAIN_BYTES {
+            match stream.read(&mut discard).await? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        Ok::<_, std::io::Error>(())
     })
     .await;
 }
