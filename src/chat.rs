@@ -10,12 +10,19 @@
 //!
 //! `--as NAME` asks the local store for a short-lived token (an operator
 //! convenience on the server's machine); `--user NAME --token T` uses a
-//! token from `POST /v1/tokens` instead.
+//! token from `POST /v1/tokens` instead. `--tls` connects to the server's
+//! TLS listener (trusting the system's roots, or `--ca-file PATH`), so the
+//! token never crosses the network in clear.
+//!
+//! Everything shown comes from other people (or from the server), so every
+//! text goes through [`shown`] first: a message cannot clear the screen,
+//! move the cursor, fake a line or reorder what is displayed.
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use client::{AppEvent, Client};
 use protocol::messages::ReceiptStatus;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
@@ -52,9 +59,18 @@ struct Identity {
     /// Device name: the MQTT client id is USER.DEVICE.
     #[arg(long, global = true, default_value = "cli")]
     device: String,
-    /// MQTT server (default: this config's mqtt.addr).
+    /// MQTT server (default: this config's mqtt.addr, or mqtt.tls_addr
+    /// with `--tls`).
     #[arg(long, global = true)]
     server: Option<std::net::SocketAddr>,
+    /// Speak MQTT over TLS (the server's TLS listener), trusting the
+    /// system's root certificates, or `--ca-file`'s.
+    #[arg(long, global = true)]
+    tls: bool,
+    /// PEM file of the CA certificates to trust for TLS (implies `--tls`);
+    /// for a self-signed server, its certificate.
+    #[arg(long, global = true)]
+    ca_file: Option<std::path::PathBuf>,
     /// SQLite file for the outbox and inbox position
     /// (default: DATA_DIR/chat/USER.DEVICE.db).
     #[arg(long, global = true)]
@@ -124,7 +140,23 @@ async fn connect(
         (None, Some(user), Some(token)) => (user.clone(), token.clone()),
         _ => bail!("say who you are: --as NAME, or --user NAME --token TOKEN"),
     };
-    let server = identity.server.unwrap_or(config.mqtt.addr);
+    let tls = match (&identity.ca_file, identity.tls) {
+        (Some(path), _) => Some(client::Tls::CaPem(
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        )),
+        (None, true) => Some(client::Tls::SystemRoots),
+        (None, false) => None,
+    };
+    let default_server = match tls {
+        Some(_) => config.mqtt.tls_addr,
+        None => config.mqtt.addr,
+    };
+    let server = identity.server.unwrap_or(default_server);
+    if tls.is_none() && !server.ip().is_loopback() {
+        eprintln!(
+            "warning: connecting to {server} without --tls: the token crosses the network in clear"
+        );
+    }
     let state = identity.state.clone().unwrap_or_else(|| {
         config
             .data_dir
@@ -134,7 +166,7 @@ async fn connect(
     if let Some(dir) = state.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let settings = client::Config::new(
+    let mut settings = client::Config::new(
         server.ip().to_string(),
         server.port(),
         &user,
@@ -142,6 +174,7 @@ async fn connect(
         &identity.device,
         state,
     );
+    settings.tls = tls;
     Client::connect(settings)
         .await
         .with_context(|| format!("connecting to {server} as {user}"))
@@ -167,7 +200,7 @@ async fn send_one(
                 return Ok(());
             }
             AppEvent::Rejected(error) if error.client_id.as_deref() == Some(client_id.as_str()) => {
-                bail!("refused: {} ({})", error.message, error.code)
+                bail!("refused: {} ({})", shown(&error.message), error.code)
             }
             _ => {}
         }
@@ -184,7 +217,7 @@ async fn listen(
     let mut messages = 0;
     while let Some(event) = events.recv().await {
         let line = if json {
-            event_json(&event).to_string()
+            shown_json(&event_json(&event).to_string())
         } else {
             event_text(&event)
         };
@@ -233,27 +266,29 @@ async fn interactive(
                 let Some(event) = event else { return Ok(()) };
                 match event {
                     AppEvent::Message(message) => {
-                        println!("{}: {}", message.from, message.body);
+                        println!("{}", message_line(&message.from, &message.body, message.media.as_ref()));
                         if message.from == peer {
                             client.read(peer, message.id).await?;
                         }
                     }
                     AppEvent::Sent { ack, own } if ack.to == peer => {
                         let prefix = if own { "you" } else { "you (other device)" };
-                        println!("{prefix}: {}  ✓", ack.body);
-                        sent.insert(ack.id, Mine { body: ack.body, status: "✓" });
+                        let body = message_line(prefix, &ack.body, ack.media.as_ref());
+                        println!("{body}  ✓");
+                        sent.insert(ack.id, Mine { body: message_line("", &ack.body, ack.media.as_ref()), status: "✓" });
                     }
                     AppEvent::Receipt(receipt) if receipt.peer == peer => {
                         let status = match receipt.status { ReceiptStatus::Delivered => "✓✓", ReceiptStatus::Read => "✓✓ read" };
                         for (_, mine) in sent.range_mut(..=receipt.up_to) {
                             if mine.status != status && mine.status != "✓✓ read" {
                                 mine.status = status;
-                                println!("you: {}  {status}", mine.body);
+                                println!("you{}  {status}", mine.body);
                             }
                         }
                     }
-                    AppEvent::Rejected(error) => println!("! refused: {} ({})", error.message, error.code),
+                    AppEvent::Rejected(error) => println!("! refused: {} ({})", shown(&error.message), error.code),
                     AppEvent::Connection(false) => println!("… connection lost, reconnecting"),
+                    AppEvent::ServerFault(fault) => println!("! server fault: {fault}"),
                     _ => {}
                 }
             }
@@ -271,6 +306,10 @@ fn event_json(event: &AppEvent) -> serde_json::Value {
         AppEvent::Timer(t) => ("timer", serde_json::to_value(t)),
         AppEvent::Expired(e) => ("expired", serde_json::to_value(e)),
         AppEvent::Connection(up) => ("connection", Ok(serde_json::json!({ "connected": up }))),
+        AppEvent::ServerFault(f) => (
+            "server_fault",
+            Ok(serde_json::json!({ "fault": f.to_string() })),
+        ),
     };
     if let Ok(serde_json::Value::Object(map)) = &mut value {
         map.insert("event".into(), kind.into());
@@ -280,17 +319,120 @@ fn event_json(event: &AppEvent) -> serde_json::Value {
 
 fn event_text(event: &AppEvent) -> String {
     match event {
-        AppEvent::Message(m) => format!("{}: {}", m.from, m.body),
-        AppEvent::Sent { ack, .. } => format!("you → {}: {}  ✓", ack.to, ack.body),
-        AppEvent::Receipt(r) => format!("{} ≤ {} {:?}", r.peer, r.up_to, r.status),
-        AppEvent::Rejected(e) => format!("! refused: {} ({})", e.message, e.code),
+        AppEvent::Message(m) => message_line(&m.from, &m.body, m.media.as_ref()),
+        AppEvent::Sent { ack, .. } => format!(
+            "{}  ✓",
+            message_line(
+                &format!("you → {}", shown(&ack.to)),
+                &ack.body,
+                ack.media.as_ref()
+            )
+        ),
+        AppEvent::Receipt(r) => format!("{} ≤ {} {:?}", shown(&r.peer), r.up_to, r.status),
+        AppEvent::Rejected(e) => format!("! refused: {} ({})", shown(&e.message), e.code),
         AppEvent::Star(s) if s.starred => format!("★ starred message {}", s.message_id),
         AppEvent::Star(s) => format!("☆ unstarred message {}", s.message_id),
         AppEvent::Timer(t) if t.seconds == 0 => {
-            format!("{} turned disappearing messages off", t.by)
+            format!("{} turned disappearing messages off", shown(&t.by))
         }
-        AppEvent::Timer(t) => format!("{} set disappearing messages to {} s", t.by, t.seconds),
+        AppEvent::Timer(t) => format!(
+            "{} set disappearing messages to {} s",
+            shown(&t.by),
+            t.seconds
+        ),
         AppEvent::Expired(e) => format!("message {} disappeared", e.message_id),
         AppEvent::Connection(_) => String::new(),
+        AppEvent::ServerFault(fault) => format!("! server fault: {fault}"),
+    }
+}
+
+/// `FROM: BODY [MIME ID] CAPTION`, every part [`shown`] safely. An empty
+/// `from` gives `: BODY…`.
+fn message_line(from: &str, body: &str, media: Option<&protocol::messages::MediaRef>) -> String {
+    let mut line = format!("{}: {}", shown(from), shown(body));
+    if let Some(media) = media {
+        line.push_str(&format!(" [{} {}]", shown(&media.mime), shown(&media.id)));
+        if !media.caption.is_empty() {
+            line.push_str(&format!(" {}", shown(&media.caption)));
+        }
+    }
+    line
+}
+
+/// Whether `c` could steer a terminal rather than be read: C0 and C1
+/// controls and DEL (escape sequences, `\r` overwriting a line, `\n`
+/// faking one), and the bidirectional marks, overrides and isolates, which
+/// reorder what is displayed.
+fn steers(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every character that [`steers`] a terminal written as a
+/// visible escape (`\u{1b}`, `\n`), so what others send is shown, never
+/// obeyed.
+fn shown(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(steers) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if steers(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A JSON line with the characters that [`steers`] a terminal written as
+/// `\uXXXX` escapes (serde_json escapes C0 controls but not DEL, C1 or the
+/// bidirectional controls). They only occur inside strings, where the
+/// escape means the same character, so the JSON is unchanged in meaning.
+fn shown_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if steers(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_shown_escaped_never_sent_to_the_terminal() {
+        assert_eq!(shown("plain text, ünïcode ✓"), "plain text, ünïcode ✓");
+        assert_eq!(shown("\x1b[2Jgotcha"), "\\u{1b}[2Jgotcha");
+        assert_eq!(shown("ok\nbob: fake line"), "ok\\nbob: fake line");
+        assert_eq!(shown("\r\x07\x7f\u{9b}31m"), "\\r\\u{7}\\u{7f}\\u{9b}31m");
+        assert_eq!(shown("abc\u{202e}fed"), "abc\\u{202e}fed");
+        let media = protocol::messages::MediaRef {
+            id: "m1".into(),
+            mime: "image/png".into(),
+            size: 1,
+            caption: "see\x1b]0;title\x07".into(),
+        };
+        let line = message_line("eve\x1b[1A", "hi\x1b[2J", Some(&media));
+        assert!(!line.chars().any(steers), "{line:?}");
+        assert_eq!(
+            line,
+            "eve\\u{1b}[1A: hi\\u{1b}[2J [image/png m1] see\\u{1b}]0;title\\u{7}"
+        );
+    }
+
+    #[test]
+    fn json_lines_escape_what_serde_json_leaves_raw() {
+        let json = serde_json::json!({ "body": "a\u{7f}b\u{9b}c\u{202e}d\x1be" }).to_string();
+        let line = shown_json(&json);
+        assert!(!line.chars().any(steers), "{line:?}");
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["body"], "a\u{7f}b\u{9b}c\u{202e}d\x1be");
     }
 }

@@ -2,20 +2,25 @@
 
 mod common;
 
-use common::{Backend, Server};
+use common::{Backend, Options, Server};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn chat(server: &Server, args: &[&str]) -> Command {
+    chat_at(server, server.mqtt, args)
+}
+
+/// `bluetick chat ARGS` against `server`'s database, connecting to `mqtt`.
+fn chat_at(server: &Server, mqtt: std::net::SocketAddr, args: &[&str]) -> Command {
     let mut command = common::bluetick();
     command
         .arg("chat")
         .args(args)
         .args([
             "--server",
-            &server.mqtt.to_string(),
+            &mqtt.to_string(),
             "--database-url",
             &server.database.url,
         ])
@@ -120,4 +125,101 @@ on_both_backends! {
         assert!(!refused.status.success());
         assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown_recipient"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_with_terminal_escapes_is_shown_escaped_not_obeyed() {
+    let server = Server::start(Backend::Sqlite);
+    server.register("alice");
+    server.register("bob");
+    let mut listener = chat(&server, &["listen", "--as", "bob", "--count", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = listener.stdout.take().unwrap();
+    let hostile = "clear\x1b[2Jscreen\nbob: a forged line\u{202e}";
+    let sent = chat(&server, &["send", "--as", "alice", "--to", "bob", hostile])
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert!(
+        listener.wait().unwrap().success(),
+        "--count 1 exits after one message"
+    );
+    let mut shown = Vec::new();
+    std::io::Read::read_to_end(&mut stdout, &mut shown).unwrap();
+    let shown = String::from_utf8(shown).unwrap();
+    assert!(
+        shown.contains(r"alice: clear\u{1b}[2Jscreen\nbob: a forged line\u{202e}"),
+        "{shown:?}"
+    );
+    assert!(
+        !shown.contains('\x1b') && !shown.contains('\u{202e}'),
+        "{shown:?}"
+    );
+    assert_eq!(
+        shown.lines().filter(|l| !l.is_empty()).count(),
+        1,
+        "{shown:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_send_speaks_tls_to_the_tls_listener_and_checks_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = common::tools::private_ca(dir.path());
+    let server = Server::start_with(
+        Backend::Sqlite,
+        Options::default()
+            .env("BLUETICK_MQTT__TLS_ADDR", "127.0.0.1:0")
+            .env("BLUETICK_MQTT__TLS_CERT_FILE", cert.to_str().unwrap())
+            .env("BLUETICK_MQTT__TLS_KEY_FILE", key.to_str().unwrap()),
+    );
+    let tls = server.tls.expect("the server prints its TLS address");
+    server.register("alice");
+    server.register("bob");
+    let ca = ca.to_str().unwrap();
+    let sent = chat_at(
+        &server,
+        tls,
+        &[
+            "send",
+            "--as",
+            "alice",
+            "--to",
+            "bob",
+            "over tls",
+            "--ca-file",
+            ca,
+        ],
+    )
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&sent.stdout);
+    assert!(
+        sent.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert!(said.starts_with("✓ stored as message "), "{said}");
+
+    // A certificate nobody vouched for is refused: the system's roots do
+    // not include this private CA.
+    let untrusted = chat_at(
+        &server,
+        tls,
+        &[
+            "send", "--as", "alice", "--to", "bob", "x", "--tls", "--device", "other",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!untrusted.status.success());
+    let error = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(error.contains("invalid peer certificate"), "{error}");
 }

@@ -550,16 +550,8 @@ async fn a_damaged_backup_is_refused_before_anything_is_loaded() {
         }
     });
 
-    server.database.wipe();
-    let refused = server.operator(&["restore", damaged.to_str().unwrap()]);
-    assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr);
+    let said = restore_refused(&mut server, &damaged);
     assert!(said.contains("tables/users.jsonl is damaged"), "{said}");
-    assert!(
-        !std::path::Path::new(server.database.url.trim_start_matches("sqlite://")).exists()
-            || server.store().tables().unwrap().is_empty(),
-        "nothing was created or loaded"
-    );
     // The intact backup still restores.
     let restored = operator_ok(&server, &["restore", &key]);
     assert!(restored.contains("restored users: 1 rows"), "{restored}");
@@ -638,6 +630,30 @@ fn rewrite_archive(
     out.finish().unwrap();
 }
 
+/// Wipes `server`'s database, restores `archive` into it, and returns what
+/// restore said on stderr, failing the test unless the restore was refused
+/// with nothing loaded.
+fn restore_refused(server: &mut Server, archive: &std::path::Path) -> String {
+    server.database.wipe();
+    let refused = server.operator(&["restore", archive.to_str().unwrap()]);
+    assert!(
+        !refused.status.success(),
+        "{}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    assert_nothing_loaded(server);
+    String::from_utf8_lossy(&refused.stderr).into_owned()
+}
+
+/// Every table of `server`'s database (if any was created) is empty.
+fn assert_nothing_loaded(server: &Server) {
+    let store = server.store();
+    for table in store.tables().unwrap() {
+        let rows = store.row_count(&table.name).unwrap();
+        assert_eq!(rows, 0, "{} was loaded", table.name);
+    }
+}
+
 /// A table file unchanged, for [`rewrite_archive`].
 fn unchanged(bytes: Vec<u8>) -> Box<dyn Read> {
     Box::new(std::io::Cursor::new(bytes))
@@ -674,23 +690,11 @@ async fn an_edited_backup_with_a_planted_token_is_refused_and_nothing_is_loaded(
         }
     });
 
-    server.database.wipe();
-    let refused = server.operator(&["restore", edited.to_str().unwrap()]);
-    assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr);
+    let said = restore_refused(&mut server, &edited);
     assert!(
         said.contains("not authenticated by this server's backup key"),
         "{said}"
     );
-    let store = server.store();
-    for table in store.tables().unwrap() {
-        assert_eq!(
-            store.row_count(&table.name).unwrap(),
-            0,
-            "{} was loaded",
-            table.name
-        );
-    }
 
     // The untouched backup restores; alice's token works, the planted one
     // never existed.
@@ -795,15 +799,7 @@ async fn a_backup_with_a_256_mb_row_is_refused_in_bounded_memory_and_loads_nothi
         "{said}"
     );
     assert!(peak < 128 << 20, "restore peaked at {peak} bytes");
-    let store = server.store();
-    for table in store.tables().unwrap() {
-        assert_eq!(
-            store.row_count(&table.name).unwrap(),
-            0,
-            "{} was loaded",
-            table.name
-        );
-    }
+    assert_nothing_loaded(&server);
     // The same archive without the bomb still restores.
     let restored = operator_ok(&server, &["restore", &key]);
     assert!(restored.contains("archive authenticated"), "{restored}");

@@ -4,23 +4,11 @@
 
 mod common;
 
+use common::tools::tool;
 use common::{Backend, Options, Server};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn tool(name: &str) -> Command {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .map(|o| o.status.success());
-    assert!(
-        found.unwrap_or(false),
-        "{name} is not installed: run the README's test command (scripts/test), which installs it"
-    );
-    Command::new(name)
-}
 
 fn mosquitto_args(server: &Server, user: &str, token: &str, client_id: &str) -> Vec<String> {
     mosquitto_args_at(server.mqtt, user, token, client_id)
@@ -176,39 +164,10 @@ async fn note_to_self(addr: SocketAddr, token: &str, extra: &[String]) -> String
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A self-signed certificate for 127.0.0.1 and its key, made with the
-/// openssl command as an operator would: (certificate, key).
-fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = tool("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    (cert, key)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_clients_talk_over_tls_and_plain_mqtt_is_refused_there() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed(dir.path());
+    let (cert, key) = common::tools::self_signed(dir.path());
     let options = Options::default()
         .env("BLUETICK_MQTT__TLS_ADDR", "127.0.0.1:0")
         .env("BLUETICK_MQTT__TLS_CERT_FILE", cert.to_str().unwrap())
@@ -238,7 +197,7 @@ async fn mosquitto_clients_talk_over_tls_and_plain_mqtt_is_refused_there() {
     // Plain MQTT on the TLS port gets no CONNACK, and a client that trusts
     // another certificate does not connect.
     let other = tempfile::tempdir().unwrap();
-    let (other_cert, _) = self_signed(other.path());
+    let (other_cert, _) = common::tools::self_signed(other.path());
     for extra in [
         vec![],
         vec!["--cafile".to_owned(), other_cert.display().to_string()],

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{publish_size, Config};
 use crate::error::ClientError;
+use crate::inbox::ServerFault;
 use crate::outbox::Outbox;
 use crate::session::{self, Command, Shared};
 
@@ -49,6 +50,11 @@ pub enum AppEvent {
     /// Connected (true, after every CONNACK) or lost the connection (false;
     /// the driver keeps reconnecting).
     Connection(bool),
+    /// The server sent something impossible (a seq past
+    /// [`protocol::messages::MAX_SEQ`], a `pruned_through` beyond what it
+    /// replayed, an event it said it had pruned). The event was not acted
+    /// on; a server that keeps doing this is broken or not to be trusted.
+    ServerFault(ServerFault),
 }
 
 /// A connected chat client. See the crate docs for the flow.

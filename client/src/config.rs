@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use protocol::{ClientId, UserName};
-use rumqttc::MqttOptions;
+use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+use std::sync::Arc;
+use tokio_rustls::rustls;
 
 use crate::error::ClientError;
 
@@ -55,6 +57,21 @@ pub struct Config {
     /// on the inbox, in case its last event was lost (default 30 s; zero
     /// disables it).
     pub idle_sync: Duration,
+    /// Speak MQTT over TLS to the server's TLS listener. `None` (the
+    /// default) is plain TCP, where the token crosses the network in clear:
+    /// fit only for loopback or a network you trust.
+    pub tls: Option<Tls>,
+}
+
+/// Which certificates a TLS connection trusts. The server's certificate
+/// must also name [`Config::host`] (a DNS name or an IP address).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tls {
+    /// The platform's root certificates (a server with a public certificate).
+    SystemRoots,
+    /// Only the CA certificates in this PEM text (a private CA, or the
+    /// server's own self-signed certificate).
+    CaPem(Vec<u8>),
 }
 
 impl Config {
@@ -78,7 +95,14 @@ impl Config {
             resend_after: DEFAULT_RESEND_AFTER,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             idle_sync: DEFAULT_IDLE_SYNC,
+            tls: None,
         }
+    }
+
+    /// The same configuration over TLS.
+    pub fn with_tls(mut self, tls: Tls) -> Config {
+        self.tls = Some(tls);
+        self
     }
 
     /// Checks every field and returns my user name and MQTT client id.
@@ -110,20 +134,61 @@ impl Config {
         if self.max_packet_size < 1024 {
             return invalid("max_packet_size must be at least 1024".into());
         }
+        if let Some(tls) = &self.tls {
+            tls_config(tls)?;
+        }
         Ok((user, client_id))
     }
 
     /// MQTT options for `client_id`: credentials, keep-alive, a persistent
-    /// session, and packet limits.
-    pub(crate) fn mqtt_options(&self, client_id: &str) -> MqttOptions {
+    /// session, packet limits, and TLS if asked for.
+    pub(crate) fn mqtt_options(&self, client_id: &str) -> Result<MqttOptions, ClientError> {
         let mut options = MqttOptions::new(client_id, self.host.as_str(), self.port);
         options
             .set_credentials(self.user.as_str(), self.token.as_str())
             .set_keep_alive(Duration::from_secs(self.keep_alive.as_secs()))
             .set_clean_session(false)
             .set_max_packet_size(MAX_INCOMING_PACKET, self.max_packet_size);
-        options
+        if let Some(tls) = &self.tls {
+            let config = tls_config(tls)?;
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::new(config),
+            )));
+        }
+        Ok(options)
     }
+}
+
+/// A rustls client configuration trusting what `tls` says, on the aws-lc
+/// provider (the one the server's TLS listener uses).
+fn tls_config(tls: &Tls) -> Result<rustls::ClientConfig, ClientError> {
+    let invalid = |what: String| ClientError::InvalidConfig(what);
+    let mut roots = rustls::RootCertStore::empty();
+    match tls {
+        Tls::SystemRoots => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+        Tls::CaPem(pem) => {
+            for cert in rustls_pemfile::certs(&mut &pem[..]) {
+                let cert = cert.map_err(|e| invalid(format!("TLS CA file: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| invalid(format!("TLS CA file: {e}")))?;
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(invalid(
+            "TLS: no CA certificate to trust (the CA file holds no PEM certificate, or the platform has none)".into(),
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 impl fmt::Debug for Config {
@@ -139,6 +204,7 @@ impl fmt::Debug for Config {
             .field("resend_after", &self.resend_after)
             .field("max_packet_size", &self.max_packet_size)
             .field("idle_sync", &self.idle_sync)
+            .field("tls", &self.tls.as_ref().map(|_| "on"))
             .finish()
     }
 }
@@ -174,7 +240,9 @@ mod tests {
         assert_eq!((user.as_str(), id.as_str()), ("alice", "alice.phone"));
         let (_, id) = config("alice", "").validate().unwrap();
         assert_eq!(id, "alice");
-        let options = config("alice", "phone").mqtt_options("alice.phone");
+        let options = config("alice", "phone")
+            .mqtt_options("alice.phone")
+            .unwrap();
         assert!(!options.clean_session());
         assert_eq!(options.keep_alive(), Duration::from_secs(30));
         assert_eq!(options.client_id(), "alice.phone");
@@ -194,6 +262,7 @@ mod tests {
                 keep_alive: Duration::ZERO,
                 ..config("alice", "")
             },
+            config("alice", "").with_tls(Tls::CaPem(b"not a certificate".to_vec())),
             Config {
                 resend_after: Duration::ZERO,
                 ..config("alice", "")

@@ -42,6 +42,18 @@
 //! to [`MIN_SYNC_WINDOW`], each time a replay ends with a gap, and doubles
 //! back towards [`SYNC_BATCH`] each time one arrives whole.
 //!
+//! # Server faults
+//!
+//! Values no honest server sends are refused, not acted on, and reported in
+//! [`Accepted::fault`] (the app gets them as `AppEvent::ServerFault`): a seq
+//! outside `1..=MAX_SEQ`, a `synced` whose `through` or `pruned_through` is
+//! outside `0..=MAX_SEQ` or whose `pruned_through` exceeds its `through`
+//! (the server replays from its floor, so `through` is never below it), and
+//! an event whose seq lies in a range the server said it had pruned. The
+//! last is how a lie that passes the other checks still shows: a
+//! `pruned_through` far ahead of the real inbox would make every later
+//! event look like a duplicate, and they would vanish without a word.
+//!
 //! Time is passed in as [`Instant`]s so the machine is deterministic under
 //! test.
 
@@ -49,7 +61,7 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use protocol::messages::{Event, InboxEvent, SyncedEvent, SYNC_BATCH};
+use protocol::messages::{Event, InboxEvent, SyncedEvent, MAX_SEQ, SYNC_BATCH};
 
 /// Most out-of-order events held while waiting for a gap to fill; past
 /// that the highest are dropped (a replay brings them back).
@@ -99,6 +111,33 @@ pub struct Accepted {
     pub sync_after: Option<i64>,
     /// Seqs given up on as pruned by the server (see the module docs).
     pub skipped: Option<RangeInclusive<i64>>,
+    /// The arrival was refused as impossible (see the module docs).
+    pub fault: Option<ServerFault>,
+}
+
+/// An inbox value no honest server sends; the event carrying it was not
+/// acted on. See the module docs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServerFault {
+    #[error("the server sent inbox seq {0}; seqs run from 1 to {MAX_SEQ}")]
+    Seq(i64),
+    #[error(
+        "the server ended a replay with through {through} and pruned_through {pruned_through:?}; \
+         both lie in 0..={MAX_SEQ} and pruned_through is never past through"
+    )]
+    Synced {
+        through: i64,
+        pruned_through: Option<i64>,
+    },
+    #[error(
+        "the server sent inbox seq {seq} after saying it had pruned seqs {} to {}; \
+         events it sends from now on may be missed",
+        pruned.start(), pruned.end()
+    )]
+    Pruned {
+        seq: i64,
+        pruned: RangeInclusive<i64>,
+    },
 }
 
 /// The last sync request sent.
@@ -126,6 +165,8 @@ pub struct Inbox {
     fruitless_syncs: u32,
     /// Events asked for per replay; see the module docs.
     window: usize,
+    /// The last range skipped as pruned: no event in it may arrive since.
+    pruned: Option<RangeInclusive<i64>>,
 }
 
 impl Inbox {
@@ -147,6 +188,7 @@ impl Inbox {
             awaiting_synced: false,
             fruitless_syncs: 0,
             window: SYNC_BATCH,
+            pruned: None,
         }
     }
 
@@ -170,6 +212,11 @@ impl Inbox {
         self.last_arrival = now;
         let mut out = Accepted::default();
         match event.seq {
+            Some(seq) if !(1..=MAX_SEQ).contains(&seq) => out.fault = Some(ServerFault::Seq(seq)),
+            Some(seq) if self.pruned.as_ref().is_some_and(|r| r.contains(&seq)) => {
+                let pruned = self.pruned.clone().unwrap_or(seq..=seq);
+                out.fault = Some(ServerFault::Pruned { seq, pruned });
+            }
             Some(seq) if seq <= self.last => {}
             Some(seq) if seq == self.last + 1 => {
                 out.deliver.push(event);
@@ -240,7 +287,20 @@ impl Inbox {
     }
 
     fn on_synced(&mut self, synced: SyncedEvent, now: Instant, out: &mut Accepted) {
+        let plausible = (0..=MAX_SEQ).contains(&synced.through)
+            && synced
+                .pruned_through
+                .filter(|floor| !(0..=synced.through).contains(floor))
+                .is_none();
+        if !plausible {
+            out.fault = Some(ServerFault::Synced {
+                through: synced.through,
+                pruned_through: synced.pruned_through,
+            });
+            return;
+        }
         if let Some(floor) = synced.pruned_through.filter(|&floor| floor > self.last) {
+            self.pruned = Some(self.last + 1..=floor);
             out.skipped = Some(self.last + 1..=floor);
             self.last = floor;
             self.buffer.retain(|&seq, _| seq > floor);
@@ -333,7 +393,7 @@ mod tests {
             seq: Some(seq),
             event: Event::Message(MessageEvent {
                 expires_at: None,
-                id: seq * 10,
+                id: seq.wrapping_mul(10),
                 client_id: format!("c{seq}"),
                 from: "bob".into(),
                 to: "alice".into(),
@@ -417,9 +477,83 @@ mod tests {
         let (delivered, syncs) = feed(&mut inbox, &[1, 1, 2, 1, 2, 3, 3], t);
         assert_eq!(delivered, [1, 2, 3]);
         assert!(syncs.is_empty());
-        // Zero and negative seqs are never deliverable.
-        assert_eq!(inbox.accept(msg(0), t), Accepted::default());
-        assert_eq!(inbox.accept(msg(-1), t), Accepted::default());
+    }
+
+    #[test]
+    fn impossible_seqs_are_refused_as_server_faults_and_change_nothing() {
+        let t = Instant::now();
+        let mut inbox = Inbox::new(0, t);
+        feed(&mut inbox, &[1, 2], t);
+        for seq in [0, -1, i64::MIN, MAX_SEQ + 1, i64::MAX] {
+            let out = inbox.accept(msg(seq), t);
+            assert_eq!(out.fault, Some(ServerFault::Seq(seq)));
+            assert!(out.deliver.is_empty() && out.sync_after.is_none());
+        }
+        assert_eq!((inbox.last_seq(), inbox.buffered()), (2, 0));
+        assert_eq!(feed(&mut inbox, &[3], t).0, [3]);
+    }
+
+    #[test]
+    fn an_impossible_pruned_through_is_refused_and_later_events_still_arrive() {
+        let t = Instant::now();
+        let mut inbox = Inbox::new(0, t);
+        inbox.sync_now(t);
+        feed(&mut inbox, &[1, 2], t);
+        let lies = [
+            (i64::MAX, Some(i64::MAX)),
+            (2, Some(i64::MAX)),
+            (2, Some(3)),
+            (2, Some(-1)),
+            (-5, None),
+        ];
+        for (through, pruned_through) in lies {
+            let out = inbox.accept(
+                InboxEvent {
+                    seq: None,
+                    event: Event::Synced(SyncedEvent {
+                        through,
+                        more: false,
+                        pruned_through,
+                    }),
+                },
+                t,
+            );
+            assert_eq!(
+                out.fault,
+                Some(ServerFault::Synced {
+                    through,
+                    pruned_through
+                })
+            );
+            assert_eq!((out.skipped, out.sync_after), (None, None));
+        }
+        assert_eq!(inbox.last_seq(), 2);
+        assert_eq!(feed(&mut inbox, &[3, 4], t).0, [3, 4]);
+    }
+
+    #[test]
+    fn an_event_the_server_said_it_pruned_is_reported_not_swallowed() {
+        let t = Instant::now();
+        let mut inbox = Inbox::new(0, t);
+        inbox.sync_now(t);
+        let lie = InboxEvent {
+            seq: None,
+            event: Event::Synced(SyncedEvent {
+                through: 1_000_000,
+                more: false,
+                pruned_through: Some(1_000_000),
+            }),
+        };
+        assert_eq!(inbox.accept(lie, t).skipped, Some(1..=1_000_000));
+        let out = inbox.accept(msg(7), t);
+        assert_eq!(
+            out.fault,
+            Some(ServerFault::Pruned {
+                seq: 7,
+                pruned: 1..=1_000_000
+            })
+        );
+        assert!(out.deliver.is_empty());
     }
 
     #[test]

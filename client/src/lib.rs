@@ -12,7 +12,8 @@
 //! # Layout
 //!
 //! - [`config`]: [`Config`], what the app provides, and the MQTT options it
-//!   becomes.
+//!   becomes; [`Tls`] for the server's TLS listener (plain TCP sends the
+//!   token in clear).
 //! - [`outbox`]: the SQLite state file: unsettled sends and `last_seq`.
 //! - [`inbox`]: the pure seq state machine: dedup, reorder buffer, gap
 //!   detection and when to `sync`.
@@ -94,5 +95,5 @@ pub mod outbox;
 mod session;
 
 pub use client::{AppEvent, Client};
-pub use config::Config;
+pub use config::{Config, Tls};
 pub use error::ClientError;

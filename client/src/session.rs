@@ -141,7 +141,7 @@ pub(crate) async fn start(
     mut outbox: Outbox,
 ) -> Result<Started, ClientError> {
     let last_seq = outbox.last_seq()?;
-    let (mqtt, mut eventloop) = AsyncClient::new(config.mqtt_options(client_id), REQUEST_QUEUE);
+    let (mqtt, mut eventloop) = AsyncClient::new(config.mqtt_options(client_id)?, REQUEST_QUEUE);
     let session_present = first_connack(&mut eventloop, config).await?;
     let topics = Topics::new(&me);
 
@@ -510,11 +510,16 @@ impl Driver {
     fn on_inbox(&mut self, batch: Vec<Publish>) {
         let now = Instant::now();
         let mut deliver = Vec::new();
+        let mut faults = Vec::new();
         let mut sync_after = None;
         for publish in batch {
             match serde_json::from_slice::<InboxEvent>(&publish.payload) {
                 Ok(event) => {
                     let accepted = self.inbox.accept(event, now);
+                    if let Some(fault) = accepted.fault {
+                        tracing::warn!("refusing an inbox event: {fault}");
+                        faults.push(fault);
+                    }
                     if let Some(skipped) = &accepted.skipped {
                         tracing::warn!(
                             "inbox events {}..={} were pruned by the server before this device \
@@ -537,6 +542,9 @@ impl Driver {
         }
         if !deliver.is_empty() && !self.deliver(deliver, now) {
             return;
+        }
+        for fault in faults {
+            self.emit(AppEvent::ServerFault(fault));
         }
         if let Some(after) = sync_after {
             self.publish_sync(after);

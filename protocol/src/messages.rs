@@ -25,6 +25,11 @@ pub const CLIENT_ID_MAX: usize = 64;
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 /// Most events one `sync` replays before a [`SyncedEvent`] with `more`.
 pub const SYNC_BATCH: usize = 500;
+/// Largest inbox seq a server ever sends (2^53 − 1, so every seq is exact
+/// as a JSON number in any language). Seqs start at 1. A client refuses a
+/// seq, `through` or `pruned_through` outside `0..=MAX_SEQ` (0 only for
+/// the latter two) as a server fault instead of acting on it.
+pub const MAX_SEQ: i64 = (1 << 53) - 1;
 
 /// Longest media caption, in bytes.
 pub const CAPTION_MAX: usize = 4096;

@@ -28,10 +28,22 @@ impl App {
         device: &str,
         dir: &Path,
     ) -> App {
+        App::connect_to(server.mqtt, user, token, device, dir).await
+    }
+
+    /// Connects `user.device` to the MQTT broker at `broker` (a bluetick,
+    /// or a stock broker playing a server), with state in `dir`.
+    pub async fn connect_to(
+        broker: std::net::SocketAddr,
+        user: &str,
+        token: &str,
+        device: &str,
+        dir: &Path,
+    ) -> App {
         let state = dir.join(format!("{user}.{device}.db"));
         let mut config = Config::new(
-            server.mqtt.ip().to_string(),
-            server.mqtt.port(),
+            broker.ip().to_string(),
+            broker.port(),
             user,
             token,
             device,
