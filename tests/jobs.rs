@@ -710,6 +710,8 @@ async fn an_edited_backup_with_a_planted_token_is_refused_and_nothing_is_loaded(
 /// peak resident memory of that process (`ru_maxrss` from `wait4`), in
 /// bytes. An upper bound: Linux also counts the peak of this test process
 /// at the moment of the spawn, whose memory the child starts in.
+// The child is reaped by `wait4`, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn operator_with_peak_memory(server: &Server, args: &[&str]) -> (std::process::Output, u64) {
     use std::process::Stdio;
     let mut child = server
