@@ -205,6 +205,17 @@ pub struct MqttConfig {
     pub segment_size: usize,
     /// Segments kept per topic filter.
     pub segment_count: usize,
+
+    // Connections that have not logged in yet (issue 12); see
+    // broker::prelogin. Each listener (TCP, WebSocket, TLS) applies them.
+    /// Most connections per listener that have not logged in (no CONNACK
+    /// 0 yet); more are closed at accept.
+    pub max_pending_logins: usize,
+    /// Most such connections from one source address, per listener.
+    pub max_pending_logins_per_address: usize,
+    /// Seconds a WebSocket or TLS connection has, from accept, to log in
+    /// (TCP: `connect_timeout_secs`).
+    pub login_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -289,6 +300,10 @@ impl Default for MqttConfig {
             ws_handshake_timeout_secs: 10,
             segment_size: 1024 * 1024,
             segment_count: 10,
+
+            max_pending_logins: 2048,
+            max_pending_logins_per_address: 256,
+            login_timeout_secs: 20,
         }
     }
 }

@@ -263,6 +263,11 @@ fn broker_config(config: &Config, service_secret: &str) -> broker::BrokerConfig 
         service_filters: bridge::filters(),
         service_segment_size: config.bridge.segment_size,
         service_segment_count: config.bridge.segment_count,
+        login: broker::LoginLimits {
+            max_pending: mqtt.max_pending_logins,
+            max_pending_per_address: mqtt.max_pending_logins_per_address,
+            timeout: Duration::from_secs(mqtt.login_timeout_secs),
+        },
     }
 }
 

@@ -20,6 +20,9 @@
 //!   MQTT 3.1.1 has no negative PUBACK, and closing is what the spec allows.
 //! - **Presence** messages the broker writes to a user are replaced with
 //!   `{"hidden":true}` when privacy does not let that user see them.
+//! - **Before login**, the listener's [`crate::prelogin::LoginGate`] admits
+//!   the socket at accept (or it is closed at once) and the guard holds its
+//!   place until the successful CONNACK is written.
 //! - **Connected** is reported when a successful CONNACK is written, and
 //!   **disconnected** when the per-connection guard is dropped, which rumqttd
 //!   does however the connection ends (DISCONNECT, socket loss, keepalive
@@ -39,6 +42,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::auth::{AuthError, Authenticator};
 use crate::events::{ConnectionEvent, EventKind};
 use crate::metrics::{self as meter, Refusal};
+use crate::prelogin::{LoginGate, Pending};
 use crate::privacy::PresencePolicy;
 
 /// MQTT user name of the server's own clients (the bridge). `$` cannot
@@ -129,11 +133,18 @@ pub struct Guard {
     /// The authenticator's revocation count when this connection's token
     /// was last found unrevoked.
     revocations_seen: u64,
+    /// Caps this listener's connections that have not logged in; `None` on
+    /// the relays' internal listener, whose relays have their own gates.
+    gate: Option<Arc<LoginGate>>,
+    /// This connection's place under `gate` until its CONNACK 0.
+    login: Mutex<Option<Pending>>,
 }
 
 impl Guard {
-    pub(crate) fn new(shared: Arc<Shared>) -> Guard {
+    pub(crate) fn new(shared: Arc<Shared>, gate: Option<Arc<LoginGate>>) -> Guard {
         Guard {
+            gate,
+            login: Mutex::new(None),
             shared,
             codec: V4,
             identity: None,
@@ -296,6 +307,8 @@ impl Guard {
         if identity.is_client() {
             meter::connected();
         }
+        // Logged in: no longer one of the listener's anonymous connections.
+        lock(&self.login).take();
         self.send_event(EventKind::Connected, identity, &connection_id);
         *lock(&self.announced) = Some(connection_id);
     }
@@ -338,7 +351,7 @@ impl Clone for Guard {
     /// rumqttd clones the listener's guard for each new connection; the copy
     /// starts with no per-connection state.
     fn clone(&self) -> Guard {
-        Guard::new(self.shared.clone())
+        Guard::new(self.shared.clone(), self.gate.clone())
     }
 }
 
@@ -359,6 +372,16 @@ impl Drop for Guard {
 }
 
 impl Protocol for Guard {
+    /// The listener's gate admits the socket as one that has not logged in,
+    /// or it is closed at once (see [`crate::prelogin`]).
+    fn for_connection(&self, peer: std::net::SocketAddr) -> Option<Guard> {
+        let guard = self.clone();
+        if let Some(gate) = &self.gate {
+            *lock(&guard.login) = Some(gate.admit(peer.ip())?);
+        }
+        Some(guard)
+    }
+
     fn read_mut(
         &mut self,
         stream: &mut bytes::BytesMut,

@@ -13,10 +13,14 @@
 //! - `ws`: MQTT over WebSocket, terminated here with a handshake timeout
 //!   and relayed to the guarded TCP listener.
 //! - [`tls`]: MQTT over TLS, terminated and relayed the same way.
+//! - [`prelogin`]: the caps and deadline on connections that have not
+//!   logged in yet, per listener and per source address.
 //! - [`metrics`]: counters and gauges for `/metrics`.
 //!
 //! A packet's path: a client's bytes reach rumqttd's TCP listener (directly,
-//! or through the WebSocket or TLS relay); rumqttd frames them with the guard; the
+//! or through the WebSocket or TLS relay, which dial a second, loopback-only
+//! listener so their clients are not counted twice against the TCP
+//! listener's caps); rumqttd frames them with the guard; the
 //! guard admits, rewrites or refuses; admitted packets reach rumqttd's
 //! router, which fans them out to subscribers.
 //!
@@ -28,6 +32,7 @@ pub mod auth;
 pub mod events;
 pub mod guard;
 pub mod metrics;
+pub mod prelogin;
 pub mod privacy;
 pub mod tls;
 mod ws;
@@ -41,9 +46,12 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use prelogin::{Listener, LoginGate};
+
 pub use auth::Authenticator;
 pub use events::{ConnectionEvent, EventKind};
 pub use guard::Guard;
+pub use prelogin::LoginLimits;
 pub use privacy::PresencePolicy;
 pub use ws::WS_PATH;
 
@@ -89,6 +97,9 @@ pub struct BrokerConfig {
     pub service_segment_size: usize,
     /// Segments kept for [`BrokerConfig::service_filters`].
     pub service_segment_count: usize,
+    /// Caps and deadline for connections that have not logged in, applied
+    /// to each listener.
+    pub login: LoginLimits,
 }
 
 /// Why the broker could not start.
@@ -164,42 +175,28 @@ impl Broker {
         let router_tx = router.spawn();
 
         let mut listeners = Vec::new();
-        let (mqtt_addr, mqtt_task) = {
-            let mut last_error = None;
-            let mut started = None;
-            // rumqttd binds its own listener and cannot report the port it
-            // got, so a free port is found first. Another process may take
-            // it in between; then the bind fails at once and we try again.
-            for _ in 0..5 {
-                let addr = resolve_port(config.mqtt_addr)?;
-                let settings = server_settings(&config, addr);
-                let mut server =
-                    Server::new(settings, router_tx.clone(), Guard::new(shared.clone()));
-                let task = tokio::spawn(async move {
-                    if let Err(e) = server.start(rumqttd::LinkType::Remote).await {
-                        tracing::error!(error = %e, "MQTT listener stopped");
-                    }
-                });
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                if task.is_finished() {
-                    last_error = Some(std::io::Error::new(
-                        std::io::ErrorKind::AddrInUse,
-                        "listener exited at start",
-                    ));
-                    if config.mqtt_addr.port() != 0 {
-                        break;
-                    }
-                    continue;
-                }
-                started = Some((addr, task));
-                break;
+        let tcp_gate = LoginGate::new(Listener::Tcp, config.login);
+        let server = |gate: Option<Arc<LoginGate>>| {
+            let (shared, router_tx, config) = (shared.clone(), router_tx.clone(), &config);
+            move |listen| {
+                let guard = Guard::new(shared.clone(), gate.clone());
+                Server::new(server_settings(config, listen), router_tx.clone(), guard)
             }
-            started.ok_or_else(|| BrokerError::Bind {
-                addr: config.mqtt_addr,
-                source: last_error.unwrap_or_else(|| std::io::Error::other("unknown")),
-            })?
         };
+        let (mqtt_addr, mqtt_task) =
+            spawn_mqtt_listener(config.mqtt_addr, server(Some(tcp_gate))).await?;
         listeners.push(mqtt_task);
+        // The relays dial their own listener, on loopback only: their
+        // clients already passed the relay's gate, and would otherwise all
+        // count against 127.0.0.1 on the public TCP listener.
+        let relayed_addr = if config.ws_addr.is_some() || config.tls.is_some() {
+            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+            let (addr, task) = spawn_mqtt_listener(loopback, server(None)).await?;
+            listeners.push(task);
+            addr
+        } else {
+            loopback_of(mqtt_addr)
+        };
 
         let ws_addr = match config.ws_addr {
             Some(addr) => {
@@ -209,12 +206,13 @@ impl Broker {
                 let bound = listener
                     .local_addr()
                     .map_err(|source| BrokerError::Bind { addr, source })?;
-                let relay_to = loopback_of(mqtt_addr);
-                listeners.push(tokio::spawn(ws::serve(
-                    listener,
-                    relay_to,
-                    config.ws_handshake_timeout,
-                )));
+                let relay = ws::WsRelay {
+                    mqtt: relayed_addr,
+                    handshake_timeout: config.ws_handshake_timeout,
+                    max_packet_size: config.max_packet_size,
+                    gate: LoginGate::new(Listener::WebSocket, config.login),
+                };
+                listeners.push(tokio::spawn(ws::serve(listener, relay)));
                 Some(bound)
             }
             None => None,
@@ -236,8 +234,9 @@ impl Broker {
                 listeners.push(tokio::spawn(tls::serve(
                     listener,
                     acceptor,
-                    loopback_of(mqtt_addr),
+                    relayed_addr,
                     config.ws_handshake_timeout,
+                    LoginGate::new(Listener::Tls, config.login),
                 )));
                 Some(bound)
             }
@@ -285,6 +284,42 @@ impl Broker {
             listener.abort();
         }
     }
+}
+
+/// Starts a guarded rumqttd listener on `addr` (port 0: any free port),
+/// built by `server` for the address it gets, and returns that address.
+async fn spawn_mqtt_listener(
+    addr: SocketAddr,
+    server: impl Fn(SocketAddr) -> Server<Guard>,
+) -> Result<(SocketAddr, JoinHandle<()>), BrokerError> {
+    let mut last_error = None;
+    // rumqttd binds its own listener and cannot report the port it got, so
+    // a free port is found first. Another process may take it in between;
+    // then the bind fails at once and we try again.
+    for _ in 0..5 {
+        let listen = resolve_port(addr)?;
+        let mut server = server(listen);
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.start(rumqttd::LinkType::Remote).await {
+                tracing::error!(error = %e, "MQTT listener stopped");
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if !task.is_finished() {
+            return Ok((listen, task));
+        }
+        last_error = Some(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "listener exited at start",
+        ));
+        if addr.port() != 0 {
+            break;
+        }
+    }
+    Err(BrokerError::Bind {
+        addr,
+        source: last_error.unwrap_or_else(|| std::io::Error::other("unknown")),
+    })
 }
 
 fn router_config(config: &BrokerConfig) -> RouterConfig {

@@ -245,6 +245,20 @@ impl Router {
             Event::NewAlert(tx) => self.handle_new_alert(tx),
             Event::DeviceData => self.handle_device_payload(id),
             Event::Disconnect => self.handle_disconnection(id, None),
+            // bluetick patch: see `Event::LinkClosed`. A link that was already
+            // replaced (same client id, reconnecting) must not take its
+            // successor, which may hold the same slot, down with it.
+            Event::LinkClosed(buffer) => {
+                let current = self
+                    .obufs
+                    .get(id)
+                    .is_some_and(|outgoing| std::sync::Arc::ptr_eq(&outgoing.data_buffer, &buffer));
+                if current {
+                    self.handle_disconnection(id, None);
+                } else {
+                    debug!("ignoring the end of a link that was already replaced");
+                }
+            }
             Event::Ready => self.scheduler.reschedule(id, ScheduleReason::Ready),
             Event::Shadow(request) => {
                 retrieve_shadow(&mut self.datalog, &mut self.obufs[id], request)
