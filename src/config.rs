@@ -238,6 +238,14 @@ pub struct AuthConfig {
     /// further attempts get 429 until the oldest failure ages out.
     pub max_login_failures: usize,
     pub login_window_secs: u64,
+
+    // Token cache bounds (issue 12): random tokens must not evict valid ones.
+    /// Valid tokens the broker keeps in memory; when full, stale entries
+    /// make room and fresh ones are never evicted.
+    pub cache_capacity: usize,
+    /// Refused tokens the broker keeps in memory (so a client retrying a
+    /// bad token stays off the database); emptied when full.
+    pub negative_cache_capacity: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -324,6 +332,9 @@ impl Default for AuthConfig {
             cache_ttl_secs: 10,
             max_login_failures: 10,
             login_window_secs: 60,
+
+            cache_capacity: 100_000,
+            negative_cache_capacity: 100_000,
         }
     }
 }

@@ -257,6 +257,10 @@ fn broker_config(config: &Config, service_secret: &str) -> broker::BrokerConfig 
         segment_size: mqtt.segment_size,
         segment_count: mqtt.segment_count,
         auth_cache_ttl: Duration::from_secs(config.auth.cache_ttl_secs),
+        auth_cache_capacity: broker::CacheCapacity {
+            valid: config.auth.cache_capacity,
+            invalid: config.auth.negative_cache_capacity,
+        },
         dev_open: config.dev_open,
         node: config.node.clone(),
         service_secret: Some(service_secret.to_owned()),

@@ -44,6 +44,7 @@ use crate::events::{ConnectionEvent, EventKind};
 use crate::metrics::{self as meter, Refusal};
 use crate::prelogin::{LoginGate, Pending};
 use crate::privacy::PresencePolicy;
+use crate::ratelog::RateLimitedLog;
 
 /// MQTT user name of the server's own clients (the bridge). `$` cannot
 /// appear in a user name, so no user can claim it.
@@ -74,6 +75,11 @@ pub(crate) struct Shared {
     pub events: UnboundedSender<ConnectionEvent>,
     /// The password of [`SERVICE_USER`]; `None` admits no service clients.
     pub service_secret: Option<String>,
+    /// Logs refused subscriptions, which a client can send by the thousand.
+    pub refused_subscribe_log: RateLimitedLog,
+    /// Logs refused publishes (each also closes its connection, but the
+    /// client may reconnect and repeat).
+    pub refused_publish_log: RateLimitedLog,
 }
 
 /// Who a connection is, once its CONNECT was admitted.
@@ -188,6 +194,10 @@ impl Guard {
         }
         self.holds_slot = true;
         self.identity = Some(identity);
+        let mut will = will;
+        if let Some(will) = &mut will {
+            self.strip_retain(&mut will.retain);
+        }
         self.revocations_seen = self.shared.authenticator.revocations();
         Ok(Packet::Connect(connect, None, will, None, login))
     }
@@ -278,7 +288,9 @@ impl Guard {
                     .is_none_or(|name| self.shared.presence.is_user(name));
             if !allowed {
                 meter::refused(Refusal::ForbiddenSubscribe);
-                tracing::info!(user = %user, filter = %filter.path, "subscription refused");
+                self.shared.refused_subscribe_log.note_text(&filter.path, |more, filter| {
+                    tracing::info!(user = %user, %filter, more_since_last_line = more, "subscription refused")
+                });
                 filter.path = DENIED_FILTER.to_owned();
                 denied.push(position);
             }
@@ -295,6 +307,18 @@ impl Guard {
             }
             Some(Identity::Open { .. } | Identity::Service { .. }) => true,
             None => false,
+        }
+    }
+
+    /// Users' messages are never retained: every topic a user may publish
+    /// to is a request to the server or an ephemeral signal, and a retained
+    /// copy would be replayed to each new subscriber (the bridge included)
+    /// for ever. The flag is cleared and the message delivered as usual;
+    /// only the server retains (`presence/{user}`).
+    fn strip_retain(&self, retain: &mut bool) {
+        if *retain && matches!(self.identity, Some(Identity::User { .. })) {
+            *retain = false;
+            meter::retain_stripped();
         }
     }
 
@@ -418,16 +442,24 @@ impl Protocol for Guard {
                 self.on_subscribe(subscribe.pkid, &mut subscribe.filters);
                 Ok(Packet::Subscribe(subscribe, props))
             }
-            Packet::Publish(publish, props) => {
+            Packet::Publish(mut publish, props) => {
                 if self.may_publish(&publish.topic) {
+                    self.strip_retain(&mut publish.retain);
                     Ok(Packet::Publish(publish, props))
                 } else {
                     meter::refused(Refusal::ForbiddenPublish);
-                    tracing::info!(
-                        user = self.user().map(|u| u.as_str()).unwrap_or(""),
-                        topic = %String::from_utf8_lossy(&publish.topic),
-                        "publish refused, closing connection"
-                    );
+                    let user = self.user().map(|u| u.as_str()).unwrap_or("");
+                    let topic = String::from_utf8_lossy(&publish.topic);
+                    self.shared
+                        .refused_publish_log
+                        .note_text(&topic, |more, topic| {
+                            tracing::info!(
+                                user,
+                                topic,
+                                more_since_last_line = more,
+                                "publish refused, closing connection"
+                            )
+                        });
                     Err(CodecError::InvalidProtocol)
                 }
             }

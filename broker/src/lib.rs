@@ -16,6 +16,8 @@
 //! - [`prelogin`]: the caps and deadline on connections that have not
 //!   logged in yet, per listener and per source address.
 //! - [`metrics`]: counters and gauges for `/metrics`.
+//! - [`ratelog`]: log lines a flood cannot multiply (rate-limited, client
+//!   text cut short).
 //!
 //! A packet's path: a client's bytes reach rumqttd's TCP listener (directly,
 //! or through the WebSocket or TLS relay, which dial a second, loopback-only
@@ -34,6 +36,7 @@ pub mod guard;
 pub mod metrics;
 pub mod prelogin;
 pub mod privacy;
+pub mod ratelog;
 pub mod tls;
 mod ws;
 
@@ -48,7 +51,7 @@ use tokio::task::JoinHandle;
 
 use prelogin::{Listener, LoginGate};
 
-pub use auth::Authenticator;
+pub use auth::{Authenticator, CacheCapacity};
 pub use events::{ConnectionEvent, EventKind};
 pub use guard::Guard;
 pub use prelogin::LoginLimits;
@@ -82,6 +85,8 @@ pub struct BrokerConfig {
     pub segment_count: usize,
     /// How long a token check is trusted before asking the store again.
     pub auth_cache_ttl: Duration,
+    /// How many token answers are kept (valid and invalid separately).
+    pub auth_cache_capacity: CacheCapacity,
     /// Accept anyone and skip the ACL. For conformance tools only.
     pub dev_open: bool,
     /// This server's name in `sessions.node`; unique among servers that
@@ -160,7 +165,11 @@ impl Broker {
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(guard::Shared {
-            authenticator: Arc::new(Authenticator::new(store.clone(), config.auth_cache_ttl)),
+            authenticator: Arc::new(Authenticator::with_capacity(
+                store.clone(),
+                config.auth_cache_ttl,
+                config.auth_cache_capacity,
+            )),
             presence: Arc::new(PresencePolicy::new(store, config.auth_cache_ttl)),
             dev_open: config.dev_open,
             max_connections: config.max_connections,
@@ -169,6 +178,8 @@ impl Broker {
             node: config.node.clone(),
             events: events_tx,
             service_secret: config.service_secret.clone(),
+            refused_subscribe_log: Default::default(),
+            refused_publish_log: Default::default(),
         });
 
         let router = Router::new(0, router_config(&config));

@@ -93,6 +93,10 @@ pub(crate) fn disconnected() {
     metrics::gauge!("bluetick_mqtt_connected_clients").decrement(1.0);
 }
 
+pub(crate) fn retain_stripped() {
+    metrics::counter!("bluetick_mqtt_retain_stripped_total").increment(1);
+}
+
 pub(crate) fn presence_hidden() {
     metrics::counter!("bluetick_presence_hidden_total").increment(1);
 }

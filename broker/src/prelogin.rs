@@ -17,7 +17,7 @@
 //!   when its [`LoginDeadline`] passes first.
 //!
 //! Every closing is counted in `bluetick_mqtt_refusals_total` and logged at
-//! most once per [`LOG_EVERY`] per listener, so a flood cannot flood the log.
+//! most once per [`crate::ratelog::LOG_EVERY`] per listener, so a flood cannot flood the log.
 //!
 //! # Invariant
 //! A gate's `total` equals the number of its live, unreleased [`Pending`]
@@ -26,15 +26,12 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::metrics::{self as meter, Refusal};
-
-/// How often at most each gate logs the connections it closed.
-pub const LOG_EVERY: Duration = Duration::from_secs(10);
+use crate::ratelog::RateLimitedLog;
 
 /// Bounds on connections that have not logged in yet, per listener.
 #[derive(Debug, Clone, Copy)]
@@ -249,28 +246,6 @@ impl LoginDeadline {
             Ok(()) => std::future::pending::<()>().await,
             Err(_) => self.gate.closed(Refusal::LoginTimeout, self.peer),
         }
-    }
-}
-
-/// A log line written at most once per [`LOG_EVERY`], saying how many were
-/// held back since the last one.
-#[derive(Debug, Default)]
-pub(crate) struct RateLimitedLog {
-    last: Mutex<Option<Instant>>,
-    suppressed: AtomicU64,
-}
-
-impl RateLimitedLog {
-    /// Calls `write` with the number of lines held back, unless a line was
-    /// written less than [`LOG_EVERY`] ago.
-    pub(crate) fn note(&self, write: impl FnOnce(u64)) {
-        let mut last = lock(&self.last);
-        if last.is_some_and(|at| at.elapsed() < LOG_EVERY) {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        *last = Some(Instant::now());
-        write(self.suppressed.swap(0, Ordering::Relaxed));
     }
 }
 

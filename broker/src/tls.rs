@@ -129,9 +129,13 @@ async fn relay(
     };
     // When either side ends, or the login deadline passes, the connection
     // is over.
-    tokio::select! {
+    let ended = tokio::select! {
         r = upstream => r.map_err(|e| e.to_string()),
         r = downstream => r.map_err(|e| e.to_string()),
         () = deadline.expired() => Err("login timed out".to_owned()),
-    }
+    };
+    // Give the place back before the sockets close, so a client that
+    // reconnects at once finds it free.
+    drop(login);
+    ended
 }

@@ -150,6 +150,9 @@ impl WsRelay {
             r = downstream => r,
             () = deadline.expired() => Err(Ended::LoginTimeout),
         };
+        // Give the place back before the client can see the close, so a
+        // client that reconnects at once finds it free.
+        drop(login);
         let (close, result) = match ended {
             Ok(()) => (None, Ok(())),
             Err(Ended::TooBig(e)) => {
