@@ -216,6 +216,9 @@ pub struct MqttConfig {
     /// Seconds a WebSocket or TLS connection has, from accept, to log in
     /// (TCP: `connect_timeout_secs`).
     pub login_timeout_secs: u64,
+    /// Connect/disconnect events queued for the sessions writer; when
+    /// full, connects are dropped (counted), disconnects wait.
+    pub event_queue_capacity: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -312,6 +315,7 @@ impl Default for MqttConfig {
             max_pending_logins: 2048,
             max_pending_logins_per_address: 256,
             login_timeout_secs: 20,
+            event_queue_capacity: 65_536,
         }
     }
 }

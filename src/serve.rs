@@ -202,7 +202,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn track_connections(
     store: store::Store,
     node: String,
-    mut events: tokio::sync::mpsc::UnboundedReceiver<broker::ConnectionEvent>,
+    mut events: broker::EventReceiver,
     presence: Arc<bridge::Tracker>,
 ) {
     while let Some(event) = events.recv().await {
@@ -267,6 +267,7 @@ fn broker_config(config: &Config, service_secret: &str) -> broker::BrokerConfig 
         service_filters: bridge::filters(),
         service_segment_size: config.bridge.segment_size,
         service_segment_count: config.bridge.segment_count,
+        event_queue_capacity: mqtt.event_queue_capacity,
         login: broker::LoginLimits {
             max_pending: mqtt.max_pending_logins,
             max_pending_per_address: mqtt.max_pending_logins_per_address,

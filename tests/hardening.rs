@@ -290,4 +290,36 @@ on_both_backends! {
         mqtt::connect(server.mqtt, "alice.phone", creds).await.expect_connected();
         assert_eq!(server.metric(valid_checks), 1.0, "alice was answered from memory");
     }
+
+    /// Issue 13: the guard's connect/disconnect events wait in a bounded
+    /// queue. Overflowing it (capacity 1 here) drops connects, counted, but
+    /// never a disconnect: when everyone has gone, nobody is left online.
+    async fn a_connect_flood_overflowing_the_event_queue_leaves_no_ghost_online(backend) {
+        let server = Server::start_with(backend, Options::default().env("BLUETICK_MQTT__EVENT_QUEUE_CAPACITY", "1"));
+        let token = server.register("alice");
+        let connecting: Vec<_> = (0..30)
+            .map(|i| {
+                let (addr, token) = (server.mqtt, token.clone());
+                tokio::spawn(async move {
+                    mqtt::connect(addr, &format!("alice.d{i}"), Some(("alice", &token))).await.expect_connected()
+                })
+            })
+            .collect();
+        let mut devices = Vec::new();
+        for device in connecting {
+            devices.push(device.await.unwrap());
+        }
+        for device in devices {
+            device.abort();
+        }
+        let overflowed = server.metric("bluetick_broker_events_dropped_total")
+            + server.metric("bluetick_broker_events_deferred_total");
+        assert!(overflowed > 0.0, "the queue overflowed (else this test proves nothing)");
+        let store = server.store();
+        assert!(eventually(WAIT, || !store.is_online("alice").unwrap()).await, "a ghost stayed online");
+
+        // The queue drained: a new connection is recorded again.
+        let _phone = mqtt::connect(server.mqtt, "alice.phone", Some(("alice", &token))).await.expect_connected();
+        assert!(eventually(WAIT, || store.is_online("alice").unwrap()).await);
+    }
 }

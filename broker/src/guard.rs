@@ -37,10 +37,9 @@ use rumqttd::protocol::{
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::auth::{AuthError, Authenticator};
-use crate::events::{ConnectionEvent, EventKind};
+use crate::events::{ConnectionEvent, EventKind, EventSender, Sent};
 use crate::metrics::{self as meter, Refusal};
 use crate::prelogin::{LoginGate, Pending};
 use crate::privacy::PresencePolicy;
@@ -72,7 +71,7 @@ pub(crate) struct Shared {
     /// This server's name in `sessions.node` and connection ids.
     pub node: String,
     /// Where connected and disconnected events go.
-    pub events: UnboundedSender<ConnectionEvent>,
+    pub events: EventSender,
     /// The password of [`SERVICE_USER`]; `None` admits no service clients.
     pub service_secret: Option<String>,
     /// Logs refused subscriptions, which a client can send by the thousand.
@@ -121,6 +120,15 @@ impl Identity {
     }
 }
 
+/// A connection whose successful CONNACK was written.
+struct Announced {
+    /// `{node}:{counter}`, as in `sessions.connection_id`.
+    connection_id: String,
+    /// Whether its connected event was queued (not dropped on a full
+    /// queue); only then is its disconnect reported.
+    recorded: bool,
+}
+
 /// The per-connection guard; see the module docs.
 pub struct Guard {
     shared: Arc<Shared>,
@@ -132,8 +140,8 @@ pub struct Guard {
     refusal: Mutex<Option<Refusal>>,
     /// Holds one of `max_connections` slots until dropped.
     holds_slot: bool,
-    /// Connection id, once a successful CONNACK has been written.
-    announced: Mutex<Option<String>>,
+    /// Set once a successful CONNACK has been written.
+    announced: Mutex<Option<Announced>>,
     /// SUBSCRIBE packet id → positions of refused filters in it.
     denied: Mutex<HashMap<u16, Vec<usize>>>,
     /// The authenticator's revocation count when this connection's token
@@ -333,11 +341,14 @@ impl Guard {
         }
         // Logged in: no longer one of the listener's anonymous connections.
         lock(&self.login).take();
-        self.send_event(EventKind::Connected, identity, &connection_id);
-        *lock(&self.announced) = Some(connection_id);
+        let recorded = self.send_event(EventKind::Connected, identity, &connection_id);
+        *lock(&self.announced) = Some(Announced {
+            connection_id,
+            recorded: recorded == Sent::Queued,
+        });
     }
 
-    fn send_event(&self, kind: EventKind, identity: &Identity, connection_id: &str) {
+    fn send_event(&self, kind: EventKind, identity: &Identity, connection_id: &str) -> Sent {
         let event = ConnectionEvent {
             kind,
             connection_id: connection_id.to_owned(),
@@ -345,9 +356,7 @@ impl Guard {
             client_id: identity.client_id().to_owned(),
             at_ms: store::clock::now_ms(),
         };
-        // The receiver lives as long as the server; if it is gone we are
-        // shutting down and there is nobody left to tell.
-        let _ = self.shared.events.send(event);
+        self.shared.events.send(event)
     }
 }
 
@@ -384,13 +393,13 @@ impl Drop for Guard {
         if self.holds_slot {
             self.shared.admitted.fetch_sub(1, Ordering::SeqCst);
         }
-        if let (Some(identity), Some(connection_id)) =
-            (&self.identity, lock(&self.announced).take())
-        {
+        if let (Some(identity), Some(announced)) = (&self.identity, lock(&self.announced).take()) {
             if identity.is_client() {
                 meter::disconnected();
             }
-            self.send_event(EventKind::Disconnected, identity, &connection_id);
+            if announced.recorded {
+                self.send_event(EventKind::Disconnected, identity, &announced.connection_id);
+            }
         }
     }
 }

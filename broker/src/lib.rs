@@ -46,13 +46,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use prelogin::{Listener, LoginGate};
 
 pub use auth::{Authenticator, CacheCapacity};
-pub use events::{ConnectionEvent, EventKind};
+pub use events::{ConnectionEvent, EventKind, EventReceiver};
 pub use guard::Guard;
 pub use prelogin::LoginLimits;
 pub use privacy::PresencePolicy;
@@ -105,6 +104,9 @@ pub struct BrokerConfig {
     /// Caps and deadline for connections that have not logged in, applied
     /// to each listener.
     pub login: LoginLimits,
+    /// Connection events queued for the sessions writer before connects
+    /// are dropped (see [`events`]).
+    pub event_queue_capacity: usize,
 }
 
 /// Why the broker could not start.
@@ -154,7 +156,7 @@ impl Broker {
     pub async fn start(
         config: BrokerConfig,
         store: store::Store,
-    ) -> Result<(Broker, mpsc::UnboundedReceiver<ConnectionEvent>), BrokerError> {
+    ) -> Result<(Broker, EventReceiver), BrokerError> {
         if config.dev_open {
             tracing::warn!("DEV-OPEN MODE: MQTT accepts anonymous clients and enforces no topic ACL. Never use this in production.");
         }
@@ -163,7 +165,7 @@ impl Broker {
             Some((_, files)) => Some(tls::acceptor(files).map_err(BrokerError::Tls)?),
             None => None,
         };
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = events::queue(config.event_queue_capacity);
         let shared = Arc::new(guard::Shared {
             authenticator: Arc::new(Authenticator::with_capacity(
                 store.clone(),
