@@ -10,8 +10,10 @@
 //!   `bluetick_broker_events_dropped_total`), and that connection then
 //!   reports no disconnect either: it is simply not in `sessions`;
 //! - a **disconnected** event is never dropped, or a user would stay online
-//!   for ever. It waits in an overflow list instead, which holds at most one
-//!   event per recorded connection, so it is bounded by the connection cap.
+//!   for ever. It waits in an overflow list instead. While that list is not
+//!   empty, connects are dropped too, so no connection is recorded that
+//!   could add to it: it never holds more than the connections that were
+//!   live when it started filling, which the connection cap bounds.
 //!
 //! # Invariant
 //! The consumer receives a connection's disconnect only after its connect:
@@ -114,6 +116,12 @@ pub struct EventSender {
 
 impl EventSender {
     pub fn send(&self, event: ConnectionEvent) -> Sent {
+        // While disconnects wait in the overflow, no connect is recorded:
+        // that is what bounds the overflow (see the module docs).
+        if event.kind == EventKind::Connected && !self.overflow.lock().is_empty() {
+            metrics::counter!("bluetick_broker_events_dropped_total").increment(1);
+            return Sent::Dropped;
+        }
         match self.tx.try_send(event) {
             Ok(()) => Sent::Queued,
             // The receiver lives as long as the server; if it is gone we are
@@ -191,6 +199,13 @@ mod tests {
         assert_eq!(tx.send(event(EventKind::Connected, 2)), Sent::Queued);
         assert_eq!(tx.send(event(EventKind::Connected, 3)), Sent::Dropped);
         assert_eq!(tx.send(event(EventKind::Disconnected, 1)), Sent::Queued);
+        let first = rx.recv().await.expect("the first connect");
+        assert_eq!(first.connection_id, "n:1");
+        assert_eq!(
+            tx.send(event(EventKind::Connected, 4)),
+            Sent::Dropped,
+            "no connect is recorded while disconnects wait"
+        );
         drop(tx);
         let mut seen = Vec::new();
         while let Some(e) = rx.recv().await {
@@ -199,7 +214,6 @@ mod tests {
         assert_eq!(
             seen,
             [
-                (EventKind::Connected, "n:1".to_owned()),
                 (EventKind::Connected, "n:2".to_owned()),
                 (EventKind::Disconnected, "n:1".to_owned()),
             ]
