@@ -145,14 +145,7 @@ on_both_backends! {
         }
         // rumqttd gives the place back just after closing the socket; a
         // client that retries, as clients do, gets in.
-        let mut laptop = None;
-        for _ in 0..50 {
-            if let Outcome::Connected(client) = mqtt::connect(server.mqtt, "alice.laptop", creds).await {
-                laptop = Some(client);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let laptop = mqtt::connect_retrying(server.mqtt, "alice.laptop", creds, 50).await;
         assert!(laptop.is_some(), "a client logs in over TCP once the silent sockets are gone");
         assert!(phone.is_alive("u/alice/inbox").await, "logged-in clients never noticed");
     }

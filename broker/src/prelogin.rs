@@ -152,6 +152,28 @@ impl LoginGate {
     }
 }
 
+/// The next socket `listener` accepts that `gate` admits, with its permit.
+/// Sockets over the cap are closed at once; accept errors (usually out of
+/// file descriptors) back off instead of spinning.
+pub(crate) async fn next_admitted(
+    listener: &tokio::net::TcpListener,
+    gate: &Arc<LoginGate>,
+) -> (tokio::net::TcpStream, std::net::SocketAddr, Pending) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if let Some(pending) = gate.admit(peer.ip()) {
+                    return (stream, peer, pending);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(listener = gate.listener.label(), error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// One connection's place among those that have not logged in; given back
 /// when dropped.
 #[derive(Debug)]

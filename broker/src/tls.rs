@@ -18,7 +18,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
-use crate::prelogin::{LoginGate, Pending};
+use crate::prelogin::{self, LoginGate, Pending};
 
 /// Where the server's certificate chain and private key are, in PEM.
 #[derive(Debug, Clone)]
@@ -71,19 +71,8 @@ pub(crate) async fn serve(
     gate: Arc<LoginGate>,
 ) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!(error = %e, "tls accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // Over the cap the socket is closed here, before the handshake.
-        let Some(pending) = gate.admit(peer.ip()) else {
-            continue;
-        };
+        // Over the cap a socket is closed here, before the handshake.
+        let (stream, peer, pending) = prelogin::next_admitted(&listener, &gate).await;
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             if let Err(e) = relay(stream, acceptor, mqtt, handshake_timeout, pending).await {

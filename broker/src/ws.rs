@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::metrics::Refusal;
-use crate::prelogin::{LoginGate, Pending};
+use crate::prelogin::{self, LoginGate, Pending};
 
 /// The HTTP path MQTT clients open the WebSocket on.
 pub const WS_PATH: &str = "/mqtt";
@@ -50,19 +50,8 @@ pub(crate) struct WsRelay {
 pub(crate) async fn serve(listener: TcpListener, relay: WsRelay) {
     let relay = Arc::new(relay);
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!(error = %e, "websocket accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // Over the cap the socket is closed here, before the handshake.
-        let Some(pending) = relay.gate.admit(peer.ip()) else {
-            continue;
-        };
+        // Over the cap a socket is closed here, before the handshake.
+        let (stream, peer, pending) = prelogin::next_admitted(&listener, &relay.gate).await;
         let relay = relay.clone();
         tokio::spawn(async move {
             if let Err(e) = relay.run(stream, peer, pending).await {
