@@ -315,4 +315,27 @@ on_both_backends! {
         let _phone = mqtt::connect(server.mqtt, "alice.phone", Some(("alice", &token))).await.expect_connected();
         assert!(eventually(WAIT, || store.is_online("alice").unwrap()).await);
     }
+
+    /// A phone that reconnects while its old link is still open takes
+    /// over; the old link's end must not fire the last will ("offline"),
+    /// which now belongs to the live link. The will still fires when that
+    /// link is lost.
+    async fn a_takeover_does_not_fire_the_last_will_of_the_device_that_reconnected(backend) {
+        let server = Server::start(backend);
+        let token = server.register("alice");
+        let creds = Some(("alice", token.as_str()));
+        let mut watcher = mqtt::connect(server.mqtt, "alice.watch", creds).await.expect_connected();
+        watcher.subscribe_ok("u/alice/presence").await;
+        let offline = r#"{"state":"offline","device":"phone"}"#;
+        let mut options = mqtt::options(server.mqtt, "alice.phone", creds);
+        options.set_last_will(rumqttc::LastWill::new("u/alice/presence", offline, rumqttc::QoS::AtLeastOnce, false));
+        let old = mqtt::connect_with(options.clone()).await.expect_connected();
+        let new = mqtt::connect_with(options).await.expect_connected();
+        assert!(watcher.next_message(Duration::from_secs(3)).await.is_none(), "no will fired by the takeover");
+        drop(old);
+
+        new.abort();
+        let will = watcher.next_message(WAIT).await.expect("the will of the lost link");
+        assert_eq!(will.payload.as_ref(), offline.as_bytes());
+    }
 }

@@ -1114,6 +1114,16 @@ impl Router {
         #[cfg(feature = "validate-tenant-prefix")]
         let tenant_prefix = tenant_id.map(|id| format!("/tenants/{id}/"));
 
+        // bluetick patch: a link that ended because a newer one with its
+        // client id took over must not fire the will stored under that id:
+        // it is the new link's own now, due when *that* link ends. (Upstream
+        // published it at once, telling everyone a device that had just
+        // reconnected was gone.)
+        if self.connection_map.contains_key(&client_id) {
+            debug!("a newer link holds this client id; its will stays");
+            return;
+        }
+
         let Some((will, will_props)) = self.last_wills.remove(&client_id) else {
             return;
         };
