@@ -8,8 +8,9 @@
 //! - [`auth`]: token checks for CONNECT against the store, briefly cached.
 //! - [`privacy`]: who may see whose presence; the guard applies it to every
 //!   presence message it writes to a client.
-//! - [`events`]: the connected/disconnected events, and the task that keeps
-//!   the `sessions` table true to them.
+//! - [`events`]: the connected/disconnected events, the bounded queue that
+//!   carries them without ever blocking the broker, and how they keep the
+//!   `sessions` table true.
 //! - `ws`: MQTT over WebSocket, terminated here with a handshake timeout
 //!   and relayed to the guarded TCP listener.
 //! - [`tls`]: MQTT over TLS, terminated and relayed the same way.
