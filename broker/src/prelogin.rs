@@ -95,6 +95,7 @@ impl LoginGate {
     /// A permit for a socket just accepted from `peer`, or `None` (counted
     /// and logged) when the listener or that address is at its cap.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Pending> {
+        let peer = source_of(peer);
         let refusal = {
             let mut counts = lock(&self.counts);
             let from_peer = counts.by_address.get(&peer).copied().unwrap_or(0);
@@ -149,6 +150,19 @@ impl LoginGate {
                 counts.by_address.remove(&peer);
             }
         }
+    }
+}
+
+/// The "source address" the per-address cap counts: the IPv4 address, or
+/// the /64 network of an IPv6 one, since one subscriber usually holds a
+/// whole /64 and could otherwise pick a fresh address per socket.
+fn source_of(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
     }
 }
 
@@ -303,6 +317,17 @@ mod tests {
         let _other = gate.admit(b).expect("another address");
         drop(first);
         assert!(gate.admit(a).is_some(), "a released permit frees its place");
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_64_share_a_cap() {
+        let gate = gate(10, 1);
+        let _first = gate.admit("2001:db8::1".parse().unwrap()).expect("first");
+        assert!(gate.admit("2001:db8::ffff:1".parse().unwrap()).is_none());
+        assert!(
+            gate.admit("2001:db8:0:1::1".parse().unwrap()).is_some(),
+            "another /64"
+        );
     }
 
     #[test]
