@@ -8,7 +8,7 @@ mod common;
 
 use common::chat::{App, WAIT};
 use common::mqtt::{self, Outcome};
-use common::{eventually, media, ws, Backend, Options, Server};
+use common::{eventually, media, tools, ws, Backend, Options, Server};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -338,4 +338,45 @@ on_both_backends! {
         let will = watcher.next_message(WAIT).await.expect("the will of the lost link");
         assert_eq!(will.payload.as_ref(), offline.as_bytes());
     }
+}
+
+/// The TLS listener applies the same caps before login, and closes a client
+/// that finished its TLS handshake but does not log in in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_tls_sockets_are_capped_and_a_tls_client_that_does_not_log_in_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = tools::self_signed(dir.path());
+    let server = Server::start_with(Backend::Sqlite, Options::default()
+        .env("BLUETICK_MQTT__TLS_ADDR", "127.0.0.1:0")
+        .env("BLUETICK_MQTT__TLS_CERT_FILE", cert.to_str().unwrap())
+        .env("BLUETICK_MQTT__TLS_KEY_FILE", key.to_str().unwrap())
+        .env("BLUETICK_MQTT__MAX_PENDING_LOGINS_PER_ADDRESS", "2")
+        .env("BLUETICK_MQTT__LOGIN_TIMEOUT_SECS", "3"));
+    let tls = server.tls.expect("the server prints its TLS address");
+
+    // Two sockets that say nothing take this address's places on the TLS
+    // listener; a third is closed at once.
+    let held = [
+        tokio::net::TcpStream::connect(tls).await.unwrap(),
+        tokio::net::TcpStream::connect(tls).await.unwrap(),
+    ];
+    let mut third = tokio::net::TcpStream::connect(tls).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), third.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "a third anonymous TLS socket is closed at once");
+    drop(held);
+
+    // A client that completes the TLS handshake and then says nothing is
+    // closed at the login deadline (openssl exits when the server closes).
+    let mut silent = tools::tool("openssl")
+        .args(["s_client", "-connect", &tls.to_string(), "-quiet"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    let closed = eventually(Duration::from_secs(30), || silent.try_wait().unwrap().is_some()).await;
+    let _ = silent.kill();
+    assert!(closed, "a TLS client that does not log in is closed");
+    assert!(eventually(WAIT, || server.metric(r#"bluetick_mqtt_refusals_total{reason="login_timeout"}"#) >= 1.0).await);
 }

@@ -4,23 +4,11 @@
 
 mod common;
 
+use common::tools::{self_signed, tool};
 use common::{Backend, Options, Server};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn tool(name: &str) -> Command {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .map(|o| o.status.success());
-    assert!(
-        found.unwrap_or(false),
-        "{name} is not installed: run the README's test command (scripts/test), which installs it"
-    );
-    Command::new(name)
-}
 
 fn mosquitto_args(server: &Server, user: &str, token: &str, client_id: &str) -> Vec<String> {
     mosquitto_args_at(server.mqtt, user, token, client_id)
@@ -174,35 +162,6 @@ async fn note_to_self(addr: SocketAddr, token: &str, extra: &[String]) -> String
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// A self-signed certificate for 127.0.0.1 and its key, made with the
-/// openssl command as an operator would: (certificate, key).
-fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = tool("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    (cert, key)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

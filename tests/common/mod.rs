@@ -8,6 +8,7 @@ pub mod http;
 pub mod media;
 pub mod mqtt;
 pub mod rows;
+pub mod tools;
 pub mod ws;
 
 use std::io::{BufRead, BufReader};
