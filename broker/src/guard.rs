@@ -18,6 +18,8 @@
 //!   codes in the SUBACK are rewritten to 0x80 (failure).
 //! - **PUBLISH** to a topic the user may not write closes the connection:
 //!   MQTT 3.1.1 has no negative PUBACK, and closing is what the spec allows.
+//!   An allowed PUBLISH (or last will) of a user loses its retain flag: only
+//!   the server retains.
 //! - **Presence** messages the broker writes to a user are replaced with
 //!   `{"hidden":true}` when privacy does not let that user see them.
 //! - **Before login**, the listener's [`crate::prelogin::LoginGate`] admits
