@@ -258,6 +258,20 @@ pub struct MqttConfig {
     pub segment_size: usize,
     /// Segments kept per topic filter.
     pub segment_count: usize,
+
+    // Connections that have not logged in yet (issue 12); see
+    // broker::prelogin. Each listener (TCP, WebSocket, TLS) applies them.
+    /// Most connections per listener that have not logged in (no CONNACK
+    /// 0 yet); more are closed at accept.
+    pub max_pending_logins: usize,
+    /// Most such connections from one source address, per listener.
+    pub max_pending_logins_per_address: usize,
+    /// Seconds a WebSocket or TLS connection has, from accept, to log in
+    /// (TCP: `connect_timeout_secs`).
+    pub login_timeout_secs: u64,
+    /// Connect/disconnect events queued for the sessions writer; when
+    /// full, connects are dropped (counted), disconnects wait.
+    pub event_queue_capacity: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -308,6 +322,13 @@ pub struct AuthConfig {
     /// Requests that may wait for a password hash slot; beyond that they
     /// get 503 with `Retry-After`.
     pub password_hash_queue: usize,
+    // Token cache bounds (issue 12): random tokens must not evict valid ones.
+    /// Valid tokens the broker keeps in memory; when full, stale entries
+    /// make room and fresh ones are never evicted.
+    pub cache_capacity: usize,
+    /// Refused tokens the broker keeps in memory (so a client retrying a
+    /// bad token stays off the database); emptied when full.
+    pub negative_cache_capacity: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -371,6 +392,11 @@ impl Default for MqttConfig {
             ws_handshake_timeout_secs: 10,
             segment_size: 1024 * 1024,
             segment_count: 10,
+
+            max_pending_logins: 2048,
+            max_pending_logins_per_address: 256,
+            login_timeout_secs: 20,
+            event_queue_capacity: 65_536,
         }
     }
 }
@@ -400,6 +426,9 @@ impl Default for AuthConfig {
             registration_window_secs: 3600,
             password_hash_concurrency: 0,
             password_hash_queue: 16,
+
+            cache_capacity: 100_000,
+            negative_cache_capacity: 100_000,
         }
     }
 }

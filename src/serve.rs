@@ -270,7 +270,7 @@ fn return_freed_memory_to_the_system() {
 async fn track_connections(
     store: store::Store,
     node: String,
-    mut events: tokio::sync::mpsc::UnboundedReceiver<broker::ConnectionEvent>,
+    mut events: broker::EventReceiver,
     presence: Arc<bridge::Tracker>,
 ) {
     while let Some(event) = events.recv().await {
@@ -325,12 +325,22 @@ fn broker_config(config: &Config, service_secret: &str) -> broker::BrokerConfig 
         segment_size: mqtt.segment_size,
         segment_count: mqtt.segment_count,
         auth_cache_ttl: Duration::from_secs(config.auth.cache_ttl_secs),
+        auth_cache_capacity: broker::CacheCapacity {
+            valid: config.auth.cache_capacity,
+            invalid: config.auth.negative_cache_capacity,
+        },
         dev_open: config.dev_open,
         node: config.node.clone(),
         service_secret: Some(service_secret.to_owned()),
         service_filters: bridge::filters(),
         service_segment_size: config.bridge.segment_size,
         service_segment_count: config.bridge.segment_count,
+        event_queue_capacity: mqtt.event_queue_capacity,
+        login: broker::LoginLimits {
+            max_pending: mqtt.max_pending_logins,
+            max_pending_per_address: mqtt.max_pending_logins_per_address,
+            timeout: Duration::from_secs(mqtt.login_timeout_secs),
+        },
     }
 }
 

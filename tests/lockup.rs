@@ -36,15 +36,9 @@ on_both_backends! {
         assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="over_capacity"}"#), 2.0);
         first.disconnect().await;
         // A slot frees up once the first client has gone.
-        let mut fresh = None;
-        for _ in 0..50 {
-            if let Outcome::Connected(client) = mqtt::connect(server.mqtt, "alice.fresh", creds).await {
-                fresh = Some(client);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut fresh = fresh.expect("a fresh valid client connects after the refusals");
+        let mut fresh = mqtt::connect_retrying(server.mqtt, "alice.fresh", creds, 50)
+            .await
+            .expect("a fresh valid client connects after the refusals");
         assert!(fresh.is_alive("u/alice/inbox").await);
         drop(second);
     }

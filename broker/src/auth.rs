@@ -7,6 +7,13 @@
 //! is unknown now stays unknown: misses are cached too, which keeps a client
 //! hammering with a bad token off the database.
 //!
+//! Valid and invalid answers live in two separately bounded maps. Anyone
+//! can make up tokens, so a flood of random ones fills only the invalid
+//! map (emptied wholesale when full, which costs only the attacker); the
+//! valid map holds only tokens the store accepted, and when full it drops
+//! its stale entries, never a fresh one, so valid users keep being
+//! answered from memory (issue 12).
+//!
 //! A token revoked on this node is dropped from the cache at once, and
 //! every live connection that logged in with it is closed on its next
 //! packet (within one keepalive interval, since an idle client still
@@ -19,14 +26,13 @@
 use protocol::UserName;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use store::{Store, StoreError};
 
 use crate::blocking;
+use crate::ratelog::RateLimitedLog;
 
-/// Most cached entries; the cache is emptied when it would grow past this.
-const CACHE_CAPACITY: usize = 100_000;
 /// How long a revocation is remembered for live connections: longer than
 /// the longest MQTT keepalive (65,535 s), so every connection using the
 /// token has sent a packet, and been closed, by then.
@@ -43,21 +49,46 @@ pub enum AuthError {
     Unavailable,
 }
 
-struct Cached {
-    /// The owner, or `None` for a token known to be bad.
-    owner: Option<UserName>,
+/// A token the store accepted.
+struct Valid {
+    owner: UserName,
     /// The token's own expiry, in Unix milliseconds.
     expires_at: i64,
     /// When this entry stops being trusted.
     fresh_until: Instant,
 }
 
+/// How many token answers are kept in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheCapacity {
+    /// Tokens the store accepted. When full, stale entries make room; if
+    /// none is stale, the new answer is simply not cached.
+    pub valid: usize,
+    /// Tokens the store refused. When full, the map is emptied.
+    pub invalid: usize,
+}
+
+impl Default for CacheCapacity {
+    fn default() -> Self {
+        CacheCapacity {
+            valid: 100_000,
+            invalid: 100_000,
+        }
+    }
+}
+
 /// Checks tokens against the store; shared by all connections.
 pub struct Authenticator {
     store: Store,
     ttl: Duration,
-    /// SHA-256 of the token → what the store said about it.
-    cache: Mutex<HashMap<String, Cached>>,
+    capacity: CacheCapacity,
+    /// SHA-256 of tokens the store accepted → their owner.
+    valid: Mutex<HashMap<String, Valid>>,
+    /// SHA-256 of tokens the store refused → until when that is trusted.
+    invalid: Mutex<HashMap<String, Instant>>,
+    /// Says "store unavailable" once per interval during an outage, not
+    /// once per CONNECT.
+    outage_log: RateLimitedLog,
     /// SHA-256 of tokens revoked on this node → when.
     revoked: Mutex<HashMap<String, Instant>>,
     /// Bumped on every revocation, so connections re-check cheaply.
@@ -66,10 +97,17 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(store: Store, ttl: Duration) -> Authenticator {
+        Authenticator::with_capacity(store, ttl, CacheCapacity::default())
+    }
+
+    pub fn with_capacity(store: Store, ttl: Duration, capacity: CacheCapacity) -> Authenticator {
         Authenticator {
             store,
             ttl,
-            cache: Mutex::new(HashMap::new()),
+            capacity,
+            valid: Mutex::new(HashMap::new()),
+            invalid: Mutex::new(HashMap::new()),
+            outage_log: RateLimitedLog::default(),
             revoked: Mutex::new(HashMap::new()),
             revocations: AtomicU64::new(0),
         }
@@ -83,28 +121,52 @@ impl Authenticator {
             return hit.ok_or(AuthError::BadCredentials);
         }
         let answer = blocking(|| self.store.authenticate_token(token));
-        let (owner, expires_at) = match answer {
-            Ok(owner) => (Some(owner.user), owner.expires_at),
-            Err(StoreError::BadCredentials) => (None, i64::MAX),
-            Err(e) => {
-                tracing::warn!(error = %e, "token check failed: store unavailable");
-                return Err(AuthError::Unavailable);
-            }
-        };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_CAPACITY {
-            cache.clear();
-        }
         let fresh_until = Instant::now() + self.ttl;
-        cache.insert(
+        match answer {
+            Ok(owner) => {
+                store_checked("valid");
+                self.remember_valid(key, owner.user.clone(), owner.expires_at, fresh_until);
+                Ok(owner.user)
+            }
+            Err(StoreError::BadCredentials) => {
+                store_checked("invalid");
+                let mut invalid = lock(&self.invalid);
+                if invalid.len() >= self.capacity.invalid {
+                    invalid.clear();
+                }
+                invalid.insert(key, fresh_until);
+                Err(AuthError::BadCredentials)
+            }
+            Err(e) => {
+                store_checked("unavailable");
+                self.outage_log.note(|more| {
+                    tracing::warn!(error = %e, more_since_last_line = more, "token check failed: store unavailable")
+                });
+                Err(AuthError::Unavailable)
+            }
+        }
+    }
+
+    /// Caches a token the store accepted. A full map first drops its stale
+    /// entries; if every entry is fresh, this answer is not cached (the
+    /// store is asked again next time) rather than evicting a fresh one.
+    fn remember_valid(&self, key: String, owner: UserName, expires_at: i64, fresh_until: Instant) {
+        let mut valid = lock(&self.valid);
+        if valid.len() >= self.capacity.valid && !valid.contains_key(&key) {
+            let now = Instant::now();
+            valid.retain(|_, entry| entry.fresh_until > now);
+            if valid.len() >= self.capacity.valid {
+                return;
+            }
+        }
+        valid.insert(
             key,
-            Cached {
-                owner: owner.clone(),
+            Valid {
+                owner,
                 expires_at,
                 fresh_until,
             },
         );
-        owner.ok_or(AuthError::BadCredentials)
     }
 
     /// Revokes a token at once on this node (after logout): it opens no
@@ -120,10 +182,7 @@ impl Authenticator {
             return;
         }
         revoked.retain(|_, at| at.elapsed() < REVOCATION_MEMORY);
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
+        lock(&self.valid).remove(&key);
         revoked.insert(key, Instant::now());
         self.revocations.fetch_add(1, Ordering::SeqCst);
     }
@@ -168,15 +227,30 @@ impl Authenticator {
             .contains_key(token_hash)
     }
 
+    /// What the cache knows about a token: `Some(Some(owner))` valid,
+    /// `Some(None)` invalid or expired, `None` ask the store.
     fn lookup(&self, key: &str, now_ms: i64) -> Option<Option<UserName>> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = cache.get(key)?;
-        if entry.fresh_until < Instant::now() {
-            return None;
+        let now = Instant::now();
+        if let Some(entry) = lock(&self.valid).get(key) {
+            if entry.fresh_until >= now {
+                return Some((entry.expires_at > now_ms).then(|| entry.owner.clone()));
+            }
         }
-        if entry.expires_at <= now_ms {
-            return Some(None);
+        match lock(&self.invalid).get(key) {
+            Some(fresh_until) if *fresh_until >= now => Some(None),
+            _ => None,
         }
-        Some(entry.owner.clone())
     }
+}
+
+/// Counts a token check that went to the store, by its answer.
+fn store_checked(result: &'static str) {
+    metrics::counter!("bluetick_auth_store_checks_total", "result" => result).increment(1);
+}
+
+/// Locks a cache map; a poisoned lock still holds valid entries.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

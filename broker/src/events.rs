@@ -1,8 +1,30 @@
-//! Connection events the guard reports, and how they keep the `sessions`
-//! table true.
+//! Connection events the guard reports, the bounded queue they travel in,
+//! and how they keep the `sessions` table true.
+//!
+//! The guard reports from inside rumqttd's synchronous codec, so it must
+//! never wait; the consumer writes each event to the database, so it can
+//! fall behind (a slow database, a connect flood). The queue between them
+//! is therefore bounded ([`queue`]), and when it is full:
+//!
+//! - a **connected** event is dropped (counted in
+//!   `bluetick_broker_events_dropped_total`), and that connection then
+//!   reports no disconnect either: it is simply not in `sessions`;
+//! - a **disconnected** event is never dropped, or a user would stay online
+//!   for ever. It waits in an overflow list instead. While that list is not
+//!   empty, connects are dropped too, so no connection is recorded that
+//!   could add to it: it never holds more than the connections that were
+//!   live when it started filling, which the connection cap bounds.
+//!
+//! # Invariant
+//! The consumer receives a connection's disconnect only after its connect:
+//! the overflow is read only when the channel is empty, under the same lock
+//! that a sender holds to add to it, after its connect was already queued.
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 use store::sessions::Session;
 use store::Store;
+use tokio::sync::{mpsc, Notify};
 
 /// Whether a connection came or went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,5 +64,159 @@ pub fn apply(store: &Store, node: &str, event: ConnectionEvent) -> Result<(), st
             connected_at: event.at_ms,
         }),
         EventKind::Disconnected => store.close_session(&event.connection_id),
+    }
+}
+
+/// Creates the queue from the guard to the sessions writer, holding at most
+/// `capacity` events in its channel (and disconnects past that in its
+/// overflow; see the module docs).
+pub fn queue(capacity: usize) -> (EventSender, EventReceiver) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let overflow = Arc::new(Overflow::default());
+    (
+        EventSender {
+            tx,
+            overflow: overflow.clone(),
+        },
+        EventReceiver { rx, overflow },
+    )
+}
+
+/// Disconnects that found the channel full.
+#[derive(Default)]
+struct Overflow {
+    events: Mutex<VecDeque<ConnectionEvent>>,
+    /// Wakes a receiver waiting on an empty channel.
+    added: Notify,
+}
+
+impl Overflow {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<ConnectionEvent>> {
+        self.events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What became of an event handed to [`EventSender::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Queued (or the server is stopping and nobody listens any more).
+    Queued,
+    /// A connect dropped because the queue was full: send no disconnect.
+    Dropped,
+}
+
+/// The guard's end of the queue; never blocks.
+#[derive(Clone)]
+pub struct EventSender {
+    tx: mpsc::Sender<ConnectionEvent>,
+    overflow: Arc<Overflow>,
+}
+
+impl EventSender {
+    pub fn send(&self, event: ConnectionEvent) -> Sent {
+        // While disconnects wait in the overflow, no connect is recorded:
+        // that is what bounds the overflow (see the module docs).
+        if event.kind == EventKind::Connected && !self.overflow.lock().is_empty() {
+            metrics::counter!("bluetick_broker_events_dropped_total").increment(1);
+            return Sent::Dropped;
+        }
+        match self.tx.try_send(event) {
+            Ok(()) => Sent::Queued,
+            // The receiver lives as long as the server; if it is gone we are
+            // shutting down and there is nobody left to tell.
+            Err(mpsc::error::TrySendError::Closed(_)) => Sent::Queued,
+            Err(mpsc::error::TrySendError::Full(event)) => match event.kind {
+                EventKind::Connected => {
+                    metrics::counter!("bluetick_broker_events_dropped_total").increment(1);
+                    Sent::Dropped
+                }
+                EventKind::Disconnected => {
+                    metrics::counter!("bluetick_broker_events_deferred_total").increment(1);
+                    self.overflow.lock().push_back(event);
+                    self.overflow.added.notify_one();
+                    Sent::Queued
+                }
+            },
+        }
+    }
+}
+
+/// The sessions writer's end of the queue.
+pub struct EventReceiver {
+    rx: mpsc::Receiver<ConnectionEvent>,
+    overflow: Arc<Overflow>,
+}
+
+impl EventReceiver {
+    /// The next event, in an order that keeps each connection's connect
+    /// before its disconnect; `None` once every sender is gone and all is
+    /// read.
+    pub async fn recv(&mut self) -> Option<ConnectionEvent> {
+        loop {
+            {
+                let mut overflow = self.overflow.lock();
+                match self.rx.try_recv() {
+                    Ok(event) => return Some(event),
+                    Err(mpsc::error::TryRecvError::Disconnected) => return overflow.pop_front(),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        if let Some(event) = overflow.pop_front() {
+                            return Some(event);
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                event = self.rx.recv() => match event {
+                    Some(event) => return Some(event),
+                    None => return self.overflow.lock().pop_front(),
+                },
+                () = self.overflow.added.notified() => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: EventKind, connection: u32) -> ConnectionEvent {
+        ConnectionEvent {
+            kind,
+            connection_id: format!("n:{connection}"),
+            user: "alice".to_owned(),
+            client_id: "alice.phone".to_owned(),
+            at_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_connects_keeps_disconnects_and_keeps_their_order() {
+        let (tx, mut rx) = queue(2);
+        assert_eq!(tx.send(event(EventKind::Connected, 1)), Sent::Queued);
+        assert_eq!(tx.send(event(EventKind::Connected, 2)), Sent::Queued);
+        assert_eq!(tx.send(event(EventKind::Connected, 3)), Sent::Dropped);
+        assert_eq!(tx.send(event(EventKind::Disconnected, 1)), Sent::Queued);
+        let first = rx.recv().await.expect("the first connect");
+        assert_eq!(first.connection_id, "n:1");
+        assert_eq!(
+            tx.send(event(EventKind::Connected, 4)),
+            Sent::Dropped,
+            "no connect is recorded while disconnects wait"
+        );
+        drop(tx);
+        let mut seen = Vec::new();
+        while let Some(e) = rx.recv().await {
+            seen.push((e.kind, e.connection_id));
+        }
+        assert_eq!(
+            seen,
+            [
+                (EventKind::Connected, "n:2".to_owned()),
+                (EventKind::Disconnected, "n:1".to_owned()),
+            ]
+        );
     }
 }

@@ -18,8 +18,13 @@
 //!   codes in the SUBACK are rewritten to 0x80 (failure).
 //! - **PUBLISH** to a topic the user may not write closes the connection:
 //!   MQTT 3.1.1 has no negative PUBACK, and closing is what the spec allows.
+//!   An allowed PUBLISH (or last will) of a user loses its retain flag: only
+//!   the server retains.
 //! - **Presence** messages the broker writes to a user are replaced with
 //!   `{"hidden":true}` when privacy does not let that user see them.
+//! - **Before login**, the listener's [`crate::prelogin::LoginGate`] admits
+//!   the socket at accept (or it is closed at once) and the guard holds its
+//!   place until the successful CONNACK is written.
 //! - **Connected** is reported when a successful CONNACK is written, and
 //!   **disconnected** when the per-connection guard is dropped, which rumqttd
 //!   does however the connection ends (DISCONNECT, socket loss, keepalive
@@ -34,12 +39,13 @@ use rumqttd::protocol::{
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::auth::{AuthError, Authenticator};
-use crate::events::{ConnectionEvent, EventKind};
+use crate::events::{ConnectionEvent, EventKind, EventSender, Sent};
 use crate::metrics::{self as meter, Refusal};
+use crate::prelogin::{LoginGate, Pending};
 use crate::privacy::PresencePolicy;
+use crate::ratelog::RateLimitedLog;
 
 /// MQTT user name of the server's own clients (the bridge). `$` cannot
 /// appear in a user name, so no user can claim it.
@@ -67,9 +73,14 @@ pub(crate) struct Shared {
     /// This server's name in `sessions.node` and connection ids.
     pub node: String,
     /// Where connected and disconnected events go.
-    pub events: UnboundedSender<ConnectionEvent>,
+    pub events: EventSender,
     /// The password of [`SERVICE_USER`]; `None` admits no service clients.
     pub service_secret: Option<String>,
+    /// Logs refused subscriptions, which a client can send by the thousand.
+    pub refused_subscribe_log: RateLimitedLog,
+    /// Logs refused publishes (each also closes its connection, but the
+    /// client may reconnect and repeat).
+    pub refused_publish_log: RateLimitedLog,
 }
 
 /// Who a connection is, once its CONNECT was admitted.
@@ -111,6 +122,15 @@ impl Identity {
     }
 }
 
+/// A connection whose successful CONNACK was written.
+struct Announced {
+    /// `{node}:{counter}`, as in `sessions.connection_id`.
+    connection_id: String,
+    /// Whether its connected event was queued (not dropped on a full
+    /// queue); only then is its disconnect reported.
+    recorded: bool,
+}
+
 /// The per-connection guard; see the module docs.
 pub struct Guard {
     shared: Arc<Shared>,
@@ -122,18 +142,25 @@ pub struct Guard {
     refusal: Mutex<Option<Refusal>>,
     /// Holds one of `max_connections` slots until dropped.
     holds_slot: bool,
-    /// Connection id, once a successful CONNACK has been written.
-    announced: Mutex<Option<String>>,
+    /// Set once a successful CONNACK has been written.
+    announced: Mutex<Option<Announced>>,
     /// SUBSCRIBE packet id → positions of refused filters in it.
     denied: Mutex<HashMap<u16, Vec<usize>>>,
     /// The authenticator's revocation count when this connection's token
     /// was last found unrevoked.
     revocations_seen: u64,
+    /// Caps this listener's connections that have not logged in; `None` on
+    /// the relays' internal listener, whose relays have their own gates.
+    gate: Option<Arc<LoginGate>>,
+    /// This connection's place under `gate` until its CONNACK 0.
+    login: Mutex<Option<Pending>>,
 }
 
 impl Guard {
-    pub(crate) fn new(shared: Arc<Shared>) -> Guard {
+    pub(crate) fn new(shared: Arc<Shared>, gate: Option<Arc<LoginGate>>) -> Guard {
         Guard {
+            gate,
+            login: Mutex::new(None),
             shared,
             codec: V4,
             identity: None,
@@ -177,6 +204,10 @@ impl Guard {
         }
         self.holds_slot = true;
         self.identity = Some(identity);
+        let mut will = will;
+        if let Some(will) = &mut will {
+            self.strip_retain(&mut will.retain);
+        }
         self.revocations_seen = self.shared.authenticator.revocations();
         Ok(Packet::Connect(connect, None, will, None, login))
     }
@@ -267,7 +298,9 @@ impl Guard {
                     .is_none_or(|name| self.shared.presence.is_user(name));
             if !allowed {
                 meter::refused(Refusal::ForbiddenSubscribe);
-                tracing::info!(user = %user, filter = %filter.path, "subscription refused");
+                self.shared.refused_subscribe_log.note_text(&filter.path, |more, filter| {
+                    tracing::info!(user = %user, %filter, more_since_last_line = more, "subscription refused")
+                });
                 filter.path = DENIED_FILTER.to_owned();
                 denied.push(position);
             }
@@ -287,6 +320,18 @@ impl Guard {
         }
     }
 
+    /// Users' messages are never retained: every topic a user may publish
+    /// to is a request to the server or an ephemeral signal, and a retained
+    /// copy would be replayed to each new subscriber (the bridge included)
+    /// for ever. The flag is cleared and the message delivered as usual;
+    /// only the server retains (`presence/{user}`).
+    fn strip_retain(&self, retain: &mut bool) {
+        if *retain && matches!(self.identity, Some(Identity::User { .. })) {
+            *retain = false;
+            meter::retain_stripped();
+        }
+    }
+
     fn announce(&self) {
         let Some(identity) = &self.identity else {
             return;
@@ -296,11 +341,16 @@ impl Guard {
         if identity.is_client() {
             meter::connected();
         }
-        self.send_event(EventKind::Connected, identity, &connection_id);
-        *lock(&self.announced) = Some(connection_id);
+        // Logged in: no longer one of the listener's anonymous connections.
+        lock(&self.login).take();
+        let recorded = self.send_event(EventKind::Connected, identity, &connection_id);
+        *lock(&self.announced) = Some(Announced {
+            connection_id,
+            recorded: recorded == Sent::Queued,
+        });
     }
 
-    fn send_event(&self, kind: EventKind, identity: &Identity, connection_id: &str) {
+    fn send_event(&self, kind: EventKind, identity: &Identity, connection_id: &str) -> Sent {
         let event = ConnectionEvent {
             kind,
             connection_id: connection_id.to_owned(),
@@ -308,9 +358,7 @@ impl Guard {
             client_id: identity.client_id().to_owned(),
             at_ms: store::clock::now_ms(),
         };
-        // The receiver lives as long as the server; if it is gone we are
-        // shutting down and there is nobody left to tell.
-        let _ = self.shared.events.send(event);
+        self.shared.events.send(event)
     }
 }
 
@@ -338,7 +386,7 @@ impl Clone for Guard {
     /// rumqttd clones the listener's guard for each new connection; the copy
     /// starts with no per-connection state.
     fn clone(&self) -> Guard {
-        Guard::new(self.shared.clone())
+        Guard::new(self.shared.clone(), self.gate.clone())
     }
 }
 
@@ -347,18 +395,28 @@ impl Drop for Guard {
         if self.holds_slot {
             self.shared.admitted.fetch_sub(1, Ordering::SeqCst);
         }
-        if let (Some(identity), Some(connection_id)) =
-            (&self.identity, lock(&self.announced).take())
-        {
+        if let (Some(identity), Some(announced)) = (&self.identity, lock(&self.announced).take()) {
             if identity.is_client() {
                 meter::disconnected();
             }
-            self.send_event(EventKind::Disconnected, identity, &connection_id);
+            if announced.recorded {
+                self.send_event(EventKind::Disconnected, identity, &announced.connection_id);
+            }
         }
     }
 }
 
 impl Protocol for Guard {
+    /// The listener's gate admits the socket as one that has not logged in,
+    /// or it is closed at once (see [`crate::prelogin`]).
+    fn for_connection(&self, peer: std::net::SocketAddr) -> Option<Guard> {
+        let guard = self.clone();
+        if let Some(gate) = &self.gate {
+            *lock(&guard.login) = Some(gate.admit(peer.ip())?);
+        }
+        Some(guard)
+    }
+
     fn read_mut(
         &mut self,
         stream: &mut bytes::BytesMut,
@@ -395,16 +453,24 @@ impl Protocol for Guard {
                 self.on_subscribe(subscribe.pkid, &mut subscribe.filters);
                 Ok(Packet::Subscribe(subscribe, props))
             }
-            Packet::Publish(publish, props) => {
+            Packet::Publish(mut publish, props) => {
                 if self.may_publish(&publish.topic) {
+                    self.strip_retain(&mut publish.retain);
                     Ok(Packet::Publish(publish, props))
                 } else {
                     meter::refused(Refusal::ForbiddenPublish);
-                    tracing::info!(
-                        user = self.user().map(|u| u.as_str()).unwrap_or(""),
-                        topic = %String::from_utf8_lossy(&publish.topic),
-                        "publish refused, closing connection"
-                    );
+                    let user = self.user().map(|u| u.as_str()).unwrap_or("");
+                    let topic = String::from_utf8_lossy(&publish.topic);
+                    self.shared
+                        .refused_publish_log
+                        .note_text(&topic, |more, topic| {
+                            tracing::info!(
+                                user,
+                                topic,
+                                more_since_last_line = more,
+                                "publish refused, closing connection"
+                            )
+                        });
                     Err(CodecError::InvalidProtocol)
                 }
             }

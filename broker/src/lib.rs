@@ -8,15 +8,22 @@
 //! - [`auth`]: token checks for CONNECT against the store, briefly cached.
 //! - [`privacy`]: who may see whose presence; the guard applies it to every
 //!   presence message it writes to a client.
-//! - [`events`]: the connected/disconnected events, and the task that keeps
-//!   the `sessions` table true to them.
+//! - [`events`]: the connected/disconnected events, the bounded queue that
+//!   carries them without ever blocking the broker, and how they keep the
+//!   `sessions` table true.
 //! - `ws`: MQTT over WebSocket, terminated here with a handshake timeout
 //!   and relayed to the guarded TCP listener.
 //! - [`tls`]: MQTT over TLS, terminated and relayed the same way.
+//! - [`prelogin`]: the caps and deadline on connections that have not
+//!   logged in yet, per listener and per source address.
 //! - [`metrics`]: counters and gauges for `/metrics`.
+//! - [`ratelog`]: log lines a flood cannot multiply (rate-limited, client
+//!   text cut short).
 //!
 //! A packet's path: a client's bytes reach rumqttd's TCP listener (directly,
-//! or through the WebSocket or TLS relay); rumqttd frames them with the guard; the
+//! or through the WebSocket or TLS relay, which dial a second, loopback-only
+//! listener so their clients are not counted twice against the TCP
+//! listener's caps); rumqttd frames them with the guard; the
 //! guard admits, rewrites or refuses; admitted packets reach rumqttd's
 //! router, which fans them out to subscribers.
 //!
@@ -28,7 +35,9 @@ pub mod auth;
 pub mod events;
 pub mod guard;
 pub mod metrics;
+pub mod prelogin;
 pub mod privacy;
+pub mod ratelog;
 pub mod tls;
 mod ws;
 
@@ -38,12 +47,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use auth::Authenticator;
-pub use events::{ConnectionEvent, EventKind};
+use prelogin::{Listener, LoginGate};
+
+pub use auth::{Authenticator, CacheCapacity};
+pub use events::{ConnectionEvent, EventKind, EventReceiver};
 pub use guard::Guard;
+pub use prelogin::LoginLimits;
 pub use privacy::PresencePolicy;
 pub use ws::WS_PATH;
 
@@ -74,6 +85,8 @@ pub struct BrokerConfig {
     pub segment_count: usize,
     /// How long a token check is trusted before asking the store again.
     pub auth_cache_ttl: Duration,
+    /// How many token answers are kept (valid and invalid separately).
+    pub auth_cache_capacity: CacheCapacity,
     /// Accept anyone and skip the ACL. For conformance tools only.
     pub dev_open: bool,
     /// This server's name in `sessions.node`; unique among servers that
@@ -89,6 +102,12 @@ pub struct BrokerConfig {
     pub service_segment_size: usize,
     /// Segments kept for [`BrokerConfig::service_filters`].
     pub service_segment_count: usize,
+    /// Caps and deadline for connections that have not logged in, applied
+    /// to each listener.
+    pub login: LoginLimits,
+    /// Connection events queued for the sessions writer before connects
+    /// are dropped (see [`events`]).
+    pub event_queue_capacity: usize,
 }
 
 /// Why the broker could not start.
@@ -138,7 +157,7 @@ impl Broker {
     pub async fn start(
         config: BrokerConfig,
         store: store::Store,
-    ) -> Result<(Broker, mpsc::UnboundedReceiver<ConnectionEvent>), BrokerError> {
+    ) -> Result<(Broker, EventReceiver), BrokerError> {
         if config.dev_open {
             tracing::warn!("DEV-OPEN MODE: MQTT accepts anonymous clients and enforces no topic ACL. Never use this in production.");
         }
@@ -147,9 +166,13 @@ impl Broker {
             Some((_, files)) => Some(tls::acceptor(files).map_err(BrokerError::Tls)?),
             None => None,
         };
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = events::queue(config.event_queue_capacity);
         let shared = Arc::new(guard::Shared {
-            authenticator: Arc::new(Authenticator::new(store.clone(), config.auth_cache_ttl)),
+            authenticator: Arc::new(Authenticator::with_capacity(
+                store.clone(),
+                config.auth_cache_ttl,
+                config.auth_cache_capacity,
+            )),
             presence: Arc::new(PresencePolicy::new(store, config.auth_cache_ttl)),
             dev_open: config.dev_open,
             max_connections: config.max_connections,
@@ -158,48 +181,36 @@ impl Broker {
             node: config.node.clone(),
             events: events_tx,
             service_secret: config.service_secret.clone(),
+            refused_subscribe_log: Default::default(),
+            refused_publish_log: Default::default(),
         });
 
         let router = Router::new(0, router_config(&config));
         let router_tx = router.spawn();
 
         let mut listeners = Vec::new();
-        let (mqtt_addr, mqtt_task) = {
-            let mut last_error = None;
-            let mut started = None;
-            // rumqttd binds its own listener and cannot report the port it
-            // got, so a free port is found first. Another process may take
-            // it in between; then the bind fails at once and we try again.
-            for _ in 0..5 {
-                let addr = resolve_port(config.mqtt_addr)?;
-                let settings = server_settings(&config, addr);
-                let mut server =
-                    Server::new(settings, router_tx.clone(), Guard::new(shared.clone()));
-                let task = tokio::spawn(async move {
-                    if let Err(e) = server.start(rumqttd::LinkType::Remote).await {
-                        tracing::error!(error = %e, "MQTT listener stopped");
-                    }
-                });
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                if task.is_finished() {
-                    last_error = Some(std::io::Error::new(
-                        std::io::ErrorKind::AddrInUse,
-                        "listener exited at start",
-                    ));
-                    if config.mqtt_addr.port() != 0 {
-                        break;
-                    }
-                    continue;
-                }
-                started = Some((addr, task));
-                break;
+        let tcp_gate = LoginGate::new(Listener::Tcp, config.login);
+        let server = |gate: Option<Arc<LoginGate>>| {
+            let (shared, router_tx, config) = (shared.clone(), router_tx.clone(), &config);
+            move |listen| {
+                let guard = Guard::new(shared.clone(), gate.clone());
+                Server::new(server_settings(config, listen), router_tx.clone(), guard)
             }
-            started.ok_or_else(|| BrokerError::Bind {
-                addr: config.mqtt_addr,
-                source: last_error.unwrap_or_else(|| std::io::Error::other("unknown")),
-            })?
         };
+        let (mqtt_addr, mqtt_task) =
+            spawn_mqtt_listener(config.mqtt_addr, server(Some(tcp_gate))).await?;
         listeners.push(mqtt_task);
+        // The relays dial their own listener, on loopback only: their
+        // clients already passed the relay's gate, and would otherwise all
+        // count against 127.0.0.1 on the public TCP listener.
+        let relayed_addr = if config.ws_addr.is_some() || config.tls.is_some() {
+            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+            let (addr, task) = spawn_mqtt_listener(loopback, server(None)).await?;
+            listeners.push(task);
+            addr
+        } else {
+            loopback_of(mqtt_addr)
+        };
 
         let ws_addr = match config.ws_addr {
             Some(addr) => {
@@ -209,12 +220,13 @@ impl Broker {
                 let bound = listener
                     .local_addr()
                     .map_err(|source| BrokerError::Bind { addr, source })?;
-                let relay_to = loopback_of(mqtt_addr);
-                listeners.push(tokio::spawn(ws::serve(
-                    listener,
-                    relay_to,
-                    config.ws_handshake_timeout,
-                )));
+                let relay = ws::WsRelay {
+                    mqtt: relayed_addr,
+                    handshake_timeout: config.ws_handshake_timeout,
+                    max_packet_size: config.max_packet_size,
+                    gate: LoginGate::new(Listener::WebSocket, config.login),
+                };
+                listeners.push(tokio::spawn(ws::serve(listener, relay)));
                 Some(bound)
             }
             None => None,
@@ -236,8 +248,9 @@ impl Broker {
                 listeners.push(tokio::spawn(tls::serve(
                     listener,
                     acceptor,
-                    loopback_of(mqtt_addr),
+                    relayed_addr,
                     config.ws_handshake_timeout,
+                    LoginGate::new(Listener::Tls, config.login),
                 )));
                 Some(bound)
             }
@@ -285,6 +298,42 @@ impl Broker {
             listener.abort();
         }
     }
+}
+
+/// Starts a guarded rumqttd listener on `addr` (port 0: any free port),
+/// built by `server` for the address it gets, and returns that address.
+async fn spawn_mqtt_listener(
+    addr: SocketAddr,
+    server: impl Fn(SocketAddr) -> Server<Guard>,
+) -> Result<(SocketAddr, JoinHandle<()>), BrokerError> {
+    let mut last_error = None;
+    // rumqttd binds its own listener and cannot report the port it got, so
+    // a free port is found first. Another process may take it in between;
+    // then the bind fails at once and we try again.
+    for _ in 0..5 {
+        let listen = resolve_port(addr)?;
+        let mut server = server(listen);
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.start(rumqttd::LinkType::Remote).await {
+                tracing::error!(error = %e, "MQTT listener stopped");
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if !task.is_finished() {
+            return Ok((listen, task));
+        }
+        last_error = Some(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "listener exited at start",
+        ));
+        if addr.port() != 0 {
+            break;
+        }
+    }
+    Err(BrokerError::Bind {
+        addr,
+        source: last_error.unwrap_or_else(|| std::io::Error::other("unknown")),
+    })
 }
 
 fn router_config(config: &BrokerConfig) -> RouterConfig {

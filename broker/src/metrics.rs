@@ -26,6 +26,17 @@ pub enum Refusal {
     /// Any packet on a connection whose token was revoked (which is then
     /// closed).
     RevokedToken,
+    /// A socket closed at accept: its listener already holds its cap of
+    /// connections that have not logged in.
+    PendingLoginsFull,
+    /// A socket closed at accept: its source address already holds its cap
+    /// of connections that have not logged in.
+    PendingLoginsPerAddress,
+    /// A WebSocket or TLS connection closed for not logging in in time.
+    LoginTimeout,
+    /// A WebSocket frame or message larger than the MQTT packet limit
+    /// (the connection is closed with status 1009).
+    WebSocketTooBig,
 }
 
 impl Refusal {
@@ -41,6 +52,10 @@ impl Refusal {
             Refusal::ForbiddenSubscribe => "forbidden_subscribe",
             Refusal::ForbiddenPublish => "forbidden_publish",
             Refusal::RevokedToken => "revoked_token",
+            Refusal::PendingLoginsFull => "pending_logins_full",
+            Refusal::PendingLoginsPerAddress => "pending_logins_per_address",
+            Refusal::LoginTimeout => "login_timeout",
+            Refusal::WebSocketTooBig => "websocket_too_big",
         }
     }
 
@@ -56,7 +71,11 @@ impl Refusal {
             Refusal::DuplicateConnect
             | Refusal::ForbiddenSubscribe
             | Refusal::ForbiddenPublish
-            | Refusal::RevokedToken => Code::NotAuthorized,
+            | Refusal::RevokedToken
+            | Refusal::PendingLoginsFull
+            | Refusal::PendingLoginsPerAddress
+            | Refusal::LoginTimeout
+            | Refusal::WebSocketTooBig => Code::NotAuthorized,
         }
     }
 }
@@ -72,6 +91,10 @@ pub(crate) fn connected() {
 
 pub(crate) fn disconnected() {
     metrics::gauge!("bluetick_mqtt_connected_clients").decrement(1.0);
+}
+
+pub(crate) fn retain_stripped() {
+    metrics::counter!("bluetick_mqtt_retain_stripped_total").increment(1);
 }
 
 pub(crate) fn presence_hidden() {

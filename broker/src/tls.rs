@@ -4,16 +4,21 @@
 //! Terminating here rather than in rumqttd keeps one place that decides
 //! who may connect (the guard, behind the relay) and gives every
 //! connection its own task with a bounded handshake, so a client that
-//! stalls mid-handshake holds only its own socket.
+//! stalls mid-handshake holds only its own socket. Like every listener,
+//! it admits a bounded number of connections that have not logged in, and
+//! closes those that do not log in in time ([`crate::prelogin`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
+
+use crate::prelogin::{self, LoginGate, Pending};
 
 /// Where the server's certificate chain and private key are, in PEM.
 #[derive(Debug, Clone)]
@@ -55,26 +60,22 @@ fn read_pem<T>(
     parse(&mut std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Accepts TLS clients on `listener` forever, relaying each to `mqtt`.
+/// Accepts TLS clients on `listener` forever, relaying each to `mqtt`
+/// (the guarded listener on loopback). `gate` caps those that have not
+/// logged in.
 pub(crate) async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     mqtt: SocketAddr,
     handshake_timeout: Duration,
+    gate: Arc<LoginGate>,
 ) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!(error = %e, "tls accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        // Over the cap a socket is closed here, before the handshake.
+        let (stream, peer, pending) = prelogin::next_admitted(&listener, &gate).await;
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            if let Err(e) = relay(stream, acceptor, mqtt, handshake_timeout).await {
+            if let Err(e) = relay(stream, acceptor, mqtt, handshake_timeout, pending).await {
                 tracing::debug!(%peer, error = %e, "tls connection ended");
             }
         });
@@ -86,18 +87,44 @@ async fn relay(
     acceptor: TlsAcceptor,
     mqtt: SocketAddr,
     handshake_timeout: Duration,
+    pending: Pending,
 ) -> Result<(), String> {
+    let (mut login, deadline) = pending.watch();
     let _ = stream.set_nodelay(true);
-    let mut tls = tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+    let tls = tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
         .await
         .map_err(|_| "handshake timed out".to_owned())?
         .map_err(|e| format!("handshake failed: {e}"))?;
-    let mut broker = TcpStream::connect(mqtt)
+    let broker = TcpStream::connect(mqtt)
         .await
         .map_err(|e| format!("broker unreachable: {e}"))?;
     let _ = broker.set_nodelay(true);
-    tokio::io::copy_bidirectional(&mut tls, &mut broker)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let (mut tls_rx, mut tls_tx) = tokio::io::split(tls);
+    let (mut broker_rx, mut broker_tx) = broker.into_split();
+    let upstream = async {
+        tokio::io::copy(&mut tls_rx, &mut broker_tx).await?;
+        broker_tx.shutdown().await
+    };
+    let downstream = async {
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let n = broker_rx.read(&mut buffer).await?;
+            if n == 0 {
+                return tls_tx.shutdown().await;
+            }
+            login.observe(&buffer[..n]);
+            tls_tx.write_all(&buffer[..n]).await?;
+        }
+    };
+    // When either side ends, or the login deadline passes, the connection
+    // is over.
+    let ended = tokio::select! {
+        r = upstream => r.map_err(|e| e.to_string()),
+        r = downstream => r.map_err(|e| e.to_string()),
+        () = deadline.expired() => Err("login timed out".to_owned()),
+    };
+    // Give the place back before the sockets close, so a client that
+    // reconnects at once finds it free.
+    drop(login);
+    ended
 }

@@ -6,94 +6,179 @@
 //! (DESIGN.md). Here every connection gets its own task and a bounded
 //! handshake; once upgraded, its binary frames are relayed byte for byte to
 //! the MQTT TCP listener on loopback, where the same guard checks it.
+//!
+//! No frame or message larger than an MQTT packet is buffered (tungstenite's
+//! defaults would hold up to 64 MiB per socket): a larger one closes the
+//! connection with status 1009. Like every listener, this one admits a
+//! bounded number of connections that have not logged in, and closes those
+//! that do not log in in time ([`crate::prelogin`]).
 
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::metrics::Refusal;
+use crate::prelogin::{self, LoginGate, Pending};
 
 /// The HTTP path MQTT clients open the WebSocket on.
 pub const WS_PATH: &str = "/mqtt";
 
-/// Accepts WebSocket clients on `listener` forever, relaying each to `mqtt`.
-pub(crate) async fn serve(listener: TcpListener, mqtt: SocketAddr, handshake_timeout: Duration) {
+/// Bytes an MQTT fixed header adds to a packet's remaining length at most.
+const MQTT_FIXED_HEADER: usize = 5;
+
+/// How WebSocket connections are relayed.
+pub(crate) struct WsRelay {
+    /// The guarded MQTT listener relayed to (on loopback).
+    pub mqtt: SocketAddr,
+    pub handshake_timeout: Duration,
+    /// Largest MQTT packet the broker accepts; bounds frames and messages.
+    pub max_packet_size: usize,
+    /// Caps connections that have not logged in.
+    pub gate: Arc<LoginGate>,
+}
+
+/// Accepts WebSocket clients on `listener` forever, relaying each to the
+/// broker.
+pub(crate) async fn serve(listener: TcpListener, relay: WsRelay) {
+    let relay = Arc::new(relay);
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!(error = %e, "websocket accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        // Over the cap a socket is closed here, before the handshake.
+        let (stream, peer, pending) = prelogin::next_admitted(&listener, &relay.gate).await;
+        let relay = relay.clone();
         tokio::spawn(async move {
-            if let Err(e) = relay(stream, mqtt, handshake_timeout).await {
+            if let Err(e) = relay.run(stream, peer, pending).await {
                 tracing::debug!(%peer, error = %e, "websocket connection ended");
             }
         });
     }
 }
 
-async fn relay(
-    stream: TcpStream,
-    mqtt: SocketAddr,
-    handshake_timeout: Duration,
-) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
-    let handshake = tokio_tungstenite::accept_hdr_async(stream, negotiate);
-    let ws = tokio::time::timeout(handshake_timeout, handshake)
-        .await
-        .map_err(|_| "handshake timed out".to_owned())?
-        .map_err(|e| format!("handshake failed: {e}"))?;
-    let broker = TcpStream::connect(mqtt)
-        .await
-        .map_err(|e| format!("broker unreachable: {e}"))?;
-    let _ = broker.set_nodelay(true);
-    let (mut broker_rx, mut broker_tx) = broker.into_split();
-    let (mut ws_tx, mut ws_rx) = ws.split();
-
-    let upstream = async {
-        while let Some(message) = ws_rx.next().await {
-            match message.map_err(|e| e.to_string())? {
-                Message::Binary(bytes) => broker_tx
-                    .write_all(&bytes)
-                    .await
-                    .map_err(|e| e.to_string())?,
-                Message::Close(_) => break,
-                // MQTT over WebSocket is binary only; pings are answered by
-                // tungstenite itself.
-                _ => {}
-            }
+impl WsRelay {
+    /// tungstenite's defaults (64 MiB messages, 16 MiB frames) let one
+    /// anonymous socket hold tens of megabytes. Nothing larger than an MQTT
+    /// packet needs to arrive in one piece, so nothing larger is buffered.
+    fn config(&self) -> WebSocketConfig {
+        let largest = self.max_packet_size + MQTT_FIXED_HEADER;
+        WebSocketConfig {
+            max_message_size: Some(largest),
+            max_frame_size: Some(largest),
+            ..WebSocketConfig::default()
         }
-        broker_tx.shutdown().await.map_err(|e| e.to_string())
-    };
-    let downstream = async {
-        let mut buffer = vec![0u8; 16 * 1024];
-        loop {
-            let n = broker_rx
-                .read(&mut buffer)
-                .await
-                .map_err(|e| e.to_string())?;
-            if n == 0 {
-                let _ = ws_tx.send(Message::Close(None)).await;
-                return Ok::<(), String>(());
-            }
-            ws_tx
-                .send(Message::Binary(buffer[..n].to_vec()))
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-    };
-    // When either side ends, the connection is over.
-    tokio::select! {
-        r = upstream => r,
-        r = downstream => r,
     }
+
+    async fn run(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        pending: Pending,
+    ) -> Result<(), String> {
+        let (mut login, deadline) = pending.watch();
+        let _ = stream.set_nodelay(true);
+        let handshake =
+            tokio_tungstenite::accept_hdr_async_with_config(stream, negotiate, Some(self.config()));
+        let ws = tokio::time::timeout(self.handshake_timeout, handshake)
+            .await
+            .map_err(|_| "handshake timed out".to_owned())?
+            .map_err(|e| format!("handshake failed: {e}"))?;
+        let broker = TcpStream::connect(self.mqtt)
+            .await
+            .map_err(|e| format!("broker unreachable: {e}"))?;
+        let _ = broker.set_nodelay(true);
+        let (mut broker_rx, mut broker_tx) = broker.into_split();
+        let (mut ws_tx, mut ws_rx) = ws.split();
+
+        let upstream = async {
+            while let Some(message) = ws_rx.next().await {
+                match message {
+                    Ok(Message::Binary(bytes)) => broker_tx
+                        .write_all(&bytes)
+                        .await
+                        .map_err(|e| Ended::Failed(e.to_string()))?,
+                    Ok(Message::Close(_)) => break,
+                    // MQTT over WebSocket is binary only; pings are answered
+                    // by tungstenite itself.
+                    Ok(_) => {}
+                    Err(WsError::Capacity(e)) => return Err(Ended::TooBig(e.to_string())),
+                    Err(e) => return Err(Ended::Failed(e.to_string())),
+                }
+            }
+            broker_tx
+                .shutdown()
+                .await
+                .map_err(|e| Ended::Failed(e.to_string()))
+        };
+        let downstream = async {
+            let mut buffer = vec![0u8; 16 * 1024];
+            loop {
+                let n = broker_rx
+                    .read(&mut buffer)
+                    .await
+                    .map_err(|e| Ended::Failed(e.to_string()))?;
+                if n == 0 {
+                    return Ok::<(), Ended>(());
+                }
+                login.observe(&buffer[..n]);
+                ws_tx
+                    .send(Message::Binary(buffer[..n].to_vec()))
+                    .await
+                    .map_err(|e| Ended::Failed(e.to_string()))?;
+            }
+        };
+        // When either side ends, or the login deadline passes, the
+        // connection is over.
+        let ended = tokio::select! {
+            r = upstream => r,
+            r = downstream => r,
+            () = deadline.expired() => Err(Ended::LoginTimeout),
+        };
+        // Give the place back before the client can see the close, so a
+        // client that reconnects at once finds it free.
+        drop(login);
+        let (close, result) = match ended {
+            Ok(()) => (None, Ok(())),
+            Err(Ended::TooBig(e)) => {
+                self.gate.closed(Refusal::WebSocketTooBig, peer.ip());
+                let frame = CloseFrame {
+                    code: CloseCode::Size,
+                    reason: "larger than the MQTT packet limit".into(),
+                };
+                (Some(frame), Err(e))
+            }
+            Err(Ended::LoginTimeout) => {
+                let frame = CloseFrame {
+                    code: CloseCode::Policy,
+                    reason: "no login in time".into(),
+                };
+                (Some(frame), Err("login timed out".to_owned()))
+            }
+            Err(Ended::Failed(e)) => (None, Err(e)),
+        };
+        // A courtesy to the client; it may be gone already. Bounded, so a
+        // client that stopped reading cannot hold the task.
+        let goodbye = async {
+            let _ = ws_tx.send(Message::Close(close)).await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
+        result
+    }
+}
+
+/// Why a relayed WebSocket connection ended early.
+enum Ended {
+    /// A frame or message over the limit.
+    TooBig(String),
+    /// No CONNACK 0 before the login deadline.
+    LoginTimeout,
+    /// The socket or the broker side failed.
+    Failed(String),
 }
 
 /// Accepts only `GET /mqtt`, and selects the `mqtt` subprotocol when the

@@ -9,6 +9,7 @@ pub mod media;
 pub mod mqtt;
 pub mod rows;
 pub mod tools;
+pub mod ws;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

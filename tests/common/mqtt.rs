@@ -116,6 +116,23 @@ pub async fn connect_with(options: MqttOptions) -> Outcome {
     })
 }
 
+/// Connects, retrying (as clients do) every 100 ms up to `attempts`
+/// times; the client once one gets CONNACK 0.
+pub async fn connect_retrying(
+    addr: SocketAddr,
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
+    attempts: usize,
+) -> Option<Client> {
+    for _ in 0..attempts {
+        if let Outcome::Connected(client) = connect(addr, client_id, credentials).await {
+            return Some(client);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 impl Client {
     /// Subscribes and returns the SUBACK's return codes.
     pub async fn subscribe(&mut self, filter: &str) -> Vec<SubscribeReasonCode> {

@@ -344,6 +344,13 @@ impl LinkRx {
         self.connection_id
     }
 
+    /// bluetick patch: the event that tells the router this link ended on
+    /// its own. It names the link by the buffer the router fills for it, so
+    /// the router can tell it from a newer link in the same slot.
+    pub fn closed_event(&self) -> Event {
+        Event::LinkClosed(self.send_buffer.clone())
+    }
+
     pub fn recv(&mut self) -> Result<Option<Notification>, LinkError> {
         // Read from cache first
         // One router_rx trigger signifies a bunch of notifications. So we

@@ -125,6 +125,12 @@ impl<P: Protocol> RemoteLink<P> {
         })
     }
 
+    /// bluetick patch: what names this link to the router when it ends
+    /// (`Event::LinkClosed`).
+    pub(crate) fn closed_event(&self) -> Event {
+        self.link_rx.closed_event()
+    }
+
     pub async fn start(&mut self) -> Result<(), Error> {
         self.network.set_keepalive(self.connect.keep_alive);
 

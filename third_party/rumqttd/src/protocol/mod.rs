@@ -748,4 +748,15 @@ pub enum Error {
 pub trait Protocol {
     fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error>;
     fn write(&self, packet: Packet, write: &mut BytesMut) -> Result<usize, Error>;
+
+    /// bluetick patch: the protocol for a connection the listener just
+    /// accepted from `peer`, or `None` to close that socket at once. This is
+    /// where an embedder caps connections per source address before they
+    /// cost anything; upstream always clones.
+    fn for_connection(&self, _peer: std::net::SocketAddr) -> Option<Self>
+    where
+        Self: Clone + Sized,
+    {
+        Some(self.clone())
+    }
 }

@@ -55,6 +55,12 @@ pub enum Event {
     DeviceData,
     /// Disconnection request
     Disconnect,
+    /// bluetick patch: a remote link ended on its own (socket closed, keepalive
+    /// expired, bad packet). Carries the link's outgoing buffer, which names
+    /// the link unambiguously: connection ids are slab slots that a newer
+    /// link with the same client id may already occupy, and a plain
+    /// `Disconnect` for the old link would then drop the new one.
+    LinkClosed(std::sync::Arc<parking_lot::Mutex<VecDeque<Notification>>>),
     /// Shadow
     Shadow(ShadowRequest),
     /// Collect and send alerts to all alerts links

@@ -245,6 +245,20 @@ impl Router {
             Event::NewAlert(tx) => self.handle_new_alert(tx),
             Event::DeviceData => self.handle_device_payload(id),
             Event::Disconnect => self.handle_disconnection(id, None),
+            // bluetick patch: see `Event::LinkClosed`. A link that was already
+            // replaced (same client id, reconnecting) must not take its
+            // successor, which may hold the same slot, down with it.
+            Event::LinkClosed(buffer) => {
+                let current = self
+                    .obufs
+                    .get(id)
+                    .is_some_and(|outgoing| std::sync::Arc::ptr_eq(&outgoing.data_buffer, &buffer));
+                if current {
+                    self.handle_disconnection(id, None);
+                } else {
+                    debug!("ignoring the end of a link that was already replaced");
+                }
+            }
             Event::Ready => self.scheduler.reschedule(id, ScheduleReason::Ready),
             Event::Shadow(request) => {
                 retrieve_shadow(&mut self.datalog, &mut self.obufs[id], request)
@@ -1099,6 +1113,16 @@ impl Router {
     ) {
         #[cfg(feature = "validate-tenant-prefix")]
         let tenant_prefix = tenant_id.map(|id| format!("/tenants/{id}/"));
+
+        // bluetick patch: a link that ended because a newer one with its
+        // client id took over must not fire the will stored under that id:
+        // it is the new link's own now, due when *that* link ends. (Upstream
+        // published it at once, telling everyone a device that had just
+        // reconnected was gone.)
+        if self.connection_map.contains_key(&client_id) {
+            debug!("a newer link holds this client id; its will stays");
+            return;
+        }
 
         let Some((will, will_props)) = self.last_wills.remove(&client_id) else {
             return;

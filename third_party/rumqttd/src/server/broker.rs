@@ -400,6 +400,13 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                 }
             };
 
+            // bluetick patch: let the protocol refuse the socket before any
+            // handshake or read (see `Protocol::for_connection`).
+            let Some(protocol) = self.protocol.for_connection(addr) else {
+                drop(stream);
+                continue;
+            };
+
             let (network, tenant_id) = match self.tls_accept(stream).await {
                 Ok(o) => o,
                 Err(e) => {
@@ -416,7 +423,6 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
             let router_tx = self.router_tx.clone();
             count += 1;
 
-            let protocol = self.protocol.clone();
             match link_type {
                 #[cfg(feature = "websocket")]
                 LinkType::Websocket => {
@@ -590,6 +596,10 @@ async fn remote<P: Protocol>(
 
     let connection_id = link.connection_id;
     let will_delay_interval = link.will_delay_interval;
+    // bluetick patch: a plain `Event::Disconnect` here would drop whichever
+    // link holds this slot when the router reads it, possibly a reconnect
+    // with the same client id that already replaced this one.
+    let closed_event = link.closed_event();
     let mut send_disconnect = true;
 
     match link.start().await {
@@ -614,8 +624,7 @@ async fn remote<P: Protocol>(
     };
 
     if send_disconnect {
-        let disconnect = Event::Disconnect;
-        let message = (connection_id, disconnect);
+        let message = (connection_id, closed_event);
         router_tx.send(message).ok();
     }
 
