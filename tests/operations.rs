@@ -133,7 +133,12 @@ async fn database_key_and_data_dir_are_private_whatever_the_umask() {
         std::path::PathBuf::from(name)
     };
     let key = server.data_dir.path().join("message.key");
-    for file in [database.clone(), with_suffix("-wal"), with_suffix("-shm"), key] {
+    for file in [
+        database.clone(),
+        with_suffix("-wal"),
+        with_suffix("-shm"),
+        key,
+    ] {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
     assert_eq!(mode(server.data_dir.path()), 0o700);
@@ -141,7 +146,10 @@ async fn database_key_and_data_dir_are_private_whatever_the_umask() {
     // A data directory and database left readable by others are narrowed
     // on the next start.
     assert!(server.terminate().success());
-    for (path, loose) in [(server.data_dir.path().to_owned(), 0o755), (database.clone(), 0o644)] {
+    for (path, loose) in [
+        (server.data_dir.path().to_owned(), 0o755),
+        (database.clone(), 0o644),
+    ] {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).unwrap();
     }
     server.start_again();
