@@ -22,9 +22,9 @@ use protocol::media::{MediaLimits, THUMBNAIL_CONTENT_TYPE, THUMBNAIL_MAX_SIDE, T
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{OwnedMutexGuard, Semaphore};
 use store::media::{Media, PendingQuota};
 use store::Store;
+use tokio::sync::{OwnedMutexGuard, Semaphore};
 
 use crate::config::{Config, DownloadMode, MediaStoreKind};
 
@@ -73,7 +73,9 @@ pub enum ThumbnailError {
 impl std::fmt::Display for ThumbnailError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ThumbnailError::Unprocessable(why) | ThumbnailError::Unavailable(why) => f.write_str(why),
+            ThumbnailError::Unprocessable(why) | ThumbnailError::Unavailable(why) => {
+                f.write_str(why)
+            }
         }
     }
 }
@@ -377,7 +379,10 @@ mod tests {
             .write_to(&mut png, image::ImageFormat::Png)
             .unwrap();
         let refused = render_thumbnail(png.get_ref(), "image/png", 3_999_999).unwrap_err();
-        assert!(refused.contains("over the limit of 3999999 pixels"), "{refused}");
+        assert!(
+            refused.contains("over the limit of 3999999 pixels"),
+            "{refused}"
+        );
         assert!(render_thumbnail(png.get_ref(), "image/png", 4_000_000).is_ok());
     }
 

@@ -389,7 +389,9 @@ async fn s3_downloads_can_redirect_to_a_short_lived_presigned_url() {
 }
 
 /// A PNG of a few hundred KiB whose header declares 11999×11999 grey
-/// pixels (137 MiB once decoded): a decompression bomb.
+/// pixels (137 MiB once decoded) and whose last KiB is cut off, so that a
+/// decoder allocates and fills nearly all of it, then fails: a
+/// decompression bomb that no thumbnail ever comes of.
 fn decompression_bomb() -> Vec<u8> {
     use image::ImageEncoder;
     const SIDE: u32 = 11_999;
@@ -402,6 +404,7 @@ fn decompression_bomb() -> Vec<u8> {
     )
     .write_image(&pixels, SIDE, SIDE, image::ExtendedColorType::L8)
     .unwrap();
+    png.truncate(png.len() - 1024);
     png
 }
 
@@ -412,15 +415,24 @@ async fn a_decompression_bomb_gets_422_in_bounded_memory_and_real_images_still_g
     let bomb = decompression_bomb();
     println!("decompression bomb: {} bytes", bomb.len());
     assert!(bomb.len() < 4 << 20, "a small file: {} bytes", bomb.len());
-    let bomb_id = upload_ok(server.http, &alice, "image/png", &bomb);
-    let photo = image::RgbImage::from_fn(640, 480, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 7]));
+    let photo = image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 7])
+    });
     let mut encoded = std::io::Cursor::new(Vec::new());
-    photo.write_to(&mut encoded, image::ImageFormat::Png).unwrap();
+    photo
+        .write_to(&mut encoded, image::ImageFormat::Png)
+        .unwrap();
     let photo_id = upload_ok(server.http, &alice, "image/png", encoded.get_ref());
     // Warm the thumbnail path, so lazily built state is in the baseline.
-    let warm = get(server.http, Some(&alice), &format!("/v1/media/{photo_id}/thumbnail"), None);
+    let warm = get(
+        server.http,
+        Some(&alice),
+        &format!("/v1/media/{photo_id}/thumbnail"),
+        None,
+    );
     assert_eq!(warm.status, 200, "{}", String::from_utf8_lossy(&warm.body));
 
+    // From before the upload (which starts a thumbnail too) to the last answer.
     let pid = server.pid();
     let baseline = media::proc_kib(pid, "VmRSS");
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -435,6 +447,7 @@ async fn a_decompression_bomb_gets_422_in_bounded_memory_and_real_images_still_g
             highest
         })
     };
+    let bomb_id = upload_ok(server.http, &alice, "image/png", &bomb);
     let path = format!("/v1/media/{bomb_id}/thumbnail");
     let requests: Vec<_> = (0..8)
         .map(|_| {
@@ -445,18 +458,37 @@ async fn a_decompression_bomb_gets_422_in_bounded_memory_and_real_images_still_g
     let replies: Vec<_> = requests.into_iter().map(|r| r.join().unwrap()).collect();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let peak = sampler.join().unwrap().max(media::proc_kib(pid, "VmRSS"));
-    for reply in &replies {
-        assert_eq!((reply.status, reply.error_code().as_str()), (422, "unprocessable_image"));
-    }
     let growth_mib = peak.saturating_sub(baseline) as f64 / 1024.0;
-    println!("8 concurrent bomb thumbnails: RSS before {:.1} MiB, peak {:.1} MiB", baseline as f64 / 1024.0, peak as f64 / 1024.0);
+    println!(
+        "8 concurrent bomb thumbnails: RSS before {:.1} MiB, peak {:.1} MiB",
+        baseline as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
     assert!(growth_mib < 100.0, "server RSS grew by {growth_mib:.1} MiB");
+    for reply in &replies {
+        assert_eq!(
+            reply.status,
+            422,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.error_code(), "unprocessable_image");
+    }
 
     // Asked again, the same answer (remembered), and the server serves on.
     assert_eq!(get(server.http, Some(&alice), &path, None).status, 422);
-    let again = get(server.http, Some(&alice), &format!("/v1/media/{photo_id}/thumbnail"), None);
-    assert_eq!((again.status, again.header("content-type")), (200, Some("image/jpeg")));
-    let thumbnail = image::load_from_memory_with_format(&again.body, image::ImageFormat::Jpeg).unwrap();
+    let again = get(
+        server.http,
+        Some(&alice),
+        &format!("/v1/media/{photo_id}/thumbnail"),
+        None,
+    );
+    assert_eq!(
+        (again.status, again.header("content-type")),
+        (200, Some("image/jpeg"))
+    );
+    let thumbnail =
+        image::load_from_memory_with_format(&again.body, image::ImageFormat::Jpeg).unwrap();
     assert_eq!((thumbnail.width(), thumbnail.height()), (320, 240));
     assert!(server.metric("bluetick_media_thumbnails_refused_total") >= 9.0);
 }

@@ -134,7 +134,7 @@ async fn database_key_and_data_dir_are_private_whatever_the_umask() {
             & 0o777
     };
     let mut server = Server::start_with(Backend::Sqlite, common::Options::default().umask(0o022));
-    server.register("alice");
+    let token = server.register("alice");
     let database = std::path::PathBuf::from(server.database.url.trim_start_matches("sqlite://"));
     let with_suffix = |suffix: &str| {
         let mut name = database.clone().into_os_string();
@@ -142,15 +142,42 @@ async fn database_key_and_data_dir_are_private_whatever_the_umask() {
         std::path::PathBuf::from(name)
     };
     let key = server.data_dir.path().join("message.key");
-    for file in [database.clone(), with_suffix("-wal"), with_suffix("-shm"), key] {
+    for file in [
+        database.clone(),
+        with_suffix("-wal"),
+        with_suffix("-shm"),
+        key,
+    ] {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
     assert_eq!(mode(server.data_dir.path()), 0o700);
+    // Media objects and backups in the local store, and their directories.
+    common::media::upload_ok(server.http, &token, "application/pdf", b"%PDF-1.4 private");
+    let backup = server.operator(&["job", "run", "backup"]);
+    assert!(backup.status.success(), "{}", String::from_utf8_lossy(&backup.stderr));
+    let mut pending = vec![server.data_dir.path().join("media")];
+    let mut files = 0;
+    while let Some(dir) = pending.pop() {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 2, "the upload and the backup");
 
     // A data directory and database left readable by others are narrowed
     // on the next start.
     assert!(server.terminate().success());
-    for (path, loose) in [(server.data_dir.path().to_owned(), 0o755), (database.clone(), 0o644)] {
+    for (path, loose) in [
+        (server.data_dir.path().to_owned(), 0o755),
+        (database.clone(), 0o644),
+    ] {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).unwrap();
     }
     server.start_again();

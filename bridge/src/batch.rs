@@ -337,16 +337,9 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                     user,
                     peer,
                     seconds,
-                } if existing.contains(peer) => match tx.set_timer(user.as_str(), peer, *seconds, now)? {
-                    // No chat, no timer: nobody puts timer events into a
-                    // stranger's inbox.
-                    TimerChange::NoChat => Outcome::Refused(Rejection {
-                        client_id: None,
-                        code: ErrorCode::NoChat,
-                        message: format!("no chat with {peer} yet: send a message first"),
-                    }),
-                    TimerChange::Unchanged => Outcome::Applied,
-                    TimerChange::Changed => {
+                } if existing.contains(peer) => {
+                    let change = tx.set_timer(user.as_str(), peer, *seconds, now)?;
+                    if change == TimerChange::Changed {
                         let announce = |to: &str, peer: &str| {
                             let event = Event::Timer(TimerEvent {
                                 peer: peer.to_owned(),
@@ -360,9 +353,19 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                         if peer != user.as_str() {
                             pending.push(announce(peer, user.as_str()));
                         }
+                    }
+                    if change == TimerChange::NoChat {
+                        // No chat, no timer: nobody puts timer events into
+                        // a stranger's inbox.
+                        Outcome::Refused(Rejection {
+                            client_id: None,
+                            code: ErrorCode::NoChat,
+                            message: format!("no chat with {peer} yet: send a message first"),
+                        })
+                    } else {
                         Outcome::Applied
                     }
-                },
+                }
                 Request::Timer { .. } => Outcome::Refused(Rejection {
                     client_id: None,
                     code: ErrorCode::NotFound,

@@ -27,7 +27,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use store::tokens::hex;
@@ -137,7 +137,14 @@ fn run(context: &Context) -> Result<Counts, JobError> {
 /// Writes a snapshot of `store` to a new archive at `path`.
 pub fn write_archive(store: &Store, path: &Path, node: &str) -> Result<Manifest, JobError> {
     let key = BackupKey::of(store)?;
-    let file = File::create(path).map_err(JobError::io(format!("creating {}", path.display())))?;
+    // The archive holds every table: readable by the owner only.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(JobError::io(format!("creating {}", path.display())))?;
     let mut zip = zip::ZipWriter::new(BufWriter::new(file));
     let options = SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)

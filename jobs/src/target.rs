@@ -52,7 +52,7 @@ impl Target for LocalDir {
     fn put(&self, key: &str, file: &Path) -> io::Result<()> {
         let dest = self.path(key)?;
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
+            store::db::create_private_dir(parent)?;
         }
         if std::fs::rename(file, &dest).is_err() {
             // Another file system: copy to a side name, then rename, so a
@@ -112,7 +112,7 @@ impl Target for LocalDir {
 
     fn staging_dir(&self) -> io::Result<PathBuf> {
         let dir = self.root.join(".staging");
-        std::fs::create_dir_all(&dir)?;
+        store::db::create_private_dir(&dir)?;
         Ok(dir)
     }
 

@@ -22,6 +22,11 @@ const READ_CHUNK: usize = 64 * 1024;
 /// with a dot segment of this name being listed (it is skipped).
 const PARTIAL_DIR: &str = ".partial";
 
+/// Mode of the directories the store creates, whatever the umask.
+const PRIVATE_DIR: u32 = 0o700;
+/// Mode of the objects' files.
+const PRIVATE_FILE: u32 = 0o600;
+
 /// A directory of objects.
 #[derive(Debug, Clone)]
 pub struct Local {
@@ -32,8 +37,13 @@ pub struct Local {
 impl Local {
     /// Uses `root`, creating it if needed.
     pub fn open(root: impl Into<PathBuf>) -> Result<Local, ObjectError> {
+        use std::os::unix::fs::DirBuilderExt;
         let root = root.into();
-        std::fs::create_dir_all(root.join(PARTIAL_DIR))?;
+        // Objects are users' media and backups: readable by the owner only.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(PRIVATE_DIR)
+            .create(root.join(PARTIAL_DIR))?;
         Ok(Local { root })
     }
 
@@ -57,7 +67,12 @@ impl ObjectStore for Local {
     ) -> Result<Stored, ObjectError> {
         let target = self.path(key)?;
         let partial = self.root.join(PARTIAL_DIR).join(random_suffix());
-        let mut file = tokio::fs::File::create(&partial).await?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(PRIVATE_FILE)
+            .open(&partial)
+            .await?;
         let mut meter = Meter::new(limit);
         let written: Result<(), ObjectError> = async {
             while let Some(chunk) = body.next().await {
@@ -67,7 +82,11 @@ impl ObjectStore for Local {
             }
             file.sync_all().await?;
             if let Some(parent) = target.parent() {
-                tokio::fs::create_dir_all(parent).await?;
+                tokio::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(PRIVATE_DIR)
+                    .create(parent)
+                    .await?;
             }
             tokio::fs::rename(&partial, &target).await?;
             Ok(())

@@ -178,6 +178,7 @@ async fn set_star(
         (status = 400, description = "Not one of 0, 86400, 604800, 7776000", body = ErrorBody),
         (status = 401, description = "Missing or bad token", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "No message exchanged with the peer yet (`no_chat`)", body = ErrorBody),
     ),
 )]
 pub async fn set_timer(

@@ -249,7 +249,10 @@ pub async fn download(
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     // The type is what the uploader declared: a browser must not guess
     // another (say, HTML) from the bytes.
-    out.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if let Ok(value) = HeaderValue::from_str(&media.content_type) {
         out.insert(header::CONTENT_TYPE, value);
     }
@@ -303,12 +306,16 @@ pub async fn thumbnail(
         .thumbnail(&state.store, &media)
         .await
         .map_err(|e| match e {
-            ThumbnailError::Unprocessable(why) => {
-                ApiError::new(ErrorCode::UnprocessableImage, format!("no thumbnail: {why}"))
-            }
+            ThumbnailError::Unprocessable(why) => ApiError::new(
+                ErrorCode::UnprocessableImage,
+                format!("no thumbnail: {why}"),
+            ),
             ThumbnailError::Unavailable(why) => {
                 tracing::warn!(media = %media.id, error = %why, "thumbnail failed");
-                ApiError::new(ErrorCode::Unavailable, "the media store is unavailable; retry later")
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the media store is unavailable; retry later",
+                )
             }
         })?;
     let stream = state
@@ -323,7 +330,10 @@ pub async fn thumbnail(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(protocol::media::THUMBNAIL_CONTENT_TYPE),
             ),
-            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
         ],
         Body::from_stream(stream),
     )

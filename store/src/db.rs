@@ -190,9 +190,8 @@ impl Store {
     pub fn open(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
         let (backend, target) = parse_url(url)?;
         if backend == Backend::Sqlite {
-            create_private_file(Path::new(&target)).map_err(|e| {
-                StoreError::Migration(format!("cannot create {target}: {e}"))
-            })?;
+            create_private_file(Path::new(&target))
+                .map_err(|e| StoreError::Migration(format!("cannot create {target}: {e}")))?;
         }
         let unreachable = Arc::new(AtomicBool::new(false));
         let manager = Manager {

@@ -15,9 +15,9 @@ use diesel::prelude::*;
 use std::collections::HashMap;
 
 use crate::db::{AnyConnection, Tx};
-use diesel::sql_types::BigInt;
 use crate::schema::{media, message_history};
 use crate::{clock, Store, StoreError};
+use diesel::sql_types::BigInt;
 
 /// One uploaded object.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
