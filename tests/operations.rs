@@ -154,7 +154,11 @@ async fn database_key_and_data_dir_are_private_whatever_the_umask() {
     // Media objects and backups in the local store, and their directories.
     common::media::upload_ok(server.http, &token, "application/pdf", b"%PDF-1.4 private");
     let backup = server.operator(&["job", "run", "backup"]);
-    assert!(backup.status.success(), "{}", String::from_utf8_lossy(&backup.stderr));
+    assert!(
+        backup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
     let mut pending = vec![server.data_dir.path().join("media")];
     let mut files = 0;
     while let Some(dir) = pending.pop() {
