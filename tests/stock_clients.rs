@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::tools::{self_signed, tool};
+use common::tools::tool;
 use common::{Backend, Options, Server};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
