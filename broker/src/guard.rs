@@ -18,6 +18,11 @@
 //!   codes in the SUBACK are rewritten to 0x80 (failure).
 //! - **PUBLISH** to a topic the user may not write closes the connection:
 //!   MQTT 3.1.1 has no negative PUBACK, and closing is what the spec allows.
+//! - **Malformed** input rumqttd's codec lets through (a null character, an
+//!   empty or wildcard topic name, a misplaced wildcard in a filter, a
+//!   packet only a server sends, anything before CONNECT) closes the
+//!   connection, as Mosquitto does; see [`crate::wellformed`]. A CONNECT of
+//!   an unsupported protocol level gets CONNACK 0x01.
 //! - **Presence** messages the broker writes to a user are replaced with
 //!   `{"hidden":true}` when privacy does not let that user see them.
 //! - **Connected** is reported when a successful CONNACK is written, and
@@ -40,6 +45,7 @@ use crate::auth::{AuthError, Authenticator};
 use crate::events::{ConnectionEvent, EventKind};
 use crate::metrics::{self as meter, Refusal};
 use crate::privacy::PresencePolicy;
+use crate::wellformed;
 
 /// MQTT user name of the server's own clients (the bridge). `$` cannot
 /// appear in a user name, so no user can claim it.
@@ -287,6 +293,35 @@ impl Guard {
         }
     }
 
+    /// Checks what rumqttd's codec does not (see [`crate::wellformed`]);
+    /// `Err` closes the connection.
+    fn check_wellformed(&self, packet: &Packet) -> Result<(), Refusal> {
+        let ok = match packet {
+            Packet::Connect(connect, _, will, _, _) => {
+                wellformed::string(&connect.client_id)
+                    && will.as_ref().is_none_or(|w| wellformed::topic_name(&w.topic))
+            }
+            // MQTT-3.1.0-1: nothing but CONNECT before CONNECT. Counted as
+            // what it is, not as the refusal its kind would otherwise get.
+            _ if self.identity.is_none() => return Err(Refusal::NotConnected),
+            Packet::Publish(publish, _) => wellformed::topic_name(&publish.topic),
+            Packet::Subscribe(subscribe, _) => {
+                subscribe.filters.iter().all(|f| wellformed::topic_filter(&f.path))
+            }
+            Packet::Unsubscribe(unsubscribe, _) => {
+                unsubscribe.filters.iter().all(|f| wellformed::topic_filter(f))
+            }
+            // Only a server sends CONNACK; Mosquitto closes a client that does.
+            Packet::ConnAck(..) => false,
+            _ => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Refusal::Malformed)
+        }
+    }
+
     fn announce(&self) {
         let Some(identity) = &self.identity else {
             return;
@@ -364,7 +399,19 @@ impl Protocol for Guard {
         stream: &mut bytes::BytesMut,
         max_size: usize,
     ) -> Result<Packet, CodecError> {
-        let packet = self.codec.read_mut(stream, max_size)?;
+        let packet = match self.codec.read_mut(stream, max_size) {
+            Ok(packet) => packet,
+            // MQTT-3.1.2-2: a protocol level we do not speak is answered
+            // with CONNACK 0x01, not a silent close. Only a CONNECT carries a
+            // level, and only the first one reaches this far.
+            Err(CodecError::InvalidProtocolLevel(level))
+                if self.identity.is_none() && lock(&self.refusal).is_none() =>
+            {
+                tracing::debug!(level, "CONNECT with an unsupported protocol level");
+                return Ok(self.refused_connect(Refusal::UnsupportedProtocol));
+            }
+            Err(e) => return Err(e),
+        };
         if lock(&self.refusal).is_some() {
             // rumqttd closes a refused connection after the CONNACK; nothing
             // the client sends meanwhile may reach the router.
@@ -377,6 +424,11 @@ impl Protocol for Guard {
                 "token revoked, closing connection"
             );
             return Err(CodecError::InvalidProtocol);
+        }
+        if let Err(refusal) = self.check_wellformed(&packet) {
+            meter::refused(refusal);
+            tracing::debug!(reason = refusal.label(), "closing a connection for its input");
+            return Err(CodecError::MalformedPacket);
         }
         match packet {
             Packet::Connect(..) if self.identity.is_some() => {

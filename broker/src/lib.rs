@@ -14,6 +14,8 @@
 //!   and relayed to the guarded TCP listener.
 //! - [`tls`]: MQTT over TLS, terminated and relayed the same way.
 //! - [`metrics`]: counters and gauges for `/metrics`.
+//! - [`wellformed`]: the MQTT well-formedness rules the guard adds to
+//!   rumqttd's codec (topics, filters, strings).
 //!
 //! A packet's path: a client's bytes reach rumqttd's TCP listener (directly,
 //! or through the WebSocket or TLS relay); rumqttd frames them with the guard; the
@@ -30,6 +32,7 @@ pub mod guard;
 pub mod metrics;
 pub mod privacy;
 pub mod tls;
+pub mod wellformed;
 mod ws;
 
 use rumqttd::{ConnectionSettings, Router, RouterConfig, SegmentConfig, Server, ServerSettings};

@@ -26,6 +26,14 @@ pub enum Refusal {
     /// Any packet on a connection whose token was revoked (which is then
     /// closed).
     RevokedToken,
+    /// CONNECT with a protocol level other than 4 (3.1.1) or 3 (3.1).
+    UnsupportedProtocol,
+    /// A packet before CONNECT (the connection is closed).
+    NotConnected,
+    /// A packet breaking an MQTT rule the codec does not check (see
+    /// `wellformed`), or one only a server may send (the connection is
+    /// closed).
+    Malformed,
 }
 
 impl Refusal {
@@ -41,6 +49,9 @@ impl Refusal {
             Refusal::ForbiddenSubscribe => "forbidden_subscribe",
             Refusal::ForbiddenPublish => "forbidden_publish",
             Refusal::RevokedToken => "revoked_token",
+            Refusal::UnsupportedProtocol => "unsupported_protocol",
+            Refusal::NotConnected => "not_connected",
+            Refusal::Malformed => "malformed",
         }
     }
 
@@ -52,11 +63,14 @@ impl Refusal {
             Refusal::NoCredentials | Refusal::BadCredentials => Code::BadUserNamePassword,
             Refusal::ForbiddenWill => Code::NotAuthorized,
             Refusal::OverCapacity | Refusal::StoreUnavailable => Code::ServiceUnavailable,
+            Refusal::UnsupportedProtocol => Code::RefusedProtocolVersion,
             // These close or answer a live connection; no CONNACK carries them.
             Refusal::DuplicateConnect
             | Refusal::ForbiddenSubscribe
             | Refusal::ForbiddenPublish
-            | Refusal::RevokedToken => Code::NotAuthorized,
+            | Refusal::RevokedToken
+            | Refusal::NotConnected
+            | Refusal::Malformed => Code::NotAuthorized,
         }
     }
 }

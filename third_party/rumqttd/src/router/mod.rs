@@ -196,6 +196,12 @@ pub struct DataRequest {
     max_count: usize,
     pub(crate) forward_retained: bool,
     pub(crate) group: Option<String>,
+    /// bluetick patch: after a persistent session dropped with unacked
+    /// deliveries, the cursor is rewound to the first of them; messages
+    /// before this cursor were sent once already and go out with DUP 1
+    /// (MQTT-4.4.0-1).
+    #[serde(default)]
+    pub(crate) resend_until: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
