@@ -333,6 +333,14 @@ impl Router {
             Tracker::new(client_id.clone())
         };
 
+        // bluetick patch: a resumed session gets no QoS 0 message published
+        // while it was away (see `DataRequest::qos0_skip_until`).
+        let mut tracker = tracker;
+        for request in tracker.data_requests.iter_mut() {
+            let (_, end) = self.datalog.next_native_offset(&request.filter);
+            request.qos0_skip_until = Some(end);
+        }
+
         let ackslog = AckLog::new();
 
         let time = match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
@@ -998,6 +1006,7 @@ impl Router {
                 forward_retained,
                 group,
                 resend_until: None,
+                qos0_skip_until: None,
             };
 
             self.scheduler.track(id, request);
@@ -1585,6 +1594,10 @@ fn forward_device_data(
     if resend_until.is_some_and(|until| next >= until) {
         request.resend_until = None;
     }
+    let qos0_skip_until = request.qos0_skip_until;
+    if qos0_skip_until.is_some_and(|until| next >= until) {
+        request.qos0_skip_until = None;
+    }
     request.read_count += publishes.len();
     request.cursor = next;
     // println!("{:?} {:?} {}", start, next, request.read_count);
@@ -1612,6 +1625,11 @@ fn forward_device_data(
     // Fill and notify device data
     let forwards = publishes
         .into_iter()
+        // bluetick patch: see `DataRequest::qos0_skip_until`.
+        .filter(|((publish, _), offset)| {
+            let qos0 = qos == 0 || publish.qos == QoS::AtMostOnce;
+            !(qos0 && matches!((offset, qos0_skip_until), (Some(at), Some(until)) if *at < until))
+        })
         .map(|((mut publish, mut properties), offset)| {
             // bluetick patch: deliver at the lower of the message's QoS and
             // the subscription's (MQTT 3.1.1 §3.8.4); upstream upgraded
