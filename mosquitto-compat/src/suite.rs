@@ -48,17 +48,25 @@ pub fn load(dir: &Path) -> Result<Vec<Scenario>, LoadError> {
         .collect()
 }
 
-/// The listed differences: scenario name → reason. Each is a line
-/// `` - `name`: reason `` in `DIFFERENCES.md`.
+/// The listed differences: scenario name → reason. Each is a list item
+/// `` - `name`: reason `` in `DIFFERENCES.md`; the reason may continue on
+/// indented lines.
 pub fn listed(differences_md: &str) -> BTreeMap<String, String> {
-    differences_md
-        .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("- `")?;
-            let (name, reason) = rest.split_once('`')?;
-            Some((name.to_owned(), reason.trim_start_matches(':').trim().to_owned()))
-        })
-        .collect()
+    let mut listed = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    for line in differences_md.lines() {
+        if let Some((name, reason)) = line.strip_prefix("- `").and_then(|rest| rest.split_once('`')) {
+            listed.extend(current.take());
+            current = Some((name.to_owned(), reason.trim_start_matches(':').trim().to_owned()));
+        } else if let (Some((_, reason)), true) = (&mut current, line.starts_with(' ')) {
+            reason.push(' ');
+            reason.push_str(line.trim());
+        } else {
+            listed.extend(current.take());
+        }
+    }
+    listed.extend(current);
+    listed
 }
 
 /// How one scenario came out.
@@ -167,6 +175,8 @@ pub fn report(outcomes: &[Outcome], listed: &BTreeMap<String, String>) -> (Strin
             Verdict::Same => {}
             Verdict::Listed(reason) => {
                 let _ = writeln!(out, "                {reason}");
+                let _ = writeln!(out, "                mosquitto: {:?}", outcome.mosquitto.lines);
+                let _ = writeln!(out, "                bluetick:  {:?}", outcome.bluetick.lines);
             }
             Verdict::StaleListing => {
                 ok = false;
@@ -198,4 +208,18 @@ pub fn report(outcomes: &[Outcome], listed: &BTreeMap<String, String>) -> (Strin
     }
     let _ = writeln!(out, "{} scenarios: {counts:?}", outcomes.len());
     (out, ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_reason_may_span_indented_lines() {
+        let md = "# Title\n\nSome text.\n\n- `a`: first\n  and more.\n- `b`: second\n\nAfter.\n";
+        let listed = listed(md);
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed["a"], "first and more.");
+        assert_eq!(listed["b"], "second");
+    }
 }
