@@ -157,3 +157,26 @@ async fn a_packet_before_connect_is_counted_as_such_not_as_a_forbidden_publish()
     assert!(counted.await, "a packet before CONNECT is counted as not_connected");
     assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="forbidden_publish"}"#), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_closes_the_connection_and_is_counted_as_malformed() {
+    let server = dev_open_server();
+    let mut socket = TcpStream::connect(server.mqtt).expect("connect");
+    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    // CONNECT: MQTT 3.1.1, clean session, keep-alive 60, empty client id.
+    socket
+        .write_all(&[0x10, 0x0c, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 0])
+        .expect("write CONNECT");
+    let mut connack = [0u8; 4];
+    socket.read_exact(&mut connack).expect("CONNACK");
+    assert_eq!(connack, [0x20, 0x02, 0, 0]);
+    // PUBLISH to "a/+": a wildcard in a topic name (MQTT-3.3.2-2).
+    socket.write_all(&[0x30, 0x05, 0x00, 0x03, b'a', b'/', b'+']).expect("write PUBLISH");
+    let mut rest = Vec::new();
+    let _ = socket.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "closed without an answer: {rest:?}");
+    let counted = common::eventually(Duration::from_secs(20), || {
+        server.metric(r#"bluetick_mqtt_refusals_total{reason="malformed"}"#) == 1.0
+    });
+    assert!(counted.await, "the refusal is counted as malformed");
+}

@@ -410,7 +410,14 @@ impl Protocol for Guard {
                 tracing::debug!(level, "CONNECT with an unsupported protocol level");
                 return Ok(self.refused_connect(Refusal::UnsupportedProtocol));
             }
-            Err(e) => return Err(e),
+            // "Need more bytes" is how a partial frame waits for the rest.
+            Err(e @ CodecError::InsufficientBytes(_)) => return Err(e),
+            // Anything else the codec refuses closes the connection; count it.
+            Err(e) => {
+                meter::refused(Refusal::Malformed);
+                tracing::debug!(error = %e, "closing a connection for malformed input");
+                return Err(e);
+            }
         };
         if lock(&self.refusal).is_some() {
             // rumqttd closes a refused connection after the CONNACK; nothing
