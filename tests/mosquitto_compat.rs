@@ -16,7 +16,11 @@ const MIN_SCENARIOS: usize = 60;
 fn every_scenario_behaves_as_on_mosquitto_or_is_listed_with_its_reason() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("mosquitto-compat");
     let scenarios = suite::load(&root.join("scenarios")).expect("scenarios parse");
-    assert!(scenarios.len() >= MIN_SCENARIOS, "only {} scenarios", scenarios.len());
+    assert!(
+        scenarios.len() >= MIN_SCENARIOS,
+        "only {} scenarios",
+        scenarios.len()
+    );
     let differences = std::fs::read_to_string(root.join("DIFFERENCES.md")).expect("DIFFERENCES.md");
     let listed = suite::listed(&differences);
     // Filter by name, as cargo does for tests: COMPAT_ONLY=connect- plays
@@ -33,10 +37,20 @@ fn every_scenario_behaves_as_on_mosquitto_or_is_listed_with_its_reason() {
     let (report, ok) = suite::report(&outcomes, &listed);
     println!("{report}");
     if only.is_some() {
-        assert!(outcomes.iter().all(|o| !matches!(o.verdict, suite::Verdict::Differs | suite::Verdict::WrongScenario(_))), "{report}");
+        assert!(
+            outcomes.iter().all(|o| !matches!(
+                o.verdict,
+                suite::Verdict::Differs | suite::Verdict::WrongScenario(_)
+            )),
+            "{report}"
+        );
         return;
     }
-    assert!(ok, "{report}\n--- bluetick log (tail) ---\n{}", tail(&server.log(), 60));
+    assert!(
+        ok,
+        "{report}\n--- bluetick log (tail) ---\n{}",
+        tail(&server.log(), 60)
+    );
 }
 
 fn tail(text: &str, lines: usize) -> String {

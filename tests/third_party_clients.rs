@@ -30,7 +30,14 @@ fn paho(args: &[&str]) -> Command {
 /// Runs a mosquitto client tool to completion; (success, stdout + stderr).
 fn mosquitto_tool(name: &str, addr: SocketAddr, args: &[&str]) -> (bool, String) {
     let output = Command::new(name)
-        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string(), "-V", "mqttv311"])
+        .args([
+            "-h",
+            &addr.ip().to_string(),
+            "-p",
+            &addr.port().to_string(),
+            "-V",
+            "mqttv311",
+        ])
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{name} is not installed (scripts/test installs it): {e}"));
@@ -66,8 +73,15 @@ fn mosquitto_clients_complete_qos2_exactly_once() {
     // stdbuf makes line-buffered so we see its SUBACK when it comes.
     let mut subscriber = Command::new("stdbuf")
         .args(["-oL", "mosquitto_sub"])
-        .args(["-h", &server.mqtt.ip().to_string(), "-p", &server.mqtt.port().to_string()])
-        .args(["-V", "mqttv311", "-i", "q2sub", "-t", "q2/t", "-q", "2", "-C", "3", "-W", "60", "-d"])
+        .args([
+            "-h",
+            &server.mqtt.ip().to_string(),
+            "-p",
+            &server.mqtt.port().to_string(),
+        ])
+        .args([
+            "-V", "mqttv311", "-i", "q2sub", "-t", "q2/t", "-q", "2", "-C", "3", "-W", "60", "-d",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .expect("mosquitto_sub is not installed (scripts/test installs it)");
@@ -86,7 +100,17 @@ fn mosquitto_clients_complete_qos2_exactly_once() {
         let (ok, publisher) = mosquitto_tool(
             "mosquitto_pub",
             server.mqtt,
-            &["-i", &format!("q2pub{n}"), "-t", "q2/t", "-q", "2", "-m", &format!("m{n}"), "-d"],
+            &[
+                "-i",
+                &format!("q2pub{n}"),
+                "-t",
+                "q2/t",
+                "-q",
+                "2",
+                "-m",
+                &format!("m{n}"),
+                "-d",
+            ],
         );
         assert!(ok, "mosquitto_pub at QoS 2 failed: {publisher}");
         assert!(publisher.contains("received PUBREC"), "{publisher}");
@@ -95,9 +119,16 @@ fn mosquitto_clients_complete_qos2_exactly_once() {
     for line in lines {
         log += &format!("{}\n", line.expect("mosquitto_sub output"));
     }
-    assert!(subscriber.wait().expect("mosquitto_sub exits").success(), "{log}");
+    assert!(
+        subscriber.wait().expect("mosquitto_sub exits").success(),
+        "{log}"
+    );
     let messages: Vec<&str> = log.lines().filter(|l| l.starts_with('m')).collect();
-    assert_eq!(messages, ["m1", "m2", "m3"], "each exactly once, in order: {log}");
+    assert_eq!(
+        messages,
+        ["m1", "m2", "m3"],
+        "each exactly once, in order: {log}"
+    );
     assert_eq!(log.matches("received PUBREL").count(), 3, "{log}");
     assert_eq!(log.matches("sending PUBCOMP").count(), 3, "{log}");
 }
@@ -113,31 +144,49 @@ fn a_resumed_session_gets_its_unacked_qos1_message_again_with_dup() {
     let mut lines = BufReader::new(hold.stdout.take().expect("stdout")).lines();
     let first = lines.next().and_then(Result::ok).unwrap_or_default();
     assert_eq!(first, "subscribed");
-    let (ok, log) = mosquitto_tool("mosquitto_pub", server.mqtt, &["-t", "dup/t", "-q", "1", "-m", "unacked"]);
+    let (ok, log) = mosquitto_tool(
+        "mosquitto_pub",
+        server.mqtt,
+        &["-t", "dup/t", "-q", "1", "-m", "unacked"],
+    );
     assert!(ok, "{log}");
     let received = lines.next().and_then(Result::ok).unwrap_or_default();
     assert_eq!(received, "received dup=0 unacked");
     // The holder died without acknowledging: its session keeps the message.
     assert!(hold.wait().expect("paho exits").success());
 
-    let output = paho(&["resume", &host, &port, "phone1"]).output().expect("run paho");
+    let output = paho(&["resume", &host, &port, "phone1"])
+        .output()
+        .expect("run paho");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "resume failed: {stdout}");
-    assert_eq!(stdout.lines().next(), Some("received dup=1 unacked"), "{stdout}");
+    assert_eq!(
+        stdout.lines().next(),
+        Some("received dup=1 unacked"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn a_clean_disconnect_logs_no_error() {
     let server = dev_open_server();
     for n in 0..3 {
-        let (ok, log) = mosquitto_tool("mosquitto_pub", server.mqtt, &["-i", &format!("p{n}"), "-t", "x/y", "-m", "hi"]);
+        let (ok, log) = mosquitto_tool(
+            "mosquitto_pub",
+            server.mqtt,
+            &["-i", &format!("p{n}"), "-t", "x/y", "-m", "hi"],
+        );
         assert!(ok, "{log}");
     }
     // The disconnects are handled asynchronously; give them time to log.
     std::thread::sleep(Duration::from_secs(1));
     let log = server.log();
     let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
-    assert!(errors.is_empty(), "a clean DISCONNECT is not an error:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "a clean DISCONNECT is not an error:\n{}",
+        errors.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,8 +194,12 @@ async fn a_packet_before_connect_is_counted_as_such_not_as_a_forbidden_publish()
     let server = Server::start(Backend::Sqlite);
     // A QoS 0 PUBLISH to "a/b" on a fresh socket, as tsung sends it.
     let mut socket = TcpStream::connect(server.mqtt).expect("connect");
-    socket.write_all(&[0x30, 0x07, 0x00, 0x03, b'a', b'/', b'b', b'h', b'i']).expect("write");
-    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    socket
+        .write_all(&[0x30, 0x07, 0x00, 0x03, b'a', b'/', b'b', b'h', b'i'])
+        .expect("write");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     let mut rest = Vec::new();
     // The server closes the socket without answering.
     let _ = socket.read_to_end(&mut rest);
@@ -154,24 +207,36 @@ async fn a_packet_before_connect_is_counted_as_such_not_as_a_forbidden_publish()
     let counted = common::eventually(Duration::from_secs(20), || {
         server.metric(r#"bluetick_mqtt_refusals_total{reason="not_connected"}"#) == 1.0
     });
-    assert!(counted.await, "a packet before CONNECT is counted as not_connected");
-    assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="forbidden_publish"}"#), 0.0);
+    assert!(
+        counted.await,
+        "a packet before CONNECT is counted as not_connected"
+    );
+    assert_eq!(
+        server.metric(r#"bluetick_mqtt_refusals_total{reason="forbidden_publish"}"#),
+        0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_closes_the_connection_and_is_counted_as_malformed() {
     let server = dev_open_server();
     let mut socket = TcpStream::connect(server.mqtt).expect("connect");
-    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     // CONNECT: MQTT 3.1.1, clean session, keep-alive 60, empty client id.
     socket
-        .write_all(&[0x10, 0x0c, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 0])
+        .write_all(&[
+            0x10, 0x0c, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 0,
+        ])
         .expect("write CONNECT");
     let mut connack = [0u8; 4];
     socket.read_exact(&mut connack).expect("CONNACK");
     assert_eq!(connack, [0x20, 0x02, 0, 0]);
     // PUBLISH to "a/+": a wildcard in a topic name (MQTT-3.3.2-2).
-    socket.write_all(&[0x30, 0x05, 0x00, 0x03, b'a', b'/', b'+']).expect("write PUBLISH");
+    socket
+        .write_all(&[0x30, 0x05, 0x00, 0x03, b'a', b'/', b'+'])
+        .expect("write PUBLISH");
     let mut rest = Vec::new();
     let _ = socket.read_to_end(&mut rest);
     assert!(rest.is_empty(), "closed without an answer: {rest:?}");

@@ -299,18 +299,22 @@ impl Guard {
         let ok = match packet {
             Packet::Connect(connect, _, will, _, _) => {
                 wellformed::string(&connect.client_id)
-                    && will.as_ref().is_none_or(|w| wellformed::topic_name(&w.topic))
+                    && will
+                        .as_ref()
+                        .is_none_or(|w| wellformed::topic_name(&w.topic))
             }
             // MQTT-3.1.0-1: nothing but CONNECT before CONNECT. Counted as
             // what it is, not as the refusal its kind would otherwise get.
             _ if self.identity.is_none() => return Err(Refusal::NotConnected),
             Packet::Publish(publish, _) => wellformed::topic_name(&publish.topic),
-            Packet::Subscribe(subscribe, _) => {
-                subscribe.filters.iter().all(|f| wellformed::topic_filter(&f.path))
-            }
-            Packet::Unsubscribe(unsubscribe, _) => {
-                unsubscribe.filters.iter().all(|f| wellformed::topic_filter(f))
-            }
+            Packet::Subscribe(subscribe, _) => subscribe
+                .filters
+                .iter()
+                .all(|f| wellformed::topic_filter(&f.path)),
+            Packet::Unsubscribe(unsubscribe, _) => unsubscribe
+                .filters
+                .iter()
+                .all(|f| wellformed::topic_filter(f)),
             // Only a server sends CONNACK; Mosquitto closes a client that does.
             Packet::ConnAck(..) => false,
             _ => true,
@@ -434,7 +438,10 @@ impl Protocol for Guard {
         }
         if let Err(refusal) = self.check_wellformed(&packet) {
             meter::refused(refusal);
-            tracing::debug!(reason = refusal.label(), "closing a connection for its input");
+            tracing::debug!(
+                reason = refusal.label(),
+                "closing a connection for its input"
+            );
             return Err(CodecError::MalformedPacket);
         }
         match packet {

@@ -10,8 +10,7 @@
 
 /// May a client publish to (or leave a will on) this topic name?
 pub fn topic_name(topic: &[u8]) -> bool {
-    std::str::from_utf8(topic)
-        .is_ok_and(|t| string(t) && !t.is_empty() && !t.contains(['+', '#']))
+    std::str::from_utf8(topic).is_ok_and(|t| string(t) && !t.is_empty() && !t.contains(['+', '#']))
 }
 
 /// Is this a well-formed topic filter: not empty, `#` only as the whole

@@ -51,7 +51,10 @@ impl Mosquitto {
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(addr).is_err() {
             if Instant::now() > deadline {
-                return Err(StartError::NotListening { addr, log: mosquitto.log() });
+                return Err(StartError::NotListening {
+                    addr,
+                    log: mosquitto.log(),
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -47,7 +47,14 @@ pub fn connect(spec: &ConnectSpec) -> Vec<u8> {
 /// Encodes a `send` packet; `last` resolves [`crate::script::PacketId::Last`].
 pub fn encode(spec: &PacketSpec, last: u16) -> Vec<u8> {
     match spec {
-        PacketSpec::Publish { topic, qos, id, retain, dup, payload } => {
+        PacketSpec::Publish {
+            topic,
+            qos,
+            id,
+            retain,
+            dup,
+            payload,
+        } => {
             let header = 0x30 | (u8::from(*dup) << 3) | (qos << 1) | u8::from(*retain);
             let mut body = Vec::new();
             put_bytes(&mut body, topic);
@@ -160,18 +167,27 @@ impl Ids {
 
 /// Renders a received packet; `name` (the scenario) shows as `@`.
 pub fn render(header: u8, body: &[u8], ids: &mut Ids, name: &str) -> String {
-    let id_at = |at: usize| body.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let id_at = |at: usize| {
+        body.get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).replace(name, "@");
     let kind = header >> 4;
     let rendered = match kind {
         2 if body.len() == 2 => format!("CONNACK sp={} rc={}", body[0], body[1]),
         3 => {
             let qos = (header >> 1) & 3;
-            let Some(len) = id_at(0) else { return raw(header, body) };
+            let Some(len) = id_at(0) else {
+                return raw(header, body);
+            };
             let topic_end = 2 + len as usize;
-            let Some(topic) = body.get(2..topic_end) else { return raw(header, body) };
+            let Some(topic) = body.get(2..topic_end) else {
+                return raw(header, body);
+            };
             let (id, payload_at) = if qos > 0 {
-                let Some(id) = id_at(topic_end) else { return raw(header, body) };
+                let Some(id) = id_at(topic_end) else {
+                    return raw(header, body);
+                };
                 ids.last = id;
                 (format!(" id={}", ids.name(id)), topic_end + 2)
             } else {
@@ -200,7 +216,11 @@ pub fn render(header: u8, body: &[u8], ids: &mut Ids, name: &str) -> String {
         }
         9 if body.len() >= 2 => {
             let codes: Vec<String> = body[2..].iter().map(|c| format!("{c:#04x}")).collect();
-            format!("SUBACK id={} codes={}", ids.show(id_at(0).unwrap_or_default()), codes.join(","))
+            format!(
+                "SUBACK id={} codes={}",
+                ids.show(id_at(0).unwrap_or_default()),
+                codes.join(",")
+            )
         }
         11 if body.len() == 2 => format!("UNSUBACK id={}", ids.show(id_at(0).unwrap_or_default())),
         13 if body.is_empty() => "PINGRESP".to_owned(),
@@ -234,7 +254,10 @@ mod tests {
         let (header, body, used) = split(&packet).expect("whole");
         assert_eq!(used, packet.len());
         let mut ids = Ids::default();
-        assert_eq!(render(header, body, &mut ids, "sc"), "PUBLISH @/t qos=1 retain=1 dup=0 id=s1 payload=hi");
+        assert_eq!(
+            render(header, body, &mut ids, "sc"),
+            "PUBLISH @/t qos=1 retain=1 dup=0 id=s1 payload=hi"
+        );
         assert_eq!(ids.last, 300);
         assert_eq!(render(0x62, &[1, 44], &mut ids, "sc"), "PUBREL id=s1");
     }

@@ -35,7 +35,12 @@ impl Conn {
     fn open(addr: SocketAddr) -> std::io::Result<Conn> {
         let stream = TcpStream::connect_timeout(&addr, RECV_DEADLINE)?;
         stream.set_nodelay(true)?;
-        Ok(Conn { stream, buffer: Vec::new(), ids: Ids::default(), closed: false })
+        Ok(Conn {
+            stream,
+            buffer: Vec::new(),
+            ids: Ids::default(),
+            closed: false,
+        })
     }
 
     fn send(&mut self, bytes: &[u8]) {
@@ -61,7 +66,9 @@ impl Conn {
                 return "nothing".into();
             }
             // A zero timeout would mean "block forever".
-            let _ = self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+            let _ = self
+                .stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
             let mut chunk = [0u8; 8192];
             match self.stream.read(&mut chunk) {
                 Ok(0) => self.closed = true,
@@ -135,8 +142,14 @@ pub fn play(scenario: &Scenario, addr: SocketAddr) -> Transcript {
             }
         })();
         if let Err(failure) = result {
-            return Transcript { lines, failure: Some(failure) };
+            return Transcript {
+                lines,
+                failure: Some(failure),
+            };
         }
     }
-    Transcript { lines, failure: None }
+    Transcript {
+        lines,
+        failure: None,
+    }
 }

@@ -161,7 +161,12 @@ fn parse_step(name: &str, line: &str) -> Result<Step, String> {
     let expanded = line.replace('@', name);
     let mut words = expanded.split_whitespace();
     let verb = words.next().ok_or("empty step")?;
-    let mut conn = || words.next().map(str::to_owned).ok_or("missing connection name");
+    let mut conn = || {
+        words
+            .next()
+            .map(str::to_owned)
+            .ok_or("missing connection name")
+    };
     let step = match verb {
         "open" => Step::Open(conn()?),
         "connect" => {
@@ -210,7 +215,9 @@ fn parse_connect<'a>(words: impl Iterator<Item = &'a str>) -> Result<ConnectSpec
     };
     let mut has_will = false;
     for word in words {
-        let (key, value) = word.split_once('=').ok_or(format!("expected key=value: {word}"))?;
+        let (key, value) = word
+            .split_once('=')
+            .ok_or(format!("expected key=value: {word}"))?;
         match key {
             "id" => spec.client_id = unescape(value)?,
             "clean" => spec.clean = parse_bool(value)?,
@@ -241,7 +248,9 @@ fn parse_packet<'a>(mut words: impl Iterator<Item = &'a str>) -> Result<PacketSp
             let topic = unescape(words.next().ok_or("publish needs a topic")?)?;
             let (mut qos, mut id, mut retain, mut dup, mut payload) = (0, 0, false, false, vec![]);
             for word in words.by_ref() {
-                let (key, value) = word.split_once('=').ok_or(format!("expected key=value: {word}"))?;
+                let (key, value) = word
+                    .split_once('=')
+                    .ok_or(format!("expected key=value: {word}"))?;
                 match key {
                     "qos" => qos = parse_num(value)? as u8,
                     "id" => id = parse_num(value)? as u16,
@@ -251,7 +260,14 @@ fn parse_packet<'a>(mut words: impl Iterator<Item = &'a str>) -> Result<PacketSp
                     _ => return Err(format!("unknown publish field {key}")),
                 }
             }
-            PacketSpec::Publish { topic, qos, id, retain, dup, payload }
+            PacketSpec::Publish {
+                topic,
+                qos,
+                id,
+                retain,
+                dup,
+                payload,
+            }
         }
         "subscribe" => {
             let id = parse_num(words.next().ok_or("subscribe needs an id")?)? as u16;
@@ -333,8 +349,12 @@ fn unescape(text: &str) -> Result<Vec<u8>, String> {
             out.push(b' ');
             rest = after;
         } else if let Some(after) = rest.strip_prefix('{') {
-            let (inner, tail) = after.split_once('}').ok_or(format!("unclosed {{ in {text}"))?;
-            let (count, unit) = inner.split_once('*').ok_or(format!("expected {{N*c}} in {text}"))?;
+            let (inner, tail) = after
+                .split_once('}')
+                .ok_or(format!("unclosed {{ in {text}"))?;
+            let (count, unit) = inner
+                .split_once('*')
+                .ok_or(format!("expected {{N*c}} in {text}"))?;
             out.extend(unit.repeat(parse_num(count)? as usize).into_bytes());
             rest = tail;
         } else {
@@ -355,7 +375,9 @@ mod tests {
         let text = "# what\n# and why\nconnect a id=@a keepalive=0\nsend a publish @/t qos=1 id=7 payload=x\\x00{3*y}\nrecv a = PUBACK id=7\n";
         let scenario = Scenario::parse("s1", text).expect("parses");
         assert_eq!(scenario.about, "what and why");
-        let Step::Connect(_, connect) = &scenario.steps[0] else { panic!() };
+        let Step::Connect(_, connect) = &scenario.steps[0] else {
+            panic!()
+        };
         assert_eq!(connect.client_id, b"s1a");
         assert_eq!(connect.keepalive, 0);
         let Step::Send(_, PacketSpec::Publish { topic, payload, .. }) = &scenario.steps[1] else {
@@ -363,7 +385,9 @@ mod tests {
         };
         assert_eq!(topic, b"s1/t");
         assert_eq!(payload, b"x\0yyy");
-        assert!(matches!(&scenario.steps[2], Step::Recv(c, Some(e)) if c == "a" && e == "PUBACK id=7"));
+        assert!(
+            matches!(&scenario.steps[2], Step::Recv(c, Some(e)) if c == "a" && e == "PUBACK id=7")
+        );
     }
 
     #[test]

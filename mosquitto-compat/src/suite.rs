@@ -55,9 +55,15 @@ pub fn listed(differences_md: &str) -> BTreeMap<String, String> {
     let mut listed = BTreeMap::new();
     let mut current: Option<(String, String)> = None;
     for line in differences_md.lines() {
-        if let Some((name, reason)) = line.strip_prefix("- `").and_then(|rest| rest.split_once('`')) {
+        if let Some((name, reason)) = line
+            .strip_prefix("- `")
+            .and_then(|rest| rest.split_once('`'))
+        {
             listed.extend(current.take());
-            current = Some((name.to_owned(), reason.trim_start_matches(':').trim().to_owned()));
+            current = Some((
+                name.to_owned(),
+                reason.trim_start_matches(':').trim().to_owned(),
+            ));
         } else if let (Some((_, reason)), true) = (&mut current, line.starts_with(' ')) {
             reason.push(' ');
             reason.push_str(line.trim());
@@ -106,7 +112,9 @@ pub fn run(
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let Some((index, scenario)) = next else { break };
                 let outcome = judge(scenario, mosquitto, bluetick, listed);
-                done.lock().unwrap_or_else(|p| p.into_inner()).push((index, outcome));
+                done.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((index, outcome));
             });
         }
     });
@@ -132,7 +140,12 @@ fn judge(
         (true, false, Some(reason)) => Verdict::Listed(reason.clone()),
         (true, false, None) => Verdict::Differs,
     };
-    Outcome { scenario, mosquitto: on_mosquitto, bluetick: on_bluetick, verdict }
+    Outcome {
+        scenario,
+        mosquitto: on_mosquitto,
+        bluetick: on_bluetick,
+        verdict,
+    }
 }
 
 /// The `recv C = EXPECTED` lines the transcript does not match.
@@ -142,7 +155,10 @@ fn broken_expectations(scenario: &Scenario, transcript: &Transcript) -> Vec<Stri
         broken.push(failure.clone());
     }
     let recorded = scenario.steps.iter().filter(|step| {
-        matches!(step, crate::script::Step::Recv(..) | crate::script::Step::Quiet(..))
+        matches!(
+            step,
+            crate::script::Step::Recv(..) | crate::script::Step::Quiet(..)
+        )
     });
     for (step, line) in recorded.zip(&transcript.lines) {
         if let crate::script::Step::Recv(conn, Some(expected)) = step {
@@ -175,12 +191,23 @@ pub fn report(outcomes: &[Outcome], listed: &BTreeMap<String, String>) -> (Strin
             Verdict::Same => {}
             Verdict::Listed(reason) => {
                 let _ = writeln!(out, "                {reason}");
-                let _ = writeln!(out, "                mosquitto: {:?}", outcome.mosquitto.lines);
-                let _ = writeln!(out, "                bluetick:  {:?}", outcome.bluetick.lines);
+                let _ = writeln!(
+                    out,
+                    "                mosquitto: {:?}",
+                    outcome.mosquitto.lines
+                );
+                let _ = writeln!(
+                    out,
+                    "                bluetick:  {:?}",
+                    outcome.bluetick.lines
+                );
             }
             Verdict::StaleListing => {
                 ok = false;
-                let _ = writeln!(out, "                behaves as Mosquitto now: remove it from DIFFERENCES.md");
+                let _ = writeln!(
+                    out,
+                    "                behaves as Mosquitto now: remove it from DIFFERENCES.md"
+                );
             }
             Verdict::WrongScenario(broken) => {
                 ok = false;
@@ -199,12 +226,19 @@ pub fn report(outcomes: &[Outcome], listed: &BTreeMap<String, String>) -> (Strin
     for name in listed.keys() {
         if !outcomes.iter().any(|o| &o.scenario.name == name) {
             ok = false;
-            let _ = writeln!(out, "DIFFERENCES.md lists `{name}`, which is not a scenario");
+            let _ = writeln!(
+                out,
+                "DIFFERENCES.md lists `{name}`, which is not a scenario"
+            );
         }
     }
     if listed.len() > MAX_LISTED {
         ok = false;
-        let _ = writeln!(out, "DIFFERENCES.md lists {} scenarios; at most {MAX_LISTED} may be", listed.len());
+        let _ = writeln!(
+            out,
+            "DIFFERENCES.md lists {} scenarios; at most {MAX_LISTED} may be",
+            listed.len()
+        );
     }
     let _ = writeln!(out, "{} scenarios: {counts:?}", outcomes.len());
     (out, ok)

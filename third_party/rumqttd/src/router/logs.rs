@@ -405,7 +405,11 @@ impl AckLog {
         // bluetick patch: a QoS 2 PUBLISH resent before its PUBREL (DUP)
         // replaces the one recorded under its id instead of queueing a
         // second copy, so it is delivered once (MQTT-4.3.3-2).
-        match self.recorded.iter_mut().find(|(p, _)| p.pkid == publish.pkid) {
+        match self
+            .recorded
+            .iter_mut()
+            .find(|(p, _)| p.pkid == publish.pkid)
+        {
             Some(recorded) => *recorded = (publish, props),
             None => self.recorded.push_back((publish, props)),
         }
