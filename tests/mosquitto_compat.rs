@@ -36,6 +36,13 @@ fn every_scenario_behaves_as_on_mosquitto_or_is_listed_with_its_reason() {
     let outcomes = suite::run(scenarios, mosquitto.addr, server.mqtt, &listed);
     let (report, ok) = suite::report(&outcomes, &listed);
     println!("{report}");
+    // COMPAT_VERBOSE=1 shows what Mosquitto answered in every scenario,
+    // for writing expectations into a new one.
+    if std::env::var_os("COMPAT_VERBOSE").is_some() {
+        for outcome in &outcomes {
+            println!("{}: {:?}", outcome.scenario.name, outcome.mosquitto.lines);
+        }
+    }
     if only.is_some() {
         assert!(
             outcomes.iter().all(|o| !matches!(
