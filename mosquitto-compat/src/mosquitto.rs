@@ -35,8 +35,7 @@ impl Mosquitto {
             &config,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 log_dest file {}\nlog_type all\n",
-                log.display()
+                 log_dest stderr\nlog_type all\n"
             ),
         )?;
         let child = Command::new("mosquitto")
@@ -44,7 +43,9 @@ impl Mosquitto {
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // Its log goes to a file we open: started as root, mosquitto
+            // drops to its own user and could not open one in our tempdir.
+            .stderr(std::fs::File::create(&log)?)
             .spawn()
             .map_err(StartError::NotInstalled)?;
         let mosquitto = Mosquitto { child, addr, dir };
