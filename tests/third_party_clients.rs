@@ -21,6 +21,30 @@ fn host_port(addr: SocketAddr) -> [String; 2] {
     [addr.ip().to_string(), addr.port().to_string()]
 }
 
+/// A plain TCP connection for raw packets, with a generous read deadline.
+fn raw_socket(addr: SocketAddr) -> TcpStream {
+    let socket = TcpStream::connect(addr).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    socket
+}
+
+/// What the server sent before it closed the socket.
+fn read_until_closed(socket: &mut TcpStream) -> Vec<u8> {
+    let mut answer = Vec::new();
+    // A reset or the deadline ends the read as a close does; the caller
+    // judges what arrived.
+    let _ = socket.read_to_end(&mut answer);
+    answer
+}
+
+/// Whether `bluetick_mqtt_refusals_total{reason}` reaches 1 in time.
+async fn counted_once(server: &Server, reason: &str) -> bool {
+    let sample = format!(r#"bluetick_mqtt_refusals_total{{reason="{reason}"}}"#);
+    common::eventually(Duration::from_secs(20), || server.metric(&sample) == 1.0).await
+}
+
 fn paho(args: &[&str]) -> Command {
     let mut command = Command::new("python3");
     command.arg(PAHO).args(args);
@@ -193,22 +217,14 @@ fn a_clean_disconnect_logs_no_error() {
 async fn a_packet_before_connect_is_counted_as_such_not_as_a_forbidden_publish() {
     let server = Server::start(Backend::Sqlite);
     // A QoS 0 PUBLISH to "a/b" on a fresh socket, as tsung sends it.
-    let mut socket = TcpStream::connect(server.mqtt).expect("connect");
+    let mut socket = raw_socket(server.mqtt);
     socket
         .write_all(&[0x30, 0x07, 0x00, 0x03, b'a', b'/', b'b', b'h', b'i'])
         .expect("write");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    let mut rest = Vec::new();
-    // The server closes the socket without answering.
-    let _ = socket.read_to_end(&mut rest);
-    assert!(rest.is_empty(), "{rest:?}");
-    let counted = common::eventually(Duration::from_secs(20), || {
-        server.metric(r#"bluetick_mqtt_refusals_total{reason="not_connected"}"#) == 1.0
-    });
+    let answer = read_until_closed(&mut socket);
+    assert!(answer.is_empty(), "closed without an answer: {answer:?}");
     assert!(
-        counted.await,
+        counted_once(&server, "not_connected").await,
         "a packet before CONNECT is counted as not_connected"
     );
     assert_eq!(
@@ -220,10 +236,7 @@ async fn a_packet_before_connect_is_counted_as_such_not_as_a_forbidden_publish()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_closes_the_connection_and_is_counted_as_malformed() {
     let server = dev_open_server();
-    let mut socket = TcpStream::connect(server.mqtt).expect("connect");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
+    let mut socket = raw_socket(server.mqtt);
     // CONNECT: MQTT 3.1.1, clean session, keep-alive 60, empty client id.
     socket
         .write_all(&[
@@ -237,11 +250,10 @@ async fn malformed_input_closes_the_connection_and_is_counted_as_malformed() {
     socket
         .write_all(&[0x30, 0x05, 0x00, 0x03, b'a', b'/', b'+'])
         .expect("write PUBLISH");
-    let mut rest = Vec::new();
-    let _ = socket.read_to_end(&mut rest);
-    assert!(rest.is_empty(), "closed without an answer: {rest:?}");
-    let counted = common::eventually(Duration::from_secs(20), || {
-        server.metric(r#"bluetick_mqtt_refusals_total{reason="malformed"}"#) == 1.0
-    });
-    assert!(counted.await, "the refusal is counted as malformed");
+    let answer = read_until_closed(&mut socket);
+    assert!(answer.is_empty(), "closed without an answer: {answer:?}");
+    assert!(
+        counted_once(&server, "malformed").await,
+        "the refusal is counted as malformed"
+    );
 }
