@@ -135,6 +135,9 @@ pub struct Guard {
     /// The authenticator's revocation count when this connection's token
     /// was last found unrevoked.
     revocations_seen: u64,
+    /// The client speaks MQTT 3.1, whose CONNACK has no session-present
+    /// flag (that byte is reserved, 0).
+    mqtt31: bool,
 }
 
 impl Guard {
@@ -148,6 +151,7 @@ impl Guard {
             announced: Mutex::new(None),
             denied: Mutex::new(HashMap::new()),
             revocations_seen: 0,
+            mqtt31: false,
         }
     }
 
@@ -353,6 +357,23 @@ impl Guard {
     }
 }
 
+/// Does `stream` start with an MQTT 3.1 CONNECT (protocol name `MQIsdp`)?
+/// rumqttd's `Connect` does not keep the protocol level, so the guard
+/// reads it here, before the codec consumes the packet.
+fn is_mqtt31_connect(stream: &[u8]) -> bool {
+    const NAME: &[u8] = b"\x00\x06MQIsdp";
+    if stream.first() != Some(&0x10) {
+        return false;
+    }
+    // Skip the remaining length: 1 to 4 bytes, the last without bit 7.
+    let Some(length_bytes) = stream[1..].iter().take(4).position(|b| b & 0x80 == 0) else {
+        return false;
+    };
+    stream
+        .get(2 + length_bytes..)
+        .is_some_and(|rest| rest.starts_with(NAME))
+}
+
 /// The presence payload a viewer gets for a user they may not see.
 fn hidden_presence() -> bytes::Bytes {
     bytes::Bytes::from(
@@ -403,6 +424,9 @@ impl Protocol for Guard {
         stream: &mut bytes::BytesMut,
         max_size: usize,
     ) -> Result<Packet, CodecError> {
+        if self.identity.is_none() {
+            self.mqtt31 = is_mqtt31_connect(stream);
+        }
         let packet = match self.codec.read_mut(stream, max_size) {
             Ok(packet) => packet,
             // MQTT-3.1.2-2: a protocol level we do not speak is answered
@@ -489,7 +513,14 @@ impl Protocol for Guard {
                 if code == ConnectReturnCode::Success {
                     self.announce();
                 }
-                Packet::ConnAck(ConnAck { code, ..ack }, props)
+                let session_present = ack.session_present && !self.mqtt31;
+                Packet::ConnAck(
+                    ConnAck {
+                        code,
+                        session_present,
+                    },
+                    props,
+                )
             }
             Packet::Publish(mut publish, props) => {
                 if let Some(Identity::User { user, .. }) = &self.identity {
@@ -517,5 +548,25 @@ impl Protocol for Guard {
             other => other,
         };
         self.codec.write(packet, buffer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_mqtt31_connect;
+
+    #[test]
+    fn an_mqtt31_connect_is_told_from_a_311_one_and_from_partial_input() {
+        let v31 = b"\x10\x12\x00\x06MQIsdp\x03\x02\x00\x3c\x00\x02ab";
+        let v311 = b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x02ab";
+        assert!(is_mqtt31_connect(v31));
+        assert!(!is_mqtt31_connect(v311));
+        for partial in [&v31[..0], &v31[..1], &v31[..2], &v31[..5]] {
+            assert!(!is_mqtt31_connect(partial));
+        }
+        // A long CONNECT: two bytes of remaining length.
+        let mut long = vec![0x10, 0x90, 0x01];
+        long.extend_from_slice(b"\x00\x06MQIsdp");
+        assert!(is_mqtt31_connect(&long));
     }
 }
