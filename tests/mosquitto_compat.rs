@@ -37,11 +37,15 @@ fn every_scenario_behaves_as_on_mosquitto_or_is_listed_with_its_reason() {
     let (report, ok) = suite::report(&outcomes, &listed);
     println!("{report}");
     // COMPAT_VERBOSE=1 shows what Mosquitto answered in every scenario,
-    // for writing expectations into a new one.
+    // for writing expectations into a new one, and what bluetick logged
+    // above INFO while the suite ran.
     if std::env::var_os("COMPAT_VERBOSE").is_some() {
         for outcome in &outcomes {
             println!("{}: {:?}", outcome.scenario.name, outcome.mosquitto.lines);
         }
+        let log = server.log();
+        let loud = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR"));
+        println!("--- bluetick WARN/ERROR ---\n{}", loud.collect::<Vec<_>>().join("\n"));
     }
     if only.is_some() {
         assert!(

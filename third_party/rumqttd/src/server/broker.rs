@@ -517,7 +517,10 @@ async fn remote<P: Protocol>(
     let connect_packet = match mqtt_connect(config, &mut network).await {
         Ok(p) => p,
         Err(e) => {
-            error!(error=?e, "Error while handling MQTT connect packet");
+            // bluetick patch: INFO, not ERROR: a bad or missing CONNECT is the
+            // client's doing, and the guard counts it in
+            // `bluetick_mqtt_refusals_total`.
+            info!(error=?e, "Error while handling MQTT connect packet");
             return;
         }
     };
