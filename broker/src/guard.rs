@@ -20,6 +20,11 @@
 //!   MQTT 3.1.1 has no negative PUBACK, and closing is what the spec allows.
 //!   An allowed PUBLISH (or last will) of a user loses its retain flag: only
 //!   the server retains.
+//! - **Malformed** input rumqttd's codec lets through (a null character, an
+//!   empty or wildcard topic name, a misplaced wildcard in a filter, a
+//!   packet only a server sends, anything before CONNECT) closes the
+//!   connection, as Mosquitto does; see [`crate::wellformed`]. A CONNECT of
+//!   an unsupported protocol level gets CONNACK 0x01.
 //! - **Presence** messages the broker writes to a user are replaced with
 //!   `{"hidden":true}` when privacy does not let that user see them.
 //! - **Before login**, the listener's [`crate::prelogin::LoginGate`] admits
@@ -46,6 +51,7 @@ use crate::metrics::{self as meter, Refusal};
 use crate::prelogin::{LoginGate, Pending};
 use crate::privacy::PresencePolicy;
 use crate::ratelog::RateLimitedLog;
+use crate::wellformed;
 
 /// MQTT user name of the server's own clients (the bridge). `$` cannot
 /// appear in a user name, so no user can claim it.
@@ -154,6 +160,9 @@ pub struct Guard {
     gate: Option<Arc<LoginGate>>,
     /// This connection's place under `gate` until its CONNACK 0.
     login: Mutex<Option<Pending>>,
+    /// The client speaks MQTT 3.1, whose CONNACK has no session-present
+    /// flag (that byte is reserved, 0).
+    mqtt31: bool,
 }
 
 impl Guard {
@@ -169,6 +178,7 @@ impl Guard {
             announced: Mutex::new(None),
             denied: Mutex::new(HashMap::new()),
             revocations_seen: 0,
+            mqtt31: false,
         }
     }
 
@@ -332,6 +342,39 @@ impl Guard {
         }
     }
 
+    /// Checks what rumqttd's codec does not (see [`crate::wellformed`]);
+    /// `Err` closes the connection.
+    fn check_wellformed(&self, packet: &Packet) -> Result<(), Refusal> {
+        let ok = match packet {
+            Packet::Connect(connect, _, will, _, _) => {
+                wellformed::string(&connect.client_id)
+                    && will
+                        .as_ref()
+                        .is_none_or(|w| wellformed::topic_name(&w.topic))
+            }
+            // MQTT-3.1.0-1: nothing but CONNECT before CONNECT. Counted as
+            // what it is, not as the refusal its kind would otherwise get.
+            _ if self.identity.is_none() => return Err(Refusal::NotConnected),
+            Packet::Publish(publish, _) => wellformed::topic_name(&publish.topic),
+            Packet::Subscribe(subscribe, _) => subscribe
+                .filters
+                .iter()
+                .all(|f| wellformed::topic_filter(&f.path)),
+            Packet::Unsubscribe(unsubscribe, _) => unsubscribe
+                .filters
+                .iter()
+                .all(|f| wellformed::topic_filter(f)),
+            // Only a server sends CONNACK; Mosquitto closes a client that does.
+            Packet::ConnAck(..) => false,
+            _ => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Refusal::Malformed)
+        }
+    }
+
     fn announce(&self) {
         let Some(identity) = &self.identity else {
             return;
@@ -360,6 +403,23 @@ impl Guard {
         };
         self.shared.events.send(event)
     }
+}
+
+/// Does `stream` start with an MQTT 3.1 CONNECT (protocol name `MQIsdp`)?
+/// rumqttd's `Connect` does not keep the protocol level, so the guard
+/// reads it here, before the codec consumes the packet.
+fn is_mqtt31_connect(stream: &[u8]) -> bool {
+    const NAME: &[u8] = b"\x00\x06MQIsdp";
+    if stream.first() != Some(&0x10) {
+        return false;
+    }
+    // Skip the remaining length: 1 to 4 bytes, the last without bit 7.
+    let Some(length_bytes) = stream[1..].iter().take(4).position(|b| b & 0x80 == 0) else {
+        return false;
+    };
+    stream
+        .get(2 + length_bytes..)
+        .is_some_and(|rest| rest.starts_with(NAME))
 }
 
 /// The presence payload a viewer gets for a user they may not see.
@@ -422,7 +482,29 @@ impl Protocol for Guard {
         stream: &mut bytes::BytesMut,
         max_size: usize,
     ) -> Result<Packet, CodecError> {
-        let packet = self.codec.read_mut(stream, max_size)?;
+        if self.identity.is_none() {
+            self.mqtt31 = is_mqtt31_connect(stream);
+        }
+        let packet = match self.codec.read_mut(stream, max_size) {
+            Ok(packet) => packet,
+            // MQTT-3.1.2-2: a protocol level we do not speak is answered
+            // with CONNACK 0x01, not a silent close. Only a CONNECT carries a
+            // level, and only the first one reaches this far.
+            Err(CodecError::InvalidProtocolLevel(level))
+                if self.identity.is_none() && lock(&self.refusal).is_none() =>
+            {
+                tracing::debug!(level, "CONNECT with an unsupported protocol level");
+                return Ok(self.refused_connect(Refusal::UnsupportedProtocol));
+            }
+            // "Need more bytes" is how a partial frame waits for the rest.
+            Err(e @ CodecError::InsufficientBytes(_)) => return Err(e),
+            // Anything else the codec refuses closes the connection; count it.
+            Err(e) => {
+                meter::refused(Refusal::Malformed);
+                tracing::debug!(error = %e, "closing a connection for malformed input");
+                return Err(e);
+            }
+        };
         if lock(&self.refusal).is_some() {
             // rumqttd closes a refused connection after the CONNACK; nothing
             // the client sends meanwhile may reach the router.
@@ -435,6 +517,14 @@ impl Protocol for Guard {
                 "token revoked, closing connection"
             );
             return Err(CodecError::InvalidProtocol);
+        }
+        if let Err(refusal) = self.check_wellformed(&packet) {
+            meter::refused(refusal);
+            tracing::debug!(
+                reason = refusal.label(),
+                "closing a connection for its input"
+            );
+            return Err(CodecError::MalformedPacket);
         }
         match packet {
             Packet::Connect(..) if self.identity.is_some() => {
@@ -489,7 +579,14 @@ impl Protocol for Guard {
                 if code == ConnectReturnCode::Success {
                     self.announce();
                 }
-                Packet::ConnAck(ConnAck { code, ..ack }, props)
+                let session_present = ack.session_present && !self.mqtt31;
+                Packet::ConnAck(
+                    ConnAck {
+                        code,
+                        session_present,
+                    },
+                    props,
+                )
             }
             Packet::Publish(mut publish, props) => {
                 if let Some(Identity::User { user, .. }) = &self.identity {
@@ -517,5 +614,25 @@ impl Protocol for Guard {
             other => other,
         };
         self.codec.write(packet, buffer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_mqtt31_connect;
+
+    #[test]
+    fn an_mqtt31_connect_is_told_from_a_311_one_and_from_partial_input() {
+        let v31 = b"\x10\x12\x00\x06MQIsdp\x03\x02\x00\x3c\x00\x02ab";
+        let v311 = b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x02ab";
+        assert!(is_mqtt31_connect(v31));
+        assert!(!is_mqtt31_connect(v311));
+        for partial in [&v31[..0], &v31[..1], &v31[..2], &v31[..5]] {
+            assert!(!is_mqtt31_connect(partial));
+        }
+        // A long CONNECT: two bytes of remaining length.
+        let mut long = vec![0x10, 0x90, 0x01];
+        long.extend_from_slice(b"\x00\x06MQIsdp");
+        assert!(is_mqtt31_connect(&long));
     }
 }

@@ -19,6 +19,8 @@
 //! - [`metrics`]: counters and gauges for `/metrics`.
 //! - [`ratelog`]: log lines a flood cannot multiply (rate-limited, client
 //!   text cut short).
+//! - [`wellformed`]: the MQTT well-formedness rules the guard adds to
+//!   rumqttd's codec (topics, filters, strings).
 //!
 //! A packet's path: a client's bytes reach rumqttd's TCP listener (directly,
 //! or through the WebSocket or TLS relay, which dial a second, loopback-only
@@ -39,6 +41,7 @@ pub mod prelogin;
 pub mod privacy;
 pub mod ratelog;
 pub mod tls;
+pub mod wellformed;
 mod ws;
 
 use rumqttd::{ConnectionSettings, Router, RouterConfig, SegmentConfig, Server, ServerSettings};

@@ -37,6 +37,14 @@ pub enum Refusal {
     /// A WebSocket frame or message larger than the MQTT packet limit
     /// (the connection is closed with status 1009).
     WebSocketTooBig,
+    /// CONNECT with a protocol level other than 4 (3.1.1) or 3 (3.1).
+    UnsupportedProtocol,
+    /// A packet before CONNECT (the connection is closed).
+    NotConnected,
+    /// A packet breaking an MQTT rule the codec does not check (see
+    /// `wellformed`), or one only a server may send (the connection is
+    /// closed).
+    Malformed,
 }
 
 impl Refusal {
@@ -56,6 +64,9 @@ impl Refusal {
             Refusal::PendingLoginsPerAddress => "pending_logins_per_address",
             Refusal::LoginTimeout => "login_timeout",
             Refusal::WebSocketTooBig => "websocket_too_big",
+            Refusal::UnsupportedProtocol => "unsupported_protocol",
+            Refusal::NotConnected => "not_connected",
+            Refusal::Malformed => "malformed",
         }
     }
 
@@ -67,6 +78,7 @@ impl Refusal {
             Refusal::NoCredentials | Refusal::BadCredentials => Code::BadUserNamePassword,
             Refusal::ForbiddenWill => Code::NotAuthorized,
             Refusal::OverCapacity | Refusal::StoreUnavailable => Code::ServiceUnavailable,
+            Refusal::UnsupportedProtocol => Code::RefusedProtocolVersion,
             // These close or answer a live connection; no CONNACK carries them.
             Refusal::DuplicateConnect
             | Refusal::ForbiddenSubscribe
@@ -75,7 +87,9 @@ impl Refusal {
             | Refusal::PendingLoginsFull
             | Refusal::PendingLoginsPerAddress
             | Refusal::LoginTimeout
-            | Refusal::WebSocketTooBig => Code::NotAuthorized,
+            | Refusal::WebSocketTooBig
+            | Refusal::NotConnected
+            | Refusal::Malformed => Code::NotAuthorized,
         }
     }
 }

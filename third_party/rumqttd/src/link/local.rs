@@ -404,7 +404,15 @@ impl LinkRx {
         &mut self,
         notifications: &mut VecDeque<Notification>,
     ) -> Result<(), LinkError> {
-        self.router_rx.recv_async().await?;
+        // bluetick patch: `LinkBuilder::build` takes the CONNACK out of the
+        // buffer and consumes the wakeup that came with it. Whatever the
+        // router queued in the same batch (the PUBRELs a resumed session is
+        // owed, MQTT-4.4.0-1) would then wait for an unrelated wakeup; take
+        // it without waiting. An extra wakeup later only yields an empty
+        // batch.
+        if self.send_buffer.lock().is_empty() {
+            self.router_rx.recv_async().await?;
+        }
         mem::swap(&mut *self.send_buffer.lock(), notifications);
         Ok(())
     }

@@ -203,11 +203,9 @@ where
 
     handle_auth(config.clone(), login.as_ref(), &connect.client_id).await?;
 
-    // When keep_alive feature is disabled client can live forever, which is not good in
-    // distributed broker context so currenlty we don't allow it.
-    if connect.keep_alive == 0 {
-        return Err(Error::ZeroKeepAlive);
-    }
+    // bluetick patch: keep-alive 0 turns the mechanism off (MQTT 3.1.1
+    // §3.1.2.10); upstream closed such clients without a CONNACK, which
+    // breaks paho and MQTT.js. `Network::set_keepalive` handles 0.
 
     let empty_client_id = connect.client_id.is_empty();
     let clean_session = connect.clean_session;

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use tracing::{error, warn};
 
 use crate::{
-    protocol::Packet,
+    protocol::{Packet, QoS},
     router::{FilterIdx, MAX_CHANNEL_CAPACITY},
     Cursor, Notification,
 };
@@ -132,6 +132,13 @@ impl Outgoing {
         }
 
         for mut p in publishes {
+            // bluetick patch: a QoS 0 message to a QoS 1/2 subscription
+            // stays QoS 0: no packet id, nothing in flight.
+            if p.publish.qos == QoS::AtMostOnce {
+                self.meter.publish_count += 1;
+                buffer.push_back(Notification::Forward(p));
+                continue;
+            }
             // Index and pkid of current outgoing packet
             self.last_pkid += 1;
             p.publish.pkid = self.last_pkid;
@@ -160,6 +167,11 @@ impl Outgoing {
         }
 
         (buffer_count, inflight_count)
+    }
+
+    /// bluetick patch: is a delivery with this packet id awaiting its ack?
+    pub fn is_inflight(&self, pkid: u16) -> bool {
+        self.inflight_buffer.iter().any(|(id, _, _)| *id == pkid)
     }
 
     // Returns (unsolicited, outoforder) flags

@@ -402,7 +402,17 @@ impl AckLog {
 
     pub fn pubrec(&mut self, publish: Publish, props: Option<PublishProperties>, ack: PubRec) {
         let ack = Ack::PubRec(ack);
-        self.recorded.push_back((publish, props));
+        // bluetick patch: a QoS 2 PUBLISH resent before its PUBREL (DUP)
+        // replaces the one recorded under its id instead of queueing a
+        // second copy, so it is delivered once (MQTT-4.3.3-2).
+        match self
+            .recorded
+            .iter_mut()
+            .find(|(p, _)| p.pkid == publish.pkid)
+        {
+            Some(recorded) => *recorded = (publish, props),
+            None => self.recorded.push_back((publish, props)),
+        }
         self.committed.push_back(ack);
     }
 
@@ -412,9 +422,13 @@ impl AckLog {
     }
 
     pub fn pubcomp(&mut self, ack: PubComp) -> Option<(Publish, Option<PublishProperties>)> {
+        // bluetick patch: release the publish recorded under this PUBREL's
+        // id; upstream released the oldest one, whatever its id.
+        let pkid = ack.pkid;
         let ack = Ack::PubComp(ack);
         self.committed.push_back(ack);
-        self.recorded.pop_front()
+        let position = self.recorded.iter().position(|(p, _)| p.pkid == pkid)?;
+        self.recorded.remove(position)
     }
 
     pub fn pingresp(&mut self, ack: PingResp) {

@@ -202,6 +202,19 @@ pub struct DataRequest {
     max_count: usize,
     pub(crate) forward_retained: bool,
     pub(crate) group: Option<String>,
+    /// bluetick patch: after a persistent session dropped with unacked
+    /// deliveries, the cursor is rewound to the first of them; messages
+    /// before this cursor were sent once already and go out with DUP 1
+    /// (MQTT-4.4.0-1).
+    #[serde(default)]
+    pub(crate) resend_until: Option<(u64, u64)>,
+    /// bluetick patch: when a persistent session resumes, the end of the
+    /// filter's log. QoS 0 messages before it were published while the
+    /// session was away (or already delivered) and are not sent: MQTT-3.1.2-5
+    /// stores only QoS 1 and 2 for an absent session, as Mosquitto does, and
+    /// QoS 0 (typing, live presence) is meant to be ephemeral.
+    #[serde(default)]
+    pub(crate) qos0_skip_until: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

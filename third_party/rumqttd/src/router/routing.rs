@@ -347,6 +347,14 @@ impl Router {
             Tracker::new(client_id.clone())
         };
 
+        // bluetick patch: a resumed session gets no QoS 0 message published
+        // while it was away (see `DataRequest::qos0_skip_until`).
+        let mut tracker = tracker;
+        for request in tracker.data_requests.iter_mut() {
+            let (_, end) = self.datalog.next_native_offset(&request.filter);
+            request.qos0_skip_until = Some(end);
+        }
+
         let ackslog = AckLog::new();
 
         let time = match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
@@ -427,7 +435,10 @@ impl Router {
         let client_id = match &self.obufs.get(id) {
             Some(v) => v.client_id.clone(),
             None => {
-                error!("no-connection id {} is already gone", id);
+                // bluetick patch: a clean DISCONNECT ends the connection in
+                // the router first and then again when its link closes; the
+                // second time is expected, not an error.
+                debug!("no-connection id {} is already gone", id);
                 return;
             }
         };
@@ -517,6 +528,7 @@ impl Router {
 
             for request in tracker.data_requests.iter_mut() {
                 if let Some(cursor) = retransmissions.get(&request.filter_idx) {
+                    request.resend_until = Some(request.cursor);
                     request.cursor = *cursor;
                     // reset the group cursor
                     if let Some(group_name) = &request.group {
@@ -550,7 +562,8 @@ impl Router {
         let incoming = match self.ibufs.get_mut(id) {
             Some(v) => v,
             None => {
-                error!("no-connection id {} is already gone", id);
+                // bluetick patch: data that raced a disconnect; expected.
+                debug!("no-connection id {} is already gone", id);
                 return;
             }
         };
@@ -761,18 +774,21 @@ impl Router {
                             // remove the subscription id
                             connection.subscription_ids.remove(filter);
 
-                            let unsuback = UnsubAck {
-                                pkid,
-                                // reasons are used in MQTTv5
-                                reasons: vec![UnsubAckReason::Success],
-                            };
-                            let ackslog = self.ackslog.get_mut(id).unwrap();
-                            ackslog.unsuback(unsuback);
                             self.scheduler.untrack(id, filter);
                             self.datalog.remove_waiters_for_id(id, filter);
-                            force_ack = true;
                         }
                     }
+                    // bluetick patch: exactly one UNSUBACK per UNSUBSCRIBE,
+                    // even when no filter matched (MQTT-3.10.4-4/5). Upstream
+                    // sent one per removed filter, and none if none matched.
+                    let unsuback = UnsubAck {
+                        pkid,
+                        // reasons are used in MQTTv5
+                        reasons: vec![UnsubAckReason::Success; unsubscribe.filters.len()],
+                    };
+                    let ackslog = self.ackslog.get_mut(id).unwrap();
+                    ackslog.unsuback(unsuback);
+                    force_ack = true;
                 }
                 Packet::PubAck(puback, _) => {
                     let span = tracing::info_span!("puback", pkid = puback.pkid);
@@ -780,6 +796,13 @@ impl Router {
 
                     let outgoing = self.obufs.get_mut(id).unwrap();
                     let pkid = puback.pkid;
+                    // bluetick patch: an ack for an id that is not in flight
+                    // (a client acking twice, or after a resume) is ignored,
+                    // as Mosquitto does; upstream closed the connection.
+                    if !outgoing.is_inflight(pkid) {
+                        debug!(pkid, "ignoring ack for a packet id not in flight");
+                        continue;
+                    }
                     if outgoing.register_ack(pkid).is_none() {
                         error!(pkid, "Unsolicited/ooo ack received for pkid {}", pkid);
                         disconnect = true;
@@ -794,6 +817,13 @@ impl Router {
 
                     let outgoing = self.obufs.get_mut(id).unwrap();
                     let pkid = pubrec.pkid;
+                    // bluetick patch: an ack for an id that is not in flight
+                    // (a client acking twice, or after a resume) is ignored,
+                    // as Mosquitto does; upstream closed the connection.
+                    if !outgoing.is_inflight(pkid) {
+                        debug!(pkid, "ignoring ack for a packet id not in flight");
+                        continue;
+                    }
                     if outgoing.register_ack(pkid).is_none() {
                         error!(pkid, "Unsolicited/ooo ack received for pkid {}", pkid);
                         disconnect = true;
@@ -824,12 +854,12 @@ impl Router {
                     // on reconnection ( with clean session false )
                     // we try to retrive publish assuming broker saved the previous state
                     // successfully in graveyard.
-                    let (publish, props) = match ackslog.pubcomp(pubcomp) {
-                        Some(v) => v,
-                        None => {
-                            disconnect = true;
-                            break;
-                        }
+                    // bluetick patch: a PUBREL for an id we do not hold (a
+                    // repeated PUBREL, MQTT-4.3.3-2) is answered with PUBCOMP
+                    // and delivers nothing; upstream closed the connection.
+                    let Some((publish, props)) = ackslog.pubcomp(pubcomp) else {
+                        force_ack = true;
+                        continue;
                     };
 
                     // Try to append publish to commitlog
@@ -989,11 +1019,34 @@ impl Router {
                 // set true for new subscriptions
                 forward_retained,
                 group,
+                resend_until: None,
+                qos0_skip_until: None,
             };
 
             self.scheduler.track(id, request);
             self.scheduler.reschedule(id, ScheduleReason::NewFilter);
             debug_assert!(self.scheduler.check_tracker_duplicates(id).is_none())
+        } else {
+            // bluetick patch: a SUBSCRIBE for a filter this session already
+            // holds replaces it (MQTT-3.8.4-3): the new QoS applies and
+            // retained messages are sent again. Upstream kept the old QoS.
+            let qos = filter.qos as u8;
+            let replace = |request: &mut DataRequest| {
+                if request.filter == *filter_path {
+                    request.qos = qos;
+                    request.forward_retained = forward_retained;
+                }
+            };
+            if let Some(tracker) = self.scheduler.trackers.get_mut(id) {
+                tracker.data_requests.iter_mut().for_each(replace);
+            }
+            // A caught-up request waits in the datalog; wake it so the
+            // retained messages go out.
+            if let Some(mut parked) = self.datalog.remove_waiters_for_id(id, filter_path) {
+                replace(&mut parked);
+                self.scheduler.track(id, parked);
+                self.scheduler.reschedule(id, ScheduleReason::NewFilter);
+            }
         }
 
         // TODO: figure out how we can update existing DataRequest
@@ -1561,6 +1614,14 @@ fn forward_device_data(
 
     let qos = request.qos;
     let filter_idx = request.filter_idx;
+    let resend_until = request.resend_until;
+    if resend_until.is_some_and(|until| next >= until) {
+        request.resend_until = None;
+    }
+    let qos0_skip_until = request.qos0_skip_until;
+    if qos0_skip_until.is_some_and(|until| next >= until) {
+        request.qos0_skip_until = None;
+    }
     request.read_count += publishes.len();
     request.cursor = next;
     // println!("{:?} {:?} {}", start, next, request.read_count);
@@ -1588,8 +1649,19 @@ fn forward_device_data(
     // Fill and notify device data
     let forwards = publishes
         .into_iter()
+        // bluetick patch: see `DataRequest::qos0_skip_until`.
+        .filter(|((publish, _), offset)| {
+            let qos0 = qos == 0 || publish.qos == QoS::AtMostOnce;
+            !(qos0 && matches!((offset, qos0_skip_until), (Some(at), Some(until)) if *at < until))
+        })
         .map(|((mut publish, mut properties), offset)| {
-            publish.qos = protocol::qos(qos).unwrap();
+            // bluetick patch: deliver at the lower of the message's QoS and
+            // the subscription's (MQTT 3.1.1 §3.8.4); upstream upgraded
+            // QoS 0 messages to the subscription's QoS.
+            publish.qos = protocol::qos(qos.min(publish.qos as u8)).unwrap();
+            // bluetick patch: a message sent before the session dropped goes
+            // out again with DUP 1 (MQTT-4.4.0-1).
+            publish.dup = matches!((offset, resend_until), (Some(at), Some(until)) if at < until);
 
             // if there is some topic alias to use, set it in publish properties
             if topic_alias.is_some() {

@@ -523,7 +523,10 @@ async fn remote<P: Protocol>(
     let connect_packet = match mqtt_connect(config, &mut network).await {
         Ok(p) => p,
         Err(e) => {
-            error!(error=?e, "Error while handling MQTT connect packet");
+            // bluetick patch: INFO, not ERROR: a bad or missing CONNECT is the
+            // client's doing, and the guard counts it in
+            // `bluetick_mqtt_refusals_total`.
+            info!(error=?e, "Error while handling MQTT connect packet");
             return;
         }
     };
@@ -607,8 +610,10 @@ async fn remote<P: Protocol>(
         Ok(_) => error!("connection-stop"),
         // No need to send a disconnect message when disconnection
         // originated internally in the router.
+        // bluetick patch: logged at INFO, not ERROR: the router ends a link
+        // on every clean DISCONNECT and takeover.
         Err(remote::Error::Link(e)) => {
-            error!(error=?e, "router-drop");
+            info!(error=?e, "router-drop");
             send_disconnect = false;
         }
         // Connection was closed by peer
@@ -616,6 +621,11 @@ async fn remote<P: Protocol>(
             if err.kind() == io::ErrorKind::ConnectionAborted =>
         {
             info!(error=?err, "disconnected");
+        }
+        // bluetick patch: a keep-alive expiry, a reset or a malformed packet
+        // is the client's doing (counted by the guard), not a server error.
+        Err(e @ (remote::Error::Network(_) | remote::Error::Io(_))) => {
+            info!(error=?e, "disconnected");
         }
         // Any other error
         Err(e) => {

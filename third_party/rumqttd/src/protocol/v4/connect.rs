@@ -33,15 +33,21 @@ pub fn read(
     let protocol_name = read_mqtt_bytes(&mut bytes)?;
     let protocol_name = std::str::from_utf8(&protocol_name)?.to_owned();
     let protocol_level = read_u8(&mut bytes)?;
-    if protocol_name != "MQTT" {
-        return Err(Error::InvalidProtocol);
-    }
-
-    if protocol_level != 4 {
-        return Err(Error::InvalidProtocolLevel(protocol_level));
+    // bluetick patch: MQTT 3.1 ("MQIsdp", level 3) is accepted as Mosquitto
+    // accepts it; its packets are framed as 3.1.1's. Any other level of a
+    // known protocol name is refused with a CONNACK by the caller.
+    match (protocol_name.as_str(), protocol_level) {
+        ("MQTT", 4) | ("MQIsdp", 3) => {}
+        ("MQTT" | "MQIsdp", level) => return Err(Error::InvalidProtocolLevel(level)),
+        _ => return Err(Error::InvalidProtocol),
     }
 
     let connect_flags = read_u8(&mut bytes)?;
+    // bluetick patch: the reserved flag must be 0 (MQTT-3.1.2-3), and a
+    // password needs a user name (MQTT-3.1.2-22).
+    if connect_flags & 0x01 != 0 || connect_flags & 0xC0 == 0x40 {
+        return Err(Error::IncorrectPacketFormat);
+    }
     let clean_session = (connect_flags & 0b10) != 0;
     let keep_alive = read_u16(&mut bytes)?;
 

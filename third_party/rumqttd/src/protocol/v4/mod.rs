@@ -293,6 +293,13 @@ impl Protocol for V4 {
         // Test with a stream with exactly the size to check border panics
         let packet = stream.split_to(fixed_header.frame_length());
         let packet_type = fixed_header.packet_type()?;
+        // bluetick patch: SUBSCRIBE and UNSUBSCRIBE must carry the flags
+        // 0010 (MQTT-3.8.1-1, MQTT-3.10.1-1); anything else is malformed.
+        if matches!(packet_type, PacketType::Subscribe | PacketType::Unsubscribe)
+            && fixed_header.byte1 & 0x0F != 0b0010
+        {
+            return Err(Error::IncorrectPacketFormat);
+        }
 
         if fixed_header.remaining_len == 0 {
             // no payload packets

@@ -10,7 +10,10 @@ pub fn read(fixed_header: FixedHeader, mut bytes: Bytes) -> Result<PubAck, Error
     let variable_header_index = fixed_header.fixed_header_len;
     bytes.advance(variable_header_index);
 
-    if fixed_header.remaining_len != 2 {
+    // bluetick patch: bytes after the packet id (an MQTT 5 reason code from
+    // a confused client) are ignored, as Mosquitto and this codec's own
+    // PUBREC, PUBREL and PUBCOMP do; upstream closed the connection.
+    if fixed_header.remaining_len < 2 {
         return Err(Error::InvalidRemainingLength(fixed_header.remaining_len));
     }
 

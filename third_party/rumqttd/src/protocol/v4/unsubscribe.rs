@@ -15,6 +15,10 @@ pub fn read(fixed_header: FixedHeader, mut bytes: Bytes) -> Result<Unsubscribe, 
         filters.push(topic_filter);
     }
 
+    // bluetick patch: an UNSUBSCRIBE must name a filter (MQTT-3.10.3-2).
+    if filters.is_empty() {
+        return Err(Error::EmptySubscription);
+    }
     let unsubscribe = Unsubscribe { pkid, filters };
     Ok(unsubscribe)
 }
