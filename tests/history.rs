@@ -139,8 +139,10 @@ on_both_backends! {
         let error: Value = serde_json::from_slice(&error.payload).unwrap();
         assert_eq!((error["type"].as_str(), error["code"].as_str()), (Some("error"), Some("not_found")));
         assert_eq!(page_ids(&get(&server, "/v1/stars", &carol).json(), "/message/id"), Vec::<i64>::new());
-        let history = get(&server, "/v1/chats/alice/messages", &carol).json();
-        assert_eq!(history["items"], json!([]));
+        let stranger = get(&server, "/v1/chats/alice/messages", &carol);
+        assert_eq!((stranger.status, stranger.error_code().as_str()), (404, "not_found"), "carol has no chat with alice");
+        let unknown = get(&server, "/v1/chats/nobody_here/messages", &carol);
+        assert_eq!((unknown.status, unknown.error_code().as_str()), (404, "not_found"));
         assert_eq!(get(&server, "/v1/stars", "bt_not_a_token").status, 401);
     }
 

@@ -63,6 +63,7 @@ pub async fn chats(
         (status = 200, description = "A page of messages", body = Page<HistoryMessage>),
         (status = 400, description = "`limit` out of range", body = ErrorBody),
         (status = 401, description = "Missing or bad token", body = ErrorBody),
+        (status = 404, description = "No chat with this user (no message either way, or no such user)", body = ErrorBody),
     ),
 )]
 pub async fn conversation(
@@ -73,15 +74,28 @@ pub async fn conversation(
 ) -> Result<Json<Page<HistoryMessage>>, ApiError> {
     let limit = limit(&page)?;
     let peer = peer_name(&peer)?;
-    blocking(move || {
+    let messages = blocking(move || {
         let me = caller.user.as_str();
         let mut messages = state
             .store
             .conversation(me, peer.as_str(), page.before, limit)?;
+        // A chat exists once either side has written; asking for one that
+        // does not (a stranger, an unknown name) is 404, as for any
+        // resource the caller may not see. Only an empty page needs the
+        // check, so paging a real chat costs nothing more.
+        if messages.items.is_empty()
+            && !state.store.has_written_to(me, peer.as_str())?
+            && !state.store.has_written_to(peer.as_str(), me)?
+        {
+            return Ok(None);
+        }
         state.store.hide_unshared_reads(me, &mut messages.items)?;
-        Ok(Json(messages))
+        Ok(Some(messages))
     })
-    .await
+    .await?;
+    messages
+        .map(Json)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such chat"))
 }
 
 /// The caller's starred messages, newest message first.
