@@ -42,6 +42,7 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub media: MediaConfig,
     pub log: LogConfig,
+    pub search: SearchConfig,
 }
 
 /// Media uploads: where the bytes go, how they come back, and the limits.
@@ -234,6 +235,12 @@ pub struct AuthConfig {
 pub struct StoreConfig {
     /// Most pooled database connections.
     pub max_connections: u32,
+    /// SQLite: how often a background task checkpoints the WAL into the
+    /// database file (passive: it never waits for readers or the writer).
+    /// The writer itself never checkpoints, so commits never pay for it.
+    pub checkpoint_interval_ms: u64,
+    /// SQLite: page cache of each connection, in MiB.
+    pub cache_mib: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -269,6 +276,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             media: MediaConfig::default(),
             log: LogConfig::default(),
+            search: SearchConfig::default(),
         }
     }
 }
@@ -317,6 +325,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             max_connections: 16,
+            checkpoint_interval_ms: 1_000,
+            cache_mib: 64,
         }
     }
 }
@@ -394,6 +404,32 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Text,
             filter: "info,rumqttd=warn".to_owned(),
+        }
+    }
+}
+
+/// The search indexer, which writes the blind index of new messages off
+/// the send path (`store::indexer`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Run the indexer on this node. Off, new messages are not searchable
+    /// until a node with it on catches up (each resumes from the cursor
+    /// in the database).
+    pub indexer_enabled: bool,
+    /// How long the indexer sleeps when it has caught up, in ms: about the
+    /// longest a new message waits to become searchable.
+    pub index_interval_ms: u64,
+    /// Most messages one indexer transaction covers.
+    pub index_batch: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            indexer_enabled: true,
+            index_interval_ms: 200,
+            index_batch: 1_000,
         }
     }
 }

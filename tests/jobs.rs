@@ -122,6 +122,7 @@ on_both_backends! {
         let device_backup = "encrypted-by-the-phone \u{1F512}".repeat(100);
         let put = request(server.http, "PUT", "/v1/me/backup", Some(&device_backup), Some(&alice));
         assert_eq!(put.status, 201, "{}", put.body);
+        server.searchable(6).await;
         let before = all_rows(&server.store());
         assert_eq!(before["users"].len(), 2);
         assert_eq!(before["messages"].len(), 6);
