@@ -57,6 +57,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let config = config.clone();
         tokio::task::spawn_blocking(move || open_store_with(&config, true)).await??
     };
+    {
+        // Before any message can arrive: see `start_search_cursor`.
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.start_search_cursor()).await??;
+    }
     let checkpoints = tokio::spawn(run_checkpoints(
         store.clone(),
         Duration::from_millis(config.store.checkpoint_interval_ms.max(10)),

@@ -199,6 +199,7 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         warmup: Duration::from_secs(args.warmup),
         duration: Duration::from_secs(args.duration),
         window: args.window.max(1),
+        server_pid: Some(server.pid()),
     };
     let result = load::run(server.mqtt, &users, &config).await?;
     let server_rss = server.rss_bytes();
@@ -251,7 +252,8 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         }
     }
 
-    let bucket_ms = (result.send_to_deliver.percentiles().p99_ms / 20.0).max(0.5);
+    // 20 round-width buckets up to about the p99; slower ones share the last.
+    let bucket_ms = report::nice_ceiling(result.send_to_deliver.percentiles().p99_ms / 20.0).max(0.5);
     let report = Report {
         store: store_name.to_owned(),
         users: args.users,
@@ -271,6 +273,9 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         send_to_deliver: result.send_to_deliver.percentiles(),
         send_to_delivered_receipt: result.send_to_receipt.percentiles(),
         server_rss_bytes: server_rss,
+        bench_cpu_percent: result.bench_cpu_percent,
+        server_cpu_percent: result.server_cpu_percent,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         broker_drops,
         relays,
         throughput_series: result.receipts_per_second.clone(),
@@ -280,7 +285,7 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
     print!("{}", report.table());
     std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", args.json.display()))?;
-    std::fs::write(&args.svg, report.svg())
+    std::fs::write(&args.svg, report.svg()?)
         .with_context(|| format!("writing {}", args.svg.display()))?;
     println!("wrote {} and {}", args.json.display(), args.svg.display());
     anyhow::ensure!(

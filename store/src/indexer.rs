@@ -80,6 +80,10 @@ impl Store {
             let mut conn = self.conn()?;
             (read_cursor(&mut conn)?, newest_id(&mut conn)?)
         };
+        let Some(cursor) = cursor else {
+            self.start_search_cursor()?;
+            return self.index_pass(limit);
+        };
         if newest <= cursor {
             return Ok(IndexPass {
                 indexed: 0,
@@ -127,9 +131,18 @@ impl Store {
                 .filter(|row| present.contains(&row.message_id))
                 .collect();
             for chunk in terms.chunks(ROWS_PER_INSERT) {
-                on_backend!(&mut *tx.conn, c => diesel::insert_into(search_terms::table)
-                    .values(chunk)
-                    .execute(c))?;
+                // Ignoring a row already there keeps a pass whole when a node
+                // of the previous version, which indexed on send, shares
+                // the database during an upgrade.
+                match &mut *tx.conn {
+                    AnyConnection::Sqlite(c) => diesel::insert_or_ignore_into(search_terms::table)
+                        .values(chunk)
+                        .execute(c)?,
+                    AnyConnection::Postgres(c) => diesel::insert_into(search_terms::table)
+                        .values(chunk)
+                        .on_conflict_do_nothing()
+                        .execute(c)?,
+                };
             }
             on_backend!(&mut *tx.conn, c => diesel::update(search_cursor::table.find(CURSOR))
                 .set(search_cursor::through.eq(through))
@@ -191,10 +204,22 @@ impl Store {
         })
     }
 
-    /// How far the search index has got: every message at or below this
-    /// id is searchable.
-    pub fn indexed_through(&self) -> Result<i64, StoreError> {
-        read_cursor(&mut *self.conn()?)
+    /// Makes the indexer's cursor if there is none, at the newest message:
+    /// a database from before the indexer (or restored from a backup taken
+    /// before it) had every message indexed when it was sent. A server
+    /// calls this before it takes messages, so none is stored unindexed
+    /// below the cursor. Returns the cursor.
+    pub fn start_search_cursor(&self) -> Result<i64, StoreError> {
+        self.transaction(|tx| {
+            if let Some(through) = read_cursor(tx.conn)? {
+                return Ok(through);
+            }
+            let through = newest_id(tx.conn)?;
+            on_backend!(&mut *tx.conn, c => diesel::insert_into(search_cursor::table)
+                .values((search_cursor::indexer.eq(CURSOR), search_cursor::through.eq(through)))
+                .execute(c))?;
+            Ok(through)
+        })
     }
 }
 
@@ -233,11 +258,12 @@ impl Tx<'_> {
     }
 }
 
-fn read_cursor(conn: &mut AnyConnection) -> Result<i64, StoreError> {
+fn read_cursor(conn: &mut AnyConnection) -> Result<Option<i64>, StoreError> {
     Ok(on_backend!(conn, c => search_cursor::table
         .find(CURSOR)
         .select(search_cursor::through)
-        .first(c))?)
+        .first(c)
+        .optional())?)
 }
 
 /// The newest message id, hot or archived (0 when there is none).

@@ -4,14 +4,16 @@
 -- every message with an id at or below `through` is in `search_terms`.
 -- One row per indexer; the send path no longer writes the index, a
 -- background task does, in its own transactions, and resumes from here
--- after a restart. Messages that exist now were indexed when sent.
+-- after a restart. The row is made by the server before it takes
+-- messages (`Store::start_search_cursor`), at the newest message id then:
+-- messages stored before this version were indexed when sent. Not here,
+-- so a restore (which migrates, then loads a backup's rows) finds the
+-- table empty, and a backup from before this version gets its cursor at
+-- its own newest message.
 CREATE TABLE search_cursor (
     indexer TEXT   PRIMARY KEY,
     through BIGINT NOT NULL
 );
-INSERT INTO search_cursor (indexer, through)
-    SELECT 'search', GREATEST(COALESCE((SELECT MAX(id) FROM messages), 0),
-                              COALESCE((SELECT MAX(id) FROM messages_archive), 0));
 
 -- `timers_among` asks for either side of the pair; without this index the
 -- `user_b` half scanned the table.
