@@ -165,10 +165,9 @@ pub async fn run(
     let per_user_rate = config.rate.map(|r| r / users.len() as f64);
     let sending_from = tokio::time::Instant::now();
     for (index, client) in clients.into_iter().enumerate() {
-        // User i's first send is i/n of a period in: evenly staggered.
         let timer = per_user_rate.map(|rate| {
             let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
-            let offset = period.mul_f64(index as f64 / users.len() as f64);
+            let offset = stagger(index, users.len(), period);
             let mut timer = tokio::time::interval_at(sending_from + offset, period);
             // A user held up by its window sends late, not in a burst.
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -276,6 +275,12 @@ pub async fn run(
     result.sustained_per_second = in_window as f64 / (until - from) as f64;
     result.receipts_per_second = per_second;
     Ok(result)
+}
+
+/// When user `index` of `users` first sends, into a period they all share:
+/// user i at i/n of it, so their sends interleave evenly.
+fn stagger(index: usize, users: usize, period: Duration) -> Duration {
+    period.mul_f64(index as f64 / users.max(1) as f64)
 }
 
 async fn connect(
@@ -551,5 +556,20 @@ async fn send_loop(
             return;
         }
         shared.sent.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_rate_senders_are_spread_evenly_over_one_period() {
+        // 1,000/s from 100 users: each sends every 100 ms, one every 1 ms.
+        let period = Duration::from_millis(100);
+        let starts: Vec<Duration> = (0..100).map(|i| stagger(i, 100, period)).collect();
+        assert_eq!(starts[0], Duration::ZERO);
+        assert!(starts.windows(2).all(|w| w[1] - w[0] == Duration::from_millis(1)), "{starts:?}");
+        assert!(*starts.last().unwrap() < period);
     }
 }

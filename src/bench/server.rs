@@ -127,15 +127,31 @@ pub fn http_get(
     path: &str,
     token: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
+    http_request(http, "GET", path, None, token)
+}
+
+/// One HTTP/1.1 request with an optional JSON body and bearer token:
+/// (status, body).
+pub fn http_request(
+    http: SocketAddr,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
-    let mut stream = TcpStream::connect(http)?;
+    let mut stream = TcpStream::connect_timeout(&http, Duration::from_secs(10))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let body = json.unwrap_or("");
+    let content = json
+        .map(|b| format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()))
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {http}\r\n{auth}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {http}\r\n{auth}{content}Connection: close\r\n\r\n{body}"
     )?;
     let mut text = String::new();
     stream.read_to_string(&mut text)?;
