@@ -189,6 +189,17 @@ impl WriterGuard<'_> {
     }
 }
 
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        // A transaction that panicked may still be open, holding SQLite's
+        // write lock for every other connection: closing the connection
+        // rolls it back, and the next transaction opens a fresh one.
+        if std::thread::panicking() {
+            *self.0 = None;
+        }
+    }
+}
+
 /// The connection a transaction runs on.
 enum WriteConn<'a> {
     /// SQLite: the one writer.
