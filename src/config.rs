@@ -429,7 +429,7 @@ impl Default for SearchConfig {
         SearchConfig {
             indexer_enabled: true,
             index_interval_ms: 200,
-            index_batch: 1_000,
+            index_batch: 500,
         }
     }
 }

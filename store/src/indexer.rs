@@ -42,6 +42,12 @@ use crate::{Store, StoreError};
 /// The name of the search index's row in `search_cursor`.
 const CURSOR: &str = "search";
 
+/// Most index rows one pass writes (a message is never split). The pass
+/// holds SQLite's one writer while it inserts, and every ✓ waits for that
+/// writer: a backlog (a bulk import, an indexer back from a pause) is
+/// worked off in many short transactions, not a few long ones.
+const TERMS_PER_PASS: usize = 4_000;
+
 /// Index rows written per INSERT statement: 4 bind values each, well
 /// under SQLite's limit of 32,766 per statement.
 const ROWS_PER_INSERT: usize = 2_000;
@@ -73,8 +79,8 @@ impl IndexPass {
 type Unindexed = (i64, String, String, Vec<u8>, Option<Vec<u8>>);
 
 impl Store {
-    /// Indexes up to `limit` messages above the cursor and moves it past
-    /// them. A pass with nothing to do costs two indexed reads and no write.
+    /// Indexes up to `limit` messages above the cursor (fewer if their
+    /// terms pass [`TERMS_PER_PASS`]) and moves it past them. A pass with nothing to do costs two indexed reads and no write.
     pub fn index_pass(&self, limit: usize) -> Result<IndexPass, StoreError> {
         let (cursor, newest) = {
             let mut conn = self.conn()?;
@@ -113,12 +119,15 @@ impl Store {
                 ))
                 .load(c))?
         };
-        // Short of the limit means every message up to the watermark was read.
+        let read = rows.len();
+        let (terms, unreadable, taken) = self.terms(&rows)?;
+        let rows = &rows[..taken];
+        // Every row read was taken, and fewer than the limit: that was every
+        // message up to the watermark. Otherwise the pass stops at its last.
         let through = match rows.last() {
-            Some(&(id, ..)) if rows.len() == limit => id,
+            Some(&(id, ..)) if taken < read || read == limit => id,
             _ => watermark,
         };
-        let (terms, unreadable) = self.terms(&rows)?;
         let ids: Vec<i64> = rows.iter().map(|row| row.0).collect();
         let indexed = self.transaction(|tx| {
             if tx.lock_cursor()? != cursor {
@@ -165,13 +174,20 @@ impl Store {
         })
     }
 
-    /// The terms of `rows`, and how many could not be opened.
-    fn terms(&self, rows: &[Unindexed]) -> Result<(Vec<TermRow>, usize), StoreError> {
+    /// The terms of the first of `rows`, as many as fit in
+    /// [`TERMS_PER_PASS`] (at least one); how many could not be opened; and
+    /// how many rows that covers.
+    fn terms(&self, rows: &[Unindexed]) -> Result<(Vec<TermRow>, usize, usize), StoreError> {
         let sealer = self.sealer()?;
         let index = BlindIndex::new(sealer);
         let mut terms = Vec::new();
         let mut unreadable = 0;
+        let mut taken = 0;
         for (id, sender, recipient, body, media) in rows {
+            if taken > 0 && terms.len() >= TERMS_PER_PASS {
+                break;
+            }
+            taken += 1;
             let opened = sealer
                 .open_string(body)
                 .and_then(|body| Ok((body, open_media(sealer, media.as_deref())?)));
@@ -189,7 +205,7 @@ impl Store {
                 }
             }
         }
-        Ok((terms, unreadable))
+        Ok((terms, unreadable, taken))
     }
 
     /// PostgreSQL: the newest id once every transaction that may hold an
