@@ -420,7 +420,8 @@ pub struct SearchConfig {
     /// How long the indexer sleeps when it has caught up, in ms: about the
     /// longest a new message waits to become searchable.
     pub index_interval_ms: u64,
-    /// Most messages one indexer transaction covers.
+    /// Most messages one indexer transaction covers (it also stops at
+    /// 4,000 index rows, so a backlog never holds SQLite's writer long).
     pub index_batch: usize,
 }
 
