@@ -1,25 +1,10 @@
 //! The search indexer on SQLite and on a real PostgreSQL: a backlog is
 //! worked off in short passes, and the cursor covers every message once.
 
+mod common;
+
 use store::messages::NewMessage;
-use store::testing::TestDatabase;
-use store::{Backend, Sealer, Store, StoreOptions};
-
-fn open(backend: Backend) -> (TestDatabase, Store) {
-    let db = TestDatabase::new(backend);
-    let store = Store::open(&db.url, &StoreOptions::default())
-        .expect("open store")
-        .with_sealer(Sealer::from_hex(&"ab".repeat(32)).expect("key"));
-    store.migrate().expect("migrate");
-    (db, store)
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident($store:ident) $body:block)*) => {
-        mod sqlite { use super::*; $(#[test] fn $name() { let (_db, $store) = open(Backend::Sqlite); $body })* }
-        mod postgres { use super::*; $(#[test] fn $name() { let (_db, $store) = open(Backend::Postgres); $body })* }
-    };
-}
+use store::Backend;
 
 on_both_backends! {
     a_backlog_is_indexed_in_short_passes_until_every_message_is_searchable(store) {
