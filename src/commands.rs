@@ -47,10 +47,18 @@ pub enum UserCommand {
 /// Opens the configured store with its message key and brings its schema
 /// up to date.
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    open_store_with(config, false)
+}
+
+/// [`open_store`], with SQLite's WAL checkpoints left to the caller's
+/// background task (`bluetick serve` runs one) instead of commits.
+pub fn open_store_with(config: &Config, background_checkpoints: bool) -> anyhow::Result<Store> {
     private_data_dir(config)?;
     let url = config.database_url();
     let options = StoreOptions {
         max_connections: config.store.max_connections,
+        sqlite_cache_kib: config.store.cache_mib.saturating_mul(1024),
+        background_checkpoints,
         ..StoreOptions::default()
     };
     let store = Store::open(&url, &options)

@@ -43,6 +43,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub log: LogConfig,
     pub dead_letters: DeadLettersConfig,
+    pub search: SearchConfig,
 }
 
 /// The `[dead_letters]` section: how much of refused payloads is kept.
@@ -336,6 +337,12 @@ pub struct AuthConfig {
 pub struct StoreConfig {
     /// Most pooled database connections.
     pub max_connections: u32,
+    /// SQLite: how often a background task checkpoints the WAL into the
+    /// database file (passive: it never waits for readers or the writer).
+    /// The writer itself never checkpoints, so commits never pay for it.
+    pub checkpoint_interval_ms: u64,
+    /// SQLite: page cache of each connection, in MiB.
+    pub cache_mib: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -372,6 +379,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             log: LogConfig::default(),
             dead_letters: DeadLettersConfig::default(),
+            search: SearchConfig::default(),
         }
     }
 }
@@ -437,6 +445,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             max_connections: 16,
+            checkpoint_interval_ms: 1_000,
+            cache_mib: 64,
         }
     }
 }
@@ -519,6 +529,33 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Text,
             filter: "info,rumqttd=warn".to_owned(),
+        }
+    }
+}
+
+/// The search indexer, which writes the blind index of new messages off
+/// the send path (`store::indexer`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Run the indexer on this node. Off, new messages are not searchable
+    /// until a node with it on catches up (each resumes from the cursor
+    /// in the database).
+    pub indexer_enabled: bool,
+    /// How long the indexer sleeps when it has caught up, in ms: about the
+    /// longest a new message waits to become searchable.
+    pub index_interval_ms: u64,
+    /// Most messages one indexer transaction covers (it also stops at
+    /// 4,000 index rows, so a backlog never holds SQLite's writer long).
+    pub index_batch: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            indexer_enabled: true,
+            index_interval_ms: 200,
+            index_batch: 500,
         }
     }
 }

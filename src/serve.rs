@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-use crate::commands::open_store;
+use crate::commands::open_store_with;
 use crate::config::{Config, LogConfig, LogFormat};
 use crate::http::{self, AppState};
 
@@ -60,8 +60,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let store = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || open_store(&config)).await??
+        tokio::task::spawn_blocking(move || open_store_with(&config, true)).await??
     };
+    {
+        // Before any message can arrive: see `start_search_cursor`.
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.start_search_cursor()).await??;
+    }
+    let checkpoints = tokio::spawn(run_checkpoints(
+        store.clone(),
+        Duration::from_millis(config.store.checkpoint_interval_ms.max(10)),
+    ));
     let stale = {
         let (store, node) = (store.clone(), config.node.clone());
         tokio::task::spawn_blocking(move || store.clear_node_sessions(&node)).await??
@@ -156,6 +165,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Duration::from_secs(config.http.metrics_refresh_secs.max(1)),
     ));
 
+    let indexer = if config.search.indexer_enabled {
+        Some(tokio::spawn(run_indexer(
+            store.clone(),
+            config.search.index_batch.max(1),
+            Duration::from_millis(config.search.index_interval_ms.max(1)),
+        )))
+    } else {
+        tracing::info!("search.indexer_enabled is false: new messages wait for another node's indexer to become searchable");
+        None
+    };
+
     let scheduler = if config.jobs.enabled {
         let context = crate::operations::context(
             &config,
@@ -204,6 +224,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         task.abort();
     }
     heartbeat.abort();
+    // An index pass cut off here rolls back; the next start resumes from
+    // the cursor its last commit left.
+    if let Some(indexer) = indexer {
+        indexer.abort();
+    }
+    checkpoints.abort();
     // The process is about to drop every MQTT connection; the session rows
     // go with them rather than waiting for the next start to clear them.
     // Anything the bridge has not committed stays unacknowledged; clients
@@ -263,6 +289,78 @@ fn return_freed_memory_to_the_system() {
             libc::mallopt(libc::M_ARENA_MAX, (2 * cores) as libc::c_int);
         }
     }
+}
+
+/// How often a failing background store task logs: the failure counter
+/// says how many times; the log says what.
+const BACKGROUND_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Follows `messages` and writes their search terms (`store::indexer`):
+/// passes back to back while behind, one every `interval` once caught up.
+async fn run_indexer(store: store::Store, batch: usize, interval: Duration) {
+    let mut warned: Option<std::time::Instant> = None;
+    let mut through = 0;
+    loop {
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.index_pass(batch)).await {
+            Ok(Ok(pass)) => {
+                metrics::counter!("bluetick_search_indexed_total").increment(pass.indexed as u64);
+                metrics::counter!("bluetick_search_unindexable_total")
+                    .increment(pass.unreadable as u64);
+                metrics::gauge!("bluetick_search_indexed_through").set(pass.through as f64);
+                metrics::gauge!("bluetick_search_index_lag_messages")
+                    .set((pass.newest - pass.through).max(0) as f64);
+                let moved = pass.through > through;
+                through = pass.through;
+                if pass.more() && moved {
+                    continue;
+                }
+            }
+            Ok(Err(error)) => {
+                metrics::counter!("bluetick_search_index_errors_total").increment(1);
+                if due(&mut warned) {
+                    tracing::warn!(%error, "search indexer pass failed; retrying");
+                }
+            }
+            Err(error) => {
+                metrics::counter!("bluetick_search_index_errors_total").increment(1);
+                if due(&mut warned) {
+                    tracing::warn!(%error, "search indexer task failed; retrying");
+                }
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// SQLite: checkpoints the WAL every `interval`, so commits never do.
+async fn run_checkpoints(store: store::Store, interval: Duration) {
+    if store.backend() != store::Backend::Sqlite {
+        return;
+    }
+    let mut warned: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        let store = store.clone();
+        let done = tokio::task::spawn_blocking(move || store.checkpoint()).await;
+        if !matches!(done, Ok(Ok(()))) {
+            metrics::counter!("bluetick_sqlite_checkpoint_errors_total").increment(1);
+            if due(&mut warned) {
+                tracing::warn!(outcome = ?done.map(|r| r.err().map(|e| e.to_string())), "WAL checkpoint failed; retrying");
+            }
+        }
+    }
+}
+
+/// Whether a rate-limited warning last given at `warned` is due again;
+/// if so, it is counted as given now.
+fn due(warned: &mut Option<std::time::Instant>) -> bool {
+    let now = std::time::Instant::now();
+    if warned.is_some_and(|at| now.duration_since(at) < BACKGROUND_WARN_EVERY) {
+        return false;
+    }
+    *warned = Some(now);
+    true
 }
 
 /// Keeps the `sessions` table and presence true to the guard's connect and

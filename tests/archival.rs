@@ -44,6 +44,32 @@ async fn send(app: &mut App, to: &str, body: &str) -> i64 {
 }
 
 on_both_backends! {
+    async fn a_message_archived_before_it_was_indexed_is_still_found(backend) {
+        // The indexer is paused while the message is sent, delivered and
+        // archived, as a lagging one would be.
+        let paused = common::Options::default().env("BLUETICK_SEARCH__INDEXER_ENABLED", "false");
+        let mut server = Server::start_with(backend, paused);
+        let dir = tempfile::tempdir().unwrap();
+        let alice_token = server.register("alice");
+        let bob_token = server.register("bob");
+        let mut alice = App::connect(&server, "alice", &alice_token, "phone", dir.path()).await;
+        let mut bob = App::connect(&server, "bob", &bob_token, "phone", dir.path()).await;
+        let id = send(&mut alice, "bob", "the axolotl itinerary").await;
+        bob.message_from("alice", "the axolotl itinerary").await;
+        assert!(common::eventually(Duration::from_secs(30), || {
+            count(&server, "inbox WHERE message_id IS NOT NULL") == 0
+        }).await, "devices acked their inboxes");
+        run_job(&server, "archival", 8 * DAY);
+        assert_eq!(count(&server, &format!("messages_archive WHERE id = {id}")), 1);
+        assert_eq!(count(&server, &format!("search_terms WHERE message_id = {id}")), 0, "not indexed yet");
+
+        drop((alice, bob));
+        server.crash_and_restart_with(common::Options::default());
+        server.searchable(id).await;
+        assert_eq!(page_ids(&get(&server, "/v1/search?q=axolotl", &bob_token), "/id"), [id]);
+        assert_eq!(page_ids(&get(&server, "/v1/search?q=Itinerary", &alice_token), "/id"), [id]);
+    }
+
     async fn old_messages_move_to_the_archive_and_stay_readable(backend) {
         let server = Server::start(backend);
         let dir = tempfile::tempdir().unwrap();
@@ -80,6 +106,7 @@ on_both_backends! {
         assert_eq!((count(&server, "messages"), count(&server, "messages_archive")), (1, 3), "a rerun changes nothing");
 
         // History, stars, search and the chat list read the archive alike.
+        server.searchable(waiting).await;
         let history = get(&server, "/v1/chats/bob/messages", &alice_token);
         assert_eq!(page_ids(&history, "/id"), [reply, second, first]);
         assert_eq!(history["items"][2]["body"], "the zanzibar plan");
@@ -186,6 +213,7 @@ on_both_backends! {
                 count(server, &format!("inbox WHERE message_id IN {gone}")),
             ]
         };
+        server.searchable(document.max(to_carol)).await;
         // Search terms: each participant's copy of 3 + 5 distinct words,
         // and of the 2 words of the document's caption.
         assert_eq!(traces(&server), [1, 2, 1, 20, 1], "hot, archived, star, terms, Carol's event");

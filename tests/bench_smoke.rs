@@ -2,38 +2,41 @@
 //! duplicated or reordered. It asserts nothing about speed; the figures
 //! are in docs/performance.md.
 
+mod common;
+
 use std::process::Command;
 
-#[test]
-fn a_ten_second_bench_loses_duplicates_and_reorders_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("bench.json");
+/// Runs `bluetick bench ARGS` in `dir`, asserts it succeeded, and returns
+/// what it printed and its JSON report.
+fn bench(dir: &std::path::Path, args: &[&str]) -> (String, serde_json::Value) {
+    let json = dir.join("bench.json");
     let output = Command::new(env!("CARGO_BIN_EXE_bluetick"))
-        .args([
-            "bench",
-            "--users",
-            "10",
-            "--duration",
-            "10",
-            "--warmup",
-            "1",
-            "--relay-seconds",
-            "0",
-        ])
+        .arg("bench")
+        .args(args)
         .arg("--json")
         .arg(&json)
         .arg("--svg")
-        .arg(dir.path().join("bench.svg"))
-        .current_dir(dir.path())
+        .arg(dir.join("bench.svg"))
+        .current_dir(dir)
         .output()
         .expect("run bluetick bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (stdout, report)
+}
+
+#[test]
+fn a_ten_second_bench_loses_duplicates_and_reorders_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, report) = bench(
+        dir.path(),
+        &["--users", "10", "--duration", "10", "--warmup", "1", "--relay-seconds", "0"],
+    );
     assert!(report["sent"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["sent"], report["received"], "{report}");
     assert_eq!(
@@ -45,7 +48,40 @@ fn a_ten_second_bench_loses_duplicates_and_reorders_nothing() {
         (Some(0), Some(0), Some(0))
     );
     assert!(stdout.contains("send → ✓✓ at sender"), "{stdout}");
-    assert!(std::fs::read_to_string(dir.path().join("bench.svg"))
-        .unwrap()
-        .starts_with("<svg"));
+    assert!(stdout.contains("CPU while measuring"), "{stdout}");
+    let svg = std::fs::read_to_string(dir.path().join("bench.svg")).unwrap();
+    assert!(svg.starts_with("<svg"));
+    assert!(svg.contains("messages/s") && svg.contains("latency (ms"), "axes carry units");
+}
+
+/// `--target`: the bench measures a server it did not start, logging in
+/// the users of a credentials file over that server's HTTP API.
+#[test]
+fn a_bench_against_a_running_server_logs_in_its_users_and_loses_nothing() {
+    let server = common::Server::start(common::Backend::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("users.txt");
+    let mut lines = String::from("# name:password\n");
+    for name in ["ann", "ben", "cat", "dan"] {
+        server.register(name);
+        lines.push_str(&format!("{name}:{name}-password\n"));
+    }
+    std::fs::write(&credentials, lines).unwrap();
+    let (mqtt, http) = (server.mqtt.to_string(), server.http.to_string());
+    let (_, report) = bench(
+        dir.path(),
+        &[
+            "--users", "4", "--duration", "3", "--warmup", "1", "--rate", "100",
+            "--relay-seconds", "0", "--target", &mqtt, "--target-http", &http,
+            "--credentials", credentials.to_str().unwrap(),
+        ],
+    );
+    assert!(report["sent"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["sent"], report["received"], "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert!(report["store"].as_str().unwrap().contains(&mqtt), "{report}");
+    assert!(
+        server.metric("bluetick_messages_stored_total") >= report["sent"].as_f64().unwrap(),
+        "the running server stored them"
+    );
 }

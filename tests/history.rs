@@ -276,7 +276,8 @@ on_both_backends! {
         let closed = send(&server, &bob, "b1", "alice", "the CAFE is closed today");
         let unrelated = send(&server, &alice, "a2", "bob", "nothing to see");
         let with_carol = send(&server, &alice, "a3", "carol", "another cafe, Carol");
-        send(&server, &carol, "c1", "dave", "a secret cafe zanzibarquux");
+        let last = send(&server, &carol, "c1", "dave", "a secret cafe zanzibarquux");
+        server.searchable(last).await;
 
         let search = |token: &str, query: &str| -> Vec<i64> {
             let response = get(&server, &format!("/v1/search?{query}"), token);
@@ -311,6 +312,50 @@ on_both_backends! {
             &["Zanzibarquux", "zanzibarquux", "ZANZIBARQUUX", "Caf\u{e9}", "cafe", "CAFE", "cole"],
             "after indexing",
         );
+    }
+
+    async fn a_sent_message_becomes_searchable_once_the_indexer_catches_up(backend) {
+        let server = Server::start(backend);
+        let alice = server.register("alice");
+        let bob = server.register("bob");
+        let sent_at = std::time::Instant::now();
+        let id = send(&server, &alice, "a1", "bob", "the numbat rendezvous");
+        // The ✓ (the 201) comes before the index: search finds it soon after.
+        let found = common::eventually(Duration::from_secs(60), || {
+            page_ids(&get(&server, "/v1/search?q=numbat", &bob).json(), "/id") == [id]
+        })
+        .await;
+        assert!(found, "Bob's search never found the message");
+        eprintln!("searchable {:?} after the send", sent_at.elapsed());
+        assert_eq!(page_ids(&get(&server, "/v1/search?q=rendezvous+numbat", &alice).json(), "/id"), [id]);
+        assert!(common::eventually(Duration::from_secs(60), || {
+            server.metric("bluetick_search_index_lag_messages") == 0.0
+                && server.metric("bluetick_search_indexed_through") >= id as f64
+        })
+        .await, "operators see the indexer caught up");
+        assert!(server.metric("bluetick_search_indexed_total") >= 1.0);
+    }
+
+    async fn messages_stored_but_not_yet_indexed_when_the_server_dies_are_found_after_a_restart(backend) {
+        // A paused indexer stands for one that had not got to them yet.
+        let paused = common::Options::default().env("BLUETICK_SEARCH__INDEXER_ENABLED", "false");
+        let mut server = Server::start_with(backend, paused);
+        let alice = server.register("alice");
+        let bob = server.register("bob");
+        let first = send(&server, &alice, "a1", "bob", "a quokka at the Café");
+        let second = send(&server, &bob, "b1", "alice", "QUOKKA selfie, please");
+        let third = send(&server, &alice, "a2", "bob", "quokka café again");
+        assert_eq!(page_ids(&get(&server, "/v1/search?q=quokka", &alice).json(), "/id"), Vec::<i64>::new(), "not indexed while paused");
+
+        server.crash_and_restart_with(common::Options::default());
+        server.searchable(third).await;
+        assert_eq!(page_ids(&get(&server, "/v1/search?q=quokka", &alice).json(), "/id"), [third, second, first]);
+        assert_eq!(page_ids(&get(&server, "/v1/search?q=cafe+quokka", &bob).json(), "/id"), [third, first]);
+        // The restarted indexer resumed from its cursor: each message once.
+        let terms: i64 = common::rows::count(&server, "search_terms WHERE message_id IN (SELECT id FROM messages)");
+        let later = send(&server, &alice, "a3", "bob", "quokka");
+        server.searchable(later).await;
+        assert_eq!(common::rows::count(&server, &format!("search_terms WHERE message_id < {later}")), terms, "nothing indexed twice");
     }
 }
 

@@ -123,6 +123,7 @@ on_both_backends! {
         let device_backup = "encrypted-by-the-phone \u{1F512}".repeat(100);
         let put = request(server.http, "PUT", "/v1/me/backup", Some(&device_backup), Some(&alice));
         assert_eq!(put.status, 201, "{}", put.body);
+        server.searchable(6).await;
         let before = all_rows(&server.store());
         assert_eq!(before["users"].len(), 2);
         assert_eq!(before["messages"].len(), 6);
@@ -834,6 +835,7 @@ async fn move_between_backends(from: Backend, to: Backend) {
         Some(&bob),
     );
     assert_eq!(put.status, 201, "{}", put.body);
+    old.searchable(3).await;
     let counts: BTreeMap<String, usize> = all_rows(&old.store())
         .into_iter()
         .map(|(table, rows)| (table, rows.len()))
@@ -912,6 +914,7 @@ async fn a_backup_on_s3_restores_from_the_bucket_with_its_media_references() {
     );
     assert_eq!(sent.status, 201, "{}", sent.body);
     send_http(&server, &bob, "b-0", "alice", "nice photo");
+    server.searchable(2).await;
     let before = all_rows(&server.store());
     assert_eq!((before["messages"].len(), before["media"].len()), (2, 1));
 

@@ -97,3 +97,5 @@ mod session;
 pub use client::{AppEvent, Client};
 pub use config::{Config, Tls};
 pub use error::ClientError;
+/// How the SDK acks its inbox, for tools that must ack the same way (the bench).
+pub use session::{ACK_BURST, ACK_DELAY};

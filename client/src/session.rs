@@ -56,9 +56,9 @@ const REFUSED_PAUSE: Duration = Duration::from_secs(5);
 /// Period of the resend and re-sync checks (shorter if `resend_after` is).
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
 /// Ack at most this often…
-const ACK_DELAY: Duration = Duration::from_millis(50);
+pub const ACK_DELAY: Duration = Duration::from_millis(50);
 /// …unless this many delivered events are unacked.
-const ACK_BURST: i64 = 100;
+pub const ACK_BURST: i64 = 100;
 /// Most inbox publishes processed (and committed) together.
 const MAX_BATCH: usize = 1_000;
 /// Most outbox entries handed to rumqttc per resend pass.

@@ -84,6 +84,19 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
     let messages = args.messages;
     let seeded = tokio::task::spawn_blocking(move || seed(&store, &names, messages)).await??;
     eprintln!("stored {messages} messages in {seeded:.1?}");
+    // Search reads the index, which the server's indexer writes after the
+    // fact: wait until it has every seeded message (ids 1..=messages).
+    let indexing = Instant::now();
+    let deadline = indexing + Duration::from_secs(600);
+    while server::metric(http, "bluetick_search_indexed_through") < messages as f64 {
+        anyhow::ensure!(Instant::now() < deadline, "the search indexer did not catch up in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "indexed in {:.1?} after the last was stored ({:.0} messages/s over seeding and catching up)",
+        indexing.elapsed(),
+        messages as f64 / (seeded + indexing.elapsed()).as_secs_f64()
+    );
 
     let mut rng = StdRng::seed_from_u64(7);
     let peer_of = |user: usize, rng: &mut StdRng| (user + rng.gen_range(1..=5)) % users.len();

@@ -4,9 +4,18 @@
 //!
 //! The bench clients are deliberately lean (no outbox on disk, no resend):
 //! anything the system loses shows up as loss instead of being repaired,
-//! which is what a bench must report.
+//! which is what a bench must report. They ack their inbox as the SDK does
+//! (the highest gap-free seq, at once after [`client::ACK_BURST`] events,
+//! else [`client::ACK_DELAY`] after the first unacked one), so the server
+//! sees the ack traffic of real clients.
+//!
+//! At a fixed rate each user sends on its own timer, and the timers are
+//! staggered evenly over one period: 1,000/s from 100 users arrives as one
+//! message every millisecond, not as 100 at once ten times a second.
 
-use protocol::messages::{Event, InboxEvent};
+use protocol::messages::{AckRequest, Event, InboxEvent, SendRequest};
+use protocol::names::UserName;
+use protocol::topics::user_topic;
 use rumqttc::{AsyncClient, MqttOptions, Packet, QoS};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -17,6 +26,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::stats::Samples;
+
+/// The device part of every bench client id (`{user}.bench`).
+const DEVICE: &str = "bench";
 
 /// Who talks to whom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -39,6 +51,9 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// Most unacknowledged sends per user.
     pub window: usize,
+    /// The server's process, when it runs on this machine: its CPU is
+    /// measured beside the bench's own.
+    pub server_pid: Option<u32>,
 }
 
 /// What one run measured.
@@ -58,6 +73,11 @@ pub struct LoadResult {
     pub receipts_per_second: Vec<u64>,
     /// ✓✓ per second over the measured window (after warm-up).
     pub sustained_per_second: f64,
+    /// CPU the bench's own clients used over the measured window, in
+    /// percent of one core: on a shared machine it is taken from the server.
+    pub bench_cpu_percent: Option<f64>,
+    /// The same for the server, when it runs here.
+    pub server_cpu_percent: Option<f64>,
 }
 
 /// A send whose message never reached its recipient.
@@ -86,7 +106,10 @@ struct Ledger {
     received: HashMap<String, (HashSet<u64>, u64)>,
     duplicates: u64,
     order_violations: u64,
-    highest_seq: i64,
+    /// The inbox: the highest seq below which none is missing, and the
+    /// seqs seen above it (a gap the broker may still fill).
+    contiguous_seq: i64,
+    seqs_above: std::collections::BTreeSet<i64>,
     send_to_ack: Samples,
     send_to_deliver: Samples,
     send_to_receipt: Samples,
@@ -140,13 +163,22 @@ pub async fn run(
     // published before its recipient subscribes reaches nobody, and these
     // clients do not sync on connect to fetch it (the SDK does).
     let per_user_rate = config.rate.map(|r| r / users.len() as f64);
+    let sending_from = tokio::time::Instant::now();
     for (index, client) in clients.into_iter().enumerate() {
+        let timer = per_user_rate.map(|rate| {
+            let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
+            let offset = stagger(index, users.len(), period);
+            let mut timer = tokio::time::interval_at(sending_from + offset, period);
+            // A user held up by its window sends late, not in a burst.
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            timer
+        });
         tasks.push(tokio::spawn(send_loop(
             client,
             index,
             names.clone(),
             config.clone(),
-            per_user_rate,
+            timer,
             shared.clone(),
             ledgers[index].clone(),
         )));
@@ -155,8 +187,17 @@ pub async fn run(
     // Progress while it runs.
     let total = config.warmup + config.duration;
     let mut last = (0, Instant::now());
+    // (wall clock, bench CPU, server CPU) when measuring began.
+    let mut cpu_from = None;
     while start.elapsed() < total {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        if cpu_from.is_none() && start.elapsed() >= config.warmup {
+            cpu_from = Some((
+                Instant::now(),
+                super::server::cpu_seconds(None),
+                config.server_pid.and_then(|pid| super::server::cpu_seconds(Some(pid))),
+            ));
+        }
         let done = shared.receipted.load(Ordering::Relaxed);
         let rate = (done - last.0) as f64 / last.1.elapsed().as_secs_f64();
         last = (done, Instant::now());
@@ -175,6 +216,17 @@ pub async fn run(
     }
     let measured_until = Instant::now();
     shared.stop_sending.store(true, Ordering::SeqCst);
+    let (bench_cpu_percent, server_cpu_percent) = match cpu_from {
+        Some((at, bench, server)) => {
+            let wall = measured_until.duration_since(at).as_secs_f64().max(0.001);
+            let percent = |from: Option<f64>, to: Option<f64>| Some(100.0 * (to? - from?) / wall);
+            (
+                percent(bench, super::server::cpu_seconds(None)),
+                percent(server, config.server_pid.and_then(|pid| super::server::cpu_seconds(Some(pid)))),
+            )
+        }
+        None => (None, None),
+    };
 
     // Drain: wait for what is in flight to arrive.
     let drain_deadline = Instant::now() + Duration::from_secs(15);
@@ -195,6 +247,8 @@ pub async fn run(
     let mut result = LoadResult {
         sent: shared.sent.load(Ordering::Relaxed),
         received: shared.received.load(Ordering::Relaxed),
+        bench_cpu_percent,
+        server_cpu_percent,
         ..LoadResult::default()
     };
     let ledgers: Vec<Ledger> = ledgers
@@ -223,6 +277,12 @@ pub async fn run(
     Ok(result)
 }
 
+/// When user `index` of `users` first sends, into a period they all share:
+/// user i at i/n of it, so their sends interleave evenly.
+fn stagger(index: usize, users: usize, period: Duration) -> Duration {
+    period.mul_f64(index as f64 / users.max(1) as f64)
+}
+
 async fn connect(
     mqtt: SocketAddr,
     user: &str,
@@ -230,7 +290,7 @@ async fn connect(
     shared: Arc<Shared>,
     ledger: Arc<Mutex<Ledger>>,
 ) -> anyhow::Result<(AsyncClient, tokio::task::JoinHandle<()>)> {
-    let mut options = MqttOptions::new(format!("{user}.bench"), mqtt.ip().to_string(), mqtt.port());
+    let mut options = MqttOptions::new(format!("{user}.{DEVICE}"), mqtt.ip().to_string(), mqtt.port());
     options
         .set_credentials(user, token)
         .set_keep_alive(Duration::from_secs(60))
@@ -246,8 +306,9 @@ async fn connect(
             Err(_) => anyhow::bail!("{user}: no CONNACK within 10 s"),
         }
     }
+    let name = UserName::parse(user)?;
     client
-        .subscribe(format!("u/{user}/inbox"), QoS::AtLeastOnce)
+        .subscribe(user_topic(&name, "inbox"), QoS::AtLeastOnce)
         .await?;
     loop {
         if let rumqttc::Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await? {
@@ -256,15 +317,24 @@ async fn connect(
     }
     let me = user.to_owned();
     let acker = client.clone();
+    let ack_topic = user_topic(&name, "ack");
     let driver = tokio::spawn(async move {
         let mut acked_seq = 0;
-        let mut ack_tick = tokio::time::interval(Duration::from_millis(20));
+        // When the oldest unacked event must be acked at the latest.
+        let mut ack_due: Option<tokio::time::Instant> = None;
         loop {
+            let due = ack_due;
             tokio::select! {
                 event = eventloop.poll() => match event {
                     Ok(rumqttc::Event::Incoming(Packet::Publish(publish))) => {
                         if let Ok(event) = serde_json::from_slice::<InboxEvent>(&publish.payload) {
                             on_event(&me, event, &shared, &ledger);
+                        }
+                        let up_to = ledger.lock().unwrap_or_else(|p| p.into_inner()).contiguous_seq;
+                        if up_to - acked_seq >= client::ACK_BURST {
+                            ack_due = Some(tokio::time::Instant::now());
+                        } else if up_to > acked_seq && ack_due.is_none() {
+                            ack_due = Some(tokio::time::Instant::now() + client::ACK_DELAY);
                         }
                     }
                     Ok(_) => {}
@@ -275,12 +345,15 @@ async fn connect(
                         return;
                     }
                 },
-                _ = ack_tick.tick() => {
-                    let highest = ledger.lock().unwrap_or_else(|p| p.into_inner()).highest_seq;
-                    if highest > acked_seq {
-                        acked_seq = highest;
-                        let ack = serde_json::json!({ "up_to": highest, "device": "bench" }).to_string();
-                        let _ = acker.try_publish(format!("u/{me}/ack"), QoS::AtLeastOnce, false, ack);
+                _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                    ack_due = None;
+                    let up_to = ledger.lock().unwrap_or_else(|p| p.into_inner()).contiguous_seq;
+                    if up_to > acked_seq {
+                        let ack = serde_json::to_vec(&AckRequest { up_to, device: DEVICE.into() })
+                            .expect("an ack serializes");
+                        if acker.try_publish(&ack_topic, QoS::AtLeastOnce, false, ack).is_ok() {
+                            acked_seq = up_to;
+                        }
                     }
                 }
             }
@@ -320,7 +393,13 @@ fn on_event(me: &str, event: InboxEvent, shared: &Shared, ledger: &Mutex<Ledger>
     let measuring = |sent: Instant| sent >= shared.measure_from;
     let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(seq) = event.seq {
-        ledger.highest_seq = ledger.highest_seq.max(seq);
+        if seq > ledger.contiguous_seq {
+            ledger.seqs_above.insert(seq);
+        }
+        while ledger.seqs_above.first() == Some(&(ledger.contiguous_seq + 1)) {
+            ledger.seqs_above.pop_first();
+            ledger.contiguous_seq += 1;
+        }
     }
     match event.event {
         Event::Ack(ack) => {
@@ -416,14 +495,15 @@ async fn send_loop(
     index: usize,
     names: Arc<Vec<String>>,
     config: LoadConfig,
-    rate: Option<f64>,
+    mut interval: Option<tokio::time::Interval>,
     shared: Arc<Shared>,
     ledger: Arc<Mutex<Ledger>>,
 ) {
     let me = &names[index];
+    let Ok(topic) = UserName::parse(me).map(|name| user_topic(&name, "send")) else {
+        return;
+    };
     let window = Arc::new(Semaphore::new(config.window));
-    let mut interval =
-        rate.map(|r| tokio::time::interval(Duration::from_secs_f64(1.0 / r.max(0.001))));
     let padding = "x".repeat(config.size.saturating_sub(24));
     let mut n: u64 = 0;
     let mut rng_state = index as u64 * 2_654_435_761 + 1;
@@ -456,20 +536,40 @@ async fn send_loop(
             "{}:{n}:{padding}",
             now.duration_since(shared.start).as_micros()
         );
-        let payload =
-            serde_json::json!({ "id": format!("{me}-{n}"), "to": peer, "body": body }).to_string();
+        let payload = serde_json::to_vec(&SendRequest {
+            id: format!("{me}-{n}"),
+            to: peer.clone(),
+            body,
+            media: None,
+        })
+        .expect("a send serializes");
         {
             let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
             ledger.sent_at.insert(n, (now, peer_index));
             ledger.permits.insert(n, permit);
         }
         if client
-            .publish(format!("u/{me}/send"), QoS::AtLeastOnce, false, payload)
+            .publish(&topic, QoS::AtLeastOnce, false, payload)
             .await
             .is_err()
         {
             return;
         }
         shared.sent.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_rate_senders_are_spread_evenly_over_one_period() {
+        // 1,000/s from 100 users: each sends every 100 ms, one every 1 ms.
+        let period = Duration::from_millis(100);
+        let starts: Vec<Duration> = (0..100).map(|i| stagger(i, 100, period)).collect();
+        assert_eq!(starts[0], Duration::ZERO);
+        assert!(starts.windows(2).all(|w| w[1] - w[0] == Duration::from_millis(1)), "{starts:?}");
+        assert!(*starts.last().unwrap() < period);
     }
 }

@@ -8,6 +8,7 @@
 //! - `connections`: idle connections and memory per connection;
 //! - `history`: history, chat list and search latency over a big corpus;
 //! - `server`: the processes under test (bluetick, Mosquitto);
+//! - `target`: users for a server already running elsewhere (`--target`);
 //! - `stats`, `report`: percentiles, the table, JSON and SVG.
 //!
 //! All traffic stays on loopback, and every loop is bounded by the
@@ -20,6 +21,7 @@ mod relay;
 mod report;
 mod server;
 mod stats;
+mod target;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -86,6 +88,17 @@ struct LoadArgs {
     /// Seconds each relay baseline runs; 0 skips the baselines.
     #[arg(long, default_value_t = 10)]
     relay_seconds: u64,
+    /// Bench a server that is already running, at this MQTT address
+    /// (plain TCP), instead of starting one. Needs `--target-http`.
+    #[arg(long, value_name = "HOST:PORT")]
+    target: Option<std::net::SocketAddr>,
+    /// That server's HTTP API, for users, tokens and its metrics.
+    #[arg(long, value_name = "HOST:PORT", requires = "target")]
+    target_http: Option<std::net::SocketAddr>,
+    /// With `--target`: log in these users (`name:password` a line; the
+    /// first `--users` are used) instead of registering new ones.
+    #[arg(long, value_name = "FILE", requires = "target")]
+    credentials: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -173,25 +186,45 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         args.pattern != Pattern::Pairs || args.users % 2 == 0,
         "--pattern pairs needs an even --users"
     );
-    let store_name = if args
-        .store_url
-        .as_deref()
-        .is_some_and(|u| u.starts_with("postgres"))
-    {
-        "postgresql"
-    } else {
-        "sqlite"
+    let mut local = None;
+    let (store_name, mqtt, users) = match args.target {
+        Some(mqtt) => {
+            let http = args
+                .target_http
+                .context("--target needs --target-http (users, tokens and metrics come from it)")?;
+            eprintln!("benching the server at {mqtt} (HTTP {http}); getting {} users…", args.users);
+            let (credentials, prefix, count) = (args.credentials.clone(), run_prefix(), args.users);
+            let users = tokio::task::spawn_blocking(move || {
+                target::provision(http, credentials.as_deref(), &prefix, count)
+            })
+            .await??;
+            (format!("running server at {mqtt}"), mqtt, users)
+        }
+        None => {
+            let store_name = if args
+                .store_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("postgres"))
+            {
+                "postgresql"
+            } else {
+                "sqlite"
+            };
+            eprintln!("starting a bluetick server ({store_name})…");
+            let server = server::bluetick(args.store_url.as_deref(), false, &[])?;
+            eprintln!("registering {} users…", args.users);
+            let users = provision(
+                &server.database_url,
+                server.data_dir.path(),
+                &run_prefix(),
+                args.users,
+            )
+            .await?;
+            let mqtt = server.mqtt;
+            local = Some(server);
+            (store_name.to_owned(), mqtt, users)
+        }
     };
-    eprintln!("starting a bluetick server ({store_name})…");
-    let mut server = server::bluetick(args.store_url.as_deref(), false, &[])?;
-    eprintln!("registering {} users…", args.users);
-    let users = provision(
-        &server.database_url,
-        server.data_dir.path(),
-        &run_prefix(),
-        args.users,
-    )
-    .await?;
     let config = LoadConfig {
         pattern: args.pattern,
         rate: (args.rate > 0.0).then_some(args.rate),
@@ -199,14 +232,21 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         warmup: Duration::from_secs(args.warmup),
         duration: Duration::from_secs(args.duration),
         window: args.window.max(1),
+        server_pid: local.as_ref().map(|server| server.pid()),
     };
-    let result = load::run(server.mqtt, &users, &config).await?;
-    let server_rss = server.rss_bytes();
-    let broker_drops = server
-        .metrics
+    let result = load::run(mqtt, &users, &config).await?;
+    let server_rss = local.as_ref().and_then(|server| server.rss_bytes());
+    // A running target's metrics listener is private; only a server the
+    // bench started tells its broker's skips.
+    let broker_drops = local
+        .as_ref()
+        .and_then(|server| server.metrics)
         .map(|metrics| server::metric(metrics, "bluetick_broker_cursor_jumps_total"))
         .unwrap_or(0.0) as u64;
-    if result.lost + result.duplicates + result.order_violations > 0 {
+    if let Some(server) = local
+        .as_mut()
+        .filter(|_| result.lost + result.duplicates + result.order_violations > 0)
+    {
         // Keep the evidence: the server's log and database outlive the run.
         let kept = server.keep_data_dir();
         eprintln!(
@@ -217,7 +257,7 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
             eprintln!("  server: {line}");
         }
     }
-    drop(server);
+    drop(local);
 
     let mut relays = Vec::new();
     if args.relay_seconds > 0 {
@@ -251,9 +291,10 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         }
     }
 
-    let bucket_ms = (result.send_to_deliver.percentiles().p99_ms / 20.0).max(0.5);
+    // 20 round-width buckets up to about the p99; slower ones share the last.
+    let bucket_ms = report::nice_ceiling(result.send_to_deliver.percentiles().p99_ms / 20.0).max(0.5);
     let report = Report {
-        store: store_name.to_owned(),
+        store: store_name,
         users: args.users,
         pattern: format!("{:?}", args.pattern).to_lowercase(),
         rate: config.rate,
@@ -271,6 +312,9 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         send_to_deliver: result.send_to_deliver.percentiles(),
         send_to_delivered_receipt: result.send_to_receipt.percentiles(),
         server_rss_bytes: server_rss,
+        bench_cpu_percent: result.bench_cpu_percent,
+        server_cpu_percent: result.server_cpu_percent,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         broker_drops,
         relays,
         throughput_series: result.receipts_per_second.clone(),
@@ -280,7 +324,7 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
     print!("{}", report.table());
     std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", args.json.display()))?;
-    std::fs::write(&args.svg, report.svg())
+    std::fs::write(&args.svg, report.svg()?)
         .with_context(|| format!("writing {}", args.svg.display()))?;
     println!("wrote {} and {}", args.json.display(), args.svg.display());
     anyhow::ensure!(

@@ -1,6 +1,7 @@
 //! What a bench run prints and writes: a table, JSON, and an SVG a person
 //! can look at.
 
+use plotters::prelude::*;
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -32,6 +33,12 @@ pub struct Report {
     pub send_to_deliver: Percentiles,
     pub send_to_delivered_receipt: Percentiles,
     pub server_rss_bytes: Option<u64>,
+    /// CPU over the measured window, percent of one core: the bench's own
+    /// clients, and the server when it runs on this machine.
+    pub bench_cpu_percent: Option<f64>,
+    pub server_cpu_percent: Option<f64>,
+    /// Cores of this machine (the bench and a local server share them).
+    pub cores: usize,
     /// Times the broker skipped a lagging subscriber past acked messages
     /// (`bluetick_broker_cursor_jumps_total`). The bench's lean clients
     /// neither resend nor sync, so such drops show up as loss; the SDK
@@ -106,6 +113,14 @@ impl Report {
         if self.broker_drops > 0 {
             let _ = writeln!(out, "the broker skipped lagging subscribers {} times (acked, then dropped; the SDK would resend or sync)", self.broker_drops);
         }
+        let percent = |p: Option<f64>| p.map_or("n/a".to_owned(), |p| format!("{p:.0}%"));
+        let _ = writeln!(
+            out,
+            "CPU while measuring         bench {} · server {} (100% = one core; {} cores, shared)",
+            percent(self.bench_cpu_percent),
+            percent(self.server_cpu_percent),
+            self.cores
+        );
         if let Some(rss) = self.server_rss_bytes {
             let _ = writeln!(
                 out,
@@ -135,68 +150,112 @@ impl Report {
         out
     }
 
-    /// Throughput over time and the latency histogram, side by side.
-    pub fn svg(&self) -> String {
-        let (w, h, pad) = (480.0, 300.0, 40.0);
-        let mut svg = format!(
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="11">"#,
-            2.0 * w,
-            h
-        );
-        svg.push_str(r#"<rect width="100%" height="100%" fill="white"/>"#);
-        // Left: ✓✓ per second over time.
-        let series = &self.throughput_series;
-        let top = series.iter().copied().max().unwrap_or(1).max(1) as f64;
-        let step = (w - 2.0 * pad) / (series.len().max(2) - 1) as f64;
-        let points: Vec<String> = series
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                format!(
-                    "{:.1},{:.1}",
-                    pad + i as f64 * step,
-                    h - pad - (v as f64 / top) * (h - 2.0 * pad)
-                )
-            })
-            .collect();
-        let _ = write!(
-            svg,
-            r#"<text x="{pad}" y="20">end-to-end messages/s (✓✓) over time, peak {top:.0}</text><polyline fill="none" stroke="steelblue" stroke-width="2" points="{}"/><line x1="{pad}" y1="{y}" x2="{x2}" y2="{y}" stroke="black"/><text x="{pad}" y="{ty}">0 s</text><text x="{x2}" y="{ty}" text-anchor="end">{} s</text>"#,
-            points.join(" "),
-            series.len(),
-            y = h - pad,
-            x2 = w - pad,
-            ty = h - pad + 15.0
-        );
-        // Right: send → deliver histogram.
-        let bars = &self.deliver_histogram;
-        let top = bars.iter().copied().max().unwrap_or(1).max(1) as f64;
-        let width = (w - 2.0 * pad) / bars.len().max(1) as f64;
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="20">send → recipient latency, {} ms buckets (last: slower)</text>"#,
-            w + pad,
-            self.histogram_bucket_ms
-        );
-        for (i, &count) in bars.iter().enumerate() {
-            let bar = (count as f64 / top) * (h - 2.0 * pad);
-            let _ = write!(
-                svg,
-                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{bar:.1}" fill="darkorange"/>"#,
-                w + pad + i as f64 * width,
-                h - pad - bar,
-                (width - 1.0).max(1.0)
-            );
-        }
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{}">0 ms</text><text x="{}" y="{}" text-anchor="end">{} ms</text></svg>"#,
-            w + pad,
-            h - pad + 15.0,
-            2.0 * w - pad,
-            h - pad + 15.0,
-            self.histogram_bucket_ms * bars.len() as f64
-        );
-        svg
+    /// Throughput over time and the latency histogram, side by side, with
+    /// axes, ticks and units.
+    pub fn svg(&self) -> anyhow::Result<String> {
+        let mut out = String::new();
+        draw(self, &mut out).map_err(|e| anyhow::anyhow!("drawing the chart: {e}"))?;
+        Ok(out)
+    }
+}
+
+/// Draws `report`'s two charts as SVG into `out`.
+fn draw<'a>(report: &Report, out: &'a mut String) -> Result<(), Box<dyn std::error::Error + 'a>> {
+    let root = SVGBackend::with_string(out, (1000, 380)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(500);
+    let font = ("sans-serif", 14);
+
+    // Left: ✓✓ per second, second by second.
+    let series = &report.throughput_series;
+    let seconds = series.len().max(2) as f64;
+    let peak = series.iter().copied().max().unwrap_or(0) as f64;
+    let mut chart = ChartBuilder::on(&left)
+        .caption("End-to-end throughput (✓✓ back at the sender)", font)
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..seconds, 0.0..nice_ceiling(peak))?;
+    chart
+        .configure_mesh()
+        .x_desc("time since the start (s)")
+        .y_desc("messages/s")
+        .x_label_formatter(&|s| format!("{s:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()?;
+    chart.draw_series(LineSeries::new(
+        series.iter().enumerate().map(|(i, &v)| (i as f64 + 0.5, v as f64)),
+        BLUE.stroke_width(2),
+    ))?;
+
+    // Right: send → recipient latency histogram; the last bucket holds
+    // everything slower.
+    let bars = &report.deliver_histogram;
+    let width = report.histogram_bucket_ms;
+    let tallest = bars.iter().copied().max().unwrap_or(0) as f64;
+    let mut chart = ChartBuilder::on(&right)
+        .caption(
+            format!("Send → recipient latency ({} ms buckets)", round_label(width)),
+            font,
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..width * bars.len().max(1) as f64, 0.0..nice_ceiling(tallest))?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (ms; the last bar: that or slower)")
+        .y_desc("messages")
+        .x_label_formatter(&|ms| round_label(*ms))
+        .y_label_formatter(&|n| format!("{n:.0}"))
+        .draw()?;
+    chart.draw_series(bars.iter().enumerate().map(|(i, &count)| {
+        let x = i as f64 * width;
+        Rectangle::new(
+            [(x + width * 0.05, 0.0), (x + width * 0.95, count as f64)],
+            RGBColor(230, 126, 34).filled(),
+        )
+    }))?;
+    root.present()?;
+    Ok(())
+}
+
+/// A round number of milliseconds for a label: "0.5", "2", "150".
+fn round_label(ms: f64) -> String {
+    if ms >= 10.0 || ms.fract() == 0.0 {
+        format!("{ms:.0}")
+    } else {
+        format!("{ms:.1}")
+    }
+}
+
+/// The smallest of 1, 2 or 5 × 10ⁿ at or above `value` (1 for nothing),
+/// so axes end on a round number.
+pub fn nice_ceiling(value: f64) -> f64 {
+    if value <= 0.0 || !value.is_finite() {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(value.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|step| step * magnitude)
+        .find(|&nice| nice >= value)
+        .unwrap_or(10.0 * magnitude)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axes_end_on_round_numbers() {
+        assert_eq!(nice_ceiling(59.99005), 100.0);
+        assert_eq!(nice_ceiling(3.1), 5.0);
+        assert_eq!(nice_ceiling(0.37), 0.5);
+        assert_eq!(nice_ceiling(2000.0), 2000.0);
+        assert_eq!(nice_ceiling(0.0), 1.0);
+        assert_eq!(round_label(2.0), "2");
+        assert_eq!(round_label(0.5), "0.5");
+        assert_eq!(round_label(59.99005), "60");
     }
 }

@@ -6,6 +6,18 @@
 //! with diesel's typed DSL and expanded for each backend by [`on_backend!`],
 //! which keeps one code path while letting each backend use its own SQL
 //! dialect underneath.
+//!
+//! # SQLite's writer
+//! SQLite lets one connection write at a time, so on SQLite the store keeps
+//! one dedicated writer connection outside the pool, and every
+//! [`Store::transaction`] runs on it, one after another. Readers never take
+//! the writer's place in the pool, and the write path never pays for a pool
+//! checkout (r2d2 runs `SELECT 1` on each). `synchronous=FULL` stays: a ✓
+//! means the message is on disk and survives a power cut. What moves off
+//! the commit path is the WAL checkpoint: with
+//! [`StoreOptions::background_checkpoints`] no connection checkpoints on
+//! commit, and the server calls [`Store::checkpoint`] from a task of its
+//! own instead.
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
@@ -13,7 +25,7 @@ use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::dead_letters::DeadLetterQuota;
@@ -29,7 +41,8 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
 PRAGMA busy_timeout = 10000;
-PRAGMA foreign_keys = ON;";
+PRAGMA foreign_keys = ON;
+PRAGMA journal_size_limit = 67108864;";
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +79,12 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long a caller waits for a free connection before failing.
     pub acquire_timeout: Duration,
+    /// SQLite: page cache of each connection, in KiB.
+    pub sqlite_cache_kib: u32,
+    /// SQLite: no connection checkpoints the WAL when it commits; the
+    /// owner calls [`Store::checkpoint`] periodically instead (the server
+    /// does). Off, SQLite checkpoints on commit every 1,000 pages.
+    pub background_checkpoints: bool,
 }
 
 impl Default for StoreOptions {
@@ -73,6 +92,8 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(10),
+            sqlite_cache_kib: 64 * 1024,
+            background_checkpoints: false,
         }
     }
 }
@@ -90,6 +111,8 @@ const OUTAGE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Manager {
     backend: Backend,
     url: String,
+    /// Run on each new SQLite connection.
+    sqlite_pragmas: String,
     /// Whether the last attempt to open a connection failed.
     unreachable: Arc<AtomicBool>,
 }
@@ -117,16 +140,80 @@ impl ManageConnection for Manager {
 impl Manager {
     fn open(&self) -> Result<AnyConnection, r2d2::Error> {
         match self.backend {
-            Backend::Sqlite => {
-                let mut conn =
-                    SqliteConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?;
-                conn.batch_execute(SQLITE_PRAGMAS)
-                    .map_err(r2d2::Error::QueryError)?;
-                Ok(AnyConnection::Sqlite(conn))
-            }
+            Backend::Sqlite => open_sqlite(&self.url, &self.sqlite_pragmas),
             Backend::Postgres => PgConnection::establish(&self.url)
                 .map(AnyConnection::Postgres)
                 .map_err(r2d2::Error::ConnectionError),
+        }
+    }
+}
+
+fn open_sqlite(url: &str, pragmas: &str) -> Result<AnyConnection, r2d2::Error> {
+    let mut conn = SqliteConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;
+    conn.batch_execute(pragmas)
+        .map_err(r2d2::Error::QueryError)?;
+    Ok(AnyConnection::Sqlite(conn))
+}
+
+/// SQLite's one writer connection (see the module doc).
+struct Writer {
+    /// `None` after a transaction panicked: it may have been left open,
+    /// so the next user opens a fresh connection.
+    conn: Mutex<Option<AnyConnection>>,
+    url: String,
+    pragmas: String,
+}
+
+impl Writer {
+    fn lock(&self) -> Result<WriterGuard<'_>, StoreError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|poisoned| {
+            let mut guard = poisoned.into_inner();
+            *guard = None;
+            guard
+        });
+        self.conn.clear_poison();
+        if guard.is_none() {
+            *guard = Some(open_sqlite(&self.url, &self.pragmas)?);
+        }
+        Ok(WriterGuard(guard))
+    }
+}
+
+/// The writer, held: one transaction at a time.
+struct WriterGuard<'a>(MutexGuard<'a, Option<AnyConnection>>);
+
+impl WriterGuard<'_> {
+    fn conn(&mut self) -> &mut AnyConnection {
+        self.0
+            .as_mut()
+            .expect("Writer::lock opens the connection before handing it out")
+    }
+}
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        // A transaction that panicked may still be open, holding SQLite's
+        // write lock for every other connection: closing the connection
+        // rolls it back, and the next transaction opens a fresh one.
+        if std::thread::panicking() {
+            *self.0 = None;
+        }
+    }
+}
+
+/// The connection a transaction runs on.
+enum WriteConn<'a> {
+    /// SQLite: the one writer.
+    Writer(WriterGuard<'a>),
+    /// PostgreSQL: any pooled connection; the server orders writers.
+    Pooled(PooledConn),
+}
+
+impl WriteConn<'_> {
+    fn conn(&mut self) -> &mut AnyConnection {
+        match self {
+            WriteConn::Writer(writer) => writer.conn(),
+            WriteConn::Pooled(pooled) => pooled,
         }
     }
 }
@@ -167,6 +254,8 @@ pub struct Store {
     sealer: Option<Arc<Sealer>>,
     /// How much of refused payloads [`Tx::dead_letter`] keeps.
     dead_letter_quota: DeadLetterQuota,
+    /// SQLite: the connection every transaction runs on.
+    writer: Option<Arc<Writer>>,
 }
 
 /// One open transaction; every store function that takes a `Tx` runs
@@ -193,16 +282,34 @@ impl Store {
             create_private_file(Path::new(&target))
                 .map_err(|e| StoreError::Migration(format!("cannot create {target}: {e}")))?;
         }
+        let mut sqlite_pragmas = format!(
+            "{SQLITE_PRAGMAS}\nPRAGMA cache_size = -{};",
+            options.sqlite_cache_kib
+        );
+        if options.background_checkpoints {
+            sqlite_pragmas.push_str("\nPRAGMA wal_autocheckpoint = 0;");
+        }
+        let writer = (backend == Backend::Sqlite).then(|| {
+            Arc::new(Writer {
+                conn: Mutex::new(None),
+                url: target.clone(),
+                pragmas: sqlite_pragmas.clone(),
+            })
+        });
         let unreachable = Arc::new(AtomicBool::new(false));
         let manager = Manager {
             backend,
             url: target,
+            sqlite_pragmas,
             unreachable: unreachable.clone(),
         };
         let pool = Pool::builder()
             .max_size(options.max_connections)
             .min_idle(Some(1))
             .connection_timeout(options.acquire_timeout)
+            // A SQLite connection is a file handle: nothing to test. A
+            // PostgreSQL one may have lost its server.
+            .test_on_check_out(backend == Backend::Postgres)
             .error_handler(Box::new(ConnectErrors::default()))
             .build(manager)?;
         Ok(Store {
@@ -211,6 +318,7 @@ impl Store {
             unreachable,
             sealer: None,
             dead_letter_quota: DeadLetterQuota::default(),
+            writer,
         })
     }
 
@@ -233,34 +341,52 @@ impl Store {
     }
 
     /// Runs `work` in one transaction: committed if it returns `Ok`, rolled
-    /// back if it returns `Err`. SQLite transactions start `IMMEDIATE`, so
-    /// concurrent writers queue on the lock instead of failing midway.
+    /// back if it returns `Err`. On SQLite it runs on the one writer
+    /// connection (transactions queue for it) and starts `IMMEDIATE`, so a
+    /// write outside a transaction elsewhere cannot make it fail midway.
+    /// `work` must not start another transaction: on SQLite that waits for
+    /// the writer it holds.
     pub fn transaction<T, E: From<StoreError>>(
         &self,
         work: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.conn()?;
-        begin(&mut conn).map_err(StoreError::from)?;
+        let mut held = match &self.writer {
+            Some(writer) => WriteConn::Writer(writer.lock()?),
+            None => WriteConn::Pooled(self.conn()?),
+        };
+        let conn = held.conn();
+        begin(conn).map_err(StoreError::from)?;
         let result = work(&mut Tx {
-            conn: &mut conn,
+            conn: &mut *conn,
             sealer: self.sealer.as_deref(),
             dead_letter_quota: self.dead_letter_quota,
         });
         match result {
-            Ok(value) => match commit(&mut conn) {
+            Ok(value) => match commit(conn) {
                 Ok(()) => Ok(value),
                 Err(e) => {
-                    let _ = rollback(&mut conn);
+                    let _ = rollback(conn);
                     Err(StoreError::from(e).into())
                 }
             },
             Err(e) => {
                 // The caller's error is the one worth reporting; a failed
                 // rollback leaves nothing committed either way.
-                let _ = rollback(&mut conn);
+                let _ = rollback(conn);
                 Err(e)
             }
         }
+    }
+
+    /// SQLite: copies committed pages from the WAL into the database file
+    /// without waiting for readers or the writer (`PASSIVE`). A no-op on
+    /// PostgreSQL. See [`StoreOptions::background_checkpoints`].
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            let mut conn = self.conn()?;
+            on_backend!(&mut *conn, c => c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)"))?;
+        }
+        Ok(())
     }
 
     /// The backend this store talks to.

@@ -33,6 +33,9 @@ pub enum StoreError {
     /// A stored value is not what the schema promises.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// SQLite's writer connection could not be opened.
+    #[error("cannot open the database writer: {0}")]
+    Writer(#[from] diesel::r2d2::Error),
     /// Hashing a password failed (never expected in practice).
     #[error("password hashing failed: {0}")]
     Hashing(String),

@@ -58,7 +58,6 @@ impl Store {
                 .distinct()
                 .load(c))?;
             on_backend!(&mut *tx.conn, c => diesel::delete(stars::table.filter(stars::message_id.eq_any(&ids))).execute(c))?;
-            on_backend!(&mut *tx.conn, c => diesel::delete(search_terms::table.filter(search_terms::message_id.eq_any(&ids))).execute(c))?;
             for &id in &ids {
                 let tombstone = serde_json::to_string(&Event::Expired(ExpiredEvent { message_id: id }))
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -72,6 +71,10 @@ impl Store {
             }
             on_backend!(&mut *tx.conn, c => diesel::delete(messages::table.filter(messages::id.eq_any(&ids))).execute(c))?;
             on_backend!(&mut *tx.conn, c => diesel::delete(messages_archive::table.filter(messages_archive::id.eq_any(&ids))).execute(c))?;
+            // Terms go after their messages: an indexer pass that wrote
+            // terms for one of them has committed by now (it held the row),
+            // so none is left behind (see `indexer`'s invariant).
+            on_backend!(&mut *tx.conn, c => diesel::delete(search_terms::table.filter(search_terms::message_id.eq_any(&ids))).execute(c))?;
             // The same bytes may travel in other messages (a forward, or
             // deduplicated uploads): only media nothing refers to goes.
             let still_used = diesel::dsl::exists(

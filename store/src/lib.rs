@@ -15,6 +15,8 @@
 //!   hot or archived alike, for their participants only.
 //! - [`stars`]: per-user starred messages.
 //! - [`search`]: the blind word index over sealed bodies, and search.
+//! - [`indexer`]: writes that index off the send path, following
+//!   `messages` by id from a cursor kept in the database.
 //! - [`timers`]: each chat's disappearing-message timer.
 //! - [`archive`]: moving old messages to the archive table, in batches.
 //! - [`expiry`]: deleting expired messages from every place they live.
@@ -58,6 +60,7 @@ mod error;
 pub mod expiry;
 pub mod export;
 pub mod history;
+pub mod indexer;
 pub mod inbox;
 pub mod job_runs;
 pub mod media;

@@ -1,4 +1,4 @@
-//! Messages: stored once, sealed, indexed for search, deduplicated on
+//! Messages: stored once, sealed, deduplicated on
 //! (sender, client id), and marked delivered and read only forward.
 
 use diesel::prelude::*;
@@ -99,9 +99,8 @@ impl Tx<'_> {
                 .get_result(c)
                 .optional())?;
             if let Some(id) = inserted {
-                // A media caption is searchable like a body.
-                let caption = media.map_or("", |m| m.caption.as_str());
-                self.index_message(id, sender, recipient, &format!("{body}\n{caption}"))?;
+                // Search terms are written later, off the send path, by
+                // the indexer (`store::indexer`).
                 return Ok(Stored::New { id });
             }
         }

@@ -226,3 +226,10 @@ diesel::table! {
 diesel::allow_tables_to_appear_in_same_query!(nodes, sessions);
 
 diesel::allow_tables_to_appear_in_same_query!(media, message_history);
+
+diesel::table! {
+    search_cursor (indexer) {
+        indexer -> Text,
+        through -> BigInt,
+    }
+}

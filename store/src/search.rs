@@ -27,7 +27,6 @@ use sha2::Sha256;
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 
-use crate::db::Tx;
 use crate::history::{below, page};
 use crate::schema::search_terms;
 use crate::{Sealer, Store, StoreError};
@@ -93,39 +92,42 @@ pub enum BadSearch {
     TooManyWords,
 }
 
-impl Tx<'_> {
-    /// Indexes the words of a new message for both participants.
-    pub(crate) fn index_message(
-        &mut self,
-        id: i64,
-        sender: &str,
-        recipient: &str,
-        body: &str,
-    ) -> Result<(), StoreError> {
-        let index = &BlindIndex::new(self.sealer()?);
-        let words = &words(body);
-        let mut participants = vec![(sender, recipient)];
-        if sender != recipient {
-            participants.push((recipient, sender));
-        }
-        let rows: Vec<_> = participants
-            .iter()
-            .flat_map(|&(user, peer)| {
-                words.iter().take(WORDS_PER_MESSAGE).map(move |word| {
-                    (
-                        search_terms::user_name.eq(user),
-                        search_terms::term.eq(index.term(user, word)),
-                        search_terms::message_id.eq(id),
-                        search_terms::peer.eq(peer),
-                    )
-                })
-            })
-            .collect();
-        if !rows.is_empty() {
-            on_backend!(&mut *self.conn, c => diesel::insert_into(search_terms::table).values(&rows).execute(c))?;
-        }
-        Ok(())
+/// One row of the blind index: `term` stands for a word of message
+/// `message_id` in `user_name`'s index, in their chat with `peer`.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = search_terms)]
+pub(crate) struct TermRow {
+    user_name: String,
+    term: Vec<u8>,
+    pub(crate) message_id: i64,
+    peer: String,
+}
+
+/// The index rows of message `id`: its distinct words (at most
+/// [`WORDS_PER_MESSAGE`]), once for each participant.
+pub(crate) fn terms_of(
+    index: &BlindIndex,
+    id: i64,
+    sender: &str,
+    recipient: &str,
+    text: &str,
+) -> Vec<TermRow> {
+    let words = words(text);
+    let mut participants = vec![(sender, recipient)];
+    if sender != recipient {
+        participants.push((recipient, sender));
     }
+    participants
+        .iter()
+        .flat_map(|&(user, peer)| {
+            words.iter().take(WORDS_PER_MESSAGE).map(move |word| TermRow {
+                user_name: user.to_owned(),
+                term: index.term(user, word),
+                message_id: id,
+                peer: peer.to_owned(),
+            })
+        })
+        .collect()
 }
 
 impl Store {

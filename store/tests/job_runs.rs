@@ -1,23 +1,9 @@
 //! Job runs, slot claims and leases, on SQLite and on a real PostgreSQL.
 
+mod common;
+
 use store::job_runs::{FAILED, OK, RUNNING};
-use store::testing::TestDatabase;
-use store::{Backend, Store, StoreOptions};
-
-fn open(backend: Backend) -> (TestDatabase, Store) {
-    let db = TestDatabase::new(backend);
-    let store = Store::open(&db.url, &StoreOptions::default()).expect("open store");
-    store.migrate().expect("migrate");
-    (db, store)
-}
-
-/// Runs each listed test body once on SQLite and once on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($name:ident($store:ident) $body:block)*) => {
-        mod sqlite { use super::*; $(#[test] fn $name() { let (_db, $store) = open(Backend::Sqlite); $body })* }
-        mod postgres { use super::*; $(#[test] fn $name() { let (_db, $store) = open(Backend::Postgres); $body })* }
-    };
-}
+use store::Backend;
 
 on_both_backends! {
     a_slot_is_claimed_by_one_node_only(store) {

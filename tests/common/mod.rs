@@ -178,6 +178,23 @@ impl Server {
         self.metrics = started.metrics;
     }
 
+    /// [`Server::crash_and_restart`], the new process started with
+    /// `options` instead (and keeping them for later restarts).
+    pub fn crash_and_restart_with(&mut self, options: Options) {
+        self.options = options;
+        self.crash_and_restart();
+    }
+
+    /// Waits until the search indexer has passed message `id`, as its
+    /// metric says: from then on every message up to `id` is searchable.
+    pub async fn searchable(&self, id: i64) {
+        let indexed = eventually(Duration::from_secs(60), || {
+            self.metric("bluetick_search_indexed_through") >= id as f64
+        })
+        .await;
+        assert!(indexed, "the search indexer did not reach message {id} in 60 s");
+    }
+
     /// Starts the process again after [`Server::terminate`], on the same
     /// database and data directory, on fresh ports.
     pub fn start_again(&mut self) {

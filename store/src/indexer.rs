@@ -1,0 +1,294 @@
+//! The search indexer: writes the blind index of new messages off the send
+//! path.
+//!
+//! Writing a message's search terms (about two rows per distinct word) in
+//! the send transaction cost about a fifth of the send path's throughput.
+//! Instead, the send path stores only the message, and the indexer follows
+//! `messages` by id in transactions of its own: each [`Store::index_pass`]
+//! reads the messages above its cursor, computes their terms with no lock
+//! held, then writes the terms and moves the cursor in one transaction. The
+//! cursor lives in the database (`search_cursor`), so after a crash or a
+//! restart the indexer resumes where its last commit left it.
+//!
+//! # Invariant
+//! Every message, hot or archived, with an id at or below the cursor has
+//! its terms in `search_terms`, and no term outlives its message. The
+//! cursor moves only forward, in the transaction that writes the terms of
+//! the messages it passes.
+//!
+//! Why ids can be trusted: the cursor passes only ids at or below a
+//! *watermark*, an id below which no message can still commit.
+//! - SQLite serialises writers, so the newest committed id is one.
+//! - PostgreSQL hands out ids before commit, so two transactions may commit
+//!   out of id order. The watermark is read under a brief `SHARE` lock on
+//!   `messages`, which waits for the writers in flight (and holds new ones
+//!   for the time of one `SELECT`).
+//!
+//! Archival and expiry: a pass reads both `messages` and the archive, so a
+//! message archived before it was indexed is indexed from the archive. A
+//! pass writes terms only for the messages still there when it writes (on
+//! PostgreSQL it locks them `FOR KEY SHARE`), and expiry deletes a message
+//! before its terms: whichever commits first, no term is left behind.
+
+use diesel::prelude::*;
+use std::collections::HashSet;
+
+use crate::db::{AnyConnection, Backend, Tx};
+use crate::messages::open_media;
+use crate::schema::{message_history, messages, messages_archive, search_cursor, search_terms};
+use crate::search::{terms_of, BlindIndex, TermRow};
+use crate::{Store, StoreError};
+
+/// The name of the search index's row in `search_cursor`.
+const CURSOR: &str = "search";
+
+/// Most index rows one pass writes (a message is never split). The pass
+/// holds SQLite's one writer while it inserts, and every ✓ waits for that
+/// writer: a backlog (a bulk import, an indexer back from a pause) is
+/// worked off in many short transactions, not a few long ones.
+const TERMS_PER_PASS: usize = 4_000;
+
+/// Index rows written per INSERT statement: 4 bind values each, well
+/// under SQLite's limit of 32,766 per statement.
+const ROWS_PER_INSERT: usize = 2_000;
+
+/// What one indexer pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexPass {
+    /// Messages whose terms this pass wrote.
+    pub indexed: usize,
+    /// Messages passed over because their body does not open with the
+    /// current key (they stay unsearchable; logged).
+    pub unreadable: usize,
+    /// The cursor after the pass: every message at or below it is indexed.
+    pub through: i64,
+    /// The newest message id when the pass began; `newest - through` is
+    /// how far the index lags behind.
+    pub newest: i64,
+}
+
+impl IndexPass {
+    /// Whether the pass stopped at its limit, with more to index.
+    pub fn more(&self) -> bool {
+        self.through < self.newest
+    }
+}
+
+/// A message as the indexer reads it: id, sender, recipient, sealed body,
+/// sealed media reference.
+type Unindexed = (i64, String, String, Vec<u8>, Option<Vec<u8>>);
+
+impl Store {
+    /// Indexes up to `limit` messages above the cursor (fewer if their
+    /// terms pass [`TERMS_PER_PASS`]) and moves it past them. A pass with nothing to do costs two indexed reads and no write.
+    pub fn index_pass(&self, limit: usize) -> Result<IndexPass, StoreError> {
+        let (cursor, newest) = {
+            let mut conn = self.conn()?;
+            (read_cursor(&mut conn)?, newest_id(&mut conn)?)
+        };
+        let Some(cursor) = cursor else {
+            self.start_search_cursor()?;
+            return self.index_pass(limit);
+        };
+        if newest <= cursor {
+            return Ok(IndexPass {
+                indexed: 0,
+                unreadable: 0,
+                through: cursor,
+                newest: cursor,
+            });
+        }
+        let watermark = match self.backend() {
+            Backend::Sqlite => newest,
+            Backend::Postgres => self.postgres_watermark()?,
+        };
+        let limit = limit.max(1);
+        let rows: Vec<Unindexed> = {
+            let mut conn = self.conn()?;
+            on_backend!(&mut *conn, c => message_history::table
+                .filter(message_history::id.gt(cursor))
+                .filter(message_history::id.le(watermark))
+                .order(message_history::id.asc())
+                .limit(limit as i64)
+                .select((
+                    message_history::id,
+                    message_history::sender,
+                    message_history::recipient,
+                    message_history::body,
+                    message_history::media,
+                ))
+                .load(c))?
+        };
+        let read = rows.len();
+        let (terms, unreadable, taken) = self.terms(&rows)?;
+        let rows = &rows[..taken];
+        // Every row read was taken, and fewer than the limit: that was every
+        // message up to the watermark. Otherwise the pass stops at its last.
+        let through = match rows.last() {
+            Some(&(id, ..)) if taken < read || read == limit => id,
+            _ => watermark,
+        };
+        let ids: Vec<i64> = rows.iter().map(|row| row.0).collect();
+        let indexed = self.transaction(|tx| {
+            if tx.lock_cursor()? != cursor {
+                // Another node's indexer got here first; its pass stands.
+                return Ok(None);
+            }
+            let present = tx.lock_present(&ids)?;
+            let terms: Vec<TermRow> = terms
+                .into_iter()
+                .filter(|row| present.contains(&row.message_id))
+                .collect();
+            for chunk in terms.chunks(ROWS_PER_INSERT) {
+                // Ignoring a row already there keeps a pass whole when a node
+                // of the previous version, which indexed on send, shares
+                // the database during an upgrade.
+                match &mut *tx.conn {
+                    AnyConnection::Sqlite(c) => diesel::insert_or_ignore_into(search_terms::table)
+                        .values(chunk)
+                        .execute(c)?,
+                    AnyConnection::Postgres(c) => diesel::insert_into(search_terms::table)
+                        .values(chunk)
+                        .on_conflict_do_nothing()
+                        .execute(c)?,
+                };
+            }
+            on_backend!(&mut *tx.conn, c => diesel::update(search_cursor::table.find(CURSOR))
+                .set(search_cursor::through.eq(through))
+                .execute(c))?;
+            Ok::<_, StoreError>(Some(present.len()))
+        })?;
+        Ok(match indexed {
+            Some(indexed) => IndexPass {
+                indexed,
+                unreadable,
+                through,
+                newest: newest.max(through),
+            },
+            None => IndexPass {
+                indexed: 0,
+                unreadable: 0,
+                through: cursor,
+                newest,
+            },
+        })
+    }
+
+    /// The terms of the first of `rows`, as many as fit in
+    /// [`TERMS_PER_PASS`] (at least one); how many could not be opened; and
+    /// how many rows that covers.
+    fn terms(&self, rows: &[Unindexed]) -> Result<(Vec<TermRow>, usize, usize), StoreError> {
+        let sealer = self.sealer()?;
+        let index = BlindIndex::new(sealer);
+        let mut terms = Vec::new();
+        let mut unreadable = 0;
+        let mut taken = 0;
+        for (id, sender, recipient, body, media) in rows {
+            if taken > 0 && terms.len() >= TERMS_PER_PASS {
+                break;
+            }
+            taken += 1;
+            let opened = sealer
+                .open_string(body)
+                .and_then(|body| Ok((body, open_media(sealer, media.as_deref())?)));
+            match opened {
+                Ok((body, media)) => {
+                    // A media caption is searchable like a body.
+                    let caption = media.as_ref().map_or("", |m| m.caption.as_str());
+                    let text = format!("{body}\n{caption}");
+                    terms.extend(terms_of(&index, *id, sender, recipient, &text));
+                }
+                Err(error) => {
+                    // One bad row must not stop the index for everyone.
+                    unreadable += 1;
+                    tracing::warn!(message = id, %error, "message not indexed: its body does not open");
+                }
+            }
+        }
+        Ok((terms, unreadable, taken))
+    }
+
+    /// PostgreSQL: the newest id once every transaction that may hold an
+    /// older one has ended (see the module's invariant).
+    fn postgres_watermark(&self) -> Result<i64, StoreError> {
+        self.transaction(|tx| {
+            on_backend!(&mut *tx.conn, c => diesel::connection::SimpleConnection::batch_execute(
+                c,
+                "SET LOCAL lock_timeout = '10s'; LOCK TABLE messages IN SHARE MODE",
+            ))?;
+            newest_id(tx.conn)
+        })
+    }
+
+    /// Makes the indexer's cursor if there is none, at the newest message:
+    /// a database from before the indexer (or restored from a backup taken
+    /// before it) had every message indexed when it was sent. A server
+    /// calls this before it takes messages, so none is stored unindexed
+    /// below the cursor. Returns the cursor.
+    pub fn start_search_cursor(&self) -> Result<i64, StoreError> {
+        self.transaction(|tx| {
+            if let Some(through) = read_cursor(tx.conn)? {
+                return Ok(through);
+            }
+            let through = newest_id(tx.conn)?;
+            on_backend!(&mut *tx.conn, c => diesel::insert_into(search_cursor::table)
+                .values((search_cursor::indexer.eq(CURSOR), search_cursor::through.eq(through)))
+                .execute(c))?;
+            Ok(through)
+        })
+    }
+}
+
+impl Tx<'_> {
+    /// The cursor, locked until this transaction ends (PostgreSQL; SQLite
+    /// transactions hold the write lock anyway).
+    fn lock_cursor(&mut self) -> Result<i64, StoreError> {
+        let row = search_cursor::table
+            .find(CURSOR)
+            .select(search_cursor::through);
+        Ok(match &mut *self.conn {
+            AnyConnection::Sqlite(c) => row.first(c)?,
+            AnyConnection::Postgres(c) => row.for_update().first(c)?,
+        })
+    }
+
+    /// Which of `ids` still exist, hot or archived, locked against
+    /// deletion until this transaction ends (PostgreSQL).
+    fn lock_present(&mut self, ids: &[i64]) -> Result<HashSet<i64>, StoreError> {
+        // Hot first: a message archived meanwhile has left `messages` by
+        // the time the second statement looks in the archive.
+        macro_rules! present {
+            ($table:ident) => {{
+                let rows = $table::table
+                    .filter($table::id.eq_any(ids))
+                    .select($table::id);
+                match &mut *self.conn {
+                    AnyConnection::Sqlite(c) => rows.load::<i64>(c)?,
+                    AnyConnection::Postgres(c) => rows.for_key_share().load::<i64>(c)?,
+                }
+            }};
+        }
+        let mut present: HashSet<i64> = present!(messages).into_iter().collect();
+        present.extend(present!(messages_archive));
+        Ok(present)
+    }
+}
+
+fn read_cursor(conn: &mut AnyConnection) -> Result<Option<i64>, StoreError> {
+    Ok(on_backend!(conn, c => search_cursor::table
+        .find(CURSOR)
+        .select(search_cursor::through)
+        .first(c)
+        .optional())?)
+}
+
+/// The newest message id, hot or archived (0 when there is none).
+fn newest_id(conn: &mut AnyConnection) -> Result<i64, StoreError> {
+    let hot: Option<i64> = on_backend!(&mut *conn, c => messages::table
+        .select(diesel::dsl::max(messages::id))
+        .first(c))?;
+    let archived: Option<i64> = on_backend!(conn, c => messages_archive::table
+        .select(diesel::dsl::max(messages_archive::id))
+        .first(c))?;
+    Ok(hot.unwrap_or(0).max(archived.unwrap_or(0)))
+}
