@@ -1,0 +1,55 @@
+// Two people register, find each other and chat: the text appears on the
+// other side, and the sender's ticks go ✓ → ✓✓ → read.
+import { person, register, chatWith, send, message, ticks, unique, ok, scenario, PATIENCE } from './harness.mjs';
+
+await scenario('chat', async (browser) => {
+  const alice = unique('alice');
+  const bob = unique('bob');
+  const a = await person(browser);
+  const b = await person(browser);
+  await register(a.page, alice);
+  await register(b.page, bob);
+
+  // Bob's browser is offline at first, so the message stays at ✓ (stored
+  // on the server) until it comes back; then ✓✓. Bob is looking at his
+  // chat list, not at the conversation: delivered, not read.
+  await chatWith(a.page, bob);
+  await b.context.setOffline(true);
+  await send(a.page, 'hello bob');
+  await ticks(a.page, 'hello bob', 'sent');
+  ok('a message stored by the server shows ✓ while the recipient is offline');
+  await b.context.setOffline(false);
+  await ticks(a.page, 'hello bob', 'delivered');
+  ok('it turns ✓✓ once the recipient\'s browser has it');
+
+  const row = b.page.locator('li.chat', { hasText: alice });
+  await row.locator('.chat-last', { hasText: 'hello bob' }).waitFor();
+  await row.locator('.unread', { hasText: '1' }).waitFor();
+  ok('the chat list of the recipient shows the last message and one unread');
+
+  await row.getByRole('button').click();
+  await message(b.page, 'hello bob').waitFor();
+  ok('the text appears in the recipient\'s conversation');
+  await ticks(a.page, 'hello bob', 'read');
+  ok('the sender\'s ticks turn to read when the recipient opens the chat');
+  await b.page.locator('li.chat', { hasText: alice }).locator('.unread').waitFor({ state: 'detached' });
+  ok('the unread count is gone once read');
+
+  await send(b.page, 'hi alice');
+  await message(a.page, 'hi alice').waitFor({ timeout: PATIENCE });
+  await ticks(b.page, 'hi alice', 'read');
+  ok('a reply arrives live and is read at once by an open conversation');
+
+  // History: after a reload both messages come back once, with their ticks.
+  await a.page.reload();
+  await a.page.locator('li.chat', { hasText: bob }).getByRole('button').click();
+  await ticks(a.page, 'hello bob', 'read');
+  await message(a.page, 'hi alice').waitFor();
+  const count = await a.page.locator('#messages li.msg').count();
+  if (count !== 2) throw new Error(`after a reload the conversation has ${count} messages, not 2`);
+  ok('a reload shows the history once, with the ticks kept');
+
+  await a.page.getByRole('button', { name: 'Sign out' }).click();
+  await a.page.getByRole('button', { name: 'Sign in' }).waitFor();
+  ok('sign out returns to the sign-in form');
+});
