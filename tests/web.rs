@@ -128,4 +128,45 @@ on_both_backends! {
         let server = server(backend);
         run_script(&server, "chat.mjs");
     }
+
+    async fn a_reload_or_going_offline_while_sending_loses_and_duplicates_nothing(backend) {
+        let server = server(backend);
+        run_script(&server, "outbox.mjs");
+    }
+
+    async fn typing_and_presence_show_and_disappear_under_privacy_nobody(backend) {
+        let server = server(backend);
+        run_script(&server, "presence.mjs");
+    }
+
+    async fn a_picture_arrives_as_a_thumbnail_and_opens_full_size(backend) {
+        let server = Server::start_with(
+            backend,
+            Options::default()
+                .env("BLUETICK_AUTH__MAX_REGISTRATIONS_PER_ADDRESS", "1000")
+                // Small, so that the too-large case stays cheap.
+                .env("BLUETICK_MEDIA__MAX_SIZE", "2000000"),
+        );
+        run_script(&server, "media.mjs");
+    }
+
+    async fn search_stars_and_timer_work_from_the_browser(backend) {
+        let server = server(backend);
+        run_script(&server, "search.mjs");
+    }
+
+    async fn sign_in_errors_are_readable(backend) {
+        let server = server(backend);
+        run_script(&server, "signin.mjs");
+    }
+}
+
+#[test]
+fn screenshots_at_phone_and_desktop_widths() {
+    let server = server(Backend::Sqlite);
+    run_script(&server, "screenshots.mjs");
+    for name in ["desktop-chats", "desktop-conversation", "phone-chats", "phone-conversation"] {
+        let file = repo().join(format!("target/web-screenshots/{name}.png"));
+        assert!(file.metadata().is_ok_and(|m| m.len() > 1000), "{}", file.display());
+    }
 }
