@@ -75,7 +75,7 @@ function showError(id, error) {
 }
 
 const TICKS = {
-  pending: ['🕓', 'Sending'],
+  pending: ['◷', 'Sending'],
   sent: ['✓', 'Sent'],
   delivered: ['✓✓', 'Delivered'],
   read: ['✓✓', 'Read'],
@@ -640,7 +640,7 @@ function resultList(items, empty) {
       el('button', { type: 'button', class: 'result', onclick: () => openChat(peer) },
         el('span', { class: 'result-peer', text: m.from === app.me ? `You → ${peer}` : peer }),
         el('span', { class: 'result-time', text: clock(m.sent_at) }),
-        el('span', { class: 'result-body', text: m.body || (m.media ? '📷 Photo' : '') }))));
+        el('span', { class: 'result-body', text: m.body || (m.media ? 'Photo' : '') }))));
   }
   return list;
 }
@@ -700,7 +700,7 @@ function renderChats() {
     const last = c.last;
     const own = last && last.from === app.me;
     const status = own ? ownStatus(last, c.peer) : null;
-    const snippet = typingNow ? 'typing…' : last ? (last.body || (last.media ? '📷 Photo' : '')) : presenceText(c.presence);
+    const snippet = typingNow ? 'typing…' : last ? (last.body || (last.media ? 'Photo' : '')) : presenceText(c.presence);
     return el('li', { class: 'chat', 'data-peer': c.peer, 'aria-current': app.open === c.peer ? 'true' : null },
       el('button', { type: 'button', onclick: () => openChat(c.peer) },
         el('span', { class: 'avatar', 'aria-hidden': 'true', text: c.peer[0].toUpperCase() }),
@@ -767,7 +767,7 @@ function messageItem(key, m, peer) {
   if (m.media) bubble.append(mediaView(m));
   if (m.body) bubble.append(el('p', { class: 'body', text: m.body }));
   const meta = el('span', { class: 'meta' });
-  if (m.expires_at) meta.append(el('span', { class: 'expires', title: `Disappears ${clock(m.expires_at)}`, 'aria-label': 'Disappearing', text: '⏱' }));
+  if (m.expires_at) meta.append(el('span', { class: 'expires', title: `Disappears ${clock(m.expires_at)}`, 'aria-label': 'Disappearing', text: '◔' }));
   meta.append(el('time', { datetime: new Date(m.sent_at).toISOString(), text: clock(m.sent_at) }));
   if (own) meta.append(ticks(status));
   if (m.id != null) {
@@ -790,10 +790,10 @@ function messageItem(key, m, peer) {
 function mediaView(m) {
   const media = m.media;
   const label = media.caption || (media.mime?.startsWith('image/') ? 'Photo' : 'File');
-  if (m.id == null) return el('p', { class: 'media-pending', text: `📷 ${label} (${media.size ? sizeText(media.size) : 'sending'})` });
+  if (m.id == null) return el('p', { class: 'media-pending', text: `${label} (${media.size ? sizeText(media.size) : 'sending'})` });
   const thumbable = app.limits?.thumbnail_types?.includes(media.mime);
   if (!thumbable) {
-    return el('button', { type: 'button', class: 'file', onclick: () => download(media), text: `📎 ${label} · ${sizeText(media.size)}` });
+    return el('button', { type: 'button', class: 'file', onclick: () => download(media), text: `${label} · ${sizeText(media.size)} · download` });
   }
   const img = el('img', { class: 'thumb', alt: label, width: 240, height: 180 });
   blobUrl(media.id, true).then((url) => { img.src = url; img.removeAttribute('height'); }).catch(() => { img.alt = `${label} (could not load)`; });
