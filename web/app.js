@@ -70,6 +70,11 @@ function presenceText(p) {
   return '';
 }
 
+/** Says a new message aloud to screen readers (the list itself is re-rendered, so it is not live). */
+function announce(text) {
+  $('announce').textContent = text;
+}
+
 function showError(id, error) {
   $(id).textContent = error ? (error instanceof ApiError ? error.message : String(error.message || error)) : '';
 }
@@ -320,6 +325,7 @@ async function loadChats() {
   for (const item of page.items) {
     const c = chat(item.peer);
     c.last = fromServer(item.last_message);
+    c.counted = item.last_message.id;
     c.unread = item.unread;
     c.timer = item.timer_seconds;
   }
@@ -331,10 +337,15 @@ async function loadChats() {
 function onInbox(e) {
   switch (e.type) {
     case 'message': {
-      const m = upsert(fromServer(e, 'sent'));
+      upsert(fromServer(e, 'sent'));
       const c = chat(e.from);
+      // The chat list's unread count already covers messages up to its
+      // last message; a sync replaying one of those must not count it twice.
+      const fresh = e.id > (c.counted ?? 0);
+      c.counted = Math.max(c.counted ?? 0, e.id);
       setLast(e.from, fromServer(e, 'sent'));
-      if (m && !(app.open === e.from && document.visibilityState === 'visible')) c.unread += 1;
+      if (fresh && !(app.open === e.from && document.visibilityState === 'visible')) c.unread += 1;
+      if (fresh) announce(`${e.from}: ${e.body || 'Photo'}`);
       c.typingUntil = 0;
       break;
     }

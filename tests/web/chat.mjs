@@ -49,6 +49,33 @@ await scenario('chat', async (browser) => {
   if (count !== 2) throw new Error(`after a reload the conversation has ${count} messages, not 2`);
   ok('a reload shows the history once, with the ticks kept');
 
+  // History pages upward: 35 more messages (sent over HTTP, as a bot
+  // would), then a reload shows the newest page and loads the rest on demand.
+  await b.page.evaluate(async (to) => {
+    const { token } = JSON.parse(localStorage.getItem('bluetick.session'));
+    for (let i = 1; i <= 35; i++) {
+      const r = await fetch('/v1/messages', {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ id: `bulk-${i}`, to, body: `bulk ${i}` }),
+      });
+      if (r.status !== 201) throw new Error(`POST /v1/messages: ${r.status}`);
+    }
+  }, alice);
+  await message(a.page, 'bulk 35').waitFor();
+  await a.page.reload();
+  await a.page.locator('li.chat', { hasText: bob }).getByRole('button').click();
+  await message(a.page, 'bulk 35').waitFor();
+  const firstPage = await a.page.locator('#messages li.msg').count();
+  if (firstPage !== 30) throw new Error(`the first page has ${firstPage} messages, not 30`);
+  await a.page.getByRole('button', { name: 'Load earlier messages' }).click();
+  await message(a.page, 'hello bob').waitFor();
+  const all = await a.page.locator('#messages li.msg .body').allTextContents();
+  const want = ['hello bob', 'hi alice', ...Array.from({ length: 35 }, (_, i) => `bulk ${i + 1}`)];
+  if (JSON.stringify(all) !== JSON.stringify(want)) throw new Error(`after paging: ${JSON.stringify(all)}`);
+  await a.page.getByRole('button', { name: 'Load earlier messages' }).waitFor({ state: 'detached' });
+  ok('history pages upward from the newest page, in order, each message once');
+
   await a.page.getByRole('button', { name: 'Sign out' }).click();
   await a.page.getByRole('button', { name: 'Sign in' }).waitFor();
   ok('sign out returns to the sign-in form');
