@@ -1,14 +1,9 @@
 // Two people register, find each other and chat: the text appears on the
 // other side, and the sender's ticks go ✓ → ✓✓ → read.
-import { person, register, chatWith, send, message, ticks, unique, ok, scenario, PATIENCE } from './harness.mjs';
+import { twoPeople, openChat, chatWith, send, message, ticks, ok, scenario, PATIENCE } from './harness.mjs';
 
 await scenario('chat', async (browser) => {
-  const alice = unique('alice');
-  const bob = unique('bob');
-  const a = await person(browser);
-  const b = await person(browser);
-  await register(a.page, alice);
-  await register(b.page, bob);
+  const { alice, bob, a, b } = await twoPeople(browser);
 
   // Bob's browser is offline at first, so the message stays at ✓ (stored
   // on the server) until it comes back; then ✓✓. Bob is looking at his
@@ -42,7 +37,7 @@ await scenario('chat', async (browser) => {
 
   // History: after a reload both messages come back once, with their ticks.
   await a.page.reload();
-  await a.page.locator('li.chat', { hasText: bob }).getByRole('button').click();
+  await openChat(a.page, bob);
   await ticks(a.page, 'hello bob', 'read');
   await message(a.page, 'hi alice').waitFor();
   const count = await a.page.locator('#messages li.msg').count();
@@ -64,7 +59,7 @@ await scenario('chat', async (browser) => {
   }, alice);
   await message(a.page, 'bulk 35').waitFor();
   await a.page.reload();
-  await a.page.locator('li.chat', { hasText: bob }).getByRole('button').click();
+  await openChat(a.page, bob);
   await message(a.page, 'bulk 35').waitFor();
   const firstPage = await a.page.locator('#messages li.msg').count();
   if (firstPage !== 30) throw new Error(`the first page has ${firstPage} messages, not 30`);

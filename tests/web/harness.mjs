@@ -59,6 +59,23 @@ export async function register(page, name, password = `${name}-secret`) {
   await connected(page);
 }
 
+/** Two people, alice and bob (unique names), registered in contexts of their own. */
+export async function twoPeople(browser) {
+  const alice = unique('alice');
+  const bob = unique('bob');
+  const a = await person(browser);
+  const b = await person(browser);
+  await register(a.page, alice);
+  await register(b.page, bob);
+  return { alice, bob, a, b };
+}
+
+/** Opens the chat with `peer` from the chat list. */
+export async function openChat(page, peer) {
+  await page.locator('li.chat', { hasText: peer }).getByRole('button').click();
+  await page.locator('#peer-name', { hasText: peer }).waitFor();
+}
+
 /** Waits until the page's MQTT connection is up. */
 export async function connected(page) {
   await page.locator('#status[data-state="online"]').waitFor({ state: 'attached' });

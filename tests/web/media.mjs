@@ -2,7 +2,7 @@
 // thumbnail that opens full size. A file over the server's limit is
 // refused before upload with a readable message.
 import { deflateSync, crc32 } from 'node:zlib';
-import { person, register, chatWith, send, message, ticks, unique, ok, check, scenario } from './harness.mjs';
+import { twoPeople, openChat, chatWith, send, message, ticks, ok, check, scenario } from './harness.mjs';
 
 /** A real PNG of `width`×`height`, a colour gradient. */
 function png(width, height) {
@@ -32,15 +32,10 @@ function png(width, height) {
 }
 
 await scenario('media', async (browser) => {
-  const alice = unique('alice');
-  const bob = unique('bob');
-  const a = await person(browser);
-  const b = await person(browser);
-  await register(a.page, alice);
-  await register(b.page, bob);
+  const { alice, bob, a, b } = await twoPeople(browser);
   await chatWith(a.page, bob);
   await send(a.page, 'a picture for you');
-  await b.page.locator('li.chat', { hasText: alice }).getByRole('button').click();
+  await openChat(b.page, alice);
 
   await a.page.locator('#attach').setInputFiles({ name: 'gradient.png', mimeType: 'image/png', buffer: png(800, 600) });
   await a.page.locator('#messages li.msg.own .thumb').waitFor();

@@ -1,7 +1,7 @@
 // The durable outbox: a reload in the middle of sending loses nothing and
 // duplicates nothing; messages typed offline arrive once, in order, when
 // the browser is back online.
-import { person, register, chatWith, send, message, ticks, unique, ok, check, scenario } from './harness.mjs';
+import { twoPeople, openChat, chatWith, send, message, ticks, ok, check, scenario } from './harness.mjs';
 
 /** Texts of the conversation's messages, in screen order. */
 const texts = (page) => page.locator('#messages li.msg .body').allTextContents();
@@ -23,17 +23,14 @@ async function switchboard(page) {
 }
 
 await scenario('outbox', async (browser) => {
-  const alice = unique('alice');
-  const bob = unique('bob');
-  const a = await person(browser);
+  const { alice, bob, a, b } = await twoPeople(browser);
   const hold = await switchboard(a.page);
-  const b = await person(browser);
-  await register(a.page, alice);
-  await register(b.page, bob);
+  await a.page.reload(); // the switchboard takes the connections opened from now on
+  await a.page.locator('#status[data-state="online"]').waitFor({ state: 'attached' });
   await chatWith(a.page, bob);
   await send(a.page, 'first, to make a chat');
   await ticks(a.page, 'first, to make a chat', 'delivered');
-  await b.page.locator('li.chat', { hasText: alice }).getByRole('button').click();
+  await openChat(b.page, alice);
 
   // 1. The send never left: after the reload it is still waiting, then sent.
   hold.up = true;
@@ -41,7 +38,7 @@ await scenario('outbox', async (browser) => {
   await ticks(a.page, 'typed before a reload', 'pending');
   await a.page.reload();
   hold.up = false;
-  await a.page.locator('li.chat', { hasText: bob }).getByRole('button').click();
+  await openChat(a.page, bob);
   await ticks(a.page, 'typed before a reload', 'read');
   ok('a message whose send was cut by a reload is sent after it, and read');
 
@@ -52,14 +49,14 @@ await scenario('outbox', async (browser) => {
   await ticks(a.page, 'stored but not acked', 'pending');
   await a.page.reload();
   hold.down = false;
-  await a.page.locator('li.chat', { hasText: bob }).getByRole('button').click();
+  await openChat(a.page, bob);
   await ticks(a.page, 'stored but not acked', 'read');
   ok('a message stored before a reload whose ack was lost shows once, with its ticks');
 
   // 3. A burst, reloaded at once, wherever the sends were.
   for (const text of ['burst one', 'burst two', 'burst three']) await send(a.page, text);
   await a.page.reload();
-  await a.page.locator('li.chat', { hasText: bob }).getByRole('button').click();
+  await openChat(a.page, bob);
   await ticks(a.page, 'burst three', 'read');
 
   const expected = ['first, to make a chat', 'typed before a reload', 'stored but not acked',
@@ -70,7 +67,7 @@ await scenario('outbox', async (browser) => {
   check(JSON.stringify(await texts(a.page)) === JSON.stringify(expected),
     `the sender sees ${JSON.stringify(await texts(a.page))}`);
   await b.page.reload();
-  await b.page.locator('li.chat', { hasText: alice }).getByRole('button').click();
+  await openChat(b.page, alice);
   await message(b.page, 'burst three').waitFor();
   check(JSON.stringify(await texts(b.page)) === JSON.stringify(expected),
     `after a reload the recipient sees ${JSON.stringify(await texts(b.page))}`);

@@ -1,17 +1,12 @@
 // Typing and presence show, and disappear when the watched person sets
 // last seen to nobody.
-import { person, register, chatWith, send, message, unique, ok, check, scenario } from './harness.mjs';
+import { twoPeople, openChat, chatWith, send, message, ok, check, scenario } from './harness.mjs';
 
 await scenario('presence', async (browser) => {
-  const alice = unique('alice');
-  const bob = unique('bob');
-  const a = await person(browser);
-  const b = await person(browser);
-  await register(a.page, alice);
-  await register(b.page, bob);
+  const { alice, bob, a, b } = await twoPeople(browser);
   await chatWith(a.page, bob);
   await send(a.page, 'are you there?');
-  await b.page.locator('li.chat', { hasText: alice }).getByRole('button').click();
+  await openChat(b.page, alice);
   await message(b.page, 'are you there?').waitFor();
 
   await a.page.locator('#peer-status', { hasText: 'online' }).waitFor();
@@ -43,7 +38,7 @@ await scenario('presence', async (browser) => {
   await a.page.waitForFunction(() => document.getElementById('peer-status').textContent === '');
   ok('under privacy nobody, presence and last seen are gone');
 
-  await b.page.locator('li.chat', { hasText: alice }).getByRole('button').click();
+  await openChat(b.page, alice);
   await b.page.getByLabel('Message', { exact: true }).pressSequentially('secret typing', { delay: 50 });
   await a.page.waitForTimeout(2000);
   check(await a.page.locator('#peer-status', { hasText: 'typing' }).count() === 0, 'typing showed under privacy nobody');

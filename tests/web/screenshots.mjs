@@ -1,6 +1,6 @@
 // Screenshots of the chat list and a conversation at phone and desktop
 // widths, saved under target/web-screenshots/ (test artifacts).
-import { person, register, chatWith, send, message, ticks, unique, shot, ok, scenario, PHONE, DESKTOP } from './harness.mjs';
+import { person, register, openChat, chatWith, send, message, ticks, unique, shot, ok, scenario, PHONE, DESKTOP } from './harness.mjs';
 
 await scenario('screenshots', async (browser) => {
   const alice = unique('alice');
@@ -16,7 +16,7 @@ await scenario('screenshots', async (browser) => {
   await send(c.page, 'Are we still on for Friday?');
   await chatWith(b.page, alice);
   await send(b.page, 'Hi Alice! Lunch tomorrow?');
-  await a.page.locator('li.chat', { hasText: bob }).getByRole('button').click();
+  await openChat(a.page, bob);
   await message(a.page, 'Hi Alice! Lunch tomorrow?').waitFor();
   await send(a.page, 'Sure! 12:30 at the café by the river?');
   await ticks(a.page, 'Sure! 12:30 at the café by the river?', 'read');

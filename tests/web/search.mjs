@@ -1,6 +1,6 @@
 // Search across chats (case and accents ignored), stars, and a
 // disappearing timer per chat.
-import { person, register, chatWith, send, message, ticks, unique, ok, check, scenario } from './harness.mjs';
+import { person, register, openChat, chatWith, send, message, ticks, unique, ok, check, scenario } from './harness.mjs';
 
 await scenario('search', async (browser) => {
   const alice = unique('alice');
@@ -43,9 +43,9 @@ await scenario('search', async (browser) => {
   await a.page.getByText('No starred messages yet.').waitFor();
   ok('unstarring takes it off the list');
 
-  await a.page.locator('li.chat', { hasText: bob }).getByRole('button').click();
+  await openChat(a.page, bob);
   await a.page.getByLabel('Disappearing').selectOption('86400');
-  await b.page.locator('li.chat', { hasText: alice }).getByRole('button').click();
+  await openChat(b.page, alice);
   await b.page.waitForFunction(() => document.getElementById('timer-select').value === '86400');
   ok('a disappearing timer set by one side shows on the other');
   await send(a.page, 'this one disappears');
