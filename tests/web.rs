@@ -85,13 +85,20 @@ fn run_script(server: &Server, script: &str) -> String {
     printed
 }
 
-/// A server for browser scenarios: registrations are not throttled (each
-/// scenario registers fresh people from one address).
+/// A server for browser scenarios, with `settings` (`BLUETICK_*`) on top:
+/// registrations are not throttled (each scenario registers fresh people
+/// from one address).
+fn server_with(backend: Backend, settings: &[(&str, &str)]) -> Server {
+    let mut options =
+        Options::default().env("BLUETICK_AUTH__MAX_REGISTRATIONS_PER_ADDRESS", "1000");
+    for (key, value) in settings {
+        options = options.env(key, value);
+    }
+    Server::start_with(backend, options)
+}
+
 fn server(backend: Backend) -> Server {
-    Server::start_with(
-        backend,
-        Options::default().env("BLUETICK_AUTH__MAX_REGISTRATIONS_PER_ADDRESS", "1000"),
-    )
+    server_with(backend, &[])
 }
 
 #[test]
@@ -99,7 +106,10 @@ fn the_page_and_its_files_are_served_from_the_binary() {
     let server = Server::start(Backend::Sqlite);
     let page = http::request(server.http, "GET", "/", None, None);
     assert_eq!(page.status, 200);
-    assert!(page.header("content-type").unwrap_or_default().starts_with("text/html"));
+    assert!(page
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("text/html"));
     assert!(page.body.contains("/web/app.js"), "{}", page.body);
     for file in ["app.js", "session.js", "vendor/mqtt.min.js", "style.css"] {
         let got = http::request(server.http, "GET", &format!("/web/{file}"), None, None);
@@ -140,13 +150,8 @@ on_both_backends! {
     }
 
     async fn a_picture_arrives_as_a_thumbnail_and_opens_full_size(backend) {
-        let server = Server::start_with(
-            backend,
-            Options::default()
-                .env("BLUETICK_AUTH__MAX_REGISTRATIONS_PER_ADDRESS", "1000")
-                // Small, so that the too-large case stays cheap.
-                .env("BLUETICK_MEDIA__MAX_SIZE", "2000000"),
-        );
+        // A small limit, so that the too-large case stays cheap.
+        let server = server_with(backend, &[("BLUETICK_MEDIA__MAX_SIZE", "2000000")]);
         run_script(&server, "media.mjs");
     }
 
@@ -156,7 +161,7 @@ on_both_backends! {
     }
 
     async fn sign_in_errors_are_readable(backend) {
-        let server = server(backend);
+        let server = server_with(backend, &[("BLUETICK_AUTH__MAX_LOGIN_FAILURES", "3")]);
         run_script(&server, "signin.mjs");
     }
 }
@@ -165,8 +170,17 @@ on_both_backends! {
 fn screenshots_at_phone_and_desktop_widths() {
     let server = server(Backend::Sqlite);
     run_script(&server, "screenshots.mjs");
-    for name in ["desktop-chats", "desktop-conversation", "phone-chats", "phone-conversation"] {
+    for name in [
+        "desktop-chats",
+        "desktop-conversation",
+        "phone-chats",
+        "phone-conversation",
+    ] {
         let file = repo().join(format!("target/web-screenshots/{name}.png"));
-        assert!(file.metadata().is_ok_and(|m| m.len() > 1000), "{}", file.display());
+        assert!(
+            file.metadata().is_ok_and(|m| m.len() > 1000),
+            "{}",
+            file.display()
+        );
     }
 }

@@ -43,7 +43,10 @@ pub struct ClientConfig {
 /// Where a browser should open its MQTT WebSocket.
 #[utoipa::path(get, path = "/v1/client-config", tag = "web",
     responses((status = 200, description = "The WebSocket URL for MQTT", body = ClientConfig)))]
-pub async fn client_config(State(state): State<AppState>, headers: HeaderMap) -> Json<ClientConfig> {
+pub async fn client_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Json<ClientConfig> {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     Json(ClientConfig {
         ws_url: state.web.ws_url_for(host),
@@ -143,7 +146,10 @@ fn file(mime: &'static str, bytes: &'static [u8]) -> Response {
             // Revalidated on every load: a new server version ships new
             // files under the same names.
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
             (
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(CONTENT_SECURITY_POLICY),
@@ -174,16 +180,35 @@ mod tests {
     #[test]
     fn every_interface_takes_the_pages_host_name() {
         let s = settings("0.0.0.0:8083");
-        assert_eq!(s.ws_url_for(Some("chat.example.com:8080")).as_deref(), Some("ws://chat.example.com:8083/mqtt"));
-        assert_eq!(s.ws_url_for(Some("[::1]:8080")).as_deref(), Some("ws://[::1]:8083/mqtt"));
-        assert_eq!(s.ws_url_for(Some("evil\"/x")).as_deref(), Some("ws://localhost:8083/mqtt"));
+        assert_eq!(
+            s.ws_url_for(Some("chat.example.com:8080")).as_deref(),
+            Some("ws://chat.example.com:8083/mqtt")
+        );
+        assert_eq!(
+            s.ws_url_for(Some("[::1]:8080")).as_deref(),
+            Some("ws://[::1]:8083/mqtt")
+        );
+        assert_eq!(
+            s.ws_url_for(Some("evil\"/x")).as_deref(),
+            Some("ws://localhost:8083/mqtt")
+        );
     }
 
     #[test]
     fn an_explicit_url_wins_and_no_listener_is_null() {
         let mut s = settings("0.0.0.0:8083");
         s.ws_url = Some("wss://chat.example.com/mqtt".to_owned());
-        assert_eq!(s.ws_url_for(None).as_deref(), Some("wss://chat.example.com/mqtt"));
-        assert_eq!(ClientSettings { ws_addr: None, ws_url: None }.ws_url_for(None), None);
+        assert_eq!(
+            s.ws_url_for(None).as_deref(),
+            Some("wss://chat.example.com/mqtt")
+        );
+        assert_eq!(
+            ClientSettings {
+                ws_addr: None,
+                ws_url: None
+            }
+            .ws_url_for(None),
+            None
+        );
     }
 }
