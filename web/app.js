@@ -167,24 +167,31 @@ async function start({ name, token }) {
   $('me').textContent = name;
   setStatus('connecting');
   const mine = app;
-  let config;
-  try {
-    [config] = await Promise.all([
-      api.clientConfig(),
-      api.mediaConfig().then((l) => { mine.limits = l; }),
-      api.privacy().then((p) => { mine.privacy = p; }),
-      loadChats(),
-    ]);
-  } catch (e) {
-    if (e.code === 'unauthorized') {
-      stop();
-      return showSignIn(e.message);
+  // Where the WebSocket is: without it nothing else works, so keep asking
+  // while the server is unreachable.
+  let config = null;
+  while (app === mine && !config) {
+    try {
+      config = await api.clientConfig();
+    } catch {
+      setStatus('unreachable');
+      await new Promise((resolve) => setTimeout(resolve, 3000));
     }
-    showError('sidebar-error', e);
-    config = config || (await api.clientConfig().catch(() => ({ ws_url: null })));
   }
   if (app !== mine) return;
-  if (!config?.ws_url) {
+  const loaded = await Promise.allSettled([
+    api.mediaConfig().then((l) => { mine.limits = l; }),
+    api.privacy().then((p) => { mine.privacy = p; }),
+    loadChats(),
+  ]);
+  if (app !== mine) return;
+  const refused = loaded.find((r) => r.status === 'rejected')?.reason;
+  if (refused?.code === 'unauthorized') {
+    stop();
+    return showSignIn(refused.message);
+  }
+  if (refused) showError('sidebar-error', refused);
+  if (!config.ws_url) {
     showError('sidebar-error', new Error('Live chat is not available on this server (no WebSocket listener).'));
     return;
   }

@@ -26,6 +26,8 @@ const SYNC_LIMIT = 200;
 const SYNC_LIMIT_SMALL = 20;
 /** Longest wait for a `synced` before a sync may be asked again. */
 const SYNC_PATIENCE_MS = 5000;
+/** Pause before asking again after a replay that left a gap. */
+const GAP_RETRY_MS = 500;
 /** Inbox acks are sent at most this often (docs: a few times a second). */
 const ACK_DELAY_MS = 300;
 
@@ -99,7 +101,7 @@ export class Session {
       },
     });
     this.client = client;
-    client.on('connect', () => this.connected_());
+    client.on('connect', () => this.onConnect());
     client.on('message', (topic, payload) => this.message(topic, payload));
     client.on('reconnect', () => this.on.status('connecting'));
     client.on('close', () => {
@@ -131,13 +133,15 @@ export class Session {
     this.disconnect('ended');
   }
 
-  connected_() {
+  /** After every (re)connect: subscribe, sync from the last seq, resend the outbox. */
+  onConnect() {
     this.on.status('online');
     this.client.subscribe({ [this.topic('inbox')]: { qos: 1 }, [this.topic('live')]: { qos: 0 } });
     for (const user of this.watched) this.client.subscribe(`presence/${user}`, { qos: 0 });
     this.publish('presence', { state: 'online', device: this.device });
     this.syncAskedAt = 0;
     this.sync();
+    if (this.seq > 0) this.ackSoon(); // an ack lost with the last connection
     this.publishedAt.clear();
     this.pump();
   }
@@ -215,9 +219,12 @@ export class Session {
       }
       this.ackSoon();
     }
+    // A replay that left a gap lost part of its burst in the broker: ask
+    // again for less, after a breath rather than in a tight loop.
     const gap = this.ahead.size > 0 || event.through > this.seq;
     this.syncLimit = gap ? SYNC_LIMIT_SMALL : SYNC_LIMIT;
-    if (event.more || gap) this.sync();
+    if (gap) setTimeout(() => this.sync(), GAP_RETRY_MS);
+    else if (event.more) this.sync();
   }
 
   /** An ack or error ends a send: its outbox entry goes before the seq moves. */
