@@ -5,7 +5,12 @@
 //   ✓), keyed by its client id. It is written before the message is
 //   published and deleted only when its ack or error event arrives, so a
 //   message survives a reload, a crash or a night offline, and its resend
-//   carries the same client id (the server stores it once).
+//   carries the same client id (the server stores it once). IndexedDB
+//   commits asynchronously, so a reload right after Send could beat it:
+//   an entry is first written to a journal in localStorage, synchronously,
+//   in the same task as the click, and leaves the journal once IndexedDB
+//   has committed it. Opening the store moves what the journal still
+//   holds into the outbox.
 // - `meta`: the highest contiguous inbox seq applied (`seq`), from which
 //   the next sync starts. It is advanced only after the events up to it
 //   were applied (outbox entries deleted first), and the server is told
@@ -35,6 +40,24 @@ export function databaseName(user) {
   return `bluetick:${user}`;
 }
 
+function journalKey(user) {
+  return `bluetick.journal:${user}`;
+}
+
+function readJournal(user) {
+  try {
+    const list = JSON.parse(localStorage.getItem(journalKey(user)) || '[]');
+    return Array.isArray(list) ? list : [];
+  } catch {
+    return []; // unreadable: nothing can be recovered from it
+  }
+}
+
+function writeJournal(user, list) {
+  if (list.length) localStorage.setItem(journalKey(user), JSON.stringify(list));
+  else localStorage.removeItem(journalKey(user));
+}
+
 /** The local store of `user`. */
 export class Local {
   static async open(user) {
@@ -44,10 +67,13 @@ export class Local {
       db.createObjectStore('outbox', { keyPath: 'client_id' });
       db.createObjectStore('meta', { keyPath: 'key' });
     };
-    return new Local(await request(open));
+    const local = new Local(user, await request(open));
+    for (const entry of readJournal(user)) await local.keep(entry);
+    return local;
   }
 
-  constructor(db) {
+  constructor(user, db) {
+    this.user = user;
     this.db = db;
   }
 
@@ -56,13 +82,18 @@ export class Local {
     return all.sort((a, b) => a.created - b.created);
   }
 
+  /** Keeps `entry`: in the journal before this returns its promise, in IndexedDB when that resolves. */
   async keep(entry) {
+    const journal = readJournal(this.user).filter((e) => e.client_id !== entry.client_id);
+    writeJournal(this.user, [...journal, entry]);
     const tx = this.db.transaction('outbox', 'readwrite');
     tx.objectStore('outbox').put(entry);
     await done(tx);
+    writeJournal(this.user, readJournal(this.user).filter((e) => e.client_id !== entry.client_id));
   }
 
   async forget(clientId) {
+    writeJournal(this.user, readJournal(this.user).filter((e) => e.client_id !== clientId));
     const tx = this.db.transaction('outbox', 'readwrite');
     tx.objectStore('outbox').delete(clientId);
     await done(tx);
@@ -85,6 +116,7 @@ export class Local {
 
   /** Deletes everything this browser kept for `user` (sign-out). */
   static async erase(user) {
+    localStorage.removeItem(journalKey(user));
     await request(indexedDB.deleteDatabase(databaseName(user))).catch(() => {});
   }
 }

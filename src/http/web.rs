@@ -69,7 +69,7 @@ impl ClientSettings {
         } else {
             addr.ip().to_string()
         };
-        Some(format!("ws://{name}:{}/mqtt", addr.port()))
+        Some(format!("ws://{name}:{}{}", addr.port(), broker::WS_PATH))
     }
 }
 
