@@ -44,6 +44,20 @@ pub struct Config {
     pub log: LogConfig,
     pub dead_letters: DeadLettersConfig,
     pub search: SearchConfig,
+    pub web: WebConfig,
+}
+
+// --- The web client (issue 17) ---
+/// The `[web]` section: the browser client served at `/` on the HTTP
+/// listener.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// The MQTT-over-WebSocket URL the web client connects to, when the
+    /// page cannot work it out (a proxy in front, TLS terminated
+    /// elsewhere): e.g. `wss://chat.example.com/mqtt`. Empty: built from
+    /// `mqtt.ws_addr` and the page's host name (`GET /v1/client-config`).
+    pub ws_url: String,
 }
 
 /// The `[dead_letters]` section: how much of refused payloads is kept.
@@ -380,6 +394,7 @@ impl Default for Config {
             log: LogConfig::default(),
             dead_letters: DeadLettersConfig::default(),
             search: SearchConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }

@@ -137,6 +137,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         device_backups_kept: config.jobs.device_backups_kept,
         shutting_down: shutting_down.clone(),
         media: media.clone(),
+        web: Arc::new(http::web::ClientSettings {
+            ws_addr: broker.ws_addr,
+            ws_url: Some(config.web.ws_url.clone()).filter(|url| !url.is_empty()),
+        }),
     };
     let app = http::router(state, config.http.max_json_body);
     let limits = http::listener::ConnectionLimits {

@@ -1,5 +1,6 @@
 //! The HTTP API: accounts, sending, media, history, stars, search,
-//! presence, device backups, health and metrics, and its OpenAPI document.
+//! presence, device backups, health and metrics, and its OpenAPI document;
+//! and the web client's files ([`web`]).
 //!
 //! Every handler is thin: it extracts, calls the store on a blocking thread
 //! (diesel is synchronous) and maps the answer. Refusals share one JSON
@@ -17,6 +18,7 @@ mod messages;
 mod openapi;
 mod presence;
 pub mod throttle;
+pub mod web;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
     /// The media store and its limits.
     pub media: Arc<crate::media::MediaService>,
+    /// What the web client is told about this server (issue 17).
+    pub web: Arc<web::ClientSettings>,
 }
 
 /// The API's routes, built from the handlers' OpenAPI annotations.
@@ -79,6 +83,7 @@ pub fn router(state: AppState, max_json_body: usize) -> Router {
         .routes(routes!(media::limits))
         .routes(routes!(media::download))
         .routes(routes!(media::thumbnail))
+        .routes(routes!(web::client_config))
         .split_for_parts();
     // Uploads stream with their own limit, checked by the handler, not the
     // JSON body limit.
@@ -95,6 +100,10 @@ pub fn router(state: AppState, max_json_body: usize) -> Router {
     let document = Arc::new(api.to_json().expect("the OpenAPI document serialises"));
     router
         .route(OPENAPI_PATH, get(openapi::document).with_state(document))
+        // The web client's files: the page, not the API, so not in the
+        // OpenAPI document.
+        .route("/", get(web::index))
+        .route("/web/*name", get(web::asset))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(max_json_body))
         .merge(device_backup.layer(DefaultBodyLimit::max(state.device_backup_max_bytes)))

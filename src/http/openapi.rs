@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         (name = "media", description = "Media uploads and downloads"),
         (name = "presence", description = "Presence and privacy"),
         (name = "operations", description = "Health and readiness (metrics are on the private metrics listener)"),
+        (name = "web", description = "What the web client served at / needs to connect"),
     ),
 )]
 pub struct ApiDoc;
