@@ -401,6 +401,7 @@ async fn openapi_document_is_valid_and_lists_every_route() {
         ("GET", "/v1/media/config"),
         ("GET", "/v1/media/{id}"),
         ("GET", "/v1/media/{id}/thumbnail"),
+        ("GET", "/v1/client-config"),
     ];
     for (method, path) in routes {
         assert!(
