@@ -42,6 +42,7 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub media: MediaConfig,
     pub log: LogConfig,
+    pub quotas: QuotasConfig,
 }
 
 /// Media uploads: where the bytes go, how they come back, and the limits.
@@ -176,6 +177,36 @@ pub struct BridgeConfig {
     pub segment_count: usize,
 }
 
+// ---- [quotas]: per-user and per-device rate limits of the bridge ----
+
+/// The `[quotas]` section: how fast one user or device may go before the
+/// bridge refuses (sends) or coalesces (presence).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotasConfig {
+    /// Sends one user may make per second, sustained (MQTT and HTTP
+    /// together); more get a retryable `rate_limited` refusal.
+    pub sends_per_second: f64,
+    /// Sends one user may make in a burst.
+    pub send_burst: u32,
+    /// Shortest time between two applications of one user's device presence
+    /// messages, in milliseconds; messages in between are coalesced (the
+    /// last one wins), so watchers see at most one change per interval.
+    pub presence_interval_ms: u64,
+}
+
+impl Default for QuotasConfig {
+    fn default() -> Self {
+        QuotasConfig {
+            sends_per_second: 50.0,
+            send_burst: 200,
+            presence_interval_ms: 1_000,
+        }
+    }
+}
+
+// ---- end of [quotas] ----
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
@@ -269,6 +300,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             media: MediaConfig::default(),
             log: LogConfig::default(),
+            quotas: QuotasConfig::default(),
         }
     }
 }

@@ -240,6 +240,9 @@ fn bridge_config(
         max_body: config.messages.max_body,
         max_batch: config.bridge.max_batch,
         max_packet_size: config.mqtt.max_packet_size,
+        sends_per_second: config.quotas.sends_per_second,
+        send_burst: f64::from(config.quotas.send_burst),
+        presence_interval: Duration::from_millis(config.quotas.presence_interval_ms),
     }
 }
 

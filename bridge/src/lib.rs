@@ -18,6 +18,15 @@
 //!    publishes each resulting inbox event to `u/{user}/inbox` at QoS 1,
 //!    and answers `sync` requests from the store.
 //!
+//! Typing and devices' own presence messages (`u/+/typing`,
+//! `u/+/presence`) never reach the worker: the driver hands them to
+//! [`live`] as they arrive (rate-limited per user, presence coalesced per
+//! user), and the bridge reads them at QoS 0. Every QoS 1 publish is
+//! acknowledged by the worker alone, in delivery order, because the broker
+//! disconnects a client whose PUBACKs come out of order. A send over its
+//! user's quota ([`quota`]) is answered with a retryable `rate_limited`
+//! error event without touching the store.
+//!
 //! Because the store is the truth, every loss between broker and client is
 //! recovered by the client: it resends a `send` until its ack event
 //! arrives (duplicates are removed on (sender, client id)), and syncs its
@@ -29,10 +38,11 @@
 pub mod batch;
 mod live;
 pub mod presence;
+pub mod quota;
 pub mod request;
 
-use protocol::messages::{Event, InboxEvent, SyncedEvent};
-use protocol::{topics, UserName};
+use protocol::messages::{ErrorEvent, Event, InboxEvent, Rejection, SyncedEvent};
+use protocol::{topics, ErrorCode, UserName};
 use rumqttc::{AsyncClient, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +52,7 @@ use tokio::task::JoinHandle;
 
 pub use batch::{Committed, Outcome};
 pub use presence::Tracker;
+use quota::Buckets;
 pub use request::Request;
 
 /// How the bridge reaches the broker and how it batches.
@@ -60,6 +71,14 @@ pub struct BridgeConfig {
     pub max_batch: usize,
     /// Largest MQTT packet, in bytes (must admit `max_body` plus JSON).
     pub max_packet_size: usize,
+    /// Sends one user may make per second, sustained; more are refused
+    /// with a retryable `rate_limited` error event.
+    pub sends_per_second: f64,
+    /// Sends one user may make in a burst.
+    pub send_burst: f64,
+    /// Shortest time between two applications of one user's device
+    /// presence messages; those in between are coalesced (the last wins).
+    pub presence_interval: Duration,
 }
 
 /// Why the bridge could not start or serve a request.
@@ -80,6 +99,9 @@ struct Submission {
 enum Input {
     Mqtt(Publish),
     Submitted(Submission),
+    /// A QoS 1 publish the driver has already handled (ephemeral traffic):
+    /// only its PUBACK is owed, and it must go out in delivery order.
+    Handled(Publish),
 }
 
 /// A running bridge.
@@ -118,11 +140,13 @@ impl Bridge {
         let (input_tx, input_rx) = mpsc::channel(10_000);
         let (ready_tx, ready_rx) = oneshot::channel();
         let presence = Arc::new(Tracker::new(client.clone(), store.clone()));
+        let desk = Arc::new(live::PresenceDesk::new(config.presence_interval));
+        let applier = tokio::spawn(desk.clone().apply(store.clone(), presence.clone()));
         let live = Live {
             client: client.clone(),
-            store: store.clone(),
             presence: presence.clone(),
-            typing: Default::default(),
+            desk,
+            typing: Buckets::new(live::TYPING_PER_SECOND, live::TYPING_BURST),
         };
         let driver = tokio::spawn(drive(
             client.clone(),
@@ -135,6 +159,7 @@ impl Bridge {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => {
                 driver.abort();
+                applier.abort();
                 return Err(BridgeError::Connect(format!(
                     "no SUBACK from {}:{} within 10 s",
                     config.host, config.port
@@ -144,7 +169,7 @@ impl Bridge {
         let worker = tokio::spawn(work(client, store, input_rx, config));
         Ok(Bridge {
             submissions: input_tx,
-            tasks: vec![driver, worker],
+            tasks: vec![driver, worker, applier],
             presence,
         })
     }
@@ -178,8 +203,13 @@ fn subscriptions() -> Vec<SubscribeFilter> {
     filters()
         .into_iter()
         .map(|filter| {
-            // Typing is QoS 0 end to end: nothing to acknowledge or redeliver.
-            let qos = if filter.ends_with("/typing") {
+            // Ephemeral traffic is QoS 0 to the bridge: nothing to
+            // acknowledge, and nothing the bridge's persistent session
+            // replays after a reconnect.
+            let ephemeral = EPHEMERAL_LEAVES
+                .iter()
+                .any(|leaf| filter.strip_suffix(leaf).is_some_and(|f| f.ends_with('/')));
+            let qos = if ephemeral {
                 QoS::AtMostOnce
             } else {
                 QoS::AtLeastOnce
@@ -192,41 +222,33 @@ fn subscriptions() -> Vec<SubscribeFilter> {
 /// What the driver needs for ephemeral traffic.
 struct Live {
     client: AsyncClient,
-    store: Store,
     presence: Arc<Tracker>,
-    typing: live::TypingLimiter,
+    /// Devices' presence messages, coalesced and applied by one task.
+    desk: Arc<live::PresenceDesk>,
+    /// Typing events per user.
+    typing: Buckets,
 }
 
 impl Live {
-    /// Handles typing and presence publishes at once; returns any other
-    /// publish for the worker.
-    fn take(&self, publish: Publish) -> Option<Publish> {
+    /// Handles typing and presence publishes at once, without blocking;
+    /// returns what the worker must see: any other publish, or a handled
+    /// QoS 1 publish whose PUBACK is owed in order.
+    fn take(&self, publish: Publish) -> Option<Input> {
         let Some((user, leaf)) = request::split_topic(&publish.topic) else {
-            return Some(publish);
+            return Some(Input::Mqtt(publish));
         };
         match leaf {
-            "typing" => {
-                live::typing(
-                    &self.client,
-                    &self.presence,
-                    &self.typing,
-                    &user,
-                    &publish.payload,
-                );
-                None
-            }
-            "presence" => {
-                live::device_presence(
-                    self.client.clone(),
-                    self.store.clone(),
-                    self.presence.clone(),
-                    user,
-                    publish,
-                );
-                None
-            }
-            _ => Some(publish),
+            "typing" => live::typing(
+                &self.client,
+                &self.presence,
+                &self.typing,
+                &user,
+                &publish.payload,
+            ),
+            "presence" => self.desk.offer(&user, &publish.payload),
+            _ => return Some(Input::Mqtt(publish)),
         }
+        (publish.qos != QoS::AtMostOnce).then_some(Input::Handled(publish))
     }
 }
 
@@ -243,10 +265,10 @@ async fn drive(
     loop {
         match eventloop.poll().await {
             Ok(rumqttc::Event::Incoming(Packet::Publish(publish))) => {
-                let Some(publish) = live.take(publish) else {
+                let Some(owed) = live.take(publish) else {
                     continue;
                 };
-                if input.send(Input::Mqtt(publish)).await.is_err() {
+                if input.send(owed).await.is_err() {
                     return;
                 }
             }
@@ -278,6 +300,7 @@ async fn work(
     mut input: mpsc::Receiver<Input>,
     config: BridgeConfig,
 ) {
+    let quota = Buckets::new(config.sends_per_second, config.send_burst);
     while let Some(first) = input.recv().await {
         let mut inputs = vec![first];
         while inputs.len() < config.max_batch {
@@ -287,17 +310,24 @@ async fn work(
             }
         }
         let mut requests = Vec::with_capacity(inputs.len());
+        // Every QoS 1 publish of the batch, in delivery order: the broker
+        // drops a client whose PUBACKs come out of order.
         let mut acks = Vec::new();
         let mut replies = Vec::new();
+        // Sends over their user's quota: answered without touching the store.
+        let mut limited = Vec::new();
         for input in inputs {
             match input {
                 Input::Mqtt(publish) => {
                     let topic = publish.topic.clone();
                     match request::decode(&topic, &publish.payload, config.max_body) {
-                        Some(request) => {
-                            replies.push(None);
-                            requests.push(request);
-                        }
+                        Some(request) => match over_quota(&quota, &request) {
+                            Some((user, rejection)) => limited.push((user, rejection)),
+                            None => {
+                                replies.push(None);
+                                requests.push(request);
+                            }
+                        },
                         None => {
                             tracing::warn!(%topic, "bridge got a publish it does not serve; dropped")
                         }
@@ -305,12 +335,23 @@ async fn work(
                     acks.push(publish);
                 }
                 Input::Submitted(Submission { request, reply }) => {
-                    replies.push(Some(reply));
-                    requests.push(request);
+                    match over_quota(&quota, &request) {
+                        // The HTTP caller may have given up; the refusal stands.
+                        Some((_, rejection)) => drop(reply.send(Outcome::Refused(rejection))),
+                        None => {
+                            replies.push(Some(reply));
+                            requests.push(request);
+                        }
+                    }
                 }
+                Input::Handled(publish) => acks.push(publish),
             }
         }
-        let committed = commit_until_done(&store, requests.clone()).await;
+        let committed = if requests.is_empty() {
+            Committed::default()
+        } else {
+            commit_until_done(&store, requests.clone()).await
+        };
         for publish in &acks {
             if let Err(e) = client.ack(publish).await {
                 tracing::warn!(error = %e, "bridge could not queue a PUBACK");
@@ -318,6 +359,20 @@ async fn work(
         }
         for (user, event) in &committed.events {
             publish_event(&client, user, event).await;
+        }
+        for (user, rejection) in limited {
+            // Not stored: the sender is connected (it just published), and a
+            // lost refusal only means the SDK resends a little later.
+            let refusal = InboxEvent {
+                seq: None,
+                event: Event::Error(ErrorEvent {
+                    client_id: rejection.client_id,
+                    on: "send".to_owned(),
+                    code: rejection.code,
+                    message: rejection.message,
+                }),
+            };
+            publish_event(&client, user.as_str(), &refusal).await;
         }
         for (reply, outcome) in replies.into_iter().zip(committed.outcomes) {
             if let Some(reply) = reply {
@@ -331,6 +386,26 @@ async fn work(
             }
         }
     }
+}
+
+/// A send over its user's quota: the user and the refusal. Counted for
+/// operators; the sender is told to retry.
+fn over_quota(quota: &Buckets, request: &Request) -> Option<(UserName, Rejection)> {
+    let Request::Send { sender, send } = request else {
+        return None;
+    };
+    if quota.allow(sender.as_str(), std::time::Instant::now()) {
+        return None;
+    }
+    metrics::counter!("bluetick_sends_rate_limited_total").increment(1);
+    Some((
+        sender.clone(),
+        Rejection {
+            client_id: Some(send.id.clone()),
+            code: ErrorCode::RateLimited,
+            message: "over your send quota; resend later".to_owned(),
+        },
+    ))
 }
 
 /// Commits a batch, retrying while the store is unavailable: the batch's

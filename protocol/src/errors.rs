@@ -102,6 +102,15 @@ impl ErrorCode {
         }
     }
 
+    /// Whether a request refused with this code may succeed if sent again
+    /// unchanged, later: the SDK keeps such a send and resends it.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::RateLimited
+        )
+    }
+
     /// The HTTP status that carries this code.
     pub fn http_status(self) -> u16 {
         match self {
