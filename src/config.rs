@@ -175,6 +175,9 @@ pub struct BridgeConfig {
     pub segment_size: usize,
     /// Segments kept per bridge filter.
     pub segment_count: usize,
+    /// Microseconds the bridge waits for more requests before committing
+    /// a batch that is not full; at most 2000.
+    pub linger_us: u64,
 }
 
 // ---- [quotas]: per-user and per-device rate limits of the bridge ----
@@ -369,6 +372,7 @@ impl Default for BridgeConfig {
             max_batch: 512,
             segment_size: 4 * 1024 * 1024,
             segment_count: 8,
+            linger_us: 1_000,
         }
     }
 }

@@ -243,6 +243,9 @@ fn bridge_config(
         sends_per_second: config.quotas.sends_per_second,
         send_burst: f64::from(config.quotas.send_burst),
         presence_interval: Duration::from_millis(config.quotas.presence_interval_ms),
+        // The broker is embedded: it lives and dies with the bridge.
+        ack: bridge::AckPolicy::OnArrival,
+        linger: Duration::from_micros(config.bridge.linger_us.min(2_000)),
     }
 }
 

@@ -3,20 +3,26 @@
 //!
 //! # How a message moves
 //! 1. A client publishes `{"id","to","body"}` to `u/alice/send` at QoS 1.
-//!    The bridge is subscribed to `u/+/send` (and `ack`, `read`, `sync`)
-//!    with manual acks, so the broker's delivery to the bridge stays
-//!    unacknowledged for now.
-//! 2. The worker takes that publish and whatever else is queued (up to
+//!    The bridge is subscribed to `u/+/send` (and `ack`, `read`, `sync`,
+//!    `star`) with manual acks. The driver polls the connection and hands
+//!    each publish to the intake, never waiting itself.
+//! 2. The intake admits publishes, in delivery order, into the worker's
+//!    bounded queue, waiting for room (back-pressure, never a drop). With
+//!    the embedded broker ([`AckPolicy::OnArrival`]) it PUBACKs each one as
+//!    it is admitted, so the broker's limit of 100 unacknowledged
+//!    deliveries never makes the bridge stop and wait while it commits.
+//! 3. The worker takes that publish and whatever else is queued (up to
 //!    `max_batch`), decodes and validates each ([`request`]), and commits
 //!    the whole batch in one transaction ([`batch`]): new messages, their
 //!    message events for recipients, acks for senders, receipts, error
 //!    events and dead letters. Text sends are applied before media sends
 //!    (which carry only a media id, checked to be the sender's), keeping
-//!    each sender→recipient pair in order. A failed commit is retried;
-//!    nothing is acknowledged until it succeeds.
-//! 3. After the commit the bridge PUBACKs every publish of the batch, then
-//!    publishes each resulting inbox event to `u/{user}/inbox` at QoS 1,
-//!    and answers `sync` requests from the store.
+//!    each sender→recipient pair in order. A failed commit is retried.
+//! 4. After the commit it publishes each resulting inbox event to
+//!    `u/{user}/inbox` at QoS 1 (the sender's `ack` event is its ✓: only
+//!    ever after the commit), and answers `sync` requests from the store.
+//!    Against an external broker ([`AckPolicy::AfterCommit`]) it PUBACKs
+//!    the batch's publishes first, so nothing is acknowledged until stored.
 //!
 //! Typing and devices' own presence messages (`u/+/typing`,
 //! `u/+/presence`) never reach the worker: the driver hands them to
@@ -79,6 +85,29 @@ pub struct BridgeConfig {
     /// Shortest time between two applications of one user's device
     /// presence messages; those in between are coalesced (the last wins).
     pub presence_interval: Duration,
+    /// When a client's publish is acknowledged to the broker.
+    pub ack: AckPolicy,
+    /// How long the worker waits for more requests before committing a
+    /// batch that is not full (at most a few milliseconds).
+    pub linger: Duration,
+}
+
+/// When the bridge acknowledges (PUBACKs) a publish the broker delivered.
+///
+/// Either way a client's ✓ is its `ack` inbox event, sent only after the
+/// commit; the PUBACK only tells the broker it may forget the publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckPolicy {
+    /// As soon as the publish is admitted into the worker's bounded queue.
+    /// For the embedded broker: it lives and dies with the bridge, so a
+    /// later PUBACK would protect nothing that the client's resend (until
+    /// its ack event) does not, and acking early lifts the broker's limit
+    /// of 100 unacknowledged deliveries that made the bridge stop and wait
+    /// during every commit.
+    OnArrival,
+    /// Only after the batch holding it commits. For an external broker,
+    /// which outlives the bridge and redelivers what was not acknowledged.
+    AfterCommit,
 }
 
 /// Why the bridge could not start or serve a request.
@@ -148,17 +177,25 @@ impl Bridge {
             desk,
             typing: Buckets::new(live::TYPING_PER_SECOND, live::TYPING_BURST),
         };
+        let (arrivals_tx, arrivals_rx) = mpsc::unbounded_channel();
         let driver = tokio::spawn(drive(
             client.clone(),
             eventloop,
-            input_tx.clone(),
+            arrivals_tx,
             ready_tx,
             live,
+        ));
+        let intake = tokio::spawn(admit(
+            client.clone(),
+            arrivals_rx,
+            input_tx.clone(),
+            config.ack,
         ));
         match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => {
                 driver.abort();
+                intake.abort();
                 applier.abort();
                 return Err(BridgeError::Connect(format!(
                     "no SUBACK from {}:{} within 10 s",
@@ -166,10 +203,12 @@ impl Bridge {
                 )));
             }
         }
-        let worker = tokio::spawn(work(client, store, input_rx, config));
+        let (done_tx, done_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let publisher = tokio::spawn(publish(client, store.clone(), done_rx));
+        let worker = tokio::spawn(work(store, input_rx, config, done_tx));
         Ok(Bridge {
             submissions: input_tx,
-            tasks: vec![driver, worker, applier],
+            tasks: vec![driver, intake, worker, publisher, applier],
             presence,
         })
     }
@@ -252,12 +291,20 @@ impl Live {
     }
 }
 
-/// Polls the MQTT connection forever: forwards publishes to the worker and
+/// Polls the MQTT connection forever: hands publishes to the intake and
 /// resubscribes after every reconnect.
+///
+/// It never waits for anyone: the same connection carries the worker's
+/// PUBACKs and inbox publishes, so a driver blocked on a full queue while
+/// the worker blocks on a full request channel would deadlock. The
+/// `arrivals` channel has no capacity limit of its own because the broker
+/// bounds it: what waits there is not yet acknowledged, and the broker
+/// sends at most its in-flight limit (100 for rumqttd, at most 65,535 for
+/// any broker) of unacknowledged publishes.
 async fn drive(
     client: AsyncClient,
     mut eventloop: EventLoop,
-    input: mpsc::Sender<Input>,
+    arrivals: mpsc::UnboundedSender<Input>,
     ready: oneshot::Sender<()>,
     live: Live,
 ) {
@@ -268,7 +315,7 @@ async fn drive(
                 let Some(owed) = live.take(publish) else {
                     continue;
                 };
-                if input.send(owed).await.is_err() {
+                if arrivals.send(owed).is_err() {
                     return;
                 }
             }
@@ -293,22 +340,69 @@ async fn drive(
     }
 }
 
-/// The worker: batch, commit, acknowledge, publish.
-async fn work(
+/// Admits publishes into the worker's bounded queue in delivery order,
+/// waiting for room (back-pressure: nothing is dropped). Under
+/// [`AckPolicy::OnArrival`] it acknowledges each publish once it is
+/// admitted, and ephemeral ones at once; being the only one that does, it
+/// keeps PUBACKs in delivery order.
+async fn admit(
     client: AsyncClient,
+    mut arrivals: mpsc::UnboundedReceiver<Input>,
+    input: mpsc::Sender<Input>,
+    policy: AckPolicy,
+) {
+    while let Some(arrival) = arrivals.recv().await {
+        let Ok(room) = input.reserve().await else {
+            return;
+        };
+        match (policy, arrival) {
+            (AckPolicy::OnArrival, Input::Mqtt(publish)) => {
+                acknowledge(&client, &publish).await;
+                room.send(Input::Mqtt(publish));
+            }
+            (AckPolicy::OnArrival, Input::Handled(publish)) => {
+                acknowledge(&client, &publish).await;
+            }
+            (_, arrival) => room.send(arrival),
+        }
+    }
+}
+
+async fn acknowledge(client: &AsyncClient, publish: &Publish) {
+    if let Err(e) = client.ack(publish).await {
+        tracing::warn!(error = %e, "bridge could not queue a PUBACK");
+    }
+}
+
+/// Most `sync` answers being read and published at once; more wait.
+const SYNC_CONCURRENCY: usize = 8;
+/// Committed batches waiting for the publisher; the worker commits the
+/// next batch meanwhile and waits when this many are queued.
+const PUBLISH_QUEUE: usize = 4;
+
+/// One committed batch, handed from the worker to the publisher.
+struct Done {
+    /// PUBACKs owed ([`AckPolicy::AfterCommit`] only), in delivery order.
+    acks: Vec<Publish>,
+    /// Inbox events, in commit order.
+    events: Vec<(String, InboxEvent)>,
+    /// Sends over their user's quota, answered without a seq.
+    limited: Vec<(UserName, Rejection)>,
+    /// `sync` requests to answer from the store once this batch is out.
+    syncs: Vec<(UserName, i64, usize)>,
+}
+
+/// The worker: gather a batch, commit it, hand it to the publisher, and
+/// go on with the next batch while that one is published.
+async fn work(
     store: Store,
     mut input: mpsc::Receiver<Input>,
     config: BridgeConfig,
+    publisher: mpsc::Sender<Done>,
 ) {
     let quota = Buckets::new(config.sends_per_second, config.send_burst);
     while let Some(first) = input.recv().await {
-        let mut inputs = vec![first];
-        while inputs.len() < config.max_batch {
-            match input.try_recv() {
-                Ok(next) => inputs.push(next),
-                Err(_) => break,
-            }
-        }
+        let inputs = gather(first, &mut input, config.max_batch, config.linger).await;
         let mut requests = Vec::with_capacity(inputs.len());
         // Every QoS 1 publish of the batch, in delivery order: the broker
         // drops a client whose PUBACKs come out of order.
@@ -332,7 +426,9 @@ async fn work(
                             tracing::warn!(%topic, "bridge got a publish it does not serve; dropped")
                         }
                     }
-                    acks.push(publish);
+                    if config.ack == AckPolicy::AfterCommit {
+                        acks.push(publish);
+                    }
                 }
                 Input::Submitted(Submission { request, reply }) => {
                     match over_quota(&quota, &request) {
@@ -347,20 +443,76 @@ async fn work(
                 Input::Handled(publish) => acks.push(publish),
             }
         }
+        let requests = Arc::new(requests);
         let committed = if requests.is_empty() {
             Committed::default()
         } else {
             commit_until_done(&store, requests.clone()).await
         };
-        for publish in &acks {
-            if let Err(e) = client.ack(publish).await {
-                tracing::warn!(error = %e, "bridge could not queue a PUBACK");
+        for (reply, outcome) in replies.into_iter().zip(committed.outcomes) {
+            if let Some(reply) = reply {
+                // The HTTP caller may have given up; the outcome stands.
+                let _ = reply.send(outcome);
             }
         }
-        for (user, event) in &committed.events {
+        let syncs = requests
+            .iter()
+            .filter_map(|request| match request {
+                Request::Sync { user, after, limit } => Some((user.clone(), *after, *limit)),
+                _ => None,
+            })
+            .collect();
+        let done = Done {
+            acks,
+            events: committed.events,
+            limited,
+            syncs,
+        };
+        if publisher.send(done).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The batch that starts with `first`: whatever else is queued, and what
+/// arrives within `linger`, up to `max` inputs.
+async fn gather(
+    first: Input,
+    input: &mut mpsc::Receiver<Input>,
+    max: usize,
+    linger: Duration,
+) -> Vec<Input> {
+    let mut inputs = vec![first];
+    let deadline = tokio::time::Instant::now() + linger;
+    while inputs.len() < max {
+        match input.try_recv() {
+            Ok(next) => inputs.push(next),
+            Err(mpsc::error::TryRecvError::Empty) => {
+                match tokio::time::timeout_at(deadline, input.recv()).await {
+                    Ok(Some(next)) => inputs.push(next),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        }
+    }
+    inputs
+}
+
+/// The one publisher: takes committed batches in commit order, so each
+/// user's inbox events go out in seq order; PUBACKs (after-commit policy),
+/// then inbox events, then quota refusals; then starts the batch's `sync`
+/// answers, at most [`SYNC_CONCURRENCY`] at once, off the commit path.
+async fn publish(client: AsyncClient, store: Store, mut batches: mpsc::Receiver<Done>) {
+    let replays = Arc::new(tokio::sync::Semaphore::new(SYNC_CONCURRENCY));
+    while let Some(done) = batches.recv().await {
+        for publish in &done.acks {
+            acknowledge(&client, publish).await;
+        }
+        for (user, event) in &done.events {
             publish_event(&client, user, event).await;
         }
-        for (user, rejection) in limited {
+        for (user, rejection) in done.limited {
             // Not stored: the sender is connected (it just published), and a
             // lost refusal only means the SDK resends a little later.
             let refusal = InboxEvent {
@@ -374,16 +526,16 @@ async fn work(
             };
             publish_event(&client, user.as_str(), &refusal).await;
         }
-        for (reply, outcome) in replies.into_iter().zip(committed.outcomes) {
-            if let Some(reply) = reply {
-                // The HTTP caller may have given up; the outcome stands.
-                let _ = reply.send(outcome);
-            }
-        }
-        for request in &requests {
-            if let Request::Sync { user, after, limit } = request {
-                replay(&client, &store, user, *after, *limit).await;
-            }
+        for (user, after, limit) in done.syncs {
+            // The semaphore is never closed, so acquiring cannot fail.
+            let Ok(turn) = replays.clone().acquire_owned().await else {
+                return;
+            };
+            let (client, store) = (client.clone(), store.clone());
+            tokio::spawn(async move {
+                replay(&client, &store, &user, after, limit).await;
+                drop(turn);
+            });
         }
     }
 }
@@ -410,7 +562,7 @@ fn over_quota(quota: &Buckets, request: &Request) -> Option<(UserName, Rejection
 
 /// Commits a batch, retrying while the store is unavailable: the batch's
 /// publishes stay unacknowledged meanwhile, and nothing is dropped.
-async fn commit_until_done(store: &Store, requests: Vec<Request>) -> Committed {
+async fn commit_until_done(store: &Store, requests: Arc<Vec<Request>>) -> Committed {
     let mut backoff = Duration::from_millis(50);
     let size = requests.len();
     loop {
