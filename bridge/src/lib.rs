@@ -42,6 +42,7 @@
 //! unchanged against the embedded broker or an external one.
 
 pub mod batch;
+mod commit;
 mod live;
 pub mod presence;
 pub mod quota;
@@ -447,7 +448,7 @@ async fn work(
         let committed = if requests.is_empty() {
             Committed::default()
         } else {
-            commit_until_done(&store, requests.clone()).await
+            commit::commit_until_done(&store, requests.clone()).await
         };
         for (reply, outcome) in replies.into_iter().zip(committed.outcomes) {
             if let Some(reply) = reply {
@@ -558,33 +559,6 @@ fn over_quota(quota: &Buckets, request: &Request) -> Option<(UserName, Rejection
             message: "over your send quota; resend later".to_owned(),
         },
     ))
-}
-
-/// Commits a batch, retrying while the store is unavailable: the batch's
-/// publishes stay unacknowledged meanwhile, and nothing is dropped.
-async fn commit_until_done(store: &Store, requests: Arc<Vec<Request>>) -> Committed {
-    let mut backoff = Duration::from_millis(50);
-    let size = requests.len();
-    loop {
-        let store = store.clone();
-        let batch = requests.clone();
-        let started = std::time::Instant::now();
-        match tokio::task::spawn_blocking(move || batch::commit(&store, &batch)).await {
-            Ok(Ok(committed)) => {
-                metrics::histogram!("bluetick_bridge_commit_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                metrics::histogram!("bluetick_bridge_batch_size").record(size as f64);
-                return committed;
-            }
-            Ok(Err(e)) => {
-                metrics::counter!("bluetick_bridge_commit_failures_total").increment(1);
-                tracing::error!(error = %e, batch = size, retry_in = ?backoff, "batch commit failed; retrying");
-            }
-            Err(e) => tracing::error!(error = %e, "batch commit task failed; retrying"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
 }
 
 async fn publish_event(client: &AsyncClient, user: &str, event: &InboxEvent) {

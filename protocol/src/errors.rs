@@ -49,11 +49,14 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// A `Range` header that selects no byte of the media.
     RangeNotSatisfiable,
+    /// A well-formed request the server could not apply (the database
+    /// refused it every time); it is kept for operators. Do not resend.
+    Unprocessable,
 }
 
 impl ErrorCode {
     /// Every code, for docs and tests.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidPassword,
@@ -74,6 +77,7 @@ impl ErrorCode {
         ErrorCode::UnknownMedia,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::RangeNotSatisfiable,
+        ErrorCode::Unprocessable,
     ];
 
     /// The code as it appears on the wire.
@@ -99,6 +103,7 @@ impl ErrorCode {
             ErrorCode::UnknownMedia => "unknown_media",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
+            ErrorCode::Unprocessable => "unprocessable",
         }
     }
 
@@ -128,6 +133,7 @@ impl ErrorCode {
             ErrorCode::TooLarge | ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RangeNotSatisfiable => 416,
+            ErrorCode::Unprocessable => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,

@@ -22,3 +22,14 @@ pub fn count(server: &Server, from: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     counted.n
 }
+
+/// Runs test-written statements (DDL, fixtures) on the server's database,
+/// as an operator with `psql` or `sqlite3` would.
+pub fn execute(server: &Server, statements: &[&str]) {
+    let store = server.store();
+    let mut conn = store.conn().expect("a connection");
+    for sql in statements {
+        store::on_backend!(&mut *conn, c => diesel::sql_query(*sql).execute(c))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
