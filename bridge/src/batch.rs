@@ -17,7 +17,7 @@
 
 use protocol::messages::{
     AckEvent, ErrorEvent, Event, InboxEvent, MediaRef, MessageEvent, ReceiptEvent, ReceiptStatus,
-    Rejection, StarEvent, TimerEvent,
+    Rejection, SendRequest, StarEvent, TimerEvent,
 };
 use protocol::{ErrorCode, UserName};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -113,9 +113,68 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
         let timers = tx.timers_among(&senders)?;
         let owned_media = owned_media(tx, requests)?;
 
+        // Every send that will be stored, in one statement, in priority
+        // order (so text gets the lower ids).
+        let order = priority_order(requests);
+        let storable = |sender: &UserName, send: &SendRequest| {
+            existing.contains(&send.to)
+                && send.media.as_ref().is_none_or(|m| {
+                    owned_media.contains_key(&(sender.as_str(), m.id.as_str()))
+                })
+        };
+        let mut to_store = Vec::new();
+        let mut media_of = HashMap::new();
+        for &index in &order {
+            if let Request::Send { sender, send } = &requests[index] {
+                if !storable(sender, send) {
+                    continue;
+                }
+                let sender = sender.as_str();
+                let expires_at = timers
+                    .get(&store::timers::chat_key(sender, &send.to))
+                    .map(|seconds| now + seconds * 1000);
+                // The recipient sees the uploaded type and size, whatever
+                // the sender claimed.
+                let media = send.media.as_ref().map(|m| {
+                    let (mime, size) = &owned_media[&(sender, m.id.as_str())];
+                    MediaRef {
+                        id: m.id.clone(),
+                        mime: mime.clone(),
+                        size: *size as u64,
+                        caption: m.caption.clone(),
+                    }
+                });
+                media_of.insert(index, (media, expires_at));
+                to_store.push(index);
+            }
+        }
+        let new_messages: Vec<NewMessage<'_>> = to_store
+            .iter()
+            .map(|index| {
+                let Request::Send { sender, send } = &requests[*index] else {
+                    unreachable!("only sends are stored")
+                };
+                let (media, expires_at) = &media_of[index];
+                NewMessage {
+                    sender: sender.as_str(),
+                    recipient: &send.to,
+                    client_id: &send.id,
+                    body: &send.body,
+                    media: media.as_ref(),
+                    sent_at: now,
+                    expires_at: *expires_at,
+                }
+            })
+            .collect();
+        let mut stored: HashMap<usize, Stored> = to_store
+            .iter()
+            .copied()
+            .zip(tx.store_messages(&new_messages)?)
+            .collect();
+
         let mut pending = Vec::new();
         let mut outcomes: Vec<Option<Outcome>> = vec![None; requests.len()];
-        for index in priority_order(requests) {
+        for index in order {
             let request = &requests[index];
             let outcome = match request {
                 Request::Send { sender, send }
@@ -144,29 +203,14 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                 }
                 Request::Send { sender, send } if existing.contains(&send.to) => {
                     let sender = sender.as_str();
-                    let expires_at = timers
-                        .get(&store::timers::chat_key(sender, &send.to))
-                        .map(|seconds| now + seconds * 1000);
-                    // The recipient sees the uploaded type and size, whatever
-                    // the sender claimed.
-                    let media = send.media.as_ref().map(|m| {
-                        let (mime, size) = &owned_media[&(sender, m.id.as_str())];
-                        MediaRef {
-                            id: m.id.clone(),
-                            mime: mime.clone(),
-                            size: *size as u64,
-                            caption: m.caption.clone(),
-                        }
-                    });
-                    match tx.store_message(&NewMessage {
-                        sender,
-                        recipient: &send.to,
-                        client_id: &send.id,
-                        body: &send.body,
-                        media: media.as_ref(),
-                        sent_at: now,
-                        expires_at,
-                    })? {
+                    let (media, expires_at) = media_of.remove(&index).unwrap_or_default();
+                    let Some(result) = stored.remove(&index) else {
+                        return Err(StoreError::Corrupt(format!(
+                            "send {:?} was not stored",
+                            send.id
+                        )));
+                    };
+                    match result {
                         Stored::New { id } => {
                             let message = MessageEvent {
                                 id,
@@ -576,7 +620,6 @@ fn assign_seqs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::messages::SendRequest;
 
     fn send(from: &str, to: &str, id: &str, media: bool) -> Request {
         Request::Send {
