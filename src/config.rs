@@ -178,6 +178,9 @@ pub struct BridgeConfig {
     /// Microseconds the bridge waits for more requests before committing
     /// a batch that is not full; at most 2000.
     pub linger_us: u64,
+    /// Requests queued in the bridge above which it is behind and sheds
+    /// typing and device presence (the queue holds at most 10,000).
+    pub shed_above: usize,
 }
 
 // ---- [quotas]: per-user and per-device rate limits of the bridge ----
@@ -373,6 +376,7 @@ impl Default for BridgeConfig {
             segment_size: 4 * 1024 * 1024,
             segment_count: 8,
             linger_us: 1_000,
+            shed_above: 2_000,
         }
     }
 }

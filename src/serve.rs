@@ -246,6 +246,7 @@ fn bridge_config(
         // The broker is embedded: it lives and dies with the bridge.
         ack: bridge::AckPolicy::OnArrival,
         linger: Duration::from_micros(config.bridge.linger_us.min(2_000)),
+        shed_above: config.bridge.shed_above,
     }
 }
 

@@ -8,7 +8,7 @@ use common::chat::App;
 use common::mqtt::{self, Client, TIMEOUT};
 use client::AppEvent;
 use common::http::request;
-use common::{Backend, Options, Server};
+use common::{rows, Backend, Options, Server};
 use protocol::ErrorCode;
 use rumqttc::QoS;
 use serde_json::Value;
@@ -57,7 +57,6 @@ on_both_backends! {
         let mut carol = mqtt::connect(server.mqtt, "carol.watch", Some(("carol", &carol_token))).await.expect_connected();
         carol.subscribe_ok("presence/mallory").await;
         let mallory = mqtt::connect(server.mqtt, "mallory.phone", Some(("mallory", &mallory_token))).await.expect_connected();
-        let mut alice = alice;
         alice.client.send("bob", "before the flood").await.unwrap();
         bob.message_from("alice", "before the flood").await;
         let before = presence_changes(&mut carol, Duration::from_millis(500), TIMEOUT).await;
@@ -155,5 +154,61 @@ on_both_backends! {
         assert!(retried >= 1, "some of the six were over the quota at first: {:#?}", alice.seen);
         bob.message_from("alice", "hi bob").await;
         assert_eq!(alice.client.pending().unwrap(), 0);
+    }
+
+    async fn a_bridge_that_is_behind_sheds_typing_first_and_still_delivers_every_message(backend) {
+        let server = Server::start_with(backend, Options::default().env("BLUETICK_BRIDGE__SHED_ABOVE", "20"));
+        let (alice_token, bob_token) = (server.register("alice"), server.register("bob"));
+        let mut bob = mqtt::connect(server.mqtt, "bob.phone", Some(("bob", &bob_token))).await.expect_connected();
+        bob.subscribe_ok("u/bob/#").await;
+        let alice = mqtt::connect(server.mqtt, "alice.phone", Some(("alice", &alice_token))).await.expect_connected();
+        let store = server.store();
+        assert!(common::eventually(TIMEOUT, || store.is_online("bob").unwrap()).await);
+        let typing = r#"{"to":"bob","state":"typing"}"#;
+
+        // The database is held: every commit waits and requests pile up.
+        let lock = rows::WriteLock::hold(&server);
+        for i in 0..100 {
+            alice.publish("u/alice/send", format!(r#"{{"id":"s-{i}","to":"bob","body":"m{i}"}}"#)).await;
+            if i == 0 {
+                // The first is taken into a batch whose commit now waits;
+                // the rest queue up behind it.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        let shed = r#"bluetick_bridge_shed_total{class="typing"}"#;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.metric(shed) == 0.0 && Instant::now() < deadline {
+            alice.client.publish("u/alice/typing", QoS::AtMostOnce, false, typing).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(server.metric(shed) >= 1.0, "typing is shed while the bridge is behind");
+        lock.release();
+
+        // Every message still arrives, once, in order.
+        let mut bodies = Vec::new();
+        while bodies.len() < 100 {
+            let Some(p) = bob.next_message(Duration::from_secs(20)).await else { break };
+            if p.topic == "u/bob/inbox" {
+                let event: Value = serde_json::from_slice(&p.payload).unwrap();
+                if event["type"] == "message" {
+                    bodies.push(event["body"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+        let expected: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+        assert_eq!(bodies, expected);
+        // Caught up, typing flows again.
+        let mut delivered = false;
+        for _ in 0..20 {
+            alice.client.publish("u/alice/typing", QoS::AtMostOnce, false, typing).await.unwrap();
+            if let Some(p) = bob.next_message(Duration::from_millis(500)).await {
+                if p.topic == "u/bob/live" {
+                    delivered = true;
+                    break;
+                }
+            }
+        }
+        assert!(delivered, "typing reaches bob once the bridge has caught up");
     }
 }

@@ -91,6 +91,9 @@ pub struct BridgeConfig {
     /// How long the worker waits for more requests before committing a
     /// batch that is not full (at most a few milliseconds).
     pub linger: Duration,
+    /// Requests queued for the worker above which the bridge counts as
+    /// behind and sheds typing and device presence.
+    pub shed_above: usize,
 }
 
 /// When the bridge acknowledges (PUBACKs) a publish the broker delivered.
@@ -167,7 +170,7 @@ impl Bridge {
             .set_inflight(1000)
             .set_max_packet_size(config.max_packet_size, config.max_packet_size);
         let (client, eventloop) = AsyncClient::new(options, 10_000);
-        let (input_tx, input_rx) = mpsc::channel(10_000);
+        let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
         let (ready_tx, ready_rx) = oneshot::channel();
         let presence = Arc::new(Tracker::new(client.clone(), store.clone()));
         let desk = Arc::new(live::PresenceDesk::new(config.presence_interval));
@@ -177,6 +180,8 @@ impl Bridge {
             presence: presence.clone(),
             desk,
             typing: Buckets::new(live::TYPING_PER_SECOND, live::TYPING_BURST),
+            backlog: input_tx.clone(),
+            shed_above: config.shed_above,
         };
         let (arrivals_tx, arrivals_rx) = mpsc::unbounded_channel();
         let driver = tokio::spawn(drive(
@@ -267,6 +272,10 @@ struct Live {
     desk: Arc<live::PresenceDesk>,
     /// Typing events per user.
     typing: Buckets,
+    /// The worker's queue, only to see how far behind the bridge is.
+    backlog: mpsc::Sender<Input>,
+    /// Queued requests above which ephemeral traffic is shed.
+    shed_above: usize,
 }
 
 impl Live {
@@ -277,6 +286,14 @@ impl Live {
         let Some((user, leaf)) = request::split_topic(&publish.topic) else {
             return Some(Input::Mqtt(publish));
         };
+        let queued = self.backlog.max_capacity() - self.backlog.capacity();
+        if EPHEMERAL_LEAVES.contains(&leaf) && queued > self.shed_above {
+            // Behind: typing and device presence go first, so the bridge
+            // spends itself on messages. Both are ephemeral by contract.
+            let class = if leaf == "typing" { "typing" } else { "presence" };
+            metrics::counter!("bluetick_bridge_shed_total", "class" => class).increment(1);
+            return (publish.qos != QoS::AtMostOnce).then_some(Input::Handled(publish));
+        }
         match leaf {
             "typing" => live::typing(
                 &self.client,
@@ -375,6 +392,8 @@ async fn acknowledge(client: &AsyncClient, publish: &Publish) {
     }
 }
 
+/// Requests queued for the worker, at most.
+pub const INPUT_QUEUE: usize = 10_000;
 /// Most `sync` answers being read and published at once; more wait.
 const SYNC_CONCURRENCY: usize = 8;
 /// Committed batches waiting for the publisher; the worker commits the
