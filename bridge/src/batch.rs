@@ -20,8 +20,8 @@ use protocol::messages::{
     Rejection, SendRequest, StarEvent, TimerEvent,
 };
 use protocol::{ErrorCode, UserName};
-use std::collections::{BTreeMap, HashMap, HashSet};
-use store::inbox::NewEvent;
+use std::collections::{HashMap, HashSet};
+use store::inbox::{InboxAck, NewEvent};
 use store::messages::{NewMessage, Stored};
 use store::stars::StarChange;
 use store::{clock, Store, StoreError, Tx};
@@ -61,16 +61,26 @@ struct Pending {
 /// Commits `requests` in one transaction and returns what to publish.
 pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreError> {
     // Inbox acks are cumulative: of several from one device in a batch,
-    // only the highest does anything, so the others are skipped.
-    let mut highest_ack: HashMap<(&str, &str), i64> = HashMap::new();
+    // only the highest does anything. All of them are applied together, in
+    // the slot of the batch's first ack.
+    let mut inbox_acks: Vec<InboxAck<'_>> = Vec::new();
     for request in requests {
         if let Request::Ack { user, ack } = request {
-            let highest = highest_ack
-                .entry((user.as_str(), ack.device.as_str()))
-                .or_insert(ack.up_to);
-            *highest = (*highest).max(ack.up_to);
+            let (user, device) = (user.as_str(), ack.device.as_str());
+            match inbox_acks
+                .iter_mut()
+                .find(|a| a.user == user && a.device == device)
+            {
+                Some(known) => known.up_to = known.up_to.max(ack.up_to),
+                None => inbox_acks.push(InboxAck {
+                    user,
+                    device,
+                    up_to: ack.up_to,
+                }),
+            }
         }
     }
+    let mut inbox_acks = Some(inbox_acks);
     store.transaction(|tx| {
         let now = clock::now_ms();
         let mentioned: Vec<&str> = requests
@@ -289,10 +299,20 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                         &payload,
                     )?
                 }
-                Request::Ack { user, ack } => {
-                    // Applied once, at the highest `up_to`, in its first slot.
-                    if let Some(up_to) = highest_ack.remove(&(user.as_str(), ack.device.as_str())) {
-                        apply_ack(tx, &mut pending, user.as_str(), &ack.device, up_to, now)?;
+                Request::Ack { .. } => {
+                    if let Some(acks) = inbox_acks.take() {
+                        // An ack emits the delivered receipts (one per
+                        // sender and reader).
+                        for delivered in tx.ack_inboxes(&acks, now)? {
+                            push_receipt(
+                                &mut pending,
+                                &delivered.sender,
+                                ReceiptStatus::Delivered,
+                                &delivered.reader,
+                                delivered.up_to,
+                                now,
+                            );
+                        }
                     }
                     Outcome::Applied
                 }
@@ -529,37 +549,6 @@ fn refuse_unknown_user(
     };
     let topic = protocol::topics::user_topic(user, leaf);
     refuse(tx, pending, user.as_str(), leaf, &topic, payload, rejection)
-}
-
-/// A device stored its inbox up to `up_to`: messages in the newly acked
-/// range are delivered, their senders get one cumulative receipt each, and
-/// the inbox is pruned below every device's ack.
-fn apply_ack(
-    tx: &mut Tx<'_>,
-    pending: &mut Vec<Pending>,
-    user: &str,
-    device: &str,
-    up_to: i64,
-    now: i64,
-) -> Result<(), StoreError> {
-    let Some((previous, acked)) = tx.advance_ack(user, device, up_to)? else {
-        return Ok(());
-    };
-    let delivered = tx.undelivered_between(user, previous, acked)?;
-    if !delivered.is_empty() {
-        let ids: Vec<i64> = delivered.iter().map(|(id, _)| *id).collect();
-        tx.mark_delivered(&ids, now)?;
-        let mut newest_by_sender: BTreeMap<&str, i64> = BTreeMap::new();
-        for (id, sender) in &delivered {
-            let newest = newest_by_sender.entry(sender.as_str()).or_insert(*id);
-            *newest = (*newest).max(*id);
-        }
-        for (sender, up_to) in newest_by_sender {
-            push_receipt(pending, sender, ReceiptStatus::Delivered, user, up_to, now);
-        }
-    }
-    tx.prune(user)?;
-    Ok(())
 }
 
 /// Queues a receipt for `to`: their messages to `peer` up to `up_to` have

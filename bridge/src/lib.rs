@@ -11,25 +11,32 @@
 //!    the embedded broker ([`AckPolicy::OnArrival`]) it PUBACKs each one as
 //!    it is admitted, so the broker's limit of 100 unacknowledged
 //!    deliveries never makes the bridge stop and wait while it commits.
-//! 3. The worker takes that publish and whatever else is queued (up to
-//!    `max_batch`), decodes and validates each ([`request`]), and commits
-//!    the whole batch in one transaction ([`batch`]): new messages, their
-//!    message events for recipients, acks for senders, receipts, error
-//!    events and dead letters. Text sends are applied before media sends
-//!    (which carry only a media id, checked to be the sender's), keeping
-//!    each sender→recipient pair in order. A failed commit is retried.
-//! 4. After the commit it publishes each resulting inbox event to
-//!    `u/{user}/inbox` at QoS 1 (the sender's `ack` event is its ✓: only
-//!    ever after the commit), and answers `sync` requests from the store.
-//!    Against an external broker ([`AckPolicy::AfterCommit`]) it PUBACKs
-//!    the batch's publishes first, so nothing is acknowledged until stored.
+//! 3. The worker takes that publish and whatever else is queued or arrives
+//!    within the linger (up to `max_batch`), decodes and validates each
+//!    ([`request`]), and commits the whole batch in one transaction
+//!    ([`batch`]): new messages (one multi-row insert), their message
+//!    events for recipients, acks for senders, inbox acks with their
+//!    delivered receipts (one store call for the batch), read receipts,
+//!    error events and dead letters. Text sends are applied before media
+//!    sends, keeping each sender→recipient pair in order. A commit that
+//!    fails is retried while the database is away, and split to isolate a
+//!    poison request when it fails deterministically (`commit.rs`).
+//! 4. The worker hands the committed batch to the one publisher and starts
+//!    on the next batch. The publisher sends each batch's inbox events to
+//!    `u/{user}/inbox` at QoS 1 in commit order (the sender's `ack` event is
+//!    its ✓: only ever after the commit), then starts the batch's `sync`
+//!    answers (a few at once, off the commit path). Against an external
+//!    broker ([`AckPolicy::AfterCommit`]) it PUBACKs the batch's publishes
+//!    first, so nothing is acknowledged until stored.
 //!
 //! Typing and devices' own presence messages (`u/+/typing`,
 //! `u/+/presence`) never reach the worker: the driver hands them to
-//! [`live`] as they arrive (rate-limited per user, presence coalesced per
-//! user), and the bridge reads them at QoS 0. Every QoS 1 publish is
-//! acknowledged by the worker alone, in delivery order, because the broker
-//! disconnects a client whose PUBACKs come out of order. A send over its
+//! `live.rs` as they arrive (rate-limited per user, presence coalesced per
+//! user), and the bridge reads them at QoS 0; when the bridge is behind
+//! (more than `shed_above` requests queued) they are shed. Every QoS 1
+//! publish is acknowledged from one place (the intake, or the publisher
+//! after commit), in delivery order, because the broker disconnects a
+//! client whose PUBACKs come out of order. A send over its
 //! user's quota ([`quota`]) is answered with a retryable `rate_limited`
 //! error event without touching the store.
 //!

@@ -1,7 +1,9 @@
-//! Storing a batch of messages in one go, on SQLite and on a real
-//! PostgreSQL: ids in list order, resends (earlier, or earlier in the same
-//! list) answered with the first copy, nothing stored twice.
+//! Storing a batch of messages and applying a batch of inbox acks in one
+//! go, on SQLite and on a real PostgreSQL: ids in list order, resends
+//! answered with the first copy; acks that mark delivered once, emit one
+//! receipt per sender and prune only below every device.
 
+use store::inbox::{Delivered, InboxAck, NewEvent};
 use store::messages::{NewMessage, Stored};
 use store::testing::TestDatabase;
 use store::{Backend, Sealer, Store, StoreOptions};
@@ -59,5 +61,42 @@ on_both_backends! {
             Stored::Duplicate { id, body, .. } => assert_eq!((*id, body.as_str()), (b, "b")),
             other => panic!("{other:?}"),
         }
+    }
+
+    an_ack_batch_delivers_once_and_prunes_only_below_every_device(store) {
+        for name in ["alice", "carol", "bob"] {
+            store.create_user(name, "password-1").unwrap();
+        }
+        let mut ids = Vec::new();
+        store.transaction(|tx| {
+            for (sender, client_id) in [("alice", "a1"), ("carol", "c1"), ("alice", "a2")] {
+                let mut m = message(client_id, "hi", 1);
+                m.sender = sender;
+                let Stored::New { id } = tx.store_message(&m)? else { panic!("new") };
+                ids.push(id);
+            }
+            let events: Vec<NewEvent> = ids.iter().map(|&id| NewEvent::Message { message_id: id }).collect();
+            tx.append("bob", &events)
+        }).unwrap();
+        // Bob's phone and laptop both ack; the laptop only the first event.
+        let acks = [
+            InboxAck { user: "bob", device: "phone", up_to: 99 },
+            InboxAck { user: "bob", device: "laptop", up_to: 1 },
+        ];
+        let mut receipts = store.transaction(|tx| tx.ack_inboxes(&acks, 5)).unwrap();
+        receipts.sort_by(|a, b| a.sender.cmp(&b.sender));
+        assert_eq!(receipts, vec![
+            Delivered { sender: "alice".into(), reader: "bob".into(), up_to: ids[2] },
+            Delivered { sender: "carol".into(), reader: "bob".into(), up_to: ids[1] },
+        ]);
+        // Pruned at the laptop's position, not the phone's.
+        assert_eq!(store.prune_floor("bob").unwrap(), 1);
+        assert_eq!(store.inbox_after("bob", 0, 10).unwrap().len(), 2);
+        // Acking again changes nothing and emits nothing.
+        assert!(store.transaction(|tx| tx.ack_inboxes(&acks, 6)).unwrap().is_empty());
+        // The laptop catches up: the rest is pruned, with no new receipts.
+        let caught_up = [InboxAck { user: "bob", device: "laptop", up_to: 3 }];
+        assert!(store.transaction(|tx| tx.ack_inboxes(&caught_up, 7)).unwrap().is_empty());
+        assert!(store.inbox_after("bob", 0, 10).unwrap().is_empty());
     }
 }
