@@ -31,17 +31,6 @@ async fn presence_changes(client: &mut Client, quiet: Duration, within: Duration
     seen
 }
 
-/// Inbox events on `client` until quiet for `quiet`.
-async fn inbox_events(client: &mut Client, quiet: Duration) -> Vec<Value> {
-    let mut events = Vec::new();
-    while let Some(p) = client.next_message(quiet).await {
-        if p.topic.ends_with("/inbox") {
-            events.push(serde_json::from_slice(&p.payload).expect("inbox events are JSON"));
-        }
-    }
-    events
-}
-
 on_both_backends! {
     async fn a_presence_and_typing_flood_from_one_device_does_not_stop_messaging(backend) {
         let server = Server::start(backend);
@@ -122,7 +111,7 @@ on_both_backends! {
         bob.message_from("alice", "hello bob").await;
         eprintln!("alice's ✓ during mallory's burst took {:?}", started.elapsed());
 
-        let events = inbox_events(&mut mallory, Duration::from_secs(2)).await;
+        let events = mallory.inbox_events(Duration::from_secs(2)).await;
         let acks = events.iter().filter(|e| e["type"] == "ack").count();
         let refusals: Vec<&Value> = events.iter().filter(|e| e["type"] == "error").collect();
         assert!((3..=15).contains(&acks), "about the burst of 3 is stored, got {acks}");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::mqtt::{self, Client};
+use common::mqtt;
 use common::{eventually, rows, Backend, Server};
 use serde_json::Value;
 use std::time::Duration;
@@ -28,17 +28,6 @@ fn refuse_poison_messages(server: &Server) {
     rows::execute(server, statements);
 }
 
-/// Inbox events on `client` until it has been quiet for `quiet`.
-async fn inbox_events(client: &mut Client, quiet: Duration) -> Vec<Value> {
-    let mut events = Vec::new();
-    while let Some(p) = client.next_message(quiet).await {
-        if p.topic.ends_with("/inbox") {
-            events.push(serde_json::from_slice(&p.payload).expect("inbox events are JSON"));
-        }
-    }
-    events
-}
-
 on_both_backends! {
     async fn a_poison_send_is_dead_lettered_while_the_rest_of_its_batch_commits(backend) {
         let server = Server::start(backend);
@@ -54,8 +43,8 @@ on_both_backends! {
             let id = if i == 30 { "poison-1".to_owned() } else { format!("good-{i}") };
             alice.publish("u/alice/send", format!(r#"{{"id":"{id}","to":"bob","body":"m{i}"}}"#)).await;
         }
-        let to_alice = inbox_events(&mut alice, Duration::from_secs(3)).await;
-        let to_bob = inbox_events(&mut bob, Duration::from_secs(1)).await;
+        let to_alice = alice.inbox_events(Duration::from_secs(3)).await;
+        let to_bob = bob.inbox_events(Duration::from_secs(1)).await;
 
         let acked: Vec<&str> = to_alice.iter().filter(|e| e["type"] == "ack").map(|e| e["client_id"].as_str().unwrap()).collect();
         assert_eq!(acked.len(), 59, "every good send is stored: {to_alice:?}");
@@ -78,7 +67,7 @@ on_both_backends! {
         alice.publish("u/alice/send", r#"{"id":"after","to":"bob","body":"still here"}"#).await;
         let mut arrived = false;
         for _ in 0..3 {
-            if inbox_events(&mut bob, Duration::from_secs(2)).await.iter().any(|e| e["body"] == "still here") {
+            if bob.inbox_events(Duration::from_secs(2)).await.iter().any(|e| e["body"] == "still here") {
                 arrived = true;
                 break;
             }

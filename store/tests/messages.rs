@@ -3,25 +3,10 @@
 //! answered with the first copy; acks that mark delivered once, emit one
 //! receipt per sender and prune only below every device.
 
+mod common;
+
 use store::inbox::{Delivered, InboxAck, NewEvent};
 use store::messages::{NewMessage, Stored};
-use store::testing::TestDatabase;
-use store::{Backend, Sealer, Store, StoreOptions};
-
-fn open(backend: Backend) -> (TestDatabase, Store) {
-    let db = TestDatabase::new(backend);
-    let store = Store::open(&db.url, &StoreOptions::default()).expect("open store");
-    store.migrate().expect("migrate");
-    let store = store.with_sealer(Sealer::from_hex(&"42".repeat(32)).unwrap());
-    (db, store)
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident($store:ident) $body:block)*) => {
-        mod sqlite { use super::*; $(#[test] fn $name() { let (_db, $store) = open(Backend::Sqlite); $body })* }
-        mod postgres { use super::*; $(#[test] fn $name() { let (_db, $store) = open(Backend::Postgres); $body })* }
-    };
-}
 
 fn message<'a>(client_id: &'a str, body: &'a str, sent_at: i64) -> NewMessage<'a> {
     NewMessage {
