@@ -181,6 +181,11 @@ pub struct BridgeConfig {
     /// Requests queued in the bridge above which it is behind and sheds
     /// typing and device presence (the queue holds at most 10,000).
     pub shed_above: usize,
+    /// PUBACK a client's publish as soon as the bridge queues it, instead
+    /// of after its commit. Experimental: lifts rumqttd's 100-in-flight
+    /// stop-and-wait, but stalled the full-speed bench (see
+    /// docs/performance.md); off by default.
+    pub ack_on_arrival: bool,
 }
 
 // ---- [quotas]: per-user and per-device rate limits of the bridge ----
@@ -377,6 +382,7 @@ impl Default for BridgeConfig {
             segment_count: 8,
             linger_us: 1_000,
             shed_above: 2_000,
+            ack_on_arrival: false,
         }
     }
 }

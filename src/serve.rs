@@ -243,8 +243,13 @@ fn bridge_config(
         sends_per_second: config.quotas.sends_per_second,
         send_burst: f64::from(config.quotas.send_burst),
         presence_interval: Duration::from_millis(config.quotas.presence_interval_ms),
-        // The broker is embedded: it lives and dies with the bridge.
-        ack: bridge::AckPolicy::OnArrival,
+        // The broker is embedded, so acking on arrival would lose nothing,
+        // but it stalled the full-speed bench (docs/performance.md): opt in.
+        ack: if config.bridge.ack_on_arrival {
+            bridge::AckPolicy::OnArrival
+        } else {
+            bridge::AckPolicy::AfterCommit
+        },
         linger: Duration::from_micros(config.bridge.linger_us.min(2_000)),
         shed_above: config.bridge.shed_above,
     }

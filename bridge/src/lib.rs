@@ -8,9 +8,10 @@
 //!    each publish to the intake, never waiting itself.
 //! 2. The intake admits publishes, in delivery order, into the worker's
 //!    bounded queue, waiting for room (back-pressure, never a drop). With
-//!    the embedded broker ([`AckPolicy::OnArrival`]) it PUBACKs each one as
-//!    it is admitted, so the broker's limit of 100 unacknowledged
-//!    deliveries never makes the bridge stop and wait while it commits.
+//!    [`AckPolicy::OnArrival`] (opt-in, for the embedded broker) it PUBACKs
+//!    each one as it is admitted, so the broker's limit of 100
+//!    unacknowledged deliveries does not make the bridge stop and wait
+//!    while it commits.
 //! 3. The worker takes that publish and whatever else is queued or arrives
 //!    within the linger (up to `max_batch`), decodes and validates each
 //!    ([`request`]), and commits the whole batch in one transaction
