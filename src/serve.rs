@@ -243,8 +243,8 @@ fn bridge_config(
         sends_per_second: config.quotas.sends_per_second,
         send_burst: f64::from(config.quotas.send_burst),
         presence_interval: Duration::from_millis(config.quotas.presence_interval_ms),
-        // The broker is embedded, so acking on arrival would lose nothing,
-        // but it stalled the full-speed bench (docs/performance.md): opt in.
+        // The broker is embedded: it lives and dies with the bridge, so a
+        // PUBACK on arrival loses nothing a client's resend does not cover.
         ack: if config.bridge.ack_on_arrival {
             bridge::AckPolicy::OnArrival
         } else {

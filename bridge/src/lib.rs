@@ -8,7 +8,7 @@
 //!    each publish to the intake, never waiting itself.
 //! 2. The intake admits publishes, in delivery order, into the worker's
 //!    bounded queue, waiting for room (back-pressure, never a drop). With
-//!    [`AckPolicy::OnArrival`] (opt-in, for the embedded broker) it PUBACKs
+//!    [`AckPolicy::OnArrival`] (the embedded broker's default) it PUBACKs
 //!    each one as it is admitted, so the broker's limit of 100
 //!    unacknowledged deliveries does not make the bridge stop and wait
 //!    while it commits.
@@ -175,7 +175,11 @@ impl Bridge {
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_session(false)
             .set_manual_acks(true)
-            .set_inflight(1000)
+            // The whole packet-id space: rumqttc stops reading its request
+            // channel once this many of the bridge's publishes await a
+            // PUBACK, and the bridge's own PUBACKs wait in that channel;
+            // with a window of 1,000 that stalled the full-speed bench.
+            .set_inflight(u16::MAX)
             .set_max_packet_size(config.max_packet_size, config.max_packet_size);
         let (client, eventloop) = AsyncClient::new(options, 10_000);
         let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
