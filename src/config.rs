@@ -45,6 +45,7 @@ pub struct Config {
     pub dead_letters: DeadLettersConfig,
     pub search: SearchConfig,
     pub web: WebConfig,
+    pub quotas: QuotasConfig,
 }
 
 // --- The web client (issue 17) ---
@@ -242,7 +243,49 @@ pub struct BridgeConfig {
     pub segment_size: usize,
     /// Segments kept per bridge filter.
     pub segment_count: usize,
+    /// Microseconds the bridge waits for more requests before committing
+    /// a batch that is not full; at most 2000.
+    pub linger_us: u64,
+    /// Requests queued in the bridge above which it is behind and sheds
+    /// typing and device presence (the queue holds at most 10,000).
+    pub shed_above: usize,
+    /// PUBACK a client's publish as soon as the bridge queues it, instead
+    /// of after its commit (the ✓ still waits for the commit). Lifts
+    /// rumqttd's 100-in-flight stop-and-wait; the broker is embedded, so
+    /// nothing a client cannot resend is lost. `false` restores
+    /// ack-after-commit.
+    pub ack_on_arrival: bool,
 }
+
+// ---- [quotas]: per-user and per-device rate limits of the bridge ----
+
+/// The `[quotas]` section: how fast one user or device may go before the
+/// bridge refuses (sends) or coalesces (presence).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotasConfig {
+    /// Sends one user may make per second, sustained (MQTT and HTTP
+    /// together); more get a retryable `rate_limited` refusal.
+    pub sends_per_second: f64,
+    /// Sends one user may make in a burst.
+    pub send_burst: u32,
+    /// Shortest time between two applications of one user's device presence
+    /// messages, in milliseconds; messages in between are coalesced (the
+    /// last one wins), so watchers see at most one change per interval.
+    pub presence_interval_ms: u64,
+}
+
+impl Default for QuotasConfig {
+    fn default() -> Self {
+        QuotasConfig {
+            sends_per_second: 50.0,
+            send_burst: 200,
+            presence_interval_ms: 1_000,
+        }
+    }
+}
+
+// ---- end of [quotas] ----
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -395,6 +438,7 @@ impl Default for Config {
             dead_letters: DeadLettersConfig::default(),
             search: SearchConfig::default(),
             web: WebConfig::default(),
+            quotas: QuotasConfig::default(),
         }
     }
 }
@@ -482,6 +526,9 @@ impl Default for BridgeConfig {
             max_batch: 512,
             segment_size: 4 * 1024 * 1024,
             segment_count: 8,
+            linger_us: 1_000,
+            shed_above: 2_000,
+            ack_on_arrival: true,
         }
     }
 }

@@ -410,6 +410,18 @@ fn bridge_config(
         max_body: config.messages.max_body,
         max_batch: config.bridge.max_batch,
         max_packet_size: config.mqtt.max_packet_size,
+        sends_per_second: config.quotas.sends_per_second,
+        send_burst: f64::from(config.quotas.send_burst),
+        presence_interval: Duration::from_millis(config.quotas.presence_interval_ms),
+        // The broker is embedded: it lives and dies with the bridge, so a
+        // PUBACK on arrival loses nothing a client's resend does not cover.
+        ack: if config.bridge.ack_on_arrival {
+            bridge::AckPolicy::OnArrival
+        } else {
+            bridge::AckPolicy::AfterCommit
+        },
+        linger: Duration::from_micros(config.bridge.linger_us.min(2_000)),
+        shed_above: config.bridge.shed_above,
     }
 }
 

@@ -17,11 +17,11 @@
 
 use protocol::messages::{
     AckEvent, ErrorEvent, Event, InboxEvent, MediaRef, MessageEvent, ReceiptEvent, ReceiptStatus,
-    Rejection, StarEvent, TimerEvent,
+    Rejection, SendRequest, StarEvent, TimerEvent,
 };
 use protocol::{ErrorCode, UserName};
-use std::collections::{BTreeMap, HashMap, HashSet};
-use store::inbox::NewEvent;
+use std::collections::{HashMap, HashSet};
+use store::inbox::{InboxAck, NewEvent};
 use store::messages::{NewMessage, Stored};
 use store::stars::StarChange;
 use store::timers::TimerChange;
@@ -62,16 +62,26 @@ struct Pending {
 /// Commits `requests` in one transaction and returns what to publish.
 pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreError> {
     // Inbox acks are cumulative: of several from one device in a batch,
-    // only the highest does anything, so the others are skipped.
-    let mut highest_ack: HashMap<(&str, &str), i64> = HashMap::new();
+    // only the highest does anything. All of them are applied together, in
+    // the slot of the batch's first ack.
+    let mut inbox_acks: Vec<InboxAck<'_>> = Vec::new();
     for request in requests {
         if let Request::Ack { user, ack } = request {
-            let highest = highest_ack
-                .entry((user.as_str(), ack.device.as_str()))
-                .or_insert(ack.up_to);
-            *highest = (*highest).max(ack.up_to);
+            let (user, device) = (user.as_str(), ack.device.as_str());
+            match inbox_acks
+                .iter_mut()
+                .find(|a| a.user == user && a.device == device)
+            {
+                Some(known) => known.up_to = known.up_to.max(ack.up_to),
+                None => inbox_acks.push(InboxAck {
+                    user,
+                    device,
+                    up_to: ack.up_to,
+                }),
+            }
         }
     }
+    let mut inbox_acks = Some(inbox_acks);
     store.transaction(|tx| {
         let now = clock::now_ms();
         let mentioned: Vec<&str> = requests
@@ -114,9 +124,68 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
         let timers = tx.timers_among(&senders)?;
         let owned_media = owned_media(tx, requests)?;
 
+        // Every send that will be stored, in one statement, in priority
+        // order (so text gets the lower ids).
+        let order = priority_order(requests);
+        let storable = |sender: &UserName, send: &SendRequest| {
+            existing.contains(&send.to)
+                && send.media.as_ref().is_none_or(|m| {
+                    owned_media.contains_key(&(sender.as_str(), m.id.as_str()))
+                })
+        };
+        let mut to_store = Vec::new();
+        let mut media_of = HashMap::new();
+        for &index in &order {
+            if let Request::Send { sender, send } = &requests[index] {
+                if !storable(sender, send) {
+                    continue;
+                }
+                let sender = sender.as_str();
+                let expires_at = timers
+                    .get(&store::timers::chat_key(sender, &send.to))
+                    .map(|seconds| now + seconds * 1000);
+                // The recipient sees the uploaded type and size, whatever
+                // the sender claimed.
+                let media = send.media.as_ref().map(|m| {
+                    let (mime, size) = &owned_media[&(sender, m.id.as_str())];
+                    MediaRef {
+                        id: m.id.clone(),
+                        mime: mime.clone(),
+                        size: *size as u64,
+                        caption: m.caption.clone(),
+                    }
+                });
+                media_of.insert(index, (media, expires_at));
+                to_store.push(index);
+            }
+        }
+        let new_messages: Vec<NewMessage<'_>> = to_store
+            .iter()
+            .map(|index| {
+                let Request::Send { sender, send } = &requests[*index] else {
+                    unreachable!("only sends are stored")
+                };
+                let (media, expires_at) = &media_of[index];
+                NewMessage {
+                    sender: sender.as_str(),
+                    recipient: &send.to,
+                    client_id: &send.id,
+                    body: &send.body,
+                    media: media.as_ref(),
+                    sent_at: now,
+                    expires_at: *expires_at,
+                }
+            })
+            .collect();
+        let mut stored: HashMap<usize, Stored> = to_store
+            .iter()
+            .copied()
+            .zip(tx.store_messages(&new_messages)?)
+            .collect();
+
         let mut pending = Vec::new();
         let mut outcomes: Vec<Option<Outcome>> = vec![None; requests.len()];
-        for index in priority_order(requests) {
+        for index in order {
             let request = &requests[index];
             let outcome = match request {
                 Request::Send { sender, send }
@@ -145,29 +214,14 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                 }
                 Request::Send { sender, send } if existing.contains(&send.to) => {
                     let sender = sender.as_str();
-                    let expires_at = timers
-                        .get(&store::timers::chat_key(sender, &send.to))
-                        .map(|seconds| now + seconds * 1000);
-                    // The recipient sees the uploaded type and size, whatever
-                    // the sender claimed.
-                    let media = send.media.as_ref().map(|m| {
-                        let (mime, size) = &owned_media[&(sender, m.id.as_str())];
-                        MediaRef {
-                            id: m.id.clone(),
-                            mime: mime.clone(),
-                            size: *size as u64,
-                            caption: m.caption.clone(),
-                        }
-                    });
-                    match tx.store_message(&NewMessage {
-                        sender,
-                        recipient: &send.to,
-                        client_id: &send.id,
-                        body: &send.body,
-                        media: media.as_ref(),
-                        sent_at: now,
-                        expires_at,
-                    })? {
+                    let (media, expires_at) = media_of.remove(&index).unwrap_or_default();
+                    let Some(result) = stored.remove(&index) else {
+                        return Err(StoreError::Corrupt(format!(
+                            "send {:?} was not stored",
+                            send.id
+                        )));
+                    };
+                    match result {
                         Stored::New { id } => {
                             let message = MessageEvent {
                                 id,
@@ -246,10 +300,20 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                         &payload,
                     )?
                 }
-                Request::Ack { user, ack } => {
-                    // Applied once, at the highest `up_to`, in its first slot.
-                    if let Some(up_to) = highest_ack.remove(&(user.as_str(), ack.device.as_str())) {
-                        apply_ack(tx, &mut pending, user.as_str(), &ack.device, up_to, now)?;
+                Request::Ack { .. } => {
+                    if let Some(acks) = inbox_acks.take() {
+                        // An ack emits the delivered receipts (one per
+                        // sender and reader).
+                        for delivered in tx.ack_inboxes(&acks, now)? {
+                            push_receipt(
+                                &mut pending,
+                                &delivered.sender,
+                                ReceiptStatus::Delivered,
+                                &delivered.reader,
+                                delivered.up_to,
+                                now,
+                            );
+                        }
                     }
                     Outcome::Applied
                 }
@@ -499,37 +563,6 @@ fn refuse_unknown_user(
     refuse(tx, pending, user.as_str(), leaf, &topic, payload, rejection)
 }
 
-/// A device stored its inbox up to `up_to`: messages in the newly acked
-/// range are delivered, their senders get one cumulative receipt each, and
-/// the inbox is pruned below every device's ack.
-fn apply_ack(
-    tx: &mut Tx<'_>,
-    pending: &mut Vec<Pending>,
-    user: &str,
-    device: &str,
-    up_to: i64,
-    now: i64,
-) -> Result<(), StoreError> {
-    let Some((previous, acked)) = tx.advance_ack(user, device, up_to)? else {
-        return Ok(());
-    };
-    let delivered = tx.undelivered_between(user, previous, acked)?;
-    if !delivered.is_empty() {
-        let ids: Vec<i64> = delivered.iter().map(|(id, _)| *id).collect();
-        tx.mark_delivered(&ids, now)?;
-        let mut newest_by_sender: BTreeMap<&str, i64> = BTreeMap::new();
-        for (id, sender) in &delivered {
-            let newest = newest_by_sender.entry(sender.as_str()).or_insert(*id);
-            *newest = (*newest).max(*id);
-        }
-        for (sender, up_to) in newest_by_sender {
-            push_receipt(pending, sender, ReceiptStatus::Delivered, user, up_to, now);
-        }
-    }
-    tx.prune(user)?;
-    Ok(())
-}
-
 /// Queues a receipt for `to`: their messages to `peer` up to `up_to` have
 /// `status`.
 fn push_receipt(
@@ -588,7 +621,6 @@ fn assign_seqs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::messages::SendRequest;
 
     fn send(from: &str, to: &str, id: &str, media: bool) -> Request {
         Request::Send {

@@ -3,20 +3,43 @@
 //!
 //! # How a message moves
 //! 1. A client publishes `{"id","to","body"}` to `u/alice/send` at QoS 1.
-//!    The bridge is subscribed to `u/+/send` (and `ack`, `read`, `sync`)
-//!    with manual acks, so the broker's delivery to the bridge stays
-//!    unacknowledged for now.
-//! 2. The worker takes that publish and whatever else is queued (up to
-//!    `max_batch`), decodes and validates each ([`request`]), and commits
-//!    the whole batch in one transaction ([`batch`]): new messages, their
-//!    message events for recipients, acks for senders, receipts, error
-//!    events and dead letters. Text sends are applied before media sends
-//!    (which carry only a media id, checked to be the sender's), keeping
-//!    each sender→recipient pair in order. A failed commit is retried;
-//!    nothing is acknowledged until it succeeds.
-//! 3. After the commit the bridge PUBACKs every publish of the batch, then
-//!    publishes each resulting inbox event to `u/{user}/inbox` at QoS 1,
-//!    and answers `sync` requests from the store.
+//!    The bridge is subscribed to `u/+/send` (and `ack`, `read`, `sync`,
+//!    `star`) with manual acks. The driver polls the connection and hands
+//!    each publish to the intake, never waiting itself.
+//! 2. The intake admits publishes, in delivery order, into the worker's
+//!    bounded queue, waiting for room (back-pressure, never a drop). With
+//!    [`AckPolicy::OnArrival`] (the embedded broker's default) it PUBACKs
+//!    each one as it is admitted, so the broker's limit of 100
+//!    unacknowledged deliveries does not make the bridge stop and wait
+//!    while it commits.
+//! 3. The worker takes that publish and whatever else is queued or arrives
+//!    within the linger (up to `max_batch`), decodes and validates each
+//!    ([`request`]), and commits the whole batch in one transaction
+//!    ([`batch`]): new messages (one multi-row insert), their message
+//!    events for recipients, acks for senders, inbox acks with their
+//!    delivered receipts (one store call for the batch), read receipts,
+//!    error events and dead letters. Text sends are applied before media
+//!    sends, keeping each sender→recipient pair in order. A commit that
+//!    fails is retried while the database is away, and split to isolate a
+//!    poison request when it fails deterministically (`commit.rs`).
+//! 4. The worker hands the committed batch to the one publisher and starts
+//!    on the next batch. The publisher sends each batch's inbox events to
+//!    `u/{user}/inbox` at QoS 1 in commit order (the sender's `ack` event is
+//!    its ✓: only ever after the commit), then starts the batch's `sync`
+//!    answers (a few at once, off the commit path). Against an external
+//!    broker ([`AckPolicy::AfterCommit`]) it PUBACKs the batch's publishes
+//!    first, so nothing is acknowledged until stored.
+//!
+//! Typing and devices' own presence messages (`u/+/typing`,
+//! `u/+/presence`) never reach the worker: the driver hands them to
+//! `live.rs` as they arrive (rate-limited per user, presence coalesced per
+//! user), and the bridge reads them at QoS 0; when the bridge is behind
+//! (more than `shed_above` requests queued) they are shed. Every QoS 1
+//! publish is acknowledged from one place (the intake, or the publisher
+//! after commit), in delivery order, because the broker disconnects a
+//! client whose PUBACKs come out of order. A send over its
+//! user's quota ([`quota`]) is answered with a retryable `rate_limited`
+//! error event without touching the store.
 //!
 //! Because the store is the truth, every loss between broker and client is
 //! recovered by the client: it resends a `send` until its ack event
@@ -27,12 +50,14 @@
 //! unchanged against the embedded broker or an external one.
 
 pub mod batch;
+mod commit;
 mod live;
 pub mod presence;
+pub mod quota;
 pub mod request;
 
-use protocol::messages::{Event, InboxEvent, SyncedEvent};
-use protocol::{topics, UserName};
+use protocol::messages::{ErrorEvent, Event, InboxEvent, Rejection, SyncedEvent};
+use protocol::{topics, ErrorCode, UserName};
 use rumqttc::{AsyncClient, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +67,7 @@ use tokio::task::JoinHandle;
 
 pub use batch::{Committed, Outcome};
 pub use presence::Tracker;
+use quota::Buckets;
 pub use request::Request;
 
 /// How the bridge reaches the broker and how it batches.
@@ -60,6 +86,40 @@ pub struct BridgeConfig {
     pub max_batch: usize,
     /// Largest MQTT packet, in bytes (must admit `max_body` plus JSON).
     pub max_packet_size: usize,
+    /// Sends one user may make per second, sustained; more are refused
+    /// with a retryable `rate_limited` error event.
+    pub sends_per_second: f64,
+    /// Sends one user may make in a burst.
+    pub send_burst: f64,
+    /// Shortest time between two applications of one user's device
+    /// presence messages; those in between are coalesced (the last wins).
+    pub presence_interval: Duration,
+    /// When a client's publish is acknowledged to the broker.
+    pub ack: AckPolicy,
+    /// How long the worker waits for more requests before committing a
+    /// batch that is not full (at most a few milliseconds).
+    pub linger: Duration,
+    /// Requests queued for the worker above which the bridge counts as
+    /// behind and sheds typing and device presence.
+    pub shed_above: usize,
+}
+
+/// When the bridge acknowledges (PUBACKs) a publish the broker delivered.
+///
+/// Either way a client's ✓ is its `ack` inbox event, sent only after the
+/// commit; the PUBACK only tells the broker it may forget the publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckPolicy {
+    /// As soon as the publish is admitted into the worker's bounded queue.
+    /// For the embedded broker: it lives and dies with the bridge, so a
+    /// later PUBACK would protect nothing that the client's resend (until
+    /// its ack event) does not, and acking early lifts the broker's limit
+    /// of 100 unacknowledged deliveries that made the bridge stop and wait
+    /// during every commit.
+    OnArrival,
+    /// Only after the batch holding it commits. For an external broker,
+    /// which outlives the bridge and redelivers what was not acknowledged.
+    AfterCommit,
 }
 
 /// Why the bridge could not start or serve a request.
@@ -80,6 +140,9 @@ struct Submission {
 enum Input {
     Mqtt(Publish),
     Submitted(Submission),
+    /// A QoS 1 publish the driver has already handled (ephemeral traffic):
+    /// only its PUBACK is owed, and it must go out in delivery order.
+    Handled(Publish),
 }
 
 /// A running bridge.
@@ -112,39 +175,58 @@ impl Bridge {
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_session(false)
             .set_manual_acks(true)
-            .set_inflight(1000)
+            // The whole packet-id space: rumqttc stops reading its request
+            // channel once this many of the bridge's publishes await a
+            // PUBACK, and the bridge's own PUBACKs wait in that channel;
+            // with a window of 1,000 that stalled the full-speed bench.
+            .set_inflight(u16::MAX)
             .set_max_packet_size(config.max_packet_size, config.max_packet_size);
         let (client, eventloop) = AsyncClient::new(options, 10_000);
-        let (input_tx, input_rx) = mpsc::channel(10_000);
+        let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
         let (ready_tx, ready_rx) = oneshot::channel();
         let presence = Arc::new(Tracker::new(client.clone(), store.clone()));
+        let desk = Arc::new(live::PresenceDesk::new(config.presence_interval));
+        let applier = tokio::spawn(desk.clone().apply(store.clone(), presence.clone()));
         let live = Live {
             client: client.clone(),
-            store: store.clone(),
             presence: presence.clone(),
-            typing: Default::default(),
+            desk,
+            typing: Buckets::new(live::TYPING_PER_SECOND, live::TYPING_BURST),
+            backlog: input_tx.clone(),
+            shed_above: config.shed_above,
         };
+        let (arrivals_tx, arrivals_rx) = mpsc::unbounded_channel();
         let driver = tokio::spawn(drive(
             client.clone(),
             eventloop,
-            input_tx.clone(),
+            arrivals_tx,
             ready_tx,
             live,
+        ));
+        let intake = tokio::spawn(admit(
+            client.clone(),
+            arrivals_rx,
+            input_tx.clone(),
+            config.ack,
         ));
         match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => {
                 driver.abort();
+                intake.abort();
+                applier.abort();
                 return Err(BridgeError::Connect(format!(
                     "no SUBACK from {}:{} within 10 s",
                     config.host, config.port
                 )));
             }
         }
-        let worker = tokio::spawn(work(client, store, input_rx, config));
+        let (done_tx, done_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let publisher = tokio::spawn(publish(client, store.clone(), done_rx));
+        let worker = tokio::spawn(work(store, input_rx, config, done_tx));
         Ok(Bridge {
             submissions: input_tx,
-            tasks: vec![driver, worker],
+            tasks: vec![driver, intake, worker, publisher, applier],
             presence,
         })
     }
@@ -178,8 +260,13 @@ fn subscriptions() -> Vec<SubscribeFilter> {
     filters()
         .into_iter()
         .map(|filter| {
-            // Typing is QoS 0 end to end: nothing to acknowledge or redeliver.
-            let qos = if filter.ends_with("/typing") {
+            // Ephemeral traffic is QoS 0 to the bridge: nothing to
+            // acknowledge, and nothing the bridge's persistent session
+            // replays after a reconnect.
+            let ephemeral = EPHEMERAL_LEAVES
+                .iter()
+                .any(|leaf| filter.strip_suffix(leaf).is_some_and(|f| f.ends_with('/')));
+            let qos = if ephemeral {
                 QoS::AtMostOnce
             } else {
                 QoS::AtLeastOnce
@@ -192,50 +279,62 @@ fn subscriptions() -> Vec<SubscribeFilter> {
 /// What the driver needs for ephemeral traffic.
 struct Live {
     client: AsyncClient,
-    store: Store,
     presence: Arc<Tracker>,
-    typing: live::TypingLimiter,
+    /// Devices' presence messages, coalesced and applied by one task.
+    desk: Arc<live::PresenceDesk>,
+    /// Typing events per user.
+    typing: Buckets,
+    /// The worker's queue, only to see how far behind the bridge is.
+    backlog: mpsc::Sender<Input>,
+    /// Queued requests above which ephemeral traffic is shed.
+    shed_above: usize,
 }
 
 impl Live {
-    /// Handles typing and presence publishes at once; returns any other
-    /// publish for the worker.
-    fn take(&self, publish: Publish) -> Option<Publish> {
+    /// Handles typing and presence publishes at once, without blocking;
+    /// returns what the worker must see: any other publish, or a handled
+    /// QoS 1 publish whose PUBACK is owed in order.
+    fn take(&self, publish: Publish) -> Option<Input> {
         let Some((user, leaf)) = request::split_topic(&publish.topic) else {
-            return Some(publish);
+            return Some(Input::Mqtt(publish));
         };
-        match leaf {
-            "typing" => {
-                live::typing(
-                    &self.client,
-                    &self.presence,
-                    &self.typing,
-                    &user,
-                    &publish.payload,
-                );
-                None
-            }
-            "presence" => {
-                live::device_presence(
-                    self.client.clone(),
-                    self.store.clone(),
-                    self.presence.clone(),
-                    user,
-                    publish,
-                );
-                None
-            }
-            _ => Some(publish),
+        let queued = self.backlog.max_capacity() - self.backlog.capacity();
+        if EPHEMERAL_LEAVES.contains(&leaf) && queued > self.shed_above {
+            // Behind: typing and device presence go first, so the bridge
+            // spends itself on messages. Both are ephemeral by contract.
+            let class = if leaf == "typing" { "typing" } else { "presence" };
+            metrics::counter!("bluetick_bridge_shed_total", "class" => class).increment(1);
+            return (publish.qos != QoS::AtMostOnce).then_some(Input::Handled(publish));
         }
+        match leaf {
+            "typing" => live::typing(
+                &self.client,
+                &self.presence,
+                &self.typing,
+                &user,
+                &publish.payload,
+            ),
+            "presence" => self.desk.offer(&user, &publish.payload),
+            _ => return Some(Input::Mqtt(publish)),
+        }
+        (publish.qos != QoS::AtMostOnce).then_some(Input::Handled(publish))
     }
 }
 
-/// Polls the MQTT connection forever: forwards publishes to the worker and
+/// Polls the MQTT connection forever: hands publishes to the intake and
 /// resubscribes after every reconnect.
+///
+/// It never waits for anyone: the same connection carries the worker's
+/// PUBACKs and inbox publishes, so a driver blocked on a full queue while
+/// the worker blocks on a full request channel would deadlock. The
+/// `arrivals` channel has no capacity limit of its own because the broker
+/// bounds it: what waits there is not yet acknowledged, and the broker
+/// sends at most its in-flight limit (100 for rumqttd, at most 65,535 for
+/// any broker) of unacknowledged publishes.
 async fn drive(
     client: AsyncClient,
     mut eventloop: EventLoop,
-    input: mpsc::Sender<Input>,
+    arrivals: mpsc::UnboundedSender<Input>,
     ready: oneshot::Sender<()>,
     live: Live,
 ) {
@@ -243,10 +342,10 @@ async fn drive(
     loop {
         match eventloop.poll().await {
             Ok(rumqttc::Event::Incoming(Packet::Publish(publish))) => {
-                let Some(publish) = live.take(publish) else {
+                let Some(owed) = live.take(publish) else {
                     continue;
                 };
-                if input.send(Input::Mqtt(publish)).await.is_err() {
+                if arrivals.send(owed).is_err() {
                     return;
                 }
             }
@@ -271,93 +370,226 @@ async fn drive(
     }
 }
 
-/// The worker: batch, commit, acknowledge, publish.
-async fn work(
+/// Admits publishes into the worker's bounded queue in delivery order,
+/// waiting for room (back-pressure: nothing is dropped). Under
+/// [`AckPolicy::OnArrival`] it acknowledges each publish once it is
+/// admitted, and ephemeral ones at once; being the only one that does, it
+/// keeps PUBACKs in delivery order.
+async fn admit(
     client: AsyncClient,
+    mut arrivals: mpsc::UnboundedReceiver<Input>,
+    input: mpsc::Sender<Input>,
+    policy: AckPolicy,
+) {
+    while let Some(arrival) = arrivals.recv().await {
+        let Ok(room) = input.reserve().await else {
+            return;
+        };
+        match (policy, arrival) {
+            (AckPolicy::OnArrival, Input::Mqtt(publish)) => {
+                acknowledge(&client, &publish).await;
+                room.send(Input::Mqtt(publish));
+            }
+            (AckPolicy::OnArrival, Input::Handled(publish)) => {
+                acknowledge(&client, &publish).await;
+            }
+            (_, arrival) => room.send(arrival),
+        }
+    }
+}
+
+async fn acknowledge(client: &AsyncClient, publish: &Publish) {
+    if let Err(e) = client.ack(publish).await {
+        tracing::warn!(error = %e, "bridge could not queue a PUBACK");
+    }
+}
+
+/// Requests queued for the worker, at most.
+pub const INPUT_QUEUE: usize = 10_000;
+/// Most `sync` answers being read and published at once; more wait.
+const SYNC_CONCURRENCY: usize = 8;
+/// Committed batches waiting for the publisher; the worker commits the
+/// next batch meanwhile and waits when this many are queued.
+const PUBLISH_QUEUE: usize = 4;
+
+/// One committed batch, handed from the worker to the publisher.
+struct Done {
+    /// PUBACKs owed ([`AckPolicy::AfterCommit`] only), in delivery order.
+    acks: Vec<Publish>,
+    /// Inbox events, in commit order.
+    events: Vec<(String, InboxEvent)>,
+    /// Sends over their user's quota, answered without a seq.
+    limited: Vec<(UserName, Rejection)>,
+    /// `sync` requests to answer from the store once this batch is out.
+    syncs: Vec<(UserName, i64, usize)>,
+}
+
+/// The worker: gather a batch, commit it, hand it to the publisher, and
+/// go on with the next batch while that one is published.
+async fn work(
     store: Store,
     mut input: mpsc::Receiver<Input>,
     config: BridgeConfig,
+    publisher: mpsc::Sender<Done>,
 ) {
+    let quota = Buckets::new(config.sends_per_second, config.send_burst);
     while let Some(first) = input.recv().await {
-        let mut inputs = vec![first];
-        while inputs.len() < config.max_batch {
-            match input.try_recv() {
-                Ok(next) => inputs.push(next),
-                Err(_) => break,
-            }
-        }
+        let inputs = gather(first, &mut input, config.max_batch, config.linger).await;
         let mut requests = Vec::with_capacity(inputs.len());
+        // Every QoS 1 publish of the batch, in delivery order: the broker
+        // drops a client whose PUBACKs come out of order.
         let mut acks = Vec::new();
         let mut replies = Vec::new();
+        // Sends over their user's quota: answered without touching the store.
+        let mut limited = Vec::new();
         for input in inputs {
             match input {
                 Input::Mqtt(publish) => {
                     let topic = publish.topic.clone();
                     match request::decode(&topic, &publish.payload, config.max_body) {
-                        Some(request) => {
-                            replies.push(None);
-                            requests.push(request);
-                        }
+                        Some(request) => match over_quota(&quota, &request) {
+                            Some((user, rejection)) => limited.push((user, rejection)),
+                            None => {
+                                replies.push(None);
+                                requests.push(request);
+                            }
+                        },
                         None => {
                             tracing::warn!(%topic, "bridge got a publish it does not serve; dropped")
                         }
                     }
-                    acks.push(publish);
+                    if config.ack == AckPolicy::AfterCommit {
+                        acks.push(publish);
+                    }
                 }
                 Input::Submitted(Submission { request, reply }) => {
-                    replies.push(Some(reply));
-                    requests.push(request);
+                    match over_quota(&quota, &request) {
+                        // The HTTP caller may have given up; the refusal stands.
+                        Some((_, rejection)) => drop(reply.send(Outcome::Refused(rejection))),
+                        None => {
+                            replies.push(Some(reply));
+                            requests.push(request);
+                        }
+                    }
                 }
+                Input::Handled(publish) => acks.push(publish),
             }
         }
-        let committed = commit_until_done(&store, requests.clone()).await;
-        for publish in &acks {
-            if let Err(e) = client.ack(publish).await {
-                tracing::warn!(error = %e, "bridge could not queue a PUBACK");
-            }
-        }
-        for (user, event) in &committed.events {
-            publish_event(&client, user, event).await;
-        }
+        let requests = Arc::new(requests);
+        let committed = if requests.is_empty() {
+            Committed::default()
+        } else {
+            commit::commit_until_done(&store, requests.clone()).await
+        };
         for (reply, outcome) in replies.into_iter().zip(committed.outcomes) {
             if let Some(reply) = reply {
                 // The HTTP caller may have given up; the outcome stands.
                 let _ = reply.send(outcome);
             }
         }
-        for request in &requests {
-            if let Request::Sync { user, after, limit } = request {
-                replay(&client, &store, user, *after, *limit).await;
-            }
+        let syncs = requests
+            .iter()
+            .filter_map(|request| match request {
+                Request::Sync { user, after, limit } => Some((user.clone(), *after, *limit)),
+                _ => None,
+            })
+            .collect();
+        let done = Done {
+            acks,
+            events: committed.events,
+            limited,
+            syncs,
+        };
+        if publisher.send(done).await.is_err() {
+            return;
         }
     }
 }
 
-/// Commits a batch, retrying while the store is unavailable: the batch's
-/// publishes stay unacknowledged meanwhile, and nothing is dropped.
-async fn commit_until_done(store: &Store, requests: Vec<Request>) -> Committed {
-    let mut backoff = Duration::from_millis(50);
-    let size = requests.len();
-    loop {
-        let store = store.clone();
-        let batch = requests.clone();
-        let started = std::time::Instant::now();
-        match tokio::task::spawn_blocking(move || batch::commit(&store, &batch)).await {
-            Ok(Ok(committed)) => {
-                metrics::histogram!("bluetick_bridge_commit_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                metrics::histogram!("bluetick_bridge_batch_size").record(size as f64);
-                return committed;
+/// The batch that starts with `first`: whatever else is queued, and what
+/// arrives within `linger`, up to `max` inputs.
+async fn gather(
+    first: Input,
+    input: &mut mpsc::Receiver<Input>,
+    max: usize,
+    linger: Duration,
+) -> Vec<Input> {
+    let mut inputs = vec![first];
+    let deadline = tokio::time::Instant::now() + linger;
+    while inputs.len() < max {
+        match input.try_recv() {
+            Ok(next) => inputs.push(next),
+            Err(mpsc::error::TryRecvError::Empty) => {
+                match tokio::time::timeout_at(deadline, input.recv()).await {
+                    Ok(Some(next)) => inputs.push(next),
+                    Ok(None) | Err(_) => break,
+                }
             }
-            Ok(Err(e)) => {
-                metrics::counter!("bluetick_bridge_commit_failures_total").increment(1);
-                tracing::error!(error = %e, batch = size, retry_in = ?backoff, "batch commit failed; retrying");
-            }
-            Err(e) => tracing::error!(error = %e, "batch commit task failed; retrying"),
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+    inputs
+}
+
+/// The one publisher: takes committed batches in commit order, so each
+/// user's inbox events go out in seq order; PUBACKs (after-commit policy),
+/// then inbox events, then quota refusals; then starts the batch's `sync`
+/// answers, at most [`SYNC_CONCURRENCY`] at once, off the commit path.
+async fn publish(client: AsyncClient, store: Store, mut batches: mpsc::Receiver<Done>) {
+    let replays = Arc::new(tokio::sync::Semaphore::new(SYNC_CONCURRENCY));
+    while let Some(done) = batches.recv().await {
+        for publish in &done.acks {
+            acknowledge(&client, publish).await;
+        }
+        for (user, event) in &done.events {
+            publish_event(&client, user, event).await;
+        }
+        for (user, rejection) in done.limited {
+            // Not stored: the sender is connected (it just published), and a
+            // lost refusal only means the SDK resends a little later.
+            let refusal = InboxEvent {
+                seq: None,
+                event: Event::Error(ErrorEvent {
+                    client_id: rejection.client_id,
+                    on: "send".to_owned(),
+                    code: rejection.code,
+                    message: rejection.message,
+                }),
+            };
+            publish_event(&client, user.as_str(), &refusal).await;
+        }
+        for (user, after, limit) in done.syncs {
+            // The semaphore is never closed, so acquiring cannot fail.
+            let Ok(turn) = replays.clone().acquire_owned().await else {
+                return;
+            };
+            let (client, store) = (client.clone(), store.clone());
+            tokio::spawn(async move {
+                replay(&client, &store, &user, after, limit).await;
+                drop(turn);
+            });
+        }
+    }
+}
+
+/// A send over its user's quota: the user and the refusal. Counted for
+/// operators; the sender is told to retry.
+fn over_quota(quota: &Buckets, request: &Request) -> Option<(UserName, Rejection)> {
+    let Request::Send { sender, send } = request else {
+        return None;
+    };
+    if quota.allow(sender.as_str(), std::time::Instant::now()) {
+        return None;
+    }
+    metrics::counter!("bluetick_sends_rate_limited_total").increment(1);
+    Some((
+        sender.clone(),
+        Rejection {
+            client_id: Some(send.id.clone()),
+            code: ErrorCode::RateLimited,
+            message: "over your send quota; resend later".to_owned(),
+        },
+    ))
 }
 
 async fn publish_event(client: &AsyncClient, user: &str, event: &InboxEvent) {

@@ -1,49 +1,25 @@
 //! Ephemeral traffic: typing indicators and devices' own presence
-//! messages. Neither is stored nor goes through a batch.
+//! messages. Neither is stored nor goes through a batch, and neither is
+//! acknowledged from here: the bridge subscribes to both at QoS 0, and any
+//! QoS 1 copy is acknowledged by the worker in delivery order (the broker
+//! drops a client whose PUBACKs come out of order).
 
 use protocol::presence::{LiveEvent, PresenceRequest, PresenceState, TypingRequest};
-use protocol::{topics, UserName};
-use rumqttc::{AsyncClient, Publish, QoS};
+use protocol::{topics, ClientId, UserName};
+use rumqttc::{AsyncClient, QoS};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::Store;
+use tokio::sync::Notify;
 
 use crate::presence::Tracker;
+use crate::quota::Buckets;
 
 /// Typing events one user may send per second, sustained.
 pub const TYPING_PER_SECOND: f64 = 5.0;
 /// Typing events one user may send in a burst.
 pub const TYPING_BURST: f64 = 10.0;
-
-/// Per-user token buckets for typing.
-#[derive(Default)]
-pub(crate) struct TypingLimiter {
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
-}
-
-impl TypingLimiter {
-    /// Takes one token for `user`; false when over the limit.
-    fn allow(&self, user: &str, now: Instant) -> bool {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > 100_000 {
-            // Idle buckets are full anyway; forgetting them loses nothing.
-            buckets.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(10));
-        }
-        let (tokens, at) = buckets
-            .entry(user.to_owned())
-            .or_insert((TYPING_BURST, now));
-        *tokens =
-            (*tokens + now.duration_since(*at).as_secs_f64() * TYPING_PER_SECOND).min(TYPING_BURST);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// Forwards `u/{me}/typing {to, state}` to `u/{to}/live` at QoS 0, if `to`
 /// is online and `me` is under the rate limit. Dropped otherwise: typing is
@@ -51,7 +27,7 @@ impl TypingLimiter {
 pub(crate) fn typing(
     client: &AsyncClient,
     tracker: &Tracker,
-    limiter: &TypingLimiter,
+    limiter: &Buckets,
     user: &UserName,
     payload: &[u8],
 ) {
@@ -90,50 +66,128 @@ pub(crate) fn typing(
     }
 }
 
-/// Applies `u/{me}/presence {state, device}`: the device is away (offline)
-/// or back (online) while connected; then the user's presence is refreshed.
-pub(crate) fn device_presence(
-    client: AsyncClient,
-    store: Store,
-    tracker: Arc<Tracker>,
-    user: UserName,
-    publish: Publish,
-) {
-    tokio::spawn(async move {
-        if let Ok(request) = serde_json::from_slice::<PresenceRequest>(&publish.payload) {
-            let client_id = if request.device.is_empty() {
-                user.to_string()
-            } else {
-                format!("{user}.{}", request.device)
-            };
-            let away = request.state == PresenceState::Offline;
-            let updated =
-                tokio::task::spawn_blocking(move || store.set_away(&client_id, away)).await;
-            if let Ok(Err(e)) = updated {
-                tracing::warn!(error = %e, "could not record a device's presence");
-            }
-            tracker.refresh(user.as_str(), store::clock::now_ms()).await;
-        }
-        if let Err(e) = client.ack(&publish).await {
-            tracing::debug!(error = %e, "could not queue a PUBACK");
-        }
-    });
+/// Most devices of one user with a presence change waiting; more names
+/// (a client inventing device names) are dropped.
+const DEVICES_PER_USER: usize = 16;
+/// Most users with a presence change waiting.
+const USERS_WAITING: usize = 100_000;
+
+/// Devices' own presence messages, coalesced: the latest state each device
+/// asked for waits here, and one task applies a user's waiting changes at
+/// most once per `interval`. A burst of any size from one device therefore
+/// costs a few database writes and shows its watchers a few changes, and the
+/// last word always wins.
+pub(crate) struct PresenceDesk {
+    /// Latest `away` asked for, per user, per device.
+    waiting: Mutex<HashMap<String, HashMap<String, bool>>>,
+    /// Wakes the applying task when something starts waiting.
+    wake: Notify,
+    /// Shortest time between two applications for one user.
+    interval: Duration,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl PresenceDesk {
+    pub(crate) fn new(interval: Duration) -> PresenceDesk {
+        PresenceDesk {
+            waiting: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            interval,
+        }
+    }
 
-    #[test]
-    fn typing_is_limited_per_user_with_a_burst() {
-        let limiter = TypingLimiter::default();
-        let t = Instant::now();
-        let allowed = (0..20).filter(|_| limiter.allow("alice", t)).count();
-        assert_eq!(allowed, TYPING_BURST as usize);
-        assert!(limiter.allow("bob", t), "other users have their own bucket");
-        assert!(
-            limiter.allow("alice", t + Duration::from_millis(250)),
-            "tokens come back over time"
-        );
+    /// Takes `u/{user}/presence {state, device}` as it arrives. Never blocks.
+    pub(crate) fn offer(&self, user: &UserName, payload: &[u8]) {
+        let Ok(request) = serde_json::from_slice::<PresenceRequest>(payload) else {
+            metrics::counter!("bluetick_presence_dropped_total", "reason" => "malformed")
+                .increment(1);
+            return;
+        };
+        let client_id = if request.device.is_empty() {
+            user.to_string()
+        } else {
+            format!("{user}.{}", request.device)
+        };
+        if ClientId::parse(&client_id).is_err() {
+            metrics::counter!("bluetick_presence_dropped_total", "reason" => "malformed")
+                .increment(1);
+            return;
+        }
+        let away = request.state == PresenceState::Offline;
+        let mut waiting = self.lock();
+        if waiting.len() >= USERS_WAITING && !waiting.contains_key(user.as_str()) {
+            metrics::counter!("bluetick_presence_dropped_total", "reason" => "busy").increment(1);
+            return;
+        }
+        let devices = waiting.entry(user.to_string()).or_default();
+        let full = devices.len() >= DEVICES_PER_USER;
+        match devices.get_mut(&client_id) {
+            Some(wanted) => {
+                // An earlier message from this device had not been applied
+                // yet: it is superseded.
+                *wanted = away;
+                metrics::counter!("bluetick_presence_coalesced_total").increment(1);
+            }
+            None if full => {
+                metrics::counter!("bluetick_presence_dropped_total", "reason" => "too_many_devices")
+                    .increment(1);
+            }
+            None => {
+                devices.insert(client_id, away);
+                drop(waiting);
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, bool>>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies waiting changes forever: each user's at most once per
+    /// interval, then refreshes their presence for watchers.
+    pub(crate) async fn apply(self: Arc<Self>, store: Store, tracker: Arc<Tracker>) {
+        let mut applied_at: HashMap<String, Instant> = HashMap::new();
+        loop {
+            let now = Instant::now();
+            applied_at.retain(|_, at| now.duration_since(*at) < self.interval);
+            let (due, next) = {
+                let mut waiting = self.lock();
+                let mut due = Vec::new();
+                let mut next: Option<Instant> = None;
+                waiting.retain(|user, devices| match applied_at.get(user) {
+                    Some(at) => {
+                        let ready = *at + self.interval;
+                        next = Some(next.map_or(ready, |n| n.min(ready)));
+                        true
+                    }
+                    None => {
+                        due.push((user.clone(), std::mem::take(devices)));
+                        false
+                    }
+                });
+                (due, next)
+            };
+            for (user, devices) in due {
+                applied_at.insert(user.clone(), now);
+                let writer = store.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    for (client_id, away) in devices {
+                        writer.set_away(&client_id, away)?;
+                    }
+                    Ok::<_, store::StoreError>(())
+                })
+                .await;
+                if let Ok(Err(e)) = written {
+                    tracing::warn!(error = %e, "could not record a device's presence");
+                }
+                tracker.refresh(&user, store::clock::now_ms()).await;
+            }
+            match next {
+                Some(at) => {
+                    let _ = tokio::time::timeout_at(at.into(), self.wake.notified()).await;
+                }
+                None => self.wake.notified().await,
+            }
+        }
     }
 }

@@ -48,6 +48,52 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Who made the request, on which leaf, and its payload as a client
+    /// publishes it: what a dead letter keeps.
+    pub fn origin(&self) -> (&UserName, &str, Vec<u8>) {
+        // Request payloads are plain structs: serializing cannot fail.
+        let (user, leaf, json) = match self {
+            Request::Send { sender, send } => (sender, "send", serde_json::to_vec(send)),
+            Request::Ack { user, ack } => (user, "ack", serde_json::to_vec(ack)),
+            Request::Read { reader, read } => (reader, "read", serde_json::to_vec(read)),
+            Request::Sync { user, after, limit } => (
+                user,
+                "sync",
+                serde_json::to_vec(&SyncRequest {
+                    after: *after,
+                    limit: Some(*limit),
+                }),
+            ),
+            Request::Star { user, star } => (user, "star", serde_json::to_vec(star)),
+            Request::Timer {
+                user,
+                peer,
+                seconds,
+            } => (
+                user,
+                "timer",
+                serde_json::to_vec(&serde_json::json!({"peer": peer, "seconds": seconds})),
+            ),
+            Request::Refused {
+                user,
+                leaf,
+                payload,
+                ..
+            } => return (user, leaf, payload.clone()),
+        };
+        (user, leaf, json.unwrap_or_default())
+    }
+
+    /// The client message id a refusal of this request names, if any.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Request::Send { send, .. } => Some(&send.id),
+            _ => None,
+        }
+    }
+}
+
 /// Topic leaves the bridge subscribes to, as `u/+/{leaf}`.
 pub const LEAVES: [&str; 5] = ["send", "ack", "read", "sync", "star"];
 

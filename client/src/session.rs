@@ -346,10 +346,11 @@ impl Recent {
     }
 }
 
-/// Does this error end the life of the send it names? The transient codes
-/// do not: the send stays in the outbox and is resent.
+/// Does this error end the life of the send it names? The retryable codes
+/// (a server failure, an outage, a quota) do not: the send stays in the
+/// outbox and is resent after `resend_after`.
 fn final_error(error: &ErrorEvent) -> bool {
-    !matches!(error.code, ErrorCode::Internal | ErrorCode::Unavailable)
+    !error.code.is_retryable()
 }
 
 /// The client id an event settles in the outbox, if any.

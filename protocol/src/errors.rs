@@ -60,11 +60,14 @@ pub enum ErrorCode {
     /// A chat setting (the disappearing timer) for a chat that does not
     /// exist yet: no message has been exchanged with that user.
     NoChat,
+    /// A well-formed request the server could not apply (the database
+    /// refused it every time); it is kept for operators. Do not resend.
+    Unprocessable,
 }
 
 impl ErrorCode {
     /// Every code, for docs and tests.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidPassword,
@@ -89,6 +92,7 @@ impl ErrorCode {
         ErrorCode::UnprocessableImage,
         ErrorCode::QuotaExceeded,
         ErrorCode::NoChat,
+        ErrorCode::Unprocessable,
     ];
 
     /// The code as it appears on the wire.
@@ -118,7 +122,17 @@ impl ErrorCode {
             ErrorCode::UnprocessableImage => "unprocessable_image",
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::NoChat => "no_chat",
+            ErrorCode::Unprocessable => "unprocessable",
         }
+    }
+
+    /// Whether a request refused with this code may succeed if sent again
+    /// unchanged, later: the SDK keeps such a send and resends it.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::RateLimited
+        )
     }
 
     /// The HTTP status that carries this code.
@@ -141,7 +155,7 @@ impl ErrorCode {
             ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::RateLimited | ErrorCode::QuotaExceeded => 429,
             ErrorCode::NoChat => 409,
-            ErrorCode::UnprocessableImage => 422,
+            ErrorCode::UnprocessableImage | ErrorCode::Unprocessable => 422,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
         }

@@ -74,6 +74,12 @@ pub fn bluetick(
         .args(["--database-url", &database_url])
         .env("RUST_LOG", "warn")
         .env("BLUETICK_HTTP__METRICS_ADDR", "127.0.0.1:0")
+        // The bench's users send as fast as the pattern says and never
+        // resend a refusal, so the server it starts lifts the per-user send
+        // quota (a human-scale default of 50/s); a --target server keeps
+        // its own.
+        .env("BLUETICK_QUOTAS__SENDS_PER_SECOND", "1000000")
+        .env("BLUETICK_QUOTAS__SEND_BURST", "1000000")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log);

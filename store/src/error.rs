@@ -40,3 +40,27 @@ pub enum StoreError {
     #[error("password hashing failed: {0}")]
     Hashing(String),
 }
+
+impl StoreError {
+    /// Whether the same work would fail the same way if tried again: a
+    /// constraint the data breaks, or a value that cannot be read or
+    /// sealed. Everything else (no connection, a lost connection, a busy
+    /// database, an unknown error) may pass on a retry.
+    pub fn is_deterministic(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        match self {
+            StoreError::Database(Error::DatabaseError(kind, _)) => matches!(
+                kind,
+                Kind::UniqueViolation
+                    | Kind::ForeignKeyViolation
+                    | Kind::NotNullViolation
+                    | Kind::CheckViolation
+            ),
+            StoreError::Database(Error::SerializationError(_) | Error::DeserializationError(_)) => {
+                true
+            }
+            StoreError::Corrupt(_) | StoreError::Key(_) => true,
+            _ => false,
+        }
+    }
+}

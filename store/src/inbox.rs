@@ -7,6 +7,9 @@
 //! - An event is pruned only when every device of the user that has ever
 //!   acked has acked at or above its seq.
 //! - A device's ack only moves forward, and never past the last seq.
+//! - An ack emits the delivered receipt: the messages in the newly acked
+//!   range are marked delivered in the same step, and
+//!   [`Tx::ack_inboxes`] returns one receipt per (sender, reader) for them.
 //!
 //! Every function here that writes takes a [`Tx`], so a caller's batch
 //! (store messages, append events, advance acks) commits as one and the
@@ -17,6 +20,7 @@
 
 use diesel::prelude::*;
 use protocol::messages::{AckEvent, Event, InboxEvent, MessageEvent};
+use std::collections::HashMap;
 
 use crate::db::{AnyConnection, Tx};
 use crate::messages::open_media;
@@ -87,73 +91,6 @@ impl Tx<'_> {
             .optional())?)
     }
 
-    /// Moves `device`'s ack forward to `up_to` (clamped to the last seq).
-    /// Returns `(previous, new)` if it moved.
-    pub fn advance_ack(
-        &mut self,
-        user: &str,
-        device: &str,
-        up_to: i64,
-    ) -> Result<Option<(i64, i64)>, StoreError> {
-        let head: Option<i64> = on_backend!(&mut *self.conn, c => users::table
-            .filter(users::name.eq(user))
-            .select(users::inbox_seq)
-            .first(c)
-            .optional())?;
-        let Some(head) = head else { return Ok(None) };
-        let up_to = up_to.min(head);
-        let previous: Option<i64> = on_backend!(&mut *self.conn, c => devices::table
-            .filter(devices::user_name.eq(user))
-            .filter(devices::device.eq(device))
-            .select(devices::acked_seq)
-            .first(c)
-            .optional())?;
-        let now = clock::now_ms();
-        match previous {
-            Some(previous) if previous >= up_to => Ok(None),
-            Some(previous) => {
-                on_backend!(&mut *self.conn, c => diesel::update(
-                    devices::table.filter(devices::user_name.eq(user)).filter(devices::device.eq(device)),
-                )
-                .set((devices::acked_seq.eq(up_to), devices::acked_at.eq(now)))
-                .execute(c))?;
-                Ok(Some((previous, up_to)))
-            }
-            None if up_to <= 0 => Ok(None),
-            None => {
-                on_backend!(&mut *self.conn, c => diesel::insert_into(devices::table)
-                    .values((
-                        devices::user_name.eq(user),
-                        devices::device.eq(device),
-                        devices::acked_seq.eq(up_to),
-                        devices::acked_at.eq(now),
-                    ))
-                    .execute(c))?;
-                Ok(Some((0, up_to)))
-            }
-        }
-    }
-
-    /// Message events in `user`'s inbox with `after < seq <= up_to` whose
-    /// message is not yet delivered: `(message id, sender)`.
-    pub fn undelivered_between(
-        &mut self,
-        user: &str,
-        after: i64,
-        up_to: i64,
-    ) -> Result<Vec<(i64, String)>, StoreError> {
-        Ok(on_backend!(&mut *self.conn, c => inbox::table
-            .inner_join(messages::table)
-            .filter(inbox::user_name.eq(user))
-            .filter(inbox::kind.eq("message"))
-            .filter(inbox::seq.gt(after))
-            .filter(inbox::seq.le(up_to))
-            .filter(messages::delivered_at.is_null())
-            .select((messages::id, messages::sender))
-            .order(messages::id.asc())
-            .load(c))?)
-    }
-
     /// Deletes the events every acking device of `user` has stored.
     pub fn prune(&mut self, user: &str) -> Result<usize, StoreError> {
         let floor = prune_floor(self.conn, user)?;
@@ -165,6 +102,155 @@ impl Tx<'_> {
         )
         .execute(c))?)
     }
+}
+
+/// One device's inbox ack: it has stored `user`'s events up to `up_to`.
+#[derive(Debug, Clone, Copy)]
+pub struct InboxAck<'a> {
+    pub user: &'a str,
+    pub device: &'a str,
+    pub up_to: i64,
+}
+
+/// A delivered receipt an ack produced: `sender`'s messages to `reader`
+/// up to message id `up_to` are delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub sender: String,
+    pub reader: String,
+    pub up_to: i64,
+}
+
+impl Tx<'_> {
+    /// Applies a batch of inbox acks as one step of the invariant: each
+    /// device's position moves forward (clamped to the last seq), the
+    /// messages in the newly acked ranges are marked delivered, one
+    /// receipt per (sender, reader) is returned, and each user's events at
+    /// or below every device's position are pruned. At most one ack per
+    /// (user, device) is expected (acks are cumulative: the caller keeps
+    /// the highest). Statements: five for the whole batch, plus one prune
+    /// per user whose floor rose.
+    pub fn ack_inboxes(
+        &mut self,
+        acks: &[InboxAck<'_>],
+        at: i64,
+    ) -> Result<Vec<Delivered>, StoreError> {
+        if acks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut users: Vec<&str> = acks.iter().map(|a| a.user).collect();
+        users.sort_unstable();
+        users.dedup();
+        let heads: HashMap<String, i64> = on_backend!(&mut *self.conn, c => users::table
+            .filter(users::name.eq_any(&users))
+            .select((users::name, users::inbox_seq))
+            .load::<(String, i64)>(c))?
+            .into_iter()
+            .collect();
+        let mut positions: HashMap<(String, String), i64> = on_backend!(&mut *self.conn, c => devices::table
+            .filter(devices::user_name.eq_any(&users))
+            .select((devices::user_name, devices::device, devices::acked_seq))
+            .load::<(String, String, i64)>(c))?
+            .into_iter()
+            .map(|(user, device, seq)| ((user, device), seq))
+            .collect();
+        let old_floors = floors(&positions);
+        // (user, previous, new) of every device that moved.
+        let mut moved: Vec<(&str, i64, i64)> = Vec::new();
+        let mut rows = Vec::new();
+        for ack in acks {
+            let Some(&head) = heads.get(ack.user) else {
+                continue;
+            };
+            let up_to = ack.up_to.min(head);
+            let key = (ack.user.to_owned(), ack.device.to_owned());
+            let previous = positions.get(&key).copied();
+            if previous.map_or(up_to <= 0, |previous| previous >= up_to) {
+                continue;
+            }
+            moved.push((ack.user, previous.unwrap_or(0), up_to));
+            positions.insert(key, up_to);
+            rows.push((
+                devices::user_name.eq(ack.user),
+                devices::device.eq(ack.device),
+                devices::acked_seq.eq(up_to),
+                devices::acked_at.eq(at),
+            ));
+        }
+        if moved.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_backend!(&mut *self.conn, c => diesel::insert_into(devices::table)
+            .values(&rows)
+            .on_conflict((devices::user_name, devices::device))
+            .do_update()
+            .set((
+                devices::acked_seq.eq(diesel::upsert::excluded(devices::acked_seq)),
+                devices::acked_at.eq(diesel::upsert::excluded(devices::acked_at)),
+            ))
+            .execute(c))?;
+
+        // Undelivered message events in any moved range, found in one query
+        // over the span of all ranges and picked out exactly here.
+        let moved_users: Vec<&str> = moved.iter().map(|(user, _, _)| *user).collect();
+        let lowest = moved.iter().map(|(_, previous, _)| *previous).min().unwrap_or(0);
+        let highest = moved.iter().map(|(_, _, new)| *new).max().unwrap_or(0);
+        let candidates: Vec<(String, i64, i64, String)> = on_backend!(&mut *self.conn, c => inbox::table
+            .inner_join(messages::table)
+            .filter(inbox::user_name.eq_any(&moved_users))
+            .filter(inbox::kind.eq("message"))
+            .filter(inbox::seq.gt(lowest))
+            .filter(inbox::seq.le(highest))
+            .filter(messages::delivered_at.is_null())
+            .select((inbox::user_name, inbox::seq, messages::id, messages::sender))
+            .order(messages::id.asc())
+            .load(c))?;
+        let mut ids = Vec::new();
+        let mut newest: Vec<((String, String), i64)> = Vec::new();
+        for (reader, seq, id, sender) in candidates {
+            let in_range = moved
+                .iter()
+                .any(|(user, previous, new)| *user == reader && *previous < seq && seq <= *new);
+            if !in_range || ids.contains(&id) {
+                continue;
+            }
+            ids.push(id);
+            let key = (sender, reader);
+            match newest.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, up_to)) => *up_to = (*up_to).max(id),
+                None => newest.push((key, id)),
+            }
+        }
+        if !ids.is_empty() {
+            self.mark_delivered(&ids, at)?;
+        }
+        for (user, floor) in floors(&positions) {
+            if floor > old_floors.get(&user).copied().unwrap_or(0) {
+                on_backend!(&mut *self.conn, c => diesel::delete(
+                    inbox::table.filter(inbox::user_name.eq(&user)).filter(inbox::seq.le(floor)),
+                )
+                .execute(c))?;
+            }
+        }
+        Ok(newest
+            .into_iter()
+            .map(|((sender, reader), up_to)| Delivered {
+                sender,
+                reader,
+                up_to,
+            })
+            .collect())
+    }
+}
+
+/// Each user's prune floor: the lowest position among their devices.
+fn floors(positions: &HashMap<(String, String), i64>) -> HashMap<String, i64> {
+    let mut floors: HashMap<String, i64> = HashMap::new();
+    for ((user, _), &seq) in positions {
+        let floor = floors.entry(user.clone()).or_insert(seq);
+        *floor = (*floor).min(seq);
+    }
+    floors
 }
 
 /// The lowest ack among `user`'s devices (0 if none has acked): every

@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 use protocol::messages::MediaRef;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::db::Tx;
 use crate::schema::{message_history, messages, messages_archive, users};
@@ -26,6 +26,10 @@ pub struct NewMessage<'a> {
 /// A stored message as a resend finds it: id, recipient, sealed body,
 /// sealed media, sent at, expires at.
 type FirstStored = (i64, String, Vec<u8>, Option<Vec<u8>>, i64, Option<i64>);
+
+/// Rows per multi-row insert: well under SQLite's and PostgreSQL's limits
+/// on bound parameters (8 a row).
+const INSERT_CHUNK: usize = 1_000;
 
 /// What storing a message did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,69 +60,132 @@ impl Tx<'_> {
     /// Stores `message` unless its sender already stored its client id.
     /// The caller has checked that its media, if any, is the sender's.
     pub fn store_message(&mut self, message: &NewMessage<'_>) -> Result<Stored, StoreError> {
-        let NewMessage {
-            sender,
-            recipient,
-            client_id,
-            body,
-            media,
-            sent_at,
-            expires_at,
-        } = *message;
-        let sealed = self.sealer()?.seal(body.as_bytes());
-        let sealed_media = match media {
-            Some(media) => Some(self.sealer()?.seal(&serde_json::to_vec(media).map_err(|e| {
-                StoreError::Corrupt(format!("media reference does not serialize: {e}"))
-            })?)),
-            None => None,
-        };
+        let mut stored = self.store_messages(std::slice::from_ref(message))?;
+        stored
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("a stored message went missing".into()))
+    }
+
+    /// Stores each of `messages` unless its sender already stored its
+    /// client id (earlier, or earlier in this same list), in a constant
+    /// number of statements: one archive lookup, one multi-row insert, one
+    /// lookup of the resends' first copies. Ids are given in list order.
+    /// Returns what became of each, in order.
+    pub fn store_messages(
+        &mut self,
+        messages: &[NewMessage<'_>],
+    ) -> Result<Vec<Stored>, StoreError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let senders: Vec<&str> = messages.iter().map(|m| m.sender).collect();
+        let client_ids: Vec<&str> = messages.iter().map(|m| m.client_id).collect();
         // A resend can come after its first copy was archived (a device
         // whose user's other devices fetched the ack, a browser retrying an
         // HTTP send); the archive is checked first so it is not stored twice.
-        let archived: Option<i64> = on_backend!(&mut *self.conn, c => messages_archive::table
-            .filter(messages_archive::sender.eq(sender))
-            .filter(messages_archive::client_id.eq(client_id))
-            .select(messages_archive::id)
-            .first(c)
-            .optional())?;
-        if archived.is_none() {
-            let inserted: Option<i64> = on_backend!(&mut *self.conn, c => diesel::insert_into(messages::table)
-                .values((
-                    messages::sender.eq(sender),
-                    messages::recipient.eq(recipient),
-                    messages::client_id.eq(client_id),
-                    messages::body.eq(&sealed),
-                    messages::media_id.eq(media.map(|m| m.id.as_str())),
-                    messages::media.eq(&sealed_media),
-                    messages::sent_at.eq(sent_at),
-                    messages::expires_at.eq(expires_at),
-                ))
+        // The filter is a superset (any sender × any id); exact pairs are
+        // picked out below.
+        let archived: Vec<(String, String)> = on_backend!(&mut *self.conn, c => messages_archive::table
+            .filter(messages_archive::sender.eq_any(&senders))
+            .filter(messages_archive::client_id.eq_any(&client_ids))
+            .select((messages_archive::sender, messages_archive::client_id))
+            .load(c))?;
+        let archived: HashSet<(&str, &str)> = archived
+            .iter()
+            .map(|(s, c)| (s.as_str(), c.as_str()))
+            .collect();
+        // The first of each (sender, client id) in the list that is not
+        // archived is offered for insertion; the database skips those it
+        // already has.
+        let mut offered: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut rows = Vec::new();
+        for (index, m) in messages.iter().enumerate() {
+            let key = (m.sender, m.client_id);
+            if archived.contains(&key) || offered.contains_key(&key) {
+                continue;
+            }
+            offered.insert(key, index);
+            let sealed = self.sealer()?.seal(m.body.as_bytes());
+            let sealed_media = match m.media {
+                Some(media) => Some(self.sealer()?.seal(&serde_json::to_vec(media).map_err(|e| {
+                    StoreError::Corrupt(format!("media reference does not serialize: {e}"))
+                })?)),
+                None => None,
+            };
+            rows.push((
+                messages::sender.eq(m.sender),
+                messages::recipient.eq(m.recipient),
+                messages::client_id.eq(m.client_id),
+                messages::body.eq(sealed),
+                messages::media_id.eq(m.media.map(|media| media.id.as_str())),
+                messages::media.eq(sealed_media),
+                messages::sent_at.eq(m.sent_at),
+                messages::expires_at.eq(m.expires_at),
+            ));
+        }
+        let mut inserted: Vec<(i64, String, String)> = Vec::new();
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let ids: Vec<(i64, String, String)> = on_backend!(&mut *self.conn, c => diesel::insert_into(messages::table)
+                .values(chunk)
                 .on_conflict((messages::sender, messages::client_id))
                 .do_nothing()
-                .returning(messages::id)
-                .get_result(c)
-                .optional())?;
-            if let Some(id) = inserted {
-                // Search terms are written later, off the send path, by
-                // the indexer (`store::indexer`).
-                return Ok(Stored::New { id });
+                .returning((messages::id, messages::sender, messages::client_id))
+                .get_results(c))?;
+            inserted.extend(ids);
+        }
+        let new_ids: HashMap<(&str, &str), i64> = inserted
+            .iter()
+            .map(|(id, s, c)| ((s.as_str(), c.as_str()), *id))
+            .collect();
+        // Search terms are written later, off the send path, by the
+        // indexer (`store::indexer`).
+        // Everything else is a resend: find its first copy.
+        let resent: Vec<usize> = (0..messages.len())
+            .filter(|&i| {
+                let key = (messages[i].sender, messages[i].client_id);
+                offered.get(&key) != Some(&i) || !new_ids.contains_key(&key)
+            })
+            .collect();
+        let mut first_copies: HashMap<(String, String), Stored> = HashMap::new();
+        if !resent.is_empty() {
+            let senders: Vec<&str> = resent.iter().map(|&i| messages[i].sender).collect();
+            let client_ids: Vec<&str> = resent.iter().map(|&i| messages[i].client_id).collect();
+            let found: Vec<(String, String, FirstStored)> = on_backend!(&mut *self.conn, c => message_history::table
+                .filter(message_history::sender.eq_any(&senders))
+                .filter(message_history::client_id.eq_any(&client_ids))
+                .select((message_history::sender, message_history::client_id, (message_history::id, message_history::recipient, message_history::body, message_history::media, message_history::sent_at, message_history::expires_at)))
+                .load(c))?;
+            for (sender, client_id, (id, recipient, body, media, sent_at, expires_at)) in found {
+                let stored = Stored::Duplicate {
+                    id,
+                    recipient,
+                    body: self.sealer()?.open_string(&body)?,
+                    media: open_media(self.sealer()?, media.as_deref())?,
+                    sent_at,
+                    expires_at,
+                };
+                first_copies.insert((sender, client_id), stored);
             }
         }
-        let (id, recipient, body, media, sent_at, expires_at): FirstStored = on_backend!(&mut *self.conn, c => message_history::table
-            .filter(message_history::sender.eq(sender))
-            .filter(message_history::client_id.eq(client_id))
-            .select((message_history::id, message_history::recipient, message_history::body, message_history::media, message_history::sent_at, message_history::expires_at))
-            .first(c))?;
-        let body = self.sealer()?.open_string(&body)?;
-        let media = open_media(self.sealer()?, media.as_deref())?;
-        Ok(Stored::Duplicate {
-            id,
-            recipient,
-            body,
-            media,
-            sent_at,
-            expires_at,
-        })
+        messages
+            .iter()
+            .enumerate()
+            .map(|(index, m)| {
+                let key = (m.sender, m.client_id);
+                match new_ids.get(&key) {
+                    Some(&id) if offered.get(&key) == Some(&index) => Ok(Stored::New { id }),
+                    _ => first_copies
+                        .get(&(m.sender.to_owned(), m.client_id.to_owned()))
+                        .cloned()
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(format!(
+                                "message {:?} of {} is neither new nor stored",
+                                m.client_id, m.sender
+                            ))
+                        }),
+                }
+            })
+            .collect()
     }
 
     /// Marks these messages delivered at `at`, where not yet delivered.

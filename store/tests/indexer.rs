@@ -4,7 +4,6 @@
 mod common;
 
 use store::messages::NewMessage;
-use store::Backend;
 
 on_both_backends! {
     a_backlog_is_indexed_in_short_passes_until_every_message_is_searchable(store) {

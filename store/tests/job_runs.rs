@@ -3,7 +3,6 @@
 mod common;
 
 use store::job_runs::{FAILED, OK, RUNNING};
-use store::Backend;
 
 on_both_backends! {
     a_slot_is_claimed_by_one_node_only(store) {

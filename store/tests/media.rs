@@ -1,25 +1,11 @@
 //! Media rows on SQLite and on a real PostgreSQL: deduplication, the access
 //! rule, and the orphan query the cleanup job relies on.
 
+mod common;
+
 use protocol::messages::MediaRef;
 use store::media::{new_media_id, NewMedia, Recorded};
-use store::testing::TestDatabase;
-use store::{Backend, Sealer, Store, StoreOptions};
-
-fn open(backend: Backend) -> (TestDatabase, Store) {
-    let db = TestDatabase::new(backend);
-    let store = Store::open(&db.url, &StoreOptions::default()).expect("open store");
-    store.migrate().expect("migrate");
-    let store = store.with_sealer(Sealer::from_hex(&"42".repeat(32)).unwrap());
-    (db, store)
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident($store:ident) $body:block)*) => {
-        mod sqlite { use super::*; $(#[test] fn $name() { let (_db, $store) = open(Backend::Sqlite); $body })* }
-        mod postgres { use super::*; $(#[test] fn $name() { let (_db, $store) = open(Backend::Postgres); $body })* }
-    };
-}
+use store::Store;
 
 fn upload(store: &Store, owner: &str, sha256: &str) -> Recorded {
     let id = new_media_id();

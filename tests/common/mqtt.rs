@@ -167,6 +167,18 @@ impl Client {
             .expect("queue PUBLISH");
     }
 
+    /// Inbox events (as JSON) arriving until the client has been quiet
+    /// for `quiet`; other messages are skipped.
+    pub async fn inbox_events(&mut self, quiet: Duration) -> Vec<serde_json::Value> {
+        let mut events = Vec::new();
+        while let Some(p) = self.next_message(quiet).await {
+            if p.topic.ends_with("/inbox") {
+                events.push(serde_json::from_slice(&p.payload).expect("inbox events are JSON"));
+            }
+        }
+        events
+    }
+
     /// The next message, if one arrives within `timeout`.
     pub async fn next_message(&mut self, timeout: Duration) -> Option<Publish> {
         if let Some(p) = self.pending.pop_front() {

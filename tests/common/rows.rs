@@ -22,3 +22,59 @@ pub fn count(server: &Server, from: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     counted.n
 }
+
+/// Runs test-written statements (DDL, fixtures) on the server's database,
+/// as an operator with `psql` or `sqlite3` would.
+pub fn execute(server: &Server, statements: &[&str]) {
+    let store = server.store();
+    let mut conn = store.conn().expect("a connection");
+    for sql in statements {
+        store::on_backend!(&mut *conn, c => diesel::sql_query(*sql).execute(c))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// Holds the database so that every write waits: SQLite's write lock
+/// (`BEGIN IMMEDIATE`), or an exclusive lock on `users` in PostgreSQL
+/// (which every batch with an inbox event updates). Released on
+/// [`WriteLock::release`] or drop.
+pub struct WriteLock {
+    conn: Option<store::db::PooledConn>,
+    /// Keeps the pool the connection came from alive.
+    _store: store::Store,
+}
+
+impl WriteLock {
+    pub fn hold(server: &Server) -> WriteLock {
+        let store = server.store();
+        let mut conn = store.conn().expect("a connection");
+        let statements: &[&str] = match server.database.backend() {
+            store::Backend::Sqlite => &["BEGIN IMMEDIATE"],
+            store::Backend::Postgres => &["BEGIN", "LOCK TABLE users IN EXCLUSIVE MODE"],
+        };
+        for sql in statements {
+            store::on_backend!(&mut *conn, c => diesel::sql_query(*sql).execute(c))
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        WriteLock {
+            conn: Some(conn),
+            _store: store,
+        }
+    }
+
+    pub fn release(mut self) {
+        self.rollback();
+    }
+
+    fn rollback(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let _ = store::on_backend!(&mut *conn, c => diesel::sql_query("ROLLBACK").execute(c));
+        }
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        self.rollback();
+    }
+}

@@ -21,7 +21,7 @@ pub fn open(backend: Backend) -> (TestDatabase, Store) {
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident($store:ident) $body:block)*) => {
-        mod sqlite { use super::*; $(#[test] fn $name() { let (_db, $store) = common::open(Backend::Sqlite); $body })* }
-        mod postgres { use super::*; $(#[test] fn $name() { let (_db, $store) = common::open(Backend::Postgres); $body })* }
+        mod sqlite { use super::*; $(#[test] fn $name() { let (_db, $store) = common::open(store::Backend::Sqlite); $body })* }
+        mod postgres { use super::*; $(#[test] fn $name() { let (_db, $store) = common::open(store::Backend::Postgres); $body })* }
     };
 }
