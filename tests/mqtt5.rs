@@ -65,3 +65,75 @@ async fn an_mqtt5_client_publishing_outside_its_subtree_is_disconnected() {
     assert!(alice.closed_within(TIMEOUT).await, "a forbidden publish closes the connection");
     assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="forbidden_publish"}"#), 1.0);
 }
+
+/// An MQTT 5 CONNECT with clean start, keep-alive 60, no properties, and
+/// a user name and password.
+fn raw_connect(client_id: &str, user: &str, password: &str) -> Vec<u8> {
+    let mut body = b"\x00\x04MQTT\x05\xc2\x00\x3c\x00".to_vec();
+    for field in [client_id, user, password] {
+        body.extend_from_slice(&(field.len() as u16).to_be_bytes());
+        body.extend_from_slice(field.as_bytes());
+    }
+    framed(0x10, &body)
+}
+
+/// A packet: its first byte, the remaining length, `body`.
+fn framed(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut packet = vec![first];
+    let mut length = body.len();
+    loop {
+        let byte = (length % 128) as u8;
+        length /= 128;
+        packet.push(if length > 0 { byte | 0x80 } else { byte });
+        if length == 0 {
+            break;
+        }
+    }
+    packet.extend_from_slice(body);
+    packet
+}
+
+/// Logs in over a raw socket, checks the CONNACK, sends `packet`, and
+/// returns whether the server then closed the socket.
+async fn closes_after(server: &Server, token: &str, device: &str, packet: &[u8]) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(server.mqtt).await.expect("connect");
+    socket.write_all(&raw_connect(&format!("alice.{device}"), "alice", token)).await.unwrap();
+    let mut connack = [0u8; 5];
+    tokio::time::timeout(TIMEOUT, socket.read_exact(&mut connack)).await.expect("CONNACK in time").unwrap();
+    // Reason code 0 and an empty property list: no topic alias allowed.
+    assert_eq!(connack, [0x20, 0x03, 0x00, 0x00, 0x00]);
+    socket.write_all(packet).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, socket.read_to_end(&mut rest)).await;
+    matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+#[tokio::test]
+async fn an_mqtt5_client_sending_a_topic_alias_or_a_server_packet_is_closed_and_others_still_connect() {
+    let server = Server::start(Backend::Sqlite);
+    let token = server.register("alice");
+    // PUBLISH QoS 0 to u/alice/typing with property 0x23 (topic alias) = 1.
+    let mut aliased = b"\x00\x0eu/alice/typing\x03\x23\x00\x01".to_vec();
+    aliased.extend_from_slice(b"{}");
+    assert!(closes_after(&server, &token, "alias", &framed(0x30, &aliased)).await, "a topic alias closes");
+    // A CONNACK with a body (only a server sends one); rumqttd's v5 reader
+    // would panic on it.
+    assert!(closes_after(&server, &token, "connack", &[0x20, 0x03, 0x00, 0x00, 0x00]).await, "a CONNACK closes");
+    assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="malformed"}"#), 2.0);
+    assert!(!server.log().contains("panicked"), "no connection task panicked");
+    mqtt5::connect(server.mqtt, "alice.after", Some(("alice", &token))).await.expect_connected().disconnect().await;
+}
+
+#[tokio::test]
+async fn an_mqtt5_watcher_gets_hidden_presence_when_privacy_says_so() {
+    let server = Server::start(Backend::Sqlite);
+    let (alice_token, bob_token) = (server.register("alice"), server.register("bob"));
+    let privacy = common::http::request(server.http, "PUT", "/v1/me/privacy", Some(r#"{"last_seen":"nobody"}"#), Some(&alice_token));
+    assert_eq!(privacy.status, 200, "{}", privacy.body);
+    common::mqtt::visit(&server, "alice", &alice_token).await;
+    let mut bob = mqtt5::connect(server.mqtt, "bob.v5", Some(("bob", &bob_token))).await.expect_connected();
+    assert!(matches!(bob.subscribe("presence/alice").await.as_slice(), [SubscribeReasonCode::Success(_)]));
+    let retained = bob.next_message(TIMEOUT).await.expect("the retained presence");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&retained.payload).unwrap(), serde_json::json!({"hidden": true}));
+}
