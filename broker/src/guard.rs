@@ -693,7 +693,8 @@ impl Protocol for Guard {
 
 #[cfg(test)]
 mod tests {
-    use super::{connect_protocol, NAME_MQTT, NAME_MQTT31};
+    use super::{connect_protocol, Codec, NAME_MQTT, NAME_MQTT31};
+    use rumqttd::protocol::v5::V5;
 
     #[test]
     fn a_connects_protocol_level_is_read_and_partial_input_is_none() {
@@ -711,5 +712,49 @@ mod tests {
         let mut long = vec![0x10, 0x90, 0x01];
         long.extend_from_slice(b"\x00\x06MQIsdp\x03");
         assert_eq!(connect_protocol(&long), Some((NAME_MQTT31, 3)));
+    }
+
+    /// A client's bytes must never panic the v5 reader (a panic would end
+    /// the connection task without the guard's accounting). Mutates valid
+    /// packets of every kind a client sends, deterministically.
+    #[test]
+    fn the_mqtt5_reader_refuses_mutated_client_packets_without_panicking() {
+        let valid: [&[u8]; 7] = [
+            // CONNECT with a session expiry property, will and login.
+            b"\x10\x24\x00\x04MQTT\x05\xce\x00\x3c\x05\x11\x00\x00\x00\x0a\x00\x02ab\x00\x00\x03u/a\x00\x01x\x00\x01a\x00\x02pw",
+            // PUBLISH QoS 1 with a user property and a topic alias.
+            b"\x32\x14\x00\x03u/a\x00\x07\x0a\x26\x00\x01k\x00\x01v\x23\x00\x01hi",
+            // SUBSCRIBE with a subscription identifier.
+            b"\x82\x0b\x00\x05\x02\x0b\x01\x00\x03u/a\x01",
+            b"\xa2\x08\x00\x06\x00\x00\x03u/a",
+            b"\x40\x04\x00\x07\x10\x00",
+            b"\x62\x04\x00\x07\x00\x00",
+            b"\xe0\x02\x04\x00",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for packet in valid {
+            let mut stream = bytes::BytesMut::from(packet);
+            let read = Codec::V5(V5).read_mut(&mut stream, 1 << 20);
+            assert!(read.is_ok() && stream.is_empty(), "{packet:02x?}: {read:?}");
+            for _ in 0..3000 {
+                let mut bytes = packet.to_vec();
+                for _ in 0..1 + next() % 3 {
+                    let at = (next() as usize) % bytes.len();
+                    bytes[at] = next() as u8;
+                }
+                let mut stream = bytes::BytesMut::from(&bytes[..]);
+                let mut codec = Codec::V5(V5);
+                let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let _ = codec.read_mut(&mut stream, 1 << 20);
+                }));
+                assert!(read.is_ok(), "the v5 reader panicked on {bytes:02x?}");
+            }
+        }
     }
 }
