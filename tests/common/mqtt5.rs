@@ -12,31 +12,8 @@ use tokio::task::JoinHandle;
 
 pub use super::mqtt::TIMEOUT;
 
-/// What a CONNECT led to.
-pub enum Outcome {
-    Connected(Client),
-    Refused(ConnectReturnCode),
-    /// The server closed the socket without a CONNACK.
-    Closed(String),
-}
-
-impl Outcome {
-    pub fn expect_connected(self) -> Client {
-        match self {
-            Outcome::Connected(client) => client,
-            Outcome::Refused(code) => panic!("expected a connection, got CONNACK {code:?}"),
-            Outcome::Closed(e) => panic!("expected a connection, got closed socket: {e}"),
-        }
-    }
-
-    pub fn refusal(self) -> ConnectReturnCode {
-        match self {
-            Outcome::Connected(_) => panic!("expected a refusal, got a connection"),
-            Outcome::Refused(code) => code,
-            Outcome::Closed(e) => panic!("expected a CONNACK refusal, got closed socket: {e}"),
-        }
-    }
-}
+/// What an MQTT 5 CONNECT led to.
+pub type Outcome = super::mqtt::Outcome<Client, ConnectReturnCode>;
 
 /// A connected MQTT 5 client whose event loop runs in the background.
 pub struct Client {
