@@ -39,19 +39,30 @@ on_both_backends! {
 
 #[tokio::test]
 async fn an_mqtt5_client_gets_mqtt5_connack_codes_for_bad_logins_and_the_cap() {
-    let server = Server::start_with(Backend::Sqlite, Options::default().env("BLUETICK_MQTT__MAX_CONNECTIONS", "1"));
+    let server = Server::start_with(
+        Backend::Sqlite,
+        Options::default().env("BLUETICK_MQTT__MAX_CONNECTIONS", "1"),
+    );
     let token = server.register("alice");
     let wrong = mqtt5::connect(server.mqtt, "alice.v5", Some(("alice", "bt_not_a_token"))).await;
     assert_eq!(wrong.refusal(), ConnectReturnCode::BadUserNamePassword);
     let bad_id = mqtt5::connect(server.mqtt, "bob/x", Some(("alice", &token))).await;
-    assert_eq!(bad_id.refusal(), ConnectReturnCode::ClientIdentifierNotValid);
+    assert_eq!(
+        bad_id.refusal(),
+        ConnectReturnCode::ClientIdentifierNotValid
+    );
     let anonymous = mqtt5::connect(server.mqtt, "alice", None).await;
     assert_eq!(anonymous.refusal(), ConnectReturnCode::BadUserNamePassword);
 
-    let first = mqtt5::connect(server.mqtt, "alice.one", Some(("alice", &token))).await.expect_connected();
+    let first = mqtt5::connect(server.mqtt, "alice.one", Some(("alice", &token)))
+        .await
+        .expect_connected();
     let over = mqtt5::connect(server.mqtt, "alice.two", Some(("alice", &token))).await;
     assert_eq!(over.refusal(), ConnectReturnCode::ServerBusy);
-    assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="over_capacity"}"#), 1.0);
+    assert_eq!(
+        server.metric(r#"bluetick_mqtt_refusals_total{reason="over_capacity"}"#),
+        1.0
+    );
     first.disconnect().await;
 }
 
@@ -60,10 +71,20 @@ async fn an_mqtt5_client_publishing_outside_its_subtree_is_disconnected() {
     let server = Server::start(Backend::Sqlite);
     let token = server.register("alice");
     server.register("bob");
-    let mut alice = mqtt5::connect(server.mqtt, "alice.v5", Some(("alice", &token))).await.expect_connected();
-    alice.publish("u/bob/send", r#"{"id":"x","to":"alice","body":"forged"}"#).await;
-    assert!(alice.closed_within(TIMEOUT).await, "a forbidden publish closes the connection");
-    assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="forbidden_publish"}"#), 1.0);
+    let mut alice = mqtt5::connect(server.mqtt, "alice.v5", Some(("alice", &token)))
+        .await
+        .expect_connected();
+    alice
+        .publish("u/bob/send", r#"{"id":"x","to":"alice","body":"forged"}"#)
+        .await;
+    assert!(
+        alice.closed_within(TIMEOUT).await,
+        "a forbidden publish closes the connection"
+    );
+    assert_eq!(
+        server.metric(r#"bluetick_mqtt_refusals_total{reason="forbidden_publish"}"#),
+        1.0
+    );
 }
 
 /// An MQTT 5 CONNECT with clean start, keep-alive 60, no properties, and
@@ -97,10 +118,18 @@ fn framed(first: u8, body: &[u8]) -> Vec<u8> {
 /// returns whether the server then closed the socket.
 async fn closes_after(server: &Server, token: &str, device: &str, packet: &[u8]) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = tokio::net::TcpStream::connect(server.mqtt).await.expect("connect");
-    socket.write_all(&raw_connect(&format!("alice.{device}"), "alice", token)).await.unwrap();
+    let mut socket = tokio::net::TcpStream::connect(server.mqtt)
+        .await
+        .expect("connect");
+    socket
+        .write_all(&raw_connect(&format!("alice.{device}"), "alice", token))
+        .await
+        .unwrap();
     let mut connack = [0u8; 5];
-    tokio::time::timeout(TIMEOUT, socket.read_exact(&mut connack)).await.expect("CONNACK in time").unwrap();
+    tokio::time::timeout(TIMEOUT, socket.read_exact(&mut connack))
+        .await
+        .expect("CONNACK in time")
+        .unwrap();
     // Reason code 0 and an empty property list: no topic alias allowed.
     assert_eq!(connack, [0x20, 0x03, 0x00, 0x00, 0x00]);
     socket.write_all(packet).await.unwrap();
@@ -110,30 +139,64 @@ async fn closes_after(server: &Server, token: &str, device: &str, packet: &[u8])
 }
 
 #[tokio::test]
-async fn an_mqtt5_client_sending_a_topic_alias_or_a_server_packet_is_closed_and_others_still_connect() {
+async fn an_mqtt5_client_sending_a_topic_alias_or_a_server_packet_is_closed_and_others_still_connect(
+) {
     let server = Server::start(Backend::Sqlite);
     let token = server.register("alice");
     // PUBLISH QoS 0 to u/alice/typing with property 0x23 (topic alias) = 1.
     let mut aliased = b"\x00\x0eu/alice/typing\x03\x23\x00\x01".to_vec();
     aliased.extend_from_slice(b"{}");
-    assert!(closes_after(&server, &token, "alias", &framed(0x30, &aliased)).await, "a topic alias closes");
+    assert!(
+        closes_after(&server, &token, "alias", &framed(0x30, &aliased)).await,
+        "a topic alias closes"
+    );
     // A CONNACK with a body (only a server sends one); rumqttd's v5 reader
     // would panic on it.
-    assert!(closes_after(&server, &token, "connack", &[0x20, 0x03, 0x00, 0x00, 0x00]).await, "a CONNACK closes");
-    assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="malformed"}"#), 2.0);
-    assert!(!server.log().contains("panicked"), "no connection task panicked");
-    mqtt5::connect(server.mqtt, "alice.after", Some(("alice", &token))).await.expect_connected().disconnect().await;
+    assert!(
+        closes_after(&server, &token, "connack", &[0x20, 0x03, 0x00, 0x00, 0x00]).await,
+        "a CONNACK closes"
+    );
+    assert_eq!(
+        server.metric(r#"bluetick_mqtt_refusals_total{reason="malformed"}"#),
+        2.0
+    );
+    assert!(
+        !server.log().contains("panicked"),
+        "no connection task panicked"
+    );
+    mqtt5::connect(server.mqtt, "alice.after", Some(("alice", &token)))
+        .await
+        .expect_connected()
+        .disconnect()
+        .await;
 }
 
 #[tokio::test]
 async fn an_mqtt5_watcher_gets_hidden_presence_when_privacy_says_so() {
     let server = Server::start(Backend::Sqlite);
     let (alice_token, bob_token) = (server.register("alice"), server.register("bob"));
-    let privacy = common::http::request(server.http, "PUT", "/v1/me/privacy", Some(r#"{"last_seen":"nobody"}"#), Some(&alice_token));
+    let privacy = common::http::request(
+        server.http,
+        "PUT",
+        "/v1/me/privacy",
+        Some(r#"{"last_seen":"nobody"}"#),
+        Some(&alice_token),
+    );
     assert_eq!(privacy.status, 200, "{}", privacy.body);
     common::mqtt::visit(&server, "alice", &alice_token).await;
-    let mut bob = mqtt5::connect(server.mqtt, "bob.v5", Some(("bob", &bob_token))).await.expect_connected();
-    assert!(matches!(bob.subscribe("presence/alice").await.as_slice(), [SubscribeReasonCode::Success(_)]));
-    let retained = bob.next_message(TIMEOUT).await.expect("the retained presence");
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&retained.payload).unwrap(), serde_json::json!({"hidden": true}));
+    let mut bob = mqtt5::connect(server.mqtt, "bob.v5", Some(("bob", &bob_token)))
+        .await
+        .expect_connected();
+    assert!(matches!(
+        bob.subscribe("presence/alice").await.as_slice(),
+        [SubscribeReasonCode::Success(_)]
+    ));
+    let retained = bob
+        .next_message(TIMEOUT)
+        .await
+        .expect("the retained presence");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&retained.payload).unwrap(),
+        serde_json::json!({"hidden": true})
+    );
 }

@@ -46,8 +46,8 @@ use protocol::{topics, ClientId, UserName};
 use rumqttd::protocol::v4::V4;
 use rumqttd::protocol::v5::V5;
 use rumqttd::protocol::{
-    ConnAck, ConnAckProperties, Connect, ConnectReturnCode, Error as CodecError, Filter, LastWill, Login, Packet,
-    Protocol, SubscribeReasonCode,
+    ConnAck, ConnAckProperties, Connect, ConnectReturnCode, Error as CodecError, Filter, LastWill,
+    Login, Packet, Protocol, SubscribeReasonCode,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -25,7 +25,11 @@ pub struct Client {
 }
 
 /// Connects with clean start, a 30 s keepalive and the given login.
-pub async fn connect(addr: SocketAddr, client_id: &str, credentials: Option<(&str, &str)>) -> Outcome {
+pub async fn connect(
+    addr: SocketAddr,
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
+) -> Outcome {
     let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
     options.set_keep_alive(Duration::from_secs(30));
     options.set_clean_start(true);
@@ -38,7 +42,9 @@ pub async fn connect(addr: SocketAddr, client_id: &str, credentials: Option<(&st
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
                 Ok(_) => continue,
-                Err(ConnectionError::ConnectionRefused(code)) => return Err(Outcome::Refused(code)),
+                Err(ConnectionError::ConnectionRefused(code)) => {
+                    return Err(Outcome::Refused(code))
+                }
                 Err(e) => return Err(Outcome::Closed(e.to_string())),
             }
         }
@@ -58,13 +64,21 @@ pub async fn connect(addr: SocketAddr, client_id: &str, credentials: Option<(&st
             }
         }
     });
-    Outcome::Connected(Client { client, events, pending: VecDeque::new(), driver })
+    Outcome::Connected(Client {
+        client,
+        events,
+        pending: VecDeque::new(),
+        driver,
+    })
 }
 
 impl Client {
     /// Subscribes and returns the SUBACK's reason codes.
     pub async fn subscribe(&mut self, filter: &str) -> Vec<SubscribeReasonCode> {
-        self.client.subscribe(filter, QoS::AtLeastOnce).await.expect("queue SUBSCRIBE");
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .expect("queue SUBSCRIBE");
         loop {
             match self.next_event(TIMEOUT).await {
                 Some(Ok(Event::Incoming(Packet::SubAck(ack)))) => return ack.return_codes,
@@ -102,7 +116,10 @@ impl Client {
     /// The next inbox event as JSON, skipping other messages.
     pub async fn next_inbox_event(&mut self, inbox: &str) -> serde_json::Value {
         loop {
-            let message = self.next_message(TIMEOUT).await.expect("an inbox event in time");
+            let message = self
+                .next_message(TIMEOUT)
+                .await
+                .expect("an inbox event in time");
             if message.topic == inbox.as_bytes() {
                 return serde_json::from_slice(&message.payload).expect("inbox event is JSON");
             }
@@ -128,6 +145,9 @@ impl Client {
     }
 
     async fn next_event(&mut self, timeout: Duration) -> Option<Result<Event, String>> {
-        tokio::time::timeout(timeout, self.events.recv()).await.ok().flatten()
+        tokio::time::timeout(timeout, self.events.recv())
+            .await
+            .ok()
+            .flatten()
     }
 }
