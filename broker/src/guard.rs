@@ -41,6 +41,15 @@
 //!   **disconnected** when the per-connection guard is dropped, which rumqttd
 //!   does however the connection ends (DISCONNECT, socket loss, keepalive
 //!   expiry, takeover).
+//!
+//! # Invariant
+//!
+//! Every packet a client sends is decoded by this connection's one codec
+//! and passes the checks above before rumqttd's router sees it, whatever
+//! the MQTT version: the codec is chosen once, from the CONNECT, and the
+//! checks read only the version-independent `Packet`. Nothing that could
+//! let a packet skip them (a topic alias, an unread CONNECT property) is
+//! enabled.
 
 use protocol::{topics, ClientId, UserName};
 use rumqttd::protocol::v4::V4;
