@@ -1,5 +1,5 @@
 //! Issue 14 with real third-party MQTT clients (nothing of ours on the
-//! client side): paho with keep-alive 0, mosquitto_pub/sub at QoS 2, paho
+//! client side): paho with keep-alive 0 (over MQTT 3.1.1 and 5), mosquitto_pub/sub at QoS 2, paho
 //! resuming a persistent session; and what operators see of it (metrics
 //! by real reason, no ERROR for a clean disconnect).
 
@@ -86,6 +86,21 @@ on_both_backends! {
             String::from_utf8_lossy(&output.stderr)
         );
         assert_eq!(stdout.trim(), "received u/alice/inbox hello with keepalive 0");
+    }
+
+    async fn paho_over_mqtt5_is_refused_a_forbidden_filter_with_0x87_and_chats(backend) {
+        let server = Server::start(backend);
+        let token = server.register("alice");
+        server.register("bob");
+        let [host, port] = host_port(server.mqtt);
+        let output = paho(&["chat5", &host, &port, "alice", &token]).output().expect("run paho");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "paho over MQTT 5 failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(stdout.trim(), "forbidden filter: 135; received u/alice/inbox hello with keepalive 0");
     }
 }
 

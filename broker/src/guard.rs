@@ -1,5 +1,5 @@
-//! The guard: rumqttd's MQTT 3.1.1 codec wrapped with authentication and
-//! topic access control.
+//! The guard: rumqttd's MQTT codecs wrapped with authentication and topic
+//! access control.
 //!
 //! rumqttd has no ACL or connect hooks, but its `Server` is generic over the
 //! `Protocol` that frames packets, and clones that protocol once per
@@ -15,7 +15,8 @@
 //!   router never sees a client it would choke on (DESIGN.md, "Lockup bug").
 //! - **SUBSCRIBE** filters the user may not read are replaced with
 //!   [`DENIED_FILTER`], a filter nothing can publish to, and their return
-//!   codes in the SUBACK are rewritten to 0x80 (failure).
+//!   codes in the SUBACK are rewritten to 0x80 (failure; MQTT 5: 0x87, not
+//!   authorized).
 //! - **PUBLISH** to a topic the user may not write closes the connection:
 //!   MQTT 3.1.1 has no negative PUBACK, and closing is what the spec allows.
 //!   An allowed PUBLISH (or last will) of a user loses its retain flag: only
@@ -25,6 +26,12 @@
 //!   packet only a server sends, anything before CONNECT) closes the
 //!   connection, as Mosquitto does; see [`crate::wellformed`]. A CONNECT of
 //!   an unsupported protocol level gets CONNACK 0x01.
+//! - **MQTT 5**: the CONNECT's protocol level picks the codec for the whole
+//!   connection ([`Codec`]); every check above applies alike, the codes are
+//!   MQTT 5's. The guard turns topic aliases off both ways (they would let a
+//!   PUBLISH carry no topic for the checks to read) and hands the router no
+//!   CONNECT properties, so a v5 session behaves as a 3.1.1 one
+//!   (docs/protocol.md §2, "MQTT versions and features").
 //! - **Presence** messages the broker writes to a user are replaced with
 //!   `{"hidden":true}` when privacy does not let that user see them.
 //! - **Before login**, the listener's [`crate::prelogin::LoginGate`] admits
@@ -34,12 +41,22 @@
 //!   **disconnected** when the per-connection guard is dropped, which rumqttd
 //!   does however the connection ends (DISCONNECT, socket loss, keepalive
 //!   expiry, takeover).
+//!
+//! # Invariant
+//!
+//! Every packet a client sends is decoded by this connection's one codec
+//! and passes the checks above before rumqttd's router sees it, whatever
+//! the MQTT version: the codec is chosen once, from the CONNECT, and the
+//! checks read only the version-independent `Packet`. Nothing that could
+//! let a packet skip them (a topic alias, an unread CONNECT property) is
+//! enabled.
 
 use protocol::{topics, ClientId, UserName};
 use rumqttd::protocol::v4::V4;
+use rumqttd::protocol::v5::V5;
 use rumqttd::protocol::{
-    ConnAck, Connect, ConnectReturnCode, Error as CodecError, Filter, LastWill, Login, Packet,
-    Protocol, SubscribeReasonCode,
+    ConnAck, ConnAckProperties, Connect, ConnectReturnCode, Error as CodecError, Filter, LastWill,
+    Login, Packet, Protocol, SubscribeReasonCode,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -140,8 +157,9 @@ struct Announced {
 /// The per-connection guard; see the module docs.
 pub struct Guard {
     shared: Arc<Shared>,
-    /// rumqttd's own MQTT 3.1.1 codec, which does the framing.
-    codec: V4,
+    /// rumqttd's codec for this connection's MQTT version, which does the
+    /// framing; chosen from the CONNECT.
+    codec: Codec,
     /// Set once the CONNECT is admitted.
     identity: Option<Identity>,
     /// Why the CONNECT was refused; rewrites the CONNACK rumqttd writes.
@@ -171,7 +189,7 @@ impl Guard {
             gate,
             login: Mutex::new(None),
             shared,
-            codec: V4,
+            codec: Codec::V4(V4),
             identity: None,
             refusal: Mutex::new(None),
             holds_slot: false,
@@ -405,21 +423,60 @@ impl Guard {
     }
 }
 
-/// Does `stream` start with an MQTT 3.1 CONNECT (protocol name `MQIsdp`)?
-/// rumqttd's `Connect` does not keep the protocol level, so the guard
-/// reads it here, before the codec consumes the packet.
-fn is_mqtt31_connect(stream: &[u8]) -> bool {
-    const NAME: &[u8] = b"\x00\x06MQIsdp";
+/// Protocol name of MQTT 3.1 (level 3), as it appears on the wire.
+const NAME_MQTT31: &[u8] = b"\x00\x06MQIsdp";
+/// Protocol name of MQTT 3.1.1 (level 4) and 5 (level 5).
+const NAME_MQTT: &[u8] = b"\x00\x04MQTT";
+
+/// The protocol name and level of the CONNECT `stream` starts with, if it
+/// does and they are complete. rumqttd's `Connect` keeps neither, and the
+/// codec to read the packet with depends on them, so the guard reads them
+/// here, before a codec consumes the packet.
+fn connect_protocol(stream: &[u8]) -> Option<(&'static [u8], u8)> {
     if stream.first() != Some(&0x10) {
-        return false;
+        return None;
     }
     // Skip the remaining length: 1 to 4 bytes, the last without bit 7.
-    let Some(length_bytes) = stream[1..].iter().take(4).position(|b| b & 0x80 == 0) else {
-        return false;
-    };
-    stream
-        .get(2 + length_bytes..)
-        .is_some_and(|rest| rest.starts_with(NAME))
+    let length_bytes = stream[1..].iter().take(4).position(|b| b & 0x80 == 0)?;
+    let rest = stream.get(2 + length_bytes..)?;
+    [NAME_MQTT31, NAME_MQTT].into_iter().find_map(|name| {
+        let level = *rest.strip_prefix(name)?.first()?;
+        Some((name, level))
+    })
+}
+
+/// rumqttd's codec for one MQTT version. Both read into and write from
+/// the same `Packet` type, so the guard's checks do not depend on it.
+#[derive(Debug, Clone)]
+enum Codec {
+    /// MQTT 3.1.1, and 3.1 (PATCHES.md 8).
+    V4(V4),
+    /// MQTT 5.
+    V5(V5),
+}
+
+impl Codec {
+    fn is_v5(&self) -> bool {
+        matches!(self, Codec::V5(_))
+    }
+
+    fn read_mut(
+        &mut self,
+        stream: &mut bytes::BytesMut,
+        max_size: usize,
+    ) -> Result<Packet, CodecError> {
+        match self {
+            Codec::V4(codec) => codec.read_mut(stream, max_size),
+            Codec::V5(codec) => {
+                // rumqttd's v5 reader panics (`unreachable!`) on a CONNACK or
+                // UNSUBACK with a body, which only a server sends.
+                if matches!(stream.first().map(|b| b >> 4), Some(2 | 11)) {
+                    return Err(CodecError::MalformedPacket);
+                }
+                codec.read_mut(stream, max_size)
+            }
+        }
+    }
 }
 
 /// The presence payload a viewer gets for a user they may not see.
@@ -482,8 +539,14 @@ impl Protocol for Guard {
         stream: &mut bytes::BytesMut,
         max_size: usize,
     ) -> Result<Packet, CodecError> {
-        if self.identity.is_none() {
-            self.mqtt31 = is_mqtt31_connect(stream);
+        if self.identity.is_none() && lock(&self.refusal).is_none() {
+            let level = connect_protocol(stream);
+            self.mqtt31 = level == Some((NAME_MQTT31, 3));
+            self.codec = if level == Some((NAME_MQTT, 5)) {
+                Codec::V5(V5)
+            } else {
+                Codec::V4(V4)
+            };
         }
         let packet = match self.codec.read_mut(stream, max_size) {
             Ok(packet) => packet,
@@ -543,6 +606,13 @@ impl Protocol for Guard {
                 self.on_subscribe(subscribe.pkid, &mut subscribe.filters);
                 Ok(Packet::Subscribe(subscribe, props))
             }
+            Packet::Publish(_, Some(ref props)) if props.topic_alias.is_some() => {
+                // MQTT-3.3.2-8: our CONNACK allowed no alias; a PUBLISH
+                // naming one is a protocol error.
+                meter::refused(Refusal::Malformed);
+                tracing::debug!("closing a connection for a topic alias");
+                Err(CodecError::MalformedPacket)
+            }
             Packet::Publish(mut publish, props) => {
                 if self.may_publish(&publish.topic) {
                     self.strip_retain(&mut publish.retain);
@@ -573,13 +643,19 @@ impl Protocol for Guard {
             Packet::ConnAck(ack, props) => {
                 let refusal = *lock(&self.refusal);
                 let code = match refusal {
-                    Some(refusal) => refusal.connack_code(),
+                    Some(refusal) => refusal.connack_code(self.codec.is_v5()),
                     None => ack.code,
                 };
                 if code == ConnectReturnCode::Success {
                     self.announce();
                 }
                 let session_present = ack.session_present && !self.mqtt31;
+                // MQTT 5: no topic alias maximum means 0, so the client
+                // sends none (see `alias_refused`).
+                let props = props.map(|props| ConnAckProperties {
+                    topic_alias_max: None,
+                    ..props
+                });
                 Packet::ConnAck(
                     ConnAck {
                         code,
@@ -602,10 +678,14 @@ impl Protocol for Guard {
             }
             Packet::SubAck(mut ack, props) => {
                 let denied = lock(&self.denied).remove(&ack.pkid);
+                let refused = match self.codec {
+                    Codec::V4(_) => SubscribeReasonCode::Failure,
+                    Codec::V5(_) => SubscribeReasonCode::NotAuthorized,
+                };
                 if let Some(denied) = denied {
                     for position in denied {
                         if let Some(code) = ack.return_codes.get_mut(position) {
-                            *code = SubscribeReasonCode::Failure;
+                            *code = refused;
                         }
                     }
                 }
@@ -613,26 +693,77 @@ impl Protocol for Guard {
             }
             other => other,
         };
-        self.codec.write(packet, buffer)
+        match &self.codec {
+            Codec::V4(codec) => codec.write(packet, buffer),
+            Codec::V5(codec) => codec.write(packet, buffer),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::is_mqtt31_connect;
+    use super::{connect_protocol, Codec, NAME_MQTT, NAME_MQTT31};
+    use rumqttd::protocol::v5::V5;
 
     #[test]
-    fn an_mqtt31_connect_is_told_from_a_311_one_and_from_partial_input() {
+    fn a_connects_protocol_level_is_read_and_partial_input_is_none() {
         let v31 = b"\x10\x12\x00\x06MQIsdp\x03\x02\x00\x3c\x00\x02ab";
         let v311 = b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x02ab";
-        assert!(is_mqtt31_connect(v31));
-        assert!(!is_mqtt31_connect(v311));
-        for partial in [&v31[..0], &v31[..1], &v31[..2], &v31[..5]] {
-            assert!(!is_mqtt31_connect(partial));
+        let v5 = b"\x10\x11\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x02ab";
+        assert_eq!(connect_protocol(v31), Some((NAME_MQTT31, 3)));
+        assert_eq!(connect_protocol(v311), Some((NAME_MQTT, 4)));
+        assert_eq!(connect_protocol(v5), Some((NAME_MQTT, 5)));
+        for partial in [&v31[..0], &v31[..1], &v31[..2], &v31[..5], &v31[..10]] {
+            assert_eq!(connect_protocol(partial), None);
         }
+        assert_eq!(connect_protocol(b"\x30\x10\x00\x04MQTT\x05"), None);
         // A long CONNECT: two bytes of remaining length.
         let mut long = vec![0x10, 0x90, 0x01];
-        long.extend_from_slice(b"\x00\x06MQIsdp");
-        assert!(is_mqtt31_connect(&long));
+        long.extend_from_slice(b"\x00\x06MQIsdp\x03");
+        assert_eq!(connect_protocol(&long), Some((NAME_MQTT31, 3)));
+    }
+
+    /// A client's bytes must never panic the v5 reader (a panic would end
+    /// the connection task without the guard's accounting). Mutates valid
+    /// packets of every kind a client sends, deterministically.
+    #[test]
+    fn the_mqtt5_reader_refuses_mutated_client_packets_without_panicking() {
+        let valid: [&[u8]; 7] = [
+            // CONNECT with a session expiry property, will and login.
+            b"\x10\x24\x00\x04MQTT\x05\xce\x00\x3c\x05\x11\x00\x00\x00\x0a\x00\x02ab\x00\x00\x03u/a\x00\x01x\x00\x01a\x00\x02pw",
+            // PUBLISH QoS 1 with a user property and a topic alias.
+            b"\x32\x14\x00\x03u/a\x00\x07\x0a\x26\x00\x01k\x00\x01v\x23\x00\x01hi",
+            // SUBSCRIBE with a subscription identifier.
+            b"\x82\x0b\x00\x05\x02\x0b\x01\x00\x03u/a\x01",
+            b"\xa2\x08\x00\x06\x00\x00\x03u/a",
+            b"\x40\x04\x00\x07\x10\x00",
+            b"\x62\x04\x00\x07\x00\x00",
+            b"\xe0\x02\x04\x00",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for packet in valid {
+            let mut stream = bytes::BytesMut::from(packet);
+            let read = Codec::V5(V5).read_mut(&mut stream, 1 << 20);
+            assert!(read.is_ok() && stream.is_empty(), "{packet:02x?}: {read:?}");
+            for _ in 0..3000 {
+                let mut bytes = packet.to_vec();
+                for _ in 0..1 + next() % 3 {
+                    let at = (next() as usize) % bytes.len();
+                    bytes[at] = next() as u8;
+                }
+                let mut stream = bytes::BytesMut::from(&bytes[..]);
+                let mut codec = Codec::V5(V5);
+                let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let _ = codec.read_mut(&mut stream, 1 << 20);
+                }));
+                assert!(read.is_ok(), "the v5 reader panicked on {bytes:02x?}");
+            }
+        }
     }
 }

@@ -37,7 +37,7 @@ pub enum Refusal {
     /// A WebSocket frame or message larger than the MQTT packet limit
     /// (the connection is closed with status 1009).
     WebSocketTooBig,
-    /// CONNECT with a protocol level other than 4 (3.1.1) or 3 (3.1).
+    /// CONNECT with a protocol level other than 5, 4 (3.1.1) or 3 (3.1).
     UnsupportedProtocol,
     /// A packet before CONNECT (the connection is closed).
     NotConnected,
@@ -70,14 +70,19 @@ impl Refusal {
         }
     }
 
-    /// The MQTT 3.1.1 CONNACK code a refused CONNECT gets.
-    pub(crate) fn connack_code(self) -> rumqttd::protocol::ConnectReturnCode {
+    /// The CONNACK code a refused CONNECT gets: an MQTT 3.1.1 return code,
+    /// or with `mqtt5` an MQTT 5 reason code (rumqttd's v5 codec cannot
+    /// write the 3.1.1-only codes).
+    pub(crate) fn connack_code(self, mqtt5: bool) -> rumqttd::protocol::ConnectReturnCode {
         use rumqttd::protocol::ConnectReturnCode as Code;
         match self {
             Refusal::BadClientId => Code::ClientIdentifierNotValid,
             Refusal::NoCredentials | Refusal::BadCredentials => Code::BadUserNamePassword,
             Refusal::ForbiddenWill => Code::NotAuthorized,
+            Refusal::OverCapacity if mqtt5 => Code::ServerBusy,
+            Refusal::StoreUnavailable if mqtt5 => Code::ServerUnavailable,
             Refusal::OverCapacity | Refusal::StoreUnavailable => Code::ServiceUnavailable,
+            Refusal::UnsupportedProtocol if mqtt5 => Code::UnsupportedProtocolVersion,
             Refusal::UnsupportedProtocol => Code::RefusedProtocolVersion,
             // These close or answer a live connection; no CONNACK carries them.
             Refusal::DuplicateConnect

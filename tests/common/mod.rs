@@ -7,6 +7,7 @@ pub mod chat;
 pub mod http;
 pub mod media;
 pub mod mqtt;
+pub mod mqtt5;
 pub mod rows;
 pub mod tools;
 pub mod ws;

@@ -14,16 +14,16 @@ use tokio::task::JoinHandle;
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What a CONNECT led to.
-pub enum Outcome {
-    Connected(Client),
-    Refused(ConnectReturnCode),
+/// What a CONNECT led to (for MQTT 5 too: [`super::mqtt5::Outcome`]).
+pub enum Outcome<C = Client, R = ConnectReturnCode> {
+    Connected(C),
+    Refused(R),
     /// The server closed the socket without a CONNACK.
     Closed(String),
 }
 
-impl Outcome {
-    pub fn expect_connected(self) -> Client {
+impl<C, R: std::fmt::Debug> Outcome<C, R> {
+    pub fn expect_connected(self) -> C {
         match self {
             Outcome::Connected(client) => client,
             Outcome::Refused(code) => panic!("expected a connection, got CONNACK {code:?}"),
@@ -31,7 +31,7 @@ impl Outcome {
         }
     }
 
-    pub fn refusal(self) -> ConnectReturnCode {
+    pub fn refusal(self) -> R {
         match self {
             Outcome::Connected(_) => panic!("expected a refusal, got a connection"),
             Outcome::Refused(code) => code,
