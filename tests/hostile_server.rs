@@ -28,7 +28,7 @@ fn synced(through: i64, pruned_through: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_impossible_pruned_through_is_reported_to_the_app_and_later_messages_still_arrive() {
-    let broker = Mosquitto::start();
+    let broker = Mosquitto::start().expect("start mosquitto");
     let dir = tempfile::tempdir().unwrap();
     let mut app = App::connect_to(broker.addr, "alice", "any-token", "phone", dir.path()).await;
     let server = mqtt::connect(broker.addr, "fake-server", None)

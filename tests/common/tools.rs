@@ -1,10 +1,8 @@
 //! Stock tools the tests drive as an operator or a peer would: the
 //! `openssl` command for certificates and a stock Mosquitto broker.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 /// `name` as a command, failing the test clearly if it is not installed.
 pub fn tool(name: &str) -> Command {
@@ -126,56 +124,8 @@ pub fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (path("ca.pem"), path("cert.pem"), path("key.pem"))
 }
 
-/// A stock Mosquitto on a free loopback port, anonymous, no persistence;
-/// killed when dropped.
-pub struct Mosquitto {
-    child: Child,
-    pub addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    pub fn start() -> Mosquitto {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )
-        .unwrap();
-        let child = tool("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Mosquitto {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A stock Mosquitto on a free loopback port (the one the conformance
+/// suite plays against), stopped when dropped.
+// Not every test binary that includes `common` starts one.
+#[allow(unused_imports)]
+pub use mosquitto_compat::mosquitto::Mosquitto;
