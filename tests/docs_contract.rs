@@ -1,6 +1,7 @@
 //! The documents are part of the contract, so the suite checks them like
 //! code: no tracked file holds an unresolved merge, and every route, error
-//! code, topic and configuration key the docs name exists in the server.
+//! code, topic and configuration key the docs name exists in the server,
+//! and every configuration key the server has is documented.
 //!
 //! Conflict markers once sat unnoticed in docs/protocol.md for a whole
 //! session, splitting the client contract in two; these tests are why that
@@ -209,7 +210,7 @@ fn documented_config_keys() -> BTreeSet<String> {
     let is_key = |word: &str| {
         !word.is_empty()
             && word.split('.').all(|part| {
-                !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_uppercase())
+                !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             })
             && word.chars().next().is_some_and(|c| c.is_ascii_lowercase())
     };
@@ -250,6 +251,41 @@ fn every_configuration_key_the_docs_name_is_one_the_server_accepts() {
         }
     }
     assert!(unknown.is_empty(), "documented keys the server rejects as unknown: {unknown:?}");
+}
+
+/// Every key of the effective configuration, as `section.key`.
+fn effective_config_keys() -> Vec<String> {
+    let output = common::bluetick().arg("config").output().unwrap();
+    assert!(output.status.success(), "bluetick config: {}", String::from_utf8_lossy(&output.stderr));
+    let table: toml::Table = String::from_utf8_lossy(&output.stdout).parse().expect("bluetick config prints TOML");
+    fn walk(prefix: &str, table: &toml::Table, keys: &mut Vec<String>) {
+        for (name, value) in table {
+            let key = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+            match value {
+                toml::Value::Table(inner) => walk(&key, inner, keys),
+                _ => keys.push(key),
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    walk("", &table, &mut keys);
+    keys
+}
+
+#[test]
+fn every_configuration_key_the_server_has_is_documented() {
+    let documented = documented_config_keys();
+    let keys = effective_config_keys();
+    assert!(keys.len() > 30, "bluetick config prints the configuration: {keys:?}");
+    let undocumented: Vec<&String> = keys
+        .iter()
+        // `jobs.schedules.NAME` documents every schedule at once.
+        .filter(|key| !documented.contains(*key) && !key.starts_with("jobs.schedules."))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "keys missing from README's configuration table and operations.md's key tables: {undocumented:?}"
+    );
 }
 
 #[test]
