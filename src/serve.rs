@@ -295,14 +295,12 @@ fn return_freed_memory_to_the_system() {
     }
 }
 
-/// How often a failing background store task logs: the failure counter
-/// says how many times; the log says what.
-const BACKGROUND_WARN_EVERY: Duration = Duration::from_secs(10);
-
 /// Follows `messages` and writes their search terms (`store::indexer`):
 /// passes back to back while behind, one every `interval` once caught up.
 async fn run_indexer(store: store::Store, batch: usize, interval: Duration) {
-    let mut warned: Option<std::time::Instant> = None;
+    // The failure counter says how many times; the log says what, at most
+    // once per 10 s.
+    let warnings = broker::ratelog::RateLimitedLog::default();
     let mut through = 0;
     loop {
         let store = store.clone();
@@ -322,15 +320,11 @@ async fn run_indexer(store: store::Store, batch: usize, interval: Duration) {
             }
             Ok(Err(error)) => {
                 metrics::counter!("bluetick_search_index_errors_total").increment(1);
-                if due(&mut warned) {
-                    tracing::warn!(%error, "search indexer pass failed; retrying");
-                }
+                warnings.note(|held_back| tracing::warn!(%error, held_back, "search indexer pass failed; retrying"));
             }
             Err(error) => {
                 metrics::counter!("bluetick_search_index_errors_total").increment(1);
-                if due(&mut warned) {
-                    tracing::warn!(%error, "search indexer task failed; retrying");
-                }
+                warnings.note(|held_back| tracing::warn!(%error, held_back, "search indexer task failed; retrying"));
             }
         }
         tokio::time::sleep(interval).await;
@@ -342,29 +336,20 @@ async fn run_checkpoints(store: store::Store, interval: Duration) {
     if store.backend() != store::Backend::Sqlite {
         return;
     }
-    let mut warned: Option<std::time::Instant> = None;
+    // The failure counter says how many times; the log says what, at most
+    // once per 10 s.
+    let warnings = broker::ratelog::RateLimitedLog::default();
     loop {
         tokio::time::sleep(interval).await;
         let store = store.clone();
         let done = tokio::task::spawn_blocking(move || store.checkpoint()).await;
         if !matches!(done, Ok(Ok(()))) {
             metrics::counter!("bluetick_sqlite_checkpoint_errors_total").increment(1);
-            if due(&mut warned) {
-                tracing::warn!(outcome = ?done.map(|r| r.err().map(|e| e.to_string())), "WAL checkpoint failed; retrying");
-            }
+            warnings.note(|held_back| {
+                tracing::warn!(held_back, outcome = ?done.map(|r| r.err().map(|e| e.to_string())), "WAL checkpoint failed; retrying")
+            });
         }
     }
-}
-
-/// Whether a rate-limited warning last given at `warned` is due again;
-/// if so, it is counted as given now.
-fn due(warned: &mut Option<std::time::Instant>) -> bool {
-    let now = std::time::Instant::now();
-    if warned.is_some_and(|at| now.duration_since(at) < BACKGROUND_WARN_EVERY) {
-        return false;
-    }
-    *warned = Some(now);
-    true
 }
 
 /// Keeps the `sessions` table and presence true to the guard's connect and
