@@ -1,7 +1,9 @@
 //! Issue 14 with real third-party MQTT clients (nothing of ours on the
-//! client side): paho with keep-alive 0 (over MQTT 3.1.1 and 5), mosquitto_pub/sub at QoS 2, paho
-//! resuming a persistent session; and what operators see of it (metrics
-//! by real reason, no ERROR for a clean disconnect).
+//! client side): paho with keep-alive 0 (over MQTT 3.1.1 and 5), MQTT.js
+//! over WebSocket with keep-alive 0 and over MQTT 5, mosquitto_pub/sub at
+//! QoS 2, paho resuming a persistent session, stock tsung 1.7 (MQTT 3.1)
+//! running a publish/subscribe scenario; and what operators see of it
+//! (metrics by real reason, no ERROR for a clean disconnect).
 
 mod common;
 
@@ -73,6 +75,33 @@ fn mosquitto_tool(name: &str, addr: SocketAddr, args: &[&str]) -> (bool, String)
     (output.status.success(), text)
 }
 
+const MQTTJS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/mqttjs_ws.mjs");
+
+/// Runs MQTT.js (`tests/clients/mqttjs_ws.mjs MODE`) against the server's
+/// WebSocket listener as `user`; returns what it printed, or panics with it.
+fn mqttjs(server: &Server, mode: &str, user: &str, token: &str) -> String {
+    let modules = common::tools::node_modules();
+    assert!(
+        modules.join("mqtt").is_dir(),
+        "MQTT.js is not in {}: run scripts/test, which installs it (or set BT_WEB_NODE_MODULES)",
+        modules.display()
+    );
+    let url = format!("ws://{}/mqtt", server.ws);
+    let output = common::tools::tool("node")
+        .arg(MQTTJS)
+        .args([mode, &url, user, token])
+        .env("BT_WEB_NODE_MODULES", &modules)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "MQTT.js ({mode}) failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout.trim().to_owned()
+}
+
 on_both_backends! {
     async fn paho_with_keepalive_zero_chats(backend) {
         let server = Server::start(backend);
@@ -101,6 +130,23 @@ on_both_backends! {
             String::from_utf8_lossy(&output.stderr)
         );
         assert_eq!(stdout.trim(), "forbidden filter: 135; received u/alice/inbox hello with keepalive 0");
+    }
+    async fn mqttjs_over_websocket_with_keepalive_zero_chats(backend) {
+        let server = Server::start(backend);
+        let token = server.register("alice");
+        let seen = mqttjs(&server, "chat", "alice", &token);
+        assert_eq!(seen, "received u/alice/inbox hello from MQTT.js with keepalive 0");
+    }
+
+    async fn mqttjs_over_mqtt5_is_refused_a_forbidden_filter_with_0x87_and_chats(backend) {
+        let server = Server::start(backend);
+        let token = server.register("alice");
+        server.register("bob");
+        let seen = mqttjs(&server, "chat5", "alice", &token);
+        assert_eq!(
+            seen,
+            "forbidden filter: 135; received u/alice/inbox hello from MQTT.js over MQTT 5"
+        );
     }
 }
 
@@ -270,5 +316,80 @@ async fn malformed_input_closes_the_connection_and_is_counted_as_malformed() {
     assert!(
         counted_once(&server, "malformed").await,
         "the refusal is counted as malformed"
+    );
+}
+
+const TSUNG_SCENARIO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/tsung_mqtt31.xml");
+
+/// The cumulative total of each counter in tsung's own report
+/// (`stats: NAME INTERVAL TOTAL …` lines; the last line of a name wins).
+fn tsung_totals(log: &str) -> std::collections::HashMap<String, u64> {
+    let mut totals = std::collections::HashMap::new();
+    for line in log.lines() {
+        let mut fields = line.split_whitespace();
+        if fields.next() != Some("stats:") {
+            continue;
+        }
+        let (Some(name), Some(_), Some(total)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if let Ok(total) = total.parse::<f64>() {
+            totals.insert(name.to_owned(), total as u64);
+        }
+    }
+    totals
+}
+
+#[test]
+fn stock_tsung_speaking_mqtt31_completes_a_publish_subscribe_run_without_errors() {
+    let server = dev_open_server();
+    let work = tempfile::tempdir().expect("tsung dir");
+    let scenario = work.path().join("scenario.xml");
+    let template = std::fs::read_to_string(TSUNG_SCENARIO).expect("scenario");
+    std::fs::write(&scenario, template.replace("{PORT}", &server.mqtt.port().to_string()))
+        .expect("write scenario");
+    let logs = work.path().join("log");
+    let run = common::tools::tool("tsung")
+        .env("HOME", work.path())
+        .arg("-f")
+        .arg(&scenario)
+        .arg("-l")
+        .arg(&logs)
+        .arg("start")
+        .output()
+        .expect("tsung");
+    assert!(
+        run.status.success(),
+        "tsung failed: {}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // tsung writes its report into a directory named after the start time.
+    let report = std::fs::read_dir(&logs)
+        .expect("tsung log dir")
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("tsung.log"))
+        .find(|path| path.exists())
+        .expect("tsung.log");
+    let log = std::fs::read_to_string(report).expect("read tsung.log");
+    let totals = tsung_totals(&log);
+    let total = |name: &str| totals.get(name).copied().unwrap_or(0);
+    let errors: Vec<_> = totals
+        .iter()
+        .filter(|(name, count)| name.starts_with("error") && **count > 0)
+        .collect();
+    assert!(errors.is_empty(), "tsung counted errors: {errors:?}\n{log}");
+    let users = total("users_count");
+    assert!(users > 3, "no publisher ran:\n{log}");
+    assert_eq!(total("mqtt_connected"), users, "every user connects:\n{log}");
+    assert_eq!(total("mqtt_disconnected"), users, "every user ends cleanly:\n{log}");
+    let published = total("mqtt_published");
+    assert_eq!(published, (users - 3) * 10, "each publisher sends 10:\n{log}");
+    assert_eq!(total("mqtt_server_pubacked"), published, "each publish is acknowledged:\n{log}");
+    assert_eq!(
+        total("mqtt_server_published"),
+        3 * published,
+        "each of the 3 subscribers receives every message:\n{log}"
     );
 }

@@ -15,7 +15,7 @@
 mod common;
 
 use common::{http, Backend, Options, Server};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -30,20 +30,11 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn node_modules() -> PathBuf {
-    match std::env::var_os("BT_WEB_NODE_MODULES") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-            PathBuf::from(home).join(".cache/bluetick/web-test/node_modules")
-        }
-    }
-}
 
 /// Runs `tests/web/{script}` against `server` and returns what it printed;
 /// panics (with the output and the server's log) unless it exited 0.
 fn run_script(server: &Server, script: &str) -> String {
-    let modules = node_modules();
+    let modules = common::tools::node_modules();
     assert!(
         modules.join("playwright-core").is_dir(),
         "playwright-core is not in {}: run scripts/test, which installs it (or set BT_WEB_NODE_MODULES)",

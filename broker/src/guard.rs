@@ -423,6 +423,21 @@ impl Guard {
     }
 }
 
+/// MQTT 3.1 clients (tsung 1.7 among them) send SUBSCRIBE and UNSUBSCRIBE
+/// with the fixed-header flags 0000. MQTT 3.1.1 made 0010 mandatory
+/// (MQTT-3.8.1-1, MQTT-3.10.1-1) and the codec refuses anything else, while
+/// Mosquitto checks the flags only for 3.1.1 and 5. For a 3.1 session the
+/// flags of the next packet are set to what the codec requires.
+fn tolerate_mqtt31_flags(stream: &mut bytes::BytesMut) {
+    const SUBSCRIBE: u8 = 0x80;
+    const UNSUBSCRIBE: u8 = 0xA0;
+    if let Some(first) = stream.first_mut() {
+        if matches!(*first, SUBSCRIBE | UNSUBSCRIBE) {
+            *first |= 0b0010;
+        }
+    }
+}
+
 /// Protocol name of MQTT 3.1 (level 3), as it appears on the wire.
 const NAME_MQTT31: &[u8] = b"\x00\x06MQIsdp";
 /// Protocol name of MQTT 3.1.1 (level 4) and 5 (level 5).
@@ -547,6 +562,9 @@ impl Protocol for Guard {
             } else {
                 Codec::V4(V4)
             };
+        }
+        if self.mqtt31 {
+            tolerate_mqtt31_flags(stream);
         }
         let packet = match self.codec.read_mut(stream, max_size) {
             Ok(packet) => packet,

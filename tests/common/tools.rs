@@ -4,6 +4,19 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Where scripts/test installs the npm packages the tests drive
+/// (playwright-core, mqtt): `BT_WEB_NODE_MODULES`, by default
+/// `~/.cache/bluetick/web-test/node_modules`.
+pub fn node_modules() -> PathBuf {
+    match std::env::var_os("BT_WEB_NODE_MODULES") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+            PathBuf::from(home).join(".cache/bluetick/web-test/node_modules")
+        }
+    }
+}
+
 /// `name` as a command, failing the test clearly if it is not installed.
 pub fn tool(name: &str) -> Command {
     let found = Command::new("sh")
