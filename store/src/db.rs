@@ -37,10 +37,13 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations
 
 /// Set on every SQLite connection. `synchronous=FULL` keeps the promise of
 /// the first tick (a stored message survives a power cut); `busy_timeout`
-/// lets writers queue behind each other instead of failing.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL;
+/// lets writers queue behind each other instead of failing. It comes
+/// first: switching a fresh file to WAL takes an exclusive lock, and a
+/// connection racing another one there must wait, not fail with
+/// "database is locked".
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000;
+PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
-PRAGMA busy_timeout = 10000;
 PRAGMA foreign_keys = ON;
 PRAGMA journal_size_limit = 67108864;";
 
@@ -495,6 +498,38 @@ fn parse_url(url: &str) -> Result<(Backend, String), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fresh database file opened by several connections at once (the
+    /// pool, the writer and the checkpointer at start): every one of them
+    /// opens. Switching a new file to WAL takes an exclusive lock, so a
+    /// connection that did so before its `busy_timeout` was set failed
+    /// at once with "database is locked".
+    #[test]
+    fn connections_opening_a_fresh_database_together_all_succeed() {
+        for round in 0..30 {
+            let dir = std::env::temp_dir().join(format!(
+                "bluetick-fresh-{}-{round}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let url = dir.join("bluetick.db").to_string_lossy().into_owned();
+            let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (url, start) = (url.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        open_sqlite(&url, SQLITE_PRAGMAS).map(drop)
+                    })
+                })
+                .collect();
+            for opener in openers {
+                let opened = opener.join().unwrap();
+                assert!(opened.is_ok(), "round {round}: {:?}", opened.err());
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
 
     #[test]
     fn urls_select_the_backend() {
