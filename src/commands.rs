@@ -4,10 +4,11 @@
 use anyhow::Context;
 use clap::Subcommand;
 use protocol::presence::Privacy;
+use std::sync::Arc;
 use std::time::Duration;
 use store::{Sealer, Store, StoreOptions};
 
-use crate::config::Config;
+use crate::config::{Config, MediaStoreKind};
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -96,6 +97,39 @@ pub fn message_key(config: &Config, create: bool) -> anyhow::Result<Sealer> {
         );
     }
     Ok(Sealer::load_or_create(&path)?)
+}
+
+/// The object store `media.store` names (media and, unless
+/// `jobs.backup_dir` is set, backups).
+pub fn media_objects(config: &Config) -> anyhow::Result<Arc<dyn objects::ObjectStore>> {
+    let media = &config.media;
+    Ok(match media.store {
+        MediaStoreKind::Local => {
+            let dir = config.media_dir();
+            Arc::new(
+                objects::Local::open(&dir)
+                    .with_context(|| format!("opening the media directory {}", dir.display()))?,
+            )
+        }
+        MediaStoreKind::S3 => {
+            anyhow::ensure!(
+                !media.s3_endpoint.is_empty() && !media.s3_bucket.is_empty(),
+                "media.store = \"s3\" needs media.s3_endpoint and media.s3_bucket"
+            );
+            Arc::new(
+                objects::S3::open(&objects::S3Config {
+                    endpoint: media.s3_endpoint.clone(),
+                    bucket: media.s3_bucket.clone(),
+                    region: media.s3_region.clone(),
+                    access_key: media.s3_access_key.clone(),
+                    secret_key: media.s3_secret_key.clone(),
+                    path_style: media.s3_path_style,
+                    prefix: media.s3_prefix.clone(),
+                })
+                .context("configuring the S3 media store")?,
+            )
+        }
+    })
 }
 
 pub fn redacted(config: &Config) -> String {
@@ -242,4 +276,20 @@ pub fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `bluetick chat`, with `--as` minting tokens from this config's store.
+pub fn chat(config: &Config, args: chat::ChatArgs) -> anyhow::Result<()> {
+    let mint_token = |name: &str| -> anyhow::Result<String> {
+        let store = open_store(config)?;
+        let user = protocol::UserName::parse(name)?;
+        Ok(store.issue_token(&user, chat::CHAT_TOKEN_TTL)?.token)
+    };
+    let local = chat::Local {
+        mqtt_addr: config.mqtt.addr,
+        tls_addr: config.mqtt.tls_addr,
+        data_dir: &config.data_dir,
+        mint_token: &mint_token,
+    };
+    chat::run(&local, args)
 }

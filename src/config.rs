@@ -8,6 +8,8 @@
 //! are errors, so a typo never silently falls back to a default.
 
 use serde::{Deserialize, Serialize};
+
+pub use api::media_service::{MediaConfig, MediaStoreKind};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -95,90 +97,6 @@ impl DeadLettersConfig {
             window: Duration::from_secs(self.window_secs.max(1)),
         }
     }
-}
-
-/// Media uploads: where the bytes go, how they come back, and the limits.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MediaConfig {
-    /// `local` (a directory) or `s3`.
-    pub store: MediaStoreKind,
-    /// The directory of the local store (default `DATA_DIR/media`).
-    pub dir: Option<PathBuf>,
-    /// S3 endpoint URL, e.g. `https://s3.eu-west-1.amazonaws.com` or
-    /// `http://127.0.0.1:8333`.
-    pub s3_endpoint: String,
-    pub s3_bucket: String,
-    pub s3_region: String,
-    pub s3_access_key: String,
-    pub s3_secret_key: String,
-    /// `ENDPOINT/BUCKET/KEY` URLs instead of `BUCKET.ENDPOINT/KEY`; most
-    /// self-hosted S3 servers need it.
-    pub s3_path_style: bool,
-    /// Keep every object under this folder of the bucket (e.g.
-    /// `production`), so several deployments can share one bucket. Empty:
-    /// the bucket's root.
-    pub s3_prefix: String,
-    /// How downloads from S3 are served: `proxy` streams the bytes through
-    /// the server; `redirect` answers 302 to a presigned URL. The local
-    /// store always proxies.
-    pub download: DownloadMode,
-    /// Lifetime of a presigned download URL, in seconds.
-    pub presign_ttl_secs: u64,
-    /// Largest upload, in bytes.
-    pub max_size: u64,
-    /// Content types an upload may declare. In the environment, a
-    /// comma-separated list.
-    #[serde(deserialize_with = "list_or_csv")]
-    pub allowed_types: Vec<String>,
-    /// Largest image a thumbnail is made from, in bytes; bigger images get
-    /// none (decoding is bounded in pixels too).
-    pub thumbnail_max_input: u64,
-
-    // --- Hardening (issue 12): decoding and pending-upload bounds ---
-    /// Most pixels (width × height, read from the image header before any
-    /// pixel is decoded) of an image a thumbnail is made from.
-    pub thumbnail_max_pixels: u64,
-    /// Thumbnails decoded at once by this server; more requests wait.
-    pub thumbnail_decodes: usize,
-    /// Most uploads a user may hold that no message carries yet.
-    pub max_pending_uploads: u64,
-    /// Most bytes of uploads a user may hold that no message carries yet.
-    pub max_pending_bytes: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MediaStoreKind {
-    Local,
-    S3,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DownloadMode {
-    Proxy,
-    Redirect,
-}
-
-/// A list given either as a TOML array or as one comma-separated string
-/// (which is what an environment variable can hold).
-fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        List(Vec<String>),
-        Csv(String),
-    }
-    Ok(match Either::deserialize(d)? {
-        Either::List(list) => list,
-        Either::Csv(csv) => csv
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    })
 }
 
 /// The `[jobs]` section: the scheduler and the operations jobs.
@@ -554,34 +472,6 @@ impl Default for JobsConfig {
             device_backup_max_bytes: 16 * 1024 * 1024,
             device_backups_kept: 3,
             restore_max_row_bytes: jobs::restore::Limits::default().max_row_bytes,
-        }
-    }
-}
-
-impl Default for MediaConfig {
-    fn default() -> Self {
-        MediaConfig {
-            store: MediaStoreKind::Local,
-            dir: None,
-            s3_endpoint: String::new(),
-            s3_bucket: String::new(),
-            s3_region: "us-east-1".to_owned(),
-            s3_access_key: String::new(),
-            s3_secret_key: String::new(),
-            s3_path_style: true,
-            s3_prefix: String::new(),
-            download: DownloadMode::Proxy,
-            presign_ttl_secs: 300,
-            max_size: protocol::media::DEFAULT_MAX_SIZE,
-            allowed_types: protocol::media::DEFAULT_ALLOWED_TYPES
-                .iter()
-                .map(|t| t.to_string())
-                .collect(),
-            thumbnail_max_input: 25 * 1024 * 1024,
-            thumbnail_max_pixels: 24_000_000,
-            thumbnail_decodes: 2,
-            max_pending_uploads: 32,
-            max_pending_bytes: 512 * 1024 * 1024,
         }
     }
 }

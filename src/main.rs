@@ -14,12 +14,8 @@
 //! Logic that could live in a library crate does: this crate parses
 //! arguments, wires, and prints.
 
-mod bench;
-mod chat;
 mod commands;
 mod config;
-mod http;
-mod media;
 mod operations;
 mod serve;
 
@@ -138,7 +134,7 @@ fn main() -> ExitCode {
         Command::Dlq(command) => commands::dlq(&config, command),
         Command::Job(command) => operations::job(&config, command),
         Command::Restore { backup } => operations::restore(&config, &backup),
-        Command::Chat(args) => chat::run(&config, args),
+        Command::Chat(args) => commands::chat(&config, args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

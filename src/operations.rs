@@ -62,13 +62,12 @@ fn cli_context(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let media = crate::media::MediaService::open(config)?;
     let node = format!("{}/cli", config.node);
     let context = context(
         config,
         store,
         &node,
-        media.objects,
+        crate::commands::media_objects(config)?,
         runtime.handle().clone(),
     );
     Ok((runtime, context))

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 
 use crate::commands::open_store_with;
 use crate::config::{Config, LogConfig, LogFormat};
-use crate::http::{self, AppState};
+use api::{self as http, AppState};
 
 /// How long shutdown waits for in-flight HTTP requests and session events.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -124,7 +124,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for metrics on {}", config.http.metrics_addr))?;
     let metrics_addr = metrics_listener.local_addr()?;
     let shutting_down = Arc::new(AtomicBool::new(false));
-    let media = Arc::new(crate::media::MediaService::open(&config)?);
+    let media = Arc::new(api::media_service::MediaService::new(
+        crate::commands::media_objects(&config)?,
+        &config.media,
+    ));
     let state = AppState {
         store: store.clone(),
         authenticator: broker.authenticator(),

@@ -22,8 +22,7 @@ use store::media::{Media, NewMedia, PendingQuota, PendingUploads, Recorded, Uplo
 use super::error::{ApiError, ErrorBody};
 use super::extract::Caller;
 use super::{blocking, AppState};
-use crate::config::DownloadMode;
-use crate::media::ThumbnailError;
+use crate::media_service::{DownloadMode, ThumbnailError};
 
 /// The upload limits. Public, so a client can check before it has even
 /// logged in.

@@ -14,6 +14,7 @@ mod health;
 mod history;
 pub mod listener;
 mod media;
+pub mod media_service;
 mod messages;
 mod openapi;
 mod presence;
@@ -58,7 +59,7 @@ pub struct AppState {
     /// Set when shutdown begins; `/readyz` then answers 503.
     pub shutting_down: Arc<AtomicBool>,
     /// The media store and its limits.
-    pub media: Arc<crate::media::MediaService>,
+    pub media: Arc<media_service::MediaService>,
     /// What the web client is told about this server (issue 17).
     pub web: Arc<web::ClientSettings>,
 }
