@@ -108,11 +108,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .await
     .context("starting the bridge")?;
     let bridge = Arc::new(bridge);
-    let recorder = tokio::spawn(track_connections(
+    let presence = bridge.presence();
+    let recorder = tokio::spawn(broker::events::record(
         store.clone(),
         config.node.clone(),
         events,
-        bridge.presence(),
+        move |user, at| {
+            let presence = presence.clone();
+            async move { presence.refresh(user.as_str(), at).await }
+        },
     ));
 
     let http_listener = TcpListener::bind(config.http.addr)
@@ -352,31 +356,6 @@ async fn run_checkpoints(store: store::Store, interval: Duration) {
                 tracing::warn!(held_back, outcome = ?done.map(|r| r.err().map(|e| e.to_string())), "WAL checkpoint failed; retrying")
             });
         }
-    }
-}
-
-/// Keeps the `sessions` table and presence true to the guard's connect and
-/// disconnect events, in the order they happened.
-async fn track_connections(
-    store: store::Store,
-    node: String,
-    mut events: broker::EventReceiver,
-    presence: Arc<bridge::Tracker>,
-) {
-    while let Some(event) = events.recv().await {
-        if event.user.is_empty() {
-            continue;
-        }
-        let (user, at) = (event.user.clone(), event.at_ms);
-        let (writer, node) = (store.clone(), node.clone());
-        match tokio::task::spawn_blocking(move || broker::events::apply(&writer, &node, event))
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not update the sessions table"),
-            Err(e) => tracing::warn!(error = %e, "sessions writer task failed"),
-        }
-        presence.refresh(&user, at).await;
     }
 }
 
