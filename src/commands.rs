@@ -242,26 +242,7 @@ pub fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
             }
         }
         DlqCommand::Replay { id } => {
-            let letter = store
-                .dead_letter(id)?
-                .with_context(|| format!("no dead letter {id}"))?;
-            anyhow::ensure!(
-                !letter.truncated(),
-                "dead letter {id} kept {} of its {} bytes (dead-letter quota); it cannot be replayed",
-                letter.payload.len(),
-                letter.size
-            );
-            let request =
-                bridge::request::decode(&letter.topic, &letter.payload, config.messages.max_body)
-                    .with_context(|| {
-                    format!(
-                        "dead letter {id} is on {}, which the bridge does not serve",
-                        letter.topic
-                    )
-                })?;
-            let committed = bridge::batch::commit(&store, &[request])?;
-            store.transaction(|tx| tx.mark_replayed(id))?;
-            match committed.outcomes.first() {
+            match bridge::replay::replay(&store, id, config.messages.max_body)? {
                 Some(bridge::Outcome::Stored(ack)) => {
                     println!("dead letter {id}: stored as message {}", ack.id)
                 }
