@@ -16,6 +16,7 @@
 
 mod commands;
 mod config;
+mod open;
 mod operations;
 mod serve;
 

@@ -9,7 +9,7 @@ use store::{Store, StoreOptions};
 
 use jobs::schedule::format_ms;
 
-use crate::commands::open_store;
+use crate::open::{self, open_store};
 use crate::config::Config;
 
 #[derive(Subcommand)]
@@ -67,7 +67,7 @@ fn cli_context(
         config,
         store,
         &node,
-        crate::commands::media_objects(config)?,
+        open::media_objects(config)?,
         runtime.handle().clone(),
     );
     Ok((runtime, context))
@@ -140,7 +140,7 @@ pub fn restore(config: &Config, backup: &str) -> anyhow::Result<()> {
     // message key authenticates the archive (its backup key is derived).
     let store = Store::open(&config.database_url(), &StoreOptions::default())
         .context("opening the database to restore into")?
-        .with_sealer(crate::commands::message_key(config, false)?);
+        .with_sealer(open::message_key(config, false)?);
     let (_runtime, context) = cli_context(config, store.clone())?;
     let path = if Path::new(backup).is_file() {
         PathBuf::from(backup)
@@ -155,7 +155,7 @@ pub fn restore(config: &Config, backup: &str) -> anyhow::Result<()> {
     println!(
         "restoring {} into {}",
         path.display(),
-        crate::commands::redacted(config)
+        open::redacted(config)
     );
     let limits = config.restore_limits();
     jobs::restore::restore(&store, &path, &limits, &mut |line| println!("{line}"))?;

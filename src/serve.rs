@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-use crate::commands::open_store_with;
+use crate::open::{self, open_store_with};
 use crate::config::{Config, LogConfig, LogFormat};
 use api::{self as http, AppState};
 
@@ -129,7 +129,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics_addr = metrics_listener.local_addr()?;
     let shutting_down = Arc::new(AtomicBool::new(false));
     let media = Arc::new(api::media_service::MediaService::new(
-        crate::commands::media_objects(&config)?,
+        open::media_objects(&config)?,
         &config.media,
     ));
     let state = AppState {
