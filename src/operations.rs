@@ -48,7 +48,7 @@ pub fn context(
         Some(dir) => Arc::new(jobs::target::LocalDir::new(dir)),
         None => media.clone(),
     };
-    jobs::Context::new(store, node, config.job_settings(), target).with_media(media)
+    jobs::Context::new(store, node, config.jobs.settings(), target).with_media(media)
 }
 
 /// An operator command's job context, and the runtime that drives its
@@ -157,7 +157,7 @@ pub fn restore(config: &Config, backup: &str) -> anyhow::Result<()> {
         path.display(),
         open::redacted(config)
     );
-    let limits = config.restore_limits();
+    let limits = config.jobs.restore_limits();
     jobs::restore::restore(&store, &path, &limits, &mut |line| println!("{line}"))?;
     store.close()?;
     Ok(())

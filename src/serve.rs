@@ -136,7 +136,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         store: store.clone(),
         authenticator: broker.authenticator(),
         presence_policy: broker.presence_policy(),
-        accounts: Arc::new(account_limits(&config)),
+        accounts: Arc::new(config.auth.account_limits()),
         bridge: bridge.clone(),
         max_body: config.messages.max_body,
         token_ttl: Duration::from_secs(config.auth.token_ttl_days * 86_400),
@@ -259,28 +259,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// The limits of registration and login, from `[auth]`.
-fn account_limits(config: &Config) -> http::throttle::AccountLimits {
-    use http::throttle::{PasswordGate, Throttle};
-    let auth = &config.auth;
-    let login_window = Duration::from_secs(auth.login_window_secs);
-    http::throttle::AccountLimits {
-        login_names: Throttle::new(auth.max_login_failures, login_window),
-        login_sources: Throttle::new(auth.max_login_failures_per_address, login_window),
-        registrations: Throttle::new(
-            auth.max_registrations_per_address,
-            Duration::from_secs(auth.registration_window_secs),
-        ),
-        password_gate: PasswordGate::new(
-            auth.password_hash_concurrency,
-            auth.password_hash_queue,
-            PASSWORD_GATE_MAX_WAIT,
-        ),
-    }
-}
-
-/// Longest a login or registration waits in the password gate's queue.
-const PASSWORD_GATE_MAX_WAIT: Duration = Duration::from_secs(10);
-
 /// Makes freed large allocations go back to the system at once.
 ///
 /// glibc raises its mmap threshold after the first large block is freed,
@@ -397,7 +375,7 @@ fn broker_config(config: &Config, service_secret: &str) -> broker::BrokerConfig 
     broker::BrokerConfig {
         mqtt_addr: mqtt.addr,
         ws_addr: mqtt.ws_enabled.then_some(mqtt.ws_addr),
-        tls: config.tls(),
+        tls: config.mqtt.tls(),
         max_connections: mqtt.max_connections,
         max_packet_size: mqtt.max_packet_size,
         max_inflight: mqtt.max_inflight,

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod backup;
+pub mod config;
 mod error;
 mod extract;
 mod health;
