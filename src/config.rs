@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 pub use api::config::{AuthConfig, HttpConfig, WebConfig};
 pub use api::media_service::{MediaConfig, MediaStoreKind};
 pub use broker::config::MqttConfig;
+pub use store::config::{DeadLettersConfig, SearchConfig, StoreConfig};
 pub use jobs::config::JobsConfig;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Prefix of environment overrides.
 const ENV_PREFIX: &str = "BLUETICK_";
@@ -49,42 +49,6 @@ pub struct Config {
     pub search: SearchConfig,
     pub web: WebConfig,
     pub quotas: QuotasConfig,
-}
-
-/// The `[dead_letters]` section: how much of refused payloads is kept.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DeadLettersConfig {
-    /// Bytes of a refused payload kept; a longer one keeps this prefix and
-    /// its full length.
-    pub kept_prefix: usize,
-    /// Payload bytes kept per user per window; past it, dead letters are
-    /// still recorded (code, reason, length) without their payload.
-    pub bytes_per_user: u64,
-    /// The window of `bytes_per_user`, in seconds.
-    pub window_secs: u64,
-}
-
-impl Default for DeadLettersConfig {
-    fn default() -> Self {
-        let quota = store::dead_letters::DeadLetterQuota::default();
-        DeadLettersConfig {
-            kept_prefix: quota.kept_prefix,
-            bytes_per_user: quota.bytes_per_user,
-            window_secs: quota.window.as_secs(),
-        }
-    }
-}
-
-impl DeadLettersConfig {
-    /// The store's form of these settings.
-    pub fn quota(&self) -> store::dead_letters::DeadLetterQuota {
-        store::dead_letters::DeadLetterQuota {
-            kept_prefix: self.kept_prefix,
-            bytes_per_user: self.bytes_per_user,
-            window: Duration::from_secs(self.window_secs.max(1)),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,19 +119,6 @@ impl Default for QuotasConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct StoreConfig {
-    /// Most pooled database connections.
-    pub max_connections: u32,
-    /// SQLite: how often a background task checkpoints the WAL into the
-    /// database file (passive: it never waits for readers or the writer).
-    /// The writer itself never checkpoints, so commits never pay for it.
-    pub checkpoint_interval_ms: u64,
-    /// SQLite: page cache of each connection, in MiB.
-    pub cache_mib: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// `text` or `json`.
     pub format: LogFormat,
@@ -207,16 +158,6 @@ impl Default for Config {
     }
 }
 
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            max_connections: 16,
-            checkpoint_interval_ms: 1_000,
-            cache_mib: 64,
-        }
-    }
-}
-
 impl Default for MessagesConfig {
     fn default() -> Self {
         MessagesConfig {
@@ -245,33 +186,6 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Text,
             filter: "info,rumqttd=warn".to_owned(),
-        }
-    }
-}
-
-/// The search indexer, which writes the blind index of new messages off
-/// the send path (`store::indexer`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SearchConfig {
-    /// Run the indexer on this node. Off, new messages are not searchable
-    /// until a node with it on catches up (each resumes from the cursor
-    /// in the database).
-    pub indexer_enabled: bool,
-    /// How long the indexer sleeps when it has caught up, in ms: about the
-    /// longest a new message waits to become searchable.
-    pub index_interval_ms: u64,
-    /// Most messages one indexer transaction covers (it also stops at
-    /// 4,000 index rows, so a backlog never holds SQLite's writer long).
-    pub index_batch: usize,
-}
-
-impl Default for SearchConfig {
-    fn default() -> Self {
-        SearchConfig {
-            indexer_enabled: true,
-            index_interval_ms: 200,
-            index_batch: 500,
         }
     }
 }
