@@ -8,13 +8,14 @@
 //! are errors, so a typo never silently falls back to a default.
 
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
+// Each section's typed settings are owned by the crate that uses them.
 pub use api::config::{AuthConfig, HttpConfig, WebConfig};
 pub use api::media_service::{MediaConfig, MediaStoreKind};
 pub use broker::config::MqttConfig;
-pub use store::config::{DeadLettersConfig, SearchConfig, StoreConfig};
 pub use jobs::config::JobsConfig;
-use std::path::{Path, PathBuf};
+pub use store::config::{DeadLettersConfig, SearchConfig, StoreConfig};
 
 /// Prefix of environment overrides.
 const ENV_PREFIX: &str = "BLUETICK_";

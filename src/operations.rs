@@ -9,8 +9,8 @@ use store::{Store, StoreOptions};
 
 use jobs::schedule::format_ms;
 
-use crate::open::{self, open_store};
 use crate::config::Config;
+use crate::open::{self, open_store};
 
 #[derive(Subcommand)]
 pub enum JobCommand {

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-use crate::open::{self, open_store_with};
 use crate::config::{Config, LogConfig, LogFormat};
+use crate::open::{self, open_store_with};
 use api::{self as http, AppState};
 
 /// How long shutdown waits for in-flight HTTP requests and session events.

@@ -86,7 +86,7 @@ pub async fn upload(
         return Err(over_quota(&media.pending_quota, pending));
     }
     let id = store::media::new_media_id();
-    let object_key = format!("media/{owner}/{id}");
+    let object_key = crate::media_service::object_key(&owner, &id);
     let stream = Box::pin(body.into_data_stream().map_err(std::io::Error::other));
     let stored = match media
         .objects

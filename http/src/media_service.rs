@@ -1,7 +1,9 @@
-//! Media wiring: the object store chosen by `[media]`, the limits uploads
-//! are checked against, and thumbnails.
+//! The media service: the object store chosen by `[media]` (the binary
+//! opens it), the keys media live under ([`object_key`], [`thumbnail_key`]),
+//! the limits uploads are checked against, and thumbnails; and the
+//! `[media]` section of the configuration ([`MediaConfig`]).
 //!
-//! The HTTP handlers (`http/media.rs`) decide who may do what; this module
+//! The HTTP handlers (`media.rs`) decide who may do what; this module
 //! owns where bytes go and how thumbnails are made from them.
 //!
 //! # Invariant: a thumbnail costs bounded memory, once
@@ -150,6 +152,19 @@ impl Default for MediaConfig {
             max_pending_bytes: 512 * 1024 * 1024,
         }
     }
+}
+
+/// Where an upload's bytes live in the object store: under its owner,
+/// `media/{owner}/{id}`. With [`thumbnail_key`], the only place the media
+/// key scheme is written (the rows record the keys, so cleanup and backups
+/// read them from there).
+pub fn object_key(owner: &str, id: &str) -> String {
+    format!("media/{owner}/{id}")
+}
+
+/// Where the thumbnail of the media stored at `object_key` lives: beside it.
+pub fn thumbnail_key(object_key: &str) -> String {
+    format!("{object_key}.thumb.jpg")
 }
 
 /// Everything the media endpoints need.
@@ -378,7 +393,7 @@ impl MediaService {
         .await
         .map_err(|e| unavailable(&e))?
         .map_err(ThumbnailError::Unprocessable)?;
-        let key = format!("{}.thumb.jpg", media.object_key);
+        let key = thumbnail_key(&media.object_key);
         self.objects
             .put(
                 &key,
