@@ -5,9 +5,10 @@ use anyhow::Context;
 use clap::Subcommand;
 use protocol::presence::Privacy;
 use std::time::Duration;
-use store::{Sealer, Store, StoreOptions};
+use store::{Store, StoreOptions};
 
 use crate::config::Config;
+use crate::open::{open_store, redacted};
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -42,67 +43,6 @@ pub enum UserCommand {
         #[arg(long)]
         ttl_days: Option<u64>,
     },
-}
-
-/// Opens the configured store with its message key and brings its schema
-/// up to date.
-pub fn open_store(config: &Config) -> anyhow::Result<Store> {
-    open_store_with(config, false)
-}
-
-/// [`open_store`], with SQLite's WAL checkpoints left to the caller's
-/// background task (`bluetick serve` runs one) instead of commits.
-pub fn open_store_with(config: &Config, background_checkpoints: bool) -> anyhow::Result<Store> {
-    private_data_dir(config)?;
-    let url = config.database_url();
-    let options = StoreOptions {
-        max_connections: config.store.max_connections,
-        sqlite_cache_kib: config.store.cache_mib.saturating_mul(1024),
-        background_checkpoints,
-        ..StoreOptions::default()
-    };
-    let store = Store::open(&url, &options)
-        .with_context(|| format!("opening the database at {}", redacted(config)))?;
-    for name in store.migrate().context("applying migrations")? {
-        tracing::info!(migration = %name, "migration applied");
-    }
-    Ok(store
-        .with_sealer(message_key(config, true)?)
-        .with_dead_letter_quota(config.dead_letters.quota()))
-}
-
-/// Creates the data directory, or narrows an existing one, to 0700
-/// whatever the umask: it holds the database, the message key and backups.
-fn private_data_dir(config: &Config) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = &config.data_dir;
-    store::db::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("making {} private", dir.display()))
-}
-
-/// The configured message key: `messages.key`, else the key file, which is
-/// created if missing only when `create` is set (a restore must use the
-/// key of the server that took the backup, never a fresh one).
-pub fn message_key(config: &Config, create: bool) -> anyhow::Result<Sealer> {
-    if let Some(hex) = &config.messages.key {
-        return Sealer::from_hex(hex).context("messages.key");
-    }
-    let path = config.key_file();
-    if !create && !path.exists() {
-        anyhow::bail!(
-            "no message key at {}: restore needs the message key of the server that took the backup (set messages.key or copy its key file there)",
-            path.display()
-        );
-    }
-    Ok(Sealer::load_or_create(&path)?)
-}
-
-pub fn redacted(config: &Config) -> String {
-    match &config.database_url {
-        Some(_) => "the configured database_url".to_owned(),
-        None => config.database_url(),
-    }
 }
 
 pub fn migrate(config: &Config) -> anyhow::Result<()> {
@@ -208,26 +148,7 @@ pub fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
             }
         }
         DlqCommand::Replay { id } => {
-            let letter = store
-                .dead_letter(id)?
-                .with_context(|| format!("no dead letter {id}"))?;
-            anyhow::ensure!(
-                !letter.truncated(),
-                "dead letter {id} kept {} of its {} bytes (dead-letter quota); it cannot be replayed",
-                letter.payload.len(),
-                letter.size
-            );
-            let request =
-                bridge::request::decode(&letter.topic, &letter.payload, config.messages.max_body)
-                    .with_context(|| {
-                    format!(
-                        "dead letter {id} is on {}, which the bridge does not serve",
-                        letter.topic
-                    )
-                })?;
-            let committed = bridge::batch::commit(&store, &[request])?;
-            store.transaction(|tx| tx.mark_replayed(id))?;
-            match committed.outcomes.first() {
+            match bridge::replay::replay(&store, id, config.messages.max_body)? {
                 Some(bridge::Outcome::Stored(ack)) => {
                     println!("dead letter {id}: stored as message {}", ack.id)
                 }
@@ -242,4 +163,20 @@ pub fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `bluetick chat`, with `--as` minting tokens from this config's store.
+pub fn chat(config: &Config, args: chat::ChatArgs) -> anyhow::Result<()> {
+    let mint_token = |name: &str| -> anyhow::Result<String> {
+        let store = open_store(config)?;
+        let user = protocol::UserName::parse(name)?;
+        Ok(store.issue_token(&user, chat::CHAT_TOKEN_TTL)?.token)
+    };
+    let local = chat::Local {
+        mqtt_addr: config.mqtt.addr,
+        tls_addr: config.mqtt.tls_addr,
+        data_dir: &config.data_dir,
+        mint_token: &mint_token,
+    };
+    chat::run(&local, args)
 }

@@ -1,25 +1,23 @@
 //! `bluetick`: the binary that assembles the crates.
 //!
 //! # Layout
-//! - `config`: the one typed configuration (file, environment, flags).
-//! - `serve`: wires store, broker and HTTP into a running server and shuts
-//!   it down cleanly.
-//! - `http`: the HTTP API (accounts, health, metrics).
+//! - `config`: the one typed configuration (file, environment, flags),
+//!   composed of the sections the crates own (`[mqtt]` in `broker`,
+//!   `[http]`/`[auth]`/`[web]`/`[media]` in `api`, `[jobs]` in `jobs`).
+//! - `open`: the store, message key and media object store, opened from
+//!   the configuration.
+//! - `serve`: wires store, broker, bridge, HTTP API (`api`, with the media
+//!   service) and jobs into a running server and shuts it down cleanly.
 //! - `commands`: the operator subcommands (`migrate`, `config`, `user`,
-//!   `dlq`).
+//!   `dlq`, and `chat`, which runs the `chat` crate).
 //! - `operations`: `job`, `restore` and `user export`, on the `jobs` crate.
-//! - `chat`: the terminal chat client, on the `client` SDK.
-//! - `bench`: the load generator and its baselines.
 //!
-//! Logic that could live in a library crate does: this crate parses
-//! arguments, wires, and prints.
+//! `bluetick bench` is the `bench` crate. Logic that could live in a
+//! library crate does: this crate parses arguments, wires, and prints.
 
-mod bench;
-mod chat;
 mod commands;
 mod config;
-mod http;
-mod media;
+mod open;
 mod operations;
 mod serve;
 
@@ -138,7 +136,7 @@ fn main() -> ExitCode {
         Command::Dlq(command) => commands::dlq(&config, command),
         Command::Job(command) => operations::job(&config, command),
         Command::Restore { backup } => operations::restore(&config, &backup),
-        Command::Chat(args) => chat::run(&config, args),
+        Command::Chat(args) => commands::chat(&config, args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

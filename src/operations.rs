@@ -9,8 +9,8 @@ use store::{Store, StoreOptions};
 
 use jobs::schedule::format_ms;
 
-use crate::commands::open_store;
 use crate::config::Config;
+use crate::open::{self, open_store};
 
 #[derive(Subcommand)]
 pub enum JobCommand {
@@ -48,7 +48,7 @@ pub fn context(
         Some(dir) => Arc::new(jobs::target::LocalDir::new(dir)),
         None => media.clone(),
     };
-    jobs::Context::new(store, node, config.job_settings(), target).with_media(media)
+    jobs::Context::new(store, node, config.jobs.settings(), target).with_media(media)
 }
 
 /// An operator command's job context, and the runtime that drives its
@@ -62,13 +62,12 @@ fn cli_context(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let media = crate::media::MediaService::open(config)?;
     let node = format!("{}/cli", config.node);
     let context = context(
         config,
         store,
         &node,
-        media.objects,
+        open::media_objects(config)?,
         runtime.handle().clone(),
     );
     Ok((runtime, context))
@@ -141,7 +140,7 @@ pub fn restore(config: &Config, backup: &str) -> anyhow::Result<()> {
     // message key authenticates the archive (its backup key is derived).
     let store = Store::open(&config.database_url(), &StoreOptions::default())
         .context("opening the database to restore into")?
-        .with_sealer(crate::commands::message_key(config, false)?);
+        .with_sealer(open::message_key(config, false)?);
     let (_runtime, context) = cli_context(config, store.clone())?;
     let path = if Path::new(backup).is_file() {
         PathBuf::from(backup)
@@ -156,9 +155,9 @@ pub fn restore(config: &Config, backup: &str) -> anyhow::Result<()> {
     println!(
         "restoring {} into {}",
         path.display(),
-        crate::commands::redacted(config)
+        open::redacted(config)
     );
-    let limits = config.restore_limits();
+    let limits = config.jobs.restore_limits();
     jobs::restore::restore(&store, &path, &limits, &mut |line| println!("{line}"))?;
     store.close()?;
     Ok(())

@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-use crate::commands::open_store_with;
 use crate::config::{Config, LogConfig, LogFormat};
-use crate::http::{self, AppState};
+use crate::open::{self, open_store_with};
+use api::{self as http, AppState};
 
 /// How long shutdown waits for in-flight HTTP requests and session events.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,11 +108,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .await
     .context("starting the bridge")?;
     let bridge = Arc::new(bridge);
-    let recorder = tokio::spawn(track_connections(
+    let presence = bridge.presence();
+    let recorder = tokio::spawn(broker::events::record(
         store.clone(),
         config.node.clone(),
         events,
-        bridge.presence(),
+        move |user, at| {
+            let presence = presence.clone();
+            async move { presence.refresh(user.as_str(), at).await }
+        },
     ));
 
     let http_listener = TcpListener::bind(config.http.addr)
@@ -124,12 +128,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for metrics on {}", config.http.metrics_addr))?;
     let metrics_addr = metrics_listener.local_addr()?;
     let shutting_down = Arc::new(AtomicBool::new(false));
-    let media = Arc::new(crate::media::MediaService::open(&config)?);
+    let media = Arc::new(api::media_service::MediaService::new(
+        open::media_objects(&config)?,
+        &config.media,
+    ));
     let state = AppState {
         store: store.clone(),
         authenticator: broker.authenticator(),
         presence_policy: broker.presence_policy(),
-        accounts: Arc::new(account_limits(&config)),
+        accounts: Arc::new(config.auth.account_limits()),
         bridge: bridge.clone(),
         max_body: config.messages.max_body,
         token_ttl: Duration::from_secs(config.auth.token_ttl_days * 86_400),
@@ -252,28 +259,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// The limits of registration and login, from `[auth]`.
-fn account_limits(config: &Config) -> http::throttle::AccountLimits {
-    use http::throttle::{PasswordGate, Throttle};
-    let auth = &config.auth;
-    let login_window = Duration::from_secs(auth.login_window_secs);
-    http::throttle::AccountLimits {
-        login_names: Throttle::new(auth.max_login_failures, login_window),
-        login_sources: Throttle::new(auth.max_login_failures_per_address, login_window),
-        registrations: Throttle::new(
-            auth.max_registrations_per_address,
-            Duration::from_secs(auth.registration_window_secs),
-        ),
-        password_gate: PasswordGate::new(
-            auth.password_hash_concurrency,
-            auth.password_hash_queue,
-            PASSWORD_GATE_MAX_WAIT,
-        ),
-    }
-}
-
-/// Longest a login or registration waits in the password gate's queue.
-const PASSWORD_GATE_MAX_WAIT: Duration = Duration::from_secs(10);
-
 /// Makes freed large allocations go back to the system at once.
 ///
 /// glibc raises its mmap threshold after the first large block is freed,
@@ -352,31 +337,6 @@ async fn run_checkpoints(store: store::Store, interval: Duration) {
     }
 }
 
-/// Keeps the `sessions` table and presence true to the guard's connect and
-/// disconnect events, in the order they happened.
-async fn track_connections(
-    store: store::Store,
-    node: String,
-    mut events: broker::EventReceiver,
-    presence: Arc<bridge::Tracker>,
-) {
-    while let Some(event) = events.recv().await {
-        if event.user.is_empty() {
-            continue;
-        }
-        let (user, at) = (event.user.clone(), event.at_ms);
-        let (writer, node) = (store.clone(), node.clone());
-        match tokio::task::spawn_blocking(move || broker::events::apply(&writer, &node, event))
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not update the sessions table"),
-            Err(e) => tracing::warn!(error = %e, "sessions writer task failed"),
-        }
-        presence.refresh(&user, at).await;
-    }
-}
-
 fn bridge_config(
     config: &Config,
     broker: std::net::SocketAddr,
@@ -415,7 +375,7 @@ fn broker_config(config: &Config, service_secret: &str) -> broker::BrokerConfig 
     broker::BrokerConfig {
         mqtt_addr: mqtt.addr,
         ws_addr: mqtt.ws_enabled.then_some(mqtt.ws_addr),
-        tls: config.tls(),
+        tls: config.mqtt.tls(),
         max_connections: mqtt.max_connections,
         max_packet_size: mqtt.max_packet_size,
         max_inflight: mqtt.max_inflight,

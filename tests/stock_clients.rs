@@ -216,25 +216,19 @@ async fn mosquitto_clients_talk_over_tls_and_plain_mqtt_is_refused_there() {
 async fn unusable_tls_files_stop_the_start_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.pem");
-    let output = common::bluetick()
-        .arg("serve")
-        .args([
-            "--mqtt-addr",
-            "127.0.0.1:0",
-            "--ws-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("bluetick.db").display());
+    let mut launch = launch::Launch::serve(common::bluetick(), dir.path(), &database, [any; 3]);
+    launch
+        .command()
         .env("BLUETICK_MQTT__TLS_ADDR", "127.0.0.1:0")
         .env("BLUETICK_MQTT__TLS_CERT_FILE", &missing)
-        .env("BLUETICK_MQTT__TLS_KEY_FILE", &missing)
-        .output()
-        .expect("run bluetick");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+        .env("BLUETICK_MQTT__TLS_KEY_FILE", &missing);
+    let Err(launch::LaunchError::NotReady { log: stderr, .. }) =
+        launch.start(Duration::from_secs(60))
+    else {
+        panic!("a server with unusable TLS files must not start");
+    };
     assert!(
         stderr.contains("TLS") && stderr.contains("missing.pem"),
         "{stderr}"

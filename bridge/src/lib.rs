@@ -48,12 +48,17 @@
 //!
 //! The bridge never talks to the broker except over MQTT, so it runs
 //! unchanged against the embedded broker or an external one.
+//!
+//! A refused payload kept as a dead letter can be run through the same
+//! commit again, without a running server ([`replay`], `bluetick dlq
+//! replay`).
 
 pub mod batch;
 mod commit;
 mod live;
 pub mod presence;
 pub mod quota;
+pub mod replay;
 pub mod request;
 
 use protocol::messages::{ErrorEvent, Event, InboxEvent, Rejection, SyncedEvent};

@@ -1,5 +1,5 @@
 //! Connection events the guard reports, the bounded queue they travel in,
-//! and how they keep the `sessions` table true.
+//! and the task that keeps the `sessions` table true to them ([`record`]).
 //!
 //! The guard reports from inside rumqttd's synchronous codec, so it must
 //! never wait; the consumer writes each event to the database, so it can
@@ -20,7 +20,9 @@
 //! the overflow is read only when the channel is empty, under the same lock
 //! that a sender holds to add to it, after its connect was already queued.
 
+use protocol::UserName;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use store::sessions::Session;
 use store::Store;
@@ -41,8 +43,9 @@ pub struct ConnectionEvent {
     pub kind: EventKind,
     /// Unique per connection: `{node}:{counter}`.
     pub connection_id: String,
-    /// The authenticated user; empty for dev-open clients.
-    pub user: String,
+    /// The authenticated user; `None` for dev-open clients and the
+    /// server's own (the bridge), which `sessions` does not hold.
+    pub user: Option<UserName>,
     /// The MQTT client id.
     pub client_id: String,
     /// Unix milliseconds.
@@ -52,18 +55,42 @@ pub struct ConnectionEvent {
 /// Applies one event to the `sessions` table. Events of the server's own
 /// clients (no user) change nothing.
 pub fn apply(store: &Store, node: &str, event: ConnectionEvent) -> Result<(), store::StoreError> {
-    if event.user.is_empty() {
+    let Some(user) = event.user else {
         return Ok(());
-    }
+    };
     match event.kind {
         EventKind::Connected => store.open_session(&Session {
             connection_id: event.connection_id,
-            user_name: event.user,
+            user_name: user.as_str().to_owned(),
             client_id: event.client_id,
             node: node.to_owned(),
             connected_at: event.at_ms,
         }),
         EventKind::Disconnected => store.close_session(&event.connection_id),
+    }
+}
+
+/// Keeps the `sessions` table true to the guard's connect and disconnect
+/// events, in the order they happened, until the broker stops; after each
+/// user's event, `then(user, at_ms)` (the bridge re-reads their presence).
+/// Runs as one task of `bluetick serve`.
+pub async fn record<F, Done>(store: Store, node: String, mut events: EventReceiver, mut then: F)
+where
+    F: FnMut(UserName, i64) -> Done,
+    Done: Future<Output = ()>,
+{
+    while let Some(event) = events.recv().await {
+        let Some(user) = event.user.clone() else {
+            continue;
+        };
+        let at = event.at_ms;
+        let (writer, node) = (store.clone(), node.clone());
+        match tokio::task::spawn_blocking(move || apply(&writer, &node, event)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not update the sessions table"),
+            Err(e) => tracing::warn!(error = %e, "sessions writer task failed"),
+        }
+        then(user, at).await;
     }
 }
 
@@ -186,7 +213,7 @@ mod tests {
         ConnectionEvent {
             kind,
             connection_id: format!("n:{connection}"),
-            user: "alice".to_owned(),
+            user: Some(UserName::parse("alice").unwrap()),
             client_id: "alice.phone".to_owned(),
             at_ms: 0,
         }

@@ -137,10 +137,10 @@ impl Identity {
         !matches!(self, Identity::Service { .. })
     }
 
-    fn user_label(&self) -> &str {
+    fn user_name(&self) -> Option<&UserName> {
         match self {
-            Identity::User { user, .. } => user.as_str(),
-            Identity::Open { .. } | Identity::Service { .. } => "",
+            Identity::User { user, .. } => Some(user),
+            Identity::Open { .. } | Identity::Service { .. } => None,
         }
     }
 }
@@ -415,7 +415,7 @@ impl Guard {
         let event = ConnectionEvent {
             kind,
             connection_id: connection_id.to_owned(),
-            user: identity.user_label().to_owned(),
+            user: identity.user_name().cloned(),
             client_id: identity.client_id().to_owned(),
             at_ms: store::clock::now_ms(),
         };

@@ -6,6 +6,7 @@
 //!   connections, and reports connects and disconnects. This is the only
 //!   place that decides who may do what on MQTT.
 //! - [`auth`]: token checks for CONNECT against the store, briefly cached.
+//! - [`config`]: the `[mqtt]` section of the server's configuration.
 //! - [`privacy`]: who may see whose presence; the guard applies it to every
 //!   presence message it writes to a client.
 //! - [`events`]: the connected/disconnected events, the bounded queue that
@@ -34,6 +35,7 @@
 //! defaults panic or grow without bound (DESIGN.md).
 
 pub mod auth;
+pub mod config;
 pub mod events;
 pub mod guard;
 pub mod metrics;

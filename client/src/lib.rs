@@ -17,7 +17,9 @@
 //! - [`outbox`]: the SQLite state file: unsettled sends and `last_seq`.
 //! - [`inbox`]: the pure seq state machine: dedup, reorder buffer, gap
 //!   detection and when to `sync`.
-//! - [`client`]: the public handle [`Client`] and [`AppEvent`].
+//! - [`client`]: the public handle [`Client`].
+//! - `event`: [`AppEvent`], what the driver tells the app (the handle
+//!   hands out their channel; the driver fills it).
 //! - `session`: the driver tasks: the rumqttc event loop, the CONNACK
 //!   routine, the resend timer, ack debouncing, delivery to the app.
 //! - [`error`]: the [`ClientError`] enum.
@@ -90,6 +92,7 @@
 pub mod client;
 pub mod config;
 pub mod error;
+mod event;
 pub mod inbox;
 pub mod outbox;
 mod session;

@@ -39,7 +39,7 @@ use rumqttc::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::client::AppEvent;
+use crate::event::AppEvent;
 use crate::config::{publish_size, Config};
 use crate::error::ClientError;
 use crate::inbox::{Inbox, Timing};

@@ -23,6 +23,7 @@
 //! - [`archival`]: moves week-old messages to the archive table.
 //! - [`expiry`]: deletes disappearing messages whose time has come.
 //! - [`progress`]: counts-and-rate logging for long jobs.
+//! - [`config`]: the `[jobs]` section of the server's configuration.
 //! - [`objects`]: the object store (local or S3) as jobs use it: where
 //!   backups go and media objects are deleted.
 //!
@@ -48,6 +49,7 @@ pub mod archival;
 pub mod authentication;
 pub mod backup;
 pub mod cleanup;
+pub mod config;
 pub mod expiry;
 pub mod export;
 pub mod lease;

@@ -24,7 +24,15 @@ pub enum StartError {
 }
 
 impl Mosquitto {
+    /// Starts one that logs everything (the conformance suite reads it).
     pub fn start() -> Result<Mosquitto, StartError> {
+        Mosquitto::start_with("log_type all\n")
+    }
+
+    /// Starts one with `settings` (mosquitto.conf lines, such as log types
+    /// and queue limits) after the listener, anonymous access and no
+    /// persistence.
+    pub fn start_with(settings: &str) -> Result<Mosquitto, StartError> {
         let dir = tempfile::tempdir()?;
         // Take a free port from the kernel; mosquitto binds it right after.
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -35,7 +43,7 @@ impl Mosquitto {
             &config,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 log_dest stderr\nlog_type all\n"
+                 log_dest stderr\n{settings}"
             ),
         )?;
         let child = Command::new("mosquitto")

@@ -32,6 +32,8 @@
 //! - [`cleanup`]: the batched deletions of the cleanup job.
 //! - [`device_backups`]: devices' own encrypted backups, newest N kept.
 //! - [`export`]: one user's account and messages, for them to take away.
+//! - [`config`]: the `[store]`, `[search]` and `[dead_letters]` sections
+//!   of the server's configuration.
 //!
 //! Writes that must happen together go through [`Store::transaction`],
 //! which hands out a [`Tx`]; the messaging functions take one.
@@ -54,6 +56,7 @@ pub mod accounts;
 pub mod archive;
 pub mod cleanup;
 pub mod clock;
+pub mod config;
 pub mod dead_letters;
 pub mod device_backups;
 mod error;

@@ -12,11 +12,9 @@ pub mod rows;
 pub mod tools;
 pub mod ws;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 pub use store::testing::TestDatabase;
 pub use store::Backend;
@@ -372,8 +370,7 @@ fn spawn(
     options: &Options,
     addrs: [SocketAddr; 3],
 ) -> Started {
-    let stderr = std::fs::File::create(stderr_path).expect("log file");
-    let mut command = match options.umask {
+    let program = match options.umask {
         // The shell sets the mask, then becomes the server.
         Some(mask) => {
             let mut shell = Command::new("sh");
@@ -385,67 +382,30 @@ fn spawn(
         }
         None => bluetick(),
     };
-    command
-        .arg("serve")
-        .args(["--mqtt-addr", &addrs[0].to_string()])
-        .args(["--ws-addr", &addrs[1].to_string()])
-        .args(["--http-addr", &addrs[2].to_string()])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--database-url", &database.url])
+    let mut launch =
+        launch::Launch::serve(program, data_dir, &database.url, addrs).log_to(stderr_path);
+    launch
+        .command()
         .args(&options.args)
         .env("RUST_LOG", "info,rumqttd=warn")
-        // The metrics listener on a free port, gauges fresh within a
-        // second, and room for the many users tests register from
-        // 127.0.0.1; a test's own options override these.
-        .env("BLUETICK_HTTP__METRICS_ADDR", "127.0.0.1:0")
+        // Gauges fresh within a second, and room for the many users tests
+        // register from 127.0.0.1; a test's own options override these.
         .env("BLUETICK_HTTP__METRICS_REFRESH_SECS", "1")
-        .env("BLUETICK_AUTH__MAX_REGISTRATIONS_PER_ADDRESS", "1000000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr);
+        .env("BLUETICK_AUTH__MAX_REGISTRATIONS_PER_ADDRESS", "1000000");
     for (key, value) in &options.env {
-        command.env(key, value);
+        launch.command().env(key, value);
     }
-    let mut child = command.spawn().expect("spawn bluetick");
-    let stdout = child.stdout.take().expect("stdout");
-    let (lines_tx, lines_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut mqtt, mut ws, mut http, mut metrics, mut tls) = (None, None, None, None, None);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let Ok(line) = lines_rx.recv_timeout(remaining) else {
-            let _ = child.kill();
-            panic!(
-                "server did not become ready:\n{}",
-                std::fs::read_to_string(stderr_path).unwrap_or_default()
-            );
-        };
-        let mut words = line.split_whitespace();
-        match (words.next(), words.next(), words.next()) {
-            (Some("listening"), Some("mqtt"), Some(a)) => mqtt = a.parse().ok(),
-            (Some("listening"), Some("ws"), Some(a)) => ws = a.parse().ok(),
-            (Some("listening"), Some("http"), Some(a)) => http = a.parse().ok(),
-            (Some("listening"), Some("tls"), Some(a)) => tls = a.parse().ok(),
-            (Some("listening"), Some("metrics"), Some(a)) => metrics = a.parse().ok(),
-            (Some("ready"), None, None) => break,
-            _ => {}
-        }
-    }
+    let started = launch
+        .start(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listening = started.listening;
     Started {
-        child,
-        mqtt: mqtt.expect("mqtt address line"),
-        ws: ws.expect("ws address line"),
-        http: http.expect("http address line"),
-        metrics: metrics.expect("metrics address line"),
-        tls,
+        child: started.child,
+        mqtt: listening.mqtt,
+        ws: listening.ws.expect("ws address line"),
+        http: listening.http.expect("http address line"),
+        metrics: listening.metrics.expect("metrics address line"),
+        tls: listening.tls,
     }
 }
 

@@ -1,19 +1,34 @@
-//! The HTTP API: accounts, sending, media, history, stars, search,
-//! presence, device backups, health and metrics, and its OpenAPI document;
-//! and the web client's files ([`web`]).
+//! bluetick's HTTP API (the `bluetick-http` crate): accounts, sending,
+//! media, history, stars, search, presence, device backups, health and
+//! metrics, and its OpenAPI document; and the web client's files ([`web`]).
+//!
+//! # Layout
+//! - [`router`] and [`metrics_router`]: the routes, built from the
+//!   handlers' OpenAPI annotations; [`listener`]: the accept loop with its
+//!   header timeout and connection cap.
+//! - one module per resource (accounts, messages, history, presence,
+//!   media, backup, health); [`throttle`]: login and registration limits
+//!   and the password-hash gate.
+//! - [`media_service`]: where media bytes go (the object store), the media
+//!   key scheme, upload limits and bounded thumbnail making.
+//! - [`config`]: the `[http]`, `[auth]` and `[web]` sections of the
+//!   server's configuration (`[media]` is in [`media_service`]).
 //!
 //! Every handler is thin: it extracts, calls the store on a blocking thread
 //! (diesel is synchronous) and maps the answer. Refusals share one JSON
-//! shape (see [`error`]).
+//! shape (see [`ApiError`]). The binary builds an [`AppState`] and serves
+//! [`router`].
 
 mod accounts;
 mod backup;
+pub mod config;
 mod error;
 mod extract;
 mod health;
 mod history;
 pub mod listener;
 mod media;
+pub mod media_service;
 mod messages;
 mod openapi;
 mod presence;
@@ -58,7 +73,7 @@ pub struct AppState {
     /// Set when shutdown begins; `/readyz` then answers 503.
     pub shutting_down: Arc<AtomicBool>,
     /// The media store and its limits.
-    pub media: Arc<crate::media::MediaService>,
+    pub media: Arc<media_service::MediaService>,
     /// What the web client is told about this server (issue 17).
     pub web: Arc<web::ClientSettings>,
 }

@@ -28,11 +28,21 @@ use std::io::Write;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
-use crate::commands::open_store;
-use crate::config::Config;
 
 /// Lifetime of tokens minted by `--as`.
-const CHAT_TOKEN_TTL: Duration = Duration::from_secs(86_400);
+pub const CHAT_TOKEN_TTL: Duration = Duration::from_secs(86_400);
+
+/// What the chat takes from the server's configuration.
+pub struct Local<'a> {
+    /// The MQTT listener (default `--server`).
+    pub mqtt_addr: std::net::SocketAddr,
+    /// The MQTT TLS listener (default `--server` with `--tls`).
+    pub tls_addr: std::net::SocketAddr,
+    /// Where the outbox and inbox position live by default (`chat/`).
+    pub data_dir: &'a std::path::Path,
+    /// Mints a token for `--as NAME` from the local store.
+    pub mint_token: &'a dyn Fn(&str) -> anyhow::Result<String>,
+}
 
 #[derive(Args)]
 pub struct ChatArgs {
@@ -101,7 +111,7 @@ enum ChatAction {
     },
 }
 
-pub fn run(config: &Config, args: ChatArgs) -> anyhow::Result<()> {
+pub fn run(config: &Local<'_>, args: ChatArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -127,15 +137,12 @@ pub fn run(config: &Config, args: ChatArgs) -> anyhow::Result<()> {
 }
 
 async fn connect(
-    config: &Config,
+    config: &Local<'_>,
     identity: &Identity,
 ) -> anyhow::Result<(Client, tokio::sync::mpsc::UnboundedReceiver<AppEvent>)> {
     let (user, token) = match (&identity.as_user, &identity.user, &identity.token) {
         (Some(name), _, _) => {
-            let store = open_store(config)?;
-            let user = protocol::UserName::parse(name)?;
-            let issued = store.issue_token(&user, CHAT_TOKEN_TTL)?;
-            (name.clone(), issued.token)
+            (name.clone(), (config.mint_token)(name)?)
         }
         (None, Some(user), Some(token)) => (user.clone(), token.clone()),
         _ => bail!("say who you are: --as NAME, or --user NAME --token TOKEN"),
@@ -148,8 +155,8 @@ async fn connect(
         (None, false) => None,
     };
     let default_server = match tls {
-        Some(_) => config.mqtt.tls_addr,
-        None => config.mqtt.addr,
+        Some(_) => config.tls_addr,
+        None => config.mqtt_addr,
     };
     let server = identity.server.unwrap_or(default_server);
     if tls.is_none() && !server.ip().is_loopback() {

@@ -2,18 +2,18 @@
 //! stock Mosquitto for the baseline. Each is stopped when dropped.
 
 use anyhow::Context;
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use mosquitto_compat::mosquitto::Mosquitto;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command};
+use std::time::Duration;
 
-/// A process serving MQTT on `mqtt`.
+/// A bluetick server serving MQTT on `mqtt`.
 pub struct Spawned {
     child: Child,
     pub mqtt: SocketAddr,
-    /// The HTTP API (bluetick only).
+    /// The HTTP API.
     pub http: Option<SocketAddr>,
-    /// The private `/metrics` listener (bluetick only).
+    /// The private `/metrics` listener.
     pub metrics: Option<SocketAddr>,
     /// The server's database, for provisioning bench users.
     pub database_url: String,
@@ -57,71 +57,43 @@ pub fn bluetick(
     let database_url = database_url
         .map(str::to_owned)
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.path().join("bluetick.db").display()));
-    let log = std::fs::File::create(data_dir.path().join("server.log"))?;
-    let mut command = Command::new(std::env::current_exe()?);
-    command
-        .args([
-            "serve",
-            "--mqtt-addr",
-            "127.0.0.1:0",
-            "--ws-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir.path())
-        .args(["--database-url", &database_url])
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut launch = launch::Launch::serve(
+        Command::new(std::env::current_exe()?),
+        data_dir.path(),
+        &database_url,
+        [any; 3],
+    );
+    launch
+        .command()
         .env("RUST_LOG", "warn")
-        .env("BLUETICK_HTTP__METRICS_ADDR", "127.0.0.1:0")
         // The bench's users send as fast as the pattern says and never
         // resend a refusal, so the server it starts lifts the per-user send
         // quota (a human-scale default of 50/s); a --target server keeps
         // its own.
         .env("BLUETICK_QUOTAS__SENDS_PER_SECOND", "1000000")
-        .env("BLUETICK_QUOTAS__SEND_BURST", "1000000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log);
+        .env("BLUETICK_QUOTAS__SEND_BURST", "1000000");
     if dev_open {
-        command.arg("--dev-open");
+        launch.command().arg("--dev-open");
     }
     for (key, value) in env {
-        command.env(key, value);
+        launch.command().env(key, value);
     }
-    let mut child = command.spawn().context("starting bluetick serve")?;
-    let stdout = child.stdout.take().context("server stdout")?;
-    let (mut mqtt, mut http, mut metrics) = (None, None, None);
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        if let Some(addr) = line.strip_prefix("listening mqtt ") {
-            mqtt = addr.parse().ok();
-        }
-        if let Some(addr) = line.strip_prefix("listening http ") {
-            http = addr.parse().ok();
-        }
-        if let Some(addr) = line.strip_prefix("listening metrics ") {
-            metrics = addr.parse().ok();
-        }
-        if line == "ready" {
-            break;
-        }
-    }
-    let mqtt = mqtt.with_context(|| {
-        format!(
-            "the server did not start; see {}",
-            data_dir.path().join("server.log").display()
-        )
-    })?;
+    let started = launch
+        .start(SERVER_START_TIMEOUT)
+        .context("starting bluetick serve")?;
     Ok(Spawned {
-        child,
-        mqtt,
-        http,
-        metrics,
+        child: started.child,
+        mqtt: started.listening.mqtt,
+        http: started.listening.http,
+        metrics: started.listening.metrics,
         database_url,
         data_dir,
     })
 }
+
+/// Longest a server the bench starts may take to say `ready`.
+const SERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The last `most` WARN and ERROR lines of a server log.
 pub fn log_problems(log: &std::path::Path, most: usize) -> Vec<String> {
@@ -193,40 +165,12 @@ pub fn metric(metrics: SocketAddr, sample: &str) -> f64 {
 }
 
 /// Starts a stock Mosquitto on a free loopback port, anonymous, QoS 1
-/// queues large enough not to drop in a relay.
-pub fn mosquitto() -> anyhow::Result<Spawned> {
-    let data_dir = tempfile::tempdir()?;
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let conf = data_dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 100\nmax_queued_messages 100000\npersistence false\n"),
-    )?;
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting mosquitto (apt-get install mosquitto)")?;
-    let mqtt = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(mqtt).is_err() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "mosquitto did not listen on {mqtt}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(Spawned {
-        child,
-        mqtt,
-        http: None,
-        metrics: None,
-        database_url: String::new(),
-        data_dir,
-    })
+/// queues large enough not to drop in a relay, logging only problems (a
+/// log line per message would slow the baseline down).
+pub fn mosquitto() -> Result<Mosquitto, mosquitto_compat::mosquitto::StartError> {
+    Mosquitto::start_with(
+        "log_type error\nlog_type warning\nmax_inflight_messages 100\nmax_queued_messages 100000\n",
+    )
 }
 
 /// VmRSS of a process, in bytes.

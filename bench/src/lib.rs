@@ -253,7 +253,7 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
             "the run was not clean; the server's log and database are kept in {}",
             kept.display()
         );
-        for line in server::log_problems(&kept.join("server.log"), 20) {
+        for line in server::log_problems(&kept.join(launch::LOG_FILE), 20) {
             eprintln!("  server: {line}");
         }
     }
@@ -280,7 +280,7 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
             Ok(mosquitto) => relays.push(
                 relay::run(
                     "mosquitto",
-                    mosquitto.mqtt,
+                    mosquitto.addr,
                     args.relay_pairs,
                     args.size,
                     seconds,

@@ -100,7 +100,7 @@ macro_rules! asset {
         Asset {
             name: $name,
             mime: $mime,
-            bytes: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/", $name)),
+            bytes: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../web/", $name)),
         }
     };
 }
@@ -116,7 +116,7 @@ const ASSETS: &[Asset] = &[
     asset!("vendor/mqtt.min.js", "text/javascript; charset=utf-8"),
 ];
 
-const INDEX: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/index.html"));
+const INDEX: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../web/index.html"));
 
 /// The page may load only its own files and talk only to this server's
 /// HTTP origin and a WebSocket; images come from blob URLs made of

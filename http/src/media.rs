@@ -22,8 +22,7 @@ use store::media::{Media, NewMedia, PendingQuota, PendingUploads, Recorded, Uplo
 use super::error::{ApiError, ErrorBody};
 use super::extract::Caller;
 use super::{blocking, AppState};
-use crate::config::DownloadMode;
-use crate::media::ThumbnailError;
+use crate::media_service::{DownloadMode, ThumbnailError};
 
 /// The upload limits. Public, so a client can check before it has even
 /// logged in.
@@ -87,7 +86,7 @@ pub async fn upload(
         return Err(over_quota(&media.pending_quota, pending));
     }
     let id = store::media::new_media_id();
-    let object_key = format!("media/{owner}/{id}");
+    let object_key = crate::media_service::object_key(&owner, &id);
     let stream = Box::pin(body.into_data_stream().map_err(std::io::Error::other));
     let stored = match media
         .objects

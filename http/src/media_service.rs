@@ -1,7 +1,9 @@
-//! Media wiring: the object store chosen by `[media]`, the limits uploads
-//! are checked against, and thumbnails.
+//! The media service: the object store chosen by `[media]` (the binary
+//! opens it), the keys media live under ([`object_key`], [`thumbnail_key`]),
+//! the limits uploads are checked against, and thumbnails; and the
+//! `[media]` section of the configuration ([`MediaConfig`]).
 //!
-//! The HTTP handlers (`http/media.rs`) decide who may do what; this module
+//! The HTTP handlers (`media.rs`) decide who may do what; this module
 //! owns where bytes go and how thumbnails are made from them.
 //!
 //! # Invariant: a thumbnail costs bounded memory, once
@@ -15,7 +17,6 @@
 //! - an image that cannot be made into a thumbnail is remembered (a
 //!   bounded set), so asking again costs nothing.
 
-use anyhow::Context;
 use futures_util::TryStreamExt;
 use objects::{ObjectError, ObjectStore};
 use protocol::media::{MediaLimits, THUMBNAIL_CONTENT_TYPE, THUMBNAIL_MAX_SIDE, THUMBNAIL_TYPES};
@@ -26,7 +27,8 @@ use store::media::{Media, PendingQuota};
 use store::Store;
 use tokio::sync::{OwnedMutexGuard, Semaphore};
 
-use crate::config::{Config, DownloadMode, MediaStoreKind};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Largest width or height of an image a thumbnail is made from: a small
 /// file that claims huge dimensions (a decompression bomb) is refused
@@ -39,6 +41,131 @@ const THUMBNAIL_ALLOC_PER_PIXEL: u64 = 4;
 /// emptied when it would grow past this (a forgotten id is refused again
 /// from its header, cheaply).
 const FAILED_CAPACITY: usize = 10_000;
+
+/// Media uploads: where the bytes go, how they come back, and the limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// `local` (a directory) or `s3`.
+    pub store: MediaStoreKind,
+    /// The directory of the local store (default `DATA_DIR/media`).
+    pub dir: Option<PathBuf>,
+    /// S3 endpoint URL, e.g. `https://s3.eu-west-1.amazonaws.com` or
+    /// `http://127.0.0.1:8333`.
+    pub s3_endpoint: String,
+    pub s3_bucket: String,
+    pub s3_region: String,
+    pub s3_access_key: String,
+    pub s3_secret_key: String,
+    /// `ENDPOINT/BUCKET/KEY` URLs instead of `BUCKET.ENDPOINT/KEY`; most
+    /// self-hosted S3 servers need it.
+    pub s3_path_style: bool,
+    /// Keep every object under this folder of the bucket (e.g.
+    /// `production`), so several deployments can share one bucket. Empty:
+    /// the bucket's root.
+    pub s3_prefix: String,
+    /// How downloads from S3 are served: `proxy` streams the bytes through
+    /// the server; `redirect` answers 302 to a presigned URL. The local
+    /// store always proxies.
+    pub download: DownloadMode,
+    /// Lifetime of a presigned download URL, in seconds.
+    pub presign_ttl_secs: u64,
+    /// Largest upload, in bytes.
+    pub max_size: u64,
+    /// Content types an upload may declare. In the environment, a
+    /// comma-separated list.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub allowed_types: Vec<String>,
+    /// Largest image a thumbnail is made from, in bytes; bigger images get
+    /// none (decoding is bounded in pixels too).
+    pub thumbnail_max_input: u64,
+
+    // --- Hardening (issue 12): decoding and pending-upload bounds ---
+    /// Most pixels (width × height, read from the image header before any
+    /// pixel is decoded) of an image a thumbnail is made from.
+    pub thumbnail_max_pixels: u64,
+    /// Thumbnails decoded at once by this server; more requests wait.
+    pub thumbnail_decodes: usize,
+    /// Most uploads a user may hold that no message carries yet.
+    pub max_pending_uploads: u64,
+    /// Most bytes of uploads a user may hold that no message carries yet.
+    pub max_pending_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaStoreKind {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DownloadMode {
+    Proxy,
+    Redirect,
+}
+
+/// A list given either as a TOML array or as one comma-separated string
+/// (which is what an environment variable can hold).
+fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Csv(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(list) => list,
+        Either::Csv(csv) => csv
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            store: MediaStoreKind::Local,
+            dir: None,
+            s3_endpoint: String::new(),
+            s3_bucket: String::new(),
+            s3_region: "us-east-1".to_owned(),
+            s3_access_key: String::new(),
+            s3_secret_key: String::new(),
+            s3_path_style: true,
+            s3_prefix: String::new(),
+            download: DownloadMode::Proxy,
+            presign_ttl_secs: 300,
+            max_size: protocol::media::DEFAULT_MAX_SIZE,
+            allowed_types: protocol::media::DEFAULT_ALLOWED_TYPES
+                .iter()
+                .map(|t| t.to_string())
+                .collect(),
+            thumbnail_max_input: 25 * 1024 * 1024,
+            thumbnail_max_pixels: 24_000_000,
+            thumbnail_decodes: 2,
+            max_pending_uploads: 32,
+            max_pending_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where an upload's bytes live in the object store: under its owner,
+/// `media/{owner}/{id}`. With [`thumbnail_key`], the only place the media
+/// key scheme is written (the rows record the keys, so cleanup and backups
+/// read them from there).
+pub fn object_key(owner: &str, id: &str) -> String {
+    format!("media/{owner}/{id}")
+}
+
+/// Where the thumbnail of the media stored at `object_key` lives: beside it.
+pub fn thumbnail_key(object_key: &str) -> String {
+    format!("{object_key}.thumb.jpg")
+}
 
 /// Everything the media endpoints need.
 pub struct MediaService {
@@ -160,37 +287,10 @@ impl Drop for Making<'_> {
 }
 
 impl MediaService {
-    /// Opens the configured object store.
-    pub fn open(config: &Config) -> anyhow::Result<MediaService> {
-        let media = &config.media;
-        let objects: Arc<dyn ObjectStore> =
-            match media.store {
-                MediaStoreKind::Local => {
-                    let dir = config.media_dir();
-                    Arc::new(objects::Local::open(&dir).with_context(|| {
-                        format!("opening the media directory {}", dir.display())
-                    })?)
-                }
-                MediaStoreKind::S3 => {
-                    anyhow::ensure!(
-                        !media.s3_endpoint.is_empty() && !media.s3_bucket.is_empty(),
-                        "media.store = \"s3\" needs media.s3_endpoint and media.s3_bucket"
-                    );
-                    Arc::new(
-                        objects::S3::open(&objects::S3Config {
-                            endpoint: media.s3_endpoint.clone(),
-                            bucket: media.s3_bucket.clone(),
-                            region: media.s3_region.clone(),
-                            access_key: media.s3_access_key.clone(),
-                            secret_key: media.s3_secret_key.clone(),
-                            path_style: media.s3_path_style,
-                            prefix: media.s3_prefix.clone(),
-                        })
-                        .context("configuring the S3 media store")?,
-                    )
-                }
-            };
-        Ok(MediaService {
+    /// The media service over `objects` (the store `media.store` names),
+    /// with `media`'s limits.
+    pub fn new(objects: Arc<dyn ObjectStore>, media: &MediaConfig) -> MediaService {
+        MediaService {
             objects,
             limits: MediaLimits {
                 max_size: media.max_size,
@@ -210,7 +310,7 @@ impl MediaService {
                 max_bytes: media.max_pending_bytes,
             },
             thumbnails: Thumbnails::new(media.thumbnail_decodes),
-        })
+        }
     }
 
     /// Whether `media` is of a type thumbnails are made for.
@@ -293,7 +393,7 @@ impl MediaService {
         .await
         .map_err(|e| unavailable(&e))?
         .map_err(ThumbnailError::Unprocessable)?;
-        let key = format!("{}.thumb.jpg", media.object_key);
+        let key = thumbnail_key(&media.object_key);
         self.objects
             .put(
                 &key,
