@@ -179,6 +179,20 @@ impl Client {
         events
     }
 
+    /// The next inbox event as JSON, skipping other messages; fails the
+    /// test if none arrives within [`TIMEOUT`].
+    pub async fn next_inbox_event(&mut self) -> serde_json::Value {
+        loop {
+            let message = self
+                .next_message(TIMEOUT)
+                .await
+                .expect("an inbox event in time");
+            if message.topic.ends_with("/inbox") {
+                return serde_json::from_slice(&message.payload).expect("inbox events are JSON");
+            }
+        }
+    }
+
     /// The next message, if one arrives within `timeout`.
     pub async fn next_message(&mut self, timeout: Duration) -> Option<Publish> {
         if let Some(p) = self.pending.pop_front() {

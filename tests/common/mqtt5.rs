@@ -113,14 +113,15 @@ impl Client {
         }
     }
 
-    /// The next inbox event as JSON, skipping other messages.
-    pub async fn next_inbox_event(&mut self, inbox: &str) -> serde_json::Value {
+    /// The next inbox event as JSON, skipping other messages, as
+    /// [`super::mqtt::Client::next_inbox_event`].
+    pub async fn next_inbox_event(&mut self) -> serde_json::Value {
         loop {
             let message = self
                 .next_message(TIMEOUT)
                 .await
                 .expect("an inbox event in time");
-            if message.topic == inbox.as_bytes() {
+            if message.topic.ends_with(b"/inbox") {
                 return serde_json::from_slice(&message.payload).expect("inbox event is JSON");
             }
         }
