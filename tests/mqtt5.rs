@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::mqtt5::{self, TIMEOUT};
+use common::mqtt::TIMEOUT;
+use common::mqtt5;
 use common::{Backend, Options, Server};
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, SubscribeReasonCode};
 use store::on_both_backends;
