@@ -403,6 +403,9 @@ async fn a_backup_on_s3_restores_from_the_bucket_with_its_media_references() {
         None,
     );
     assert_eq!(download.status, 200);
-    assert_eq!(media::sha256_hex(&download.bytes), media::sha256_hex(&photo));
+    assert_eq!(
+        media::sha256_hex(&download.bytes),
+        media::sha256_hex(&photo)
+    );
     bucket.delete(&key).await.unwrap();
 }

@@ -460,12 +460,7 @@ async fn a_decompression_bomb_gets_422_in_bounded_memory_and_real_images_still_g
     );
     assert!(growth_mib < 100.0, "server RSS grew by {growth_mib:.1} MiB");
     for reply in &replies {
-        assert_eq!(
-            reply.status,
-            422,
-            "{}",
-            reply.body
-        );
+        assert_eq!(reply.status, 422, "{}", reply.body);
         assert_eq!(reply.error_code(), "unprocessable_image");
     }
 

@@ -69,10 +69,10 @@ async fn two_servers_on_one_postgres_each_fire_the_schedule_and_each_slot_runs_o
     assert!(b.metric(r#"bluetick_job_duration_seconds{job="backup"}"#) > 0.0);
     assert!(a.terminate().success() && b.terminate().success());
 
-    // Which slots each server fired, from its log (colours removed).
+    // Which slots each server fired, from its log (plain text in a file:
+    // a_log_written_to_a_file_has_no_colour_codes).
     let fired = |log: &str, job: &str| -> BTreeSet<i64> {
-        strip_colours(log)
-            .lines()
+        log.lines()
             .filter(|l| l.contains("tick ") && l.contains(&format!("job=\"{job}\"")))
             .filter_map(|l| {
                 l.split("slot=")
@@ -122,22 +122,4 @@ async fn two_servers_on_one_postgres_each_fire_the_schedule_and_each_slot_runs_o
         }
     }
     assert!(runs.iter().all(|r| r.slot.is_some()), "only scheduled runs");
-}
-
-/// `text` without ANSI colour sequences (`ESC [ … m`).
-fn strip_colours(text: &str) -> String {
-    let mut plain = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
 }

@@ -160,12 +160,7 @@ pub fn upload(addr: SocketAddr, token: &str, content_type: &str, body: &[u8]) ->
 /// Uploads `media` and returns its id, asserting the answer matches.
 pub fn upload_ok(addr: SocketAddr, token: &str, content_type: &str, media: &[u8]) -> String {
     let reply = upload(addr, token, content_type, media);
-    assert_eq!(
-        reply.status,
-        201,
-        "upload: {}",
-        reply.body
-    );
+    assert_eq!(reply.status, 201, "upload: {}", reply.body);
     let uploaded = reply.json();
     assert_eq!(uploaded["size"], media.len() as u64);
     assert_eq!(uploaded["sha256"], sha256_hex(media));
