@@ -7,6 +7,7 @@ use common::http::request;
 use common::mqtt;
 use common::{Backend, Server};
 use rumqttc::ConnectReturnCode;
+use store::on_both_backends;
 
 fn post(server: &Server, path: &str, body: &str) -> common::http::Response {
     request(server.http, "POST", path, Some(body), None)

@@ -10,10 +10,11 @@ use common::http::{page_ids, request};
 use common::media;
 use common::mqtt;
 use common::rows::count;
-use common::{run_job, Backend, Server};
+use common::{run_job, Server};
 use protocol::messages::ReceiptStatus;
 use serde_json::{json, Value};
 use std::time::Duration;
+use store::on_both_backends;
 
 const DAY: i64 = 86_400;
 

@@ -4,15 +4,11 @@
 
 mod common;
 
-use common::mqtt::{self, Client, TIMEOUT};
+use common::mqtt::{self, TIMEOUT};
 use common::rows::count;
-use common::{eventually, Backend, Options, Server};
-use serde_json::{json, Value};
-
-async fn next_event(client: &mut Client) -> Value {
-    let publish = client.next_message(TIMEOUT).await.expect("an inbox event");
-    serde_json::from_slice(&publish.payload).expect("inbox events are JSON")
-}
+use common::{eventually, Options, Server};
+use serde_json::json;
+use store::on_both_backends;
 
 on_both_backends! {
     async fn each_bad_send_gets_an_error_event_and_a_dead_letter(backend) {
@@ -28,10 +24,12 @@ on_both_backends! {
             (oversize.clone(), "body_too_large", Some("big-1")),
             (r#"{"id":"json-1","to":"bob","body":"#.into(), "malformed_json", None),
             (r#"{"to":"bob","body":"no id"}"#.into(), "missing_id", None),
+            // JSON, but not the object a send is: its shape is the fault.
+            ("[1,2]".into(), "malformed_json", None),
         ];
         for (seq, (payload, code, client_id)) in cases.iter().enumerate() {
             alice.publish("u/alice/send", payload.clone()).await;
-            let event = next_event(&mut alice).await;
+            let event = alice.next_inbox_event().await;
             assert_eq!(event["type"], "error", "{event}");
             assert_eq!(event["code"].as_str(), Some(*code), "{event}");
             assert_eq!(event["client_id"].as_str(), *client_id, "{event}");
@@ -44,7 +42,7 @@ on_both_backends! {
         let letters = store.dead_letters(100).unwrap();
         assert_eq!(letters.len(), cases.len());
         for (payload, code, _) in &cases {
-            let letter = letters.iter().find(|l| l.code == *code).unwrap_or_else(|| panic!("no dead letter for {code}"));
+            let letter = letters.iter().find(|l| l.code == *code && l.size == payload.len() as u64).unwrap_or_else(|| panic!("no dead letter for {code}: {payload:.40}"));
             assert_eq!(letter.user, "alice");
             assert_eq!(letter.topic, "u/alice/send");
             if *code != "unknown_recipient" {
@@ -58,7 +56,7 @@ on_both_backends! {
         // Nothing was stored for Bob, and the server still works.
         assert_eq!(store.inbox_head("bob").unwrap(), 0);
         alice.publish("u/alice/send", r#"{"id":"ok-1","to":"bob","body":"fine"}"#).await;
-        let ack = next_event(&mut alice).await;
+        let ack = alice.next_inbox_event().await;
         assert_eq!((ack["type"].as_str(), ack["client_id"].as_str()), (Some("ack"), Some("ok-1")));
     }
 
@@ -68,7 +66,7 @@ on_both_backends! {
         let mut alice = mqtt::connect(server.mqtt, "alice", Some(("alice", &token))).await.expect_connected();
         alice.subscribe_ok("u/alice/inbox").await;
         alice.publish("u/alice/send", r#"{"id":"late-1","to":"carol","body":"are you there?"}"#).await;
-        assert_eq!(next_event(&mut alice).await["code"], "unknown_recipient");
+        assert_eq!(alice.next_inbox_event().await["code"], "unknown_recipient");
 
         let listed = server.operator(&["dlq", "list"]);
         assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
@@ -106,7 +104,7 @@ on_both_backends! {
             mallory.publish("u/mallory/send", flood.clone()).await;
         }
         for _ in 0..FLOOD {
-            assert_eq!(next_event(&mut mallory).await["code"], "malformed_json");
+            assert_eq!(mallory.next_inbox_event().await["code"], "malformed_json");
         }
 
         let letters = server.store().dead_letters(1000).unwrap();
@@ -129,11 +127,11 @@ on_both_backends! {
         let mut bob = mqtt::connect(server.mqtt, "bob", Some(("bob", &bob_token))).await.expect_connected();
         bob.subscribe_ok("u/bob/inbox").await;
         bob.publish("u/bob/send", r#"{"id":"b-1","to":"mallory","body":""}"#).await;
-        assert_eq!(next_event(&mut bob).await["code"], "empty_body");
+        assert_eq!(bob.next_inbox_event().await["code"], "empty_body");
         let bobs = server.store().dead_letters(1).unwrap().remove(0);
         assert_eq!((bobs.user.as_str(), bobs.truncated()), ("bob", false));
         bob.publish("u/bob/send", r#"{"id":"b-2","to":"mallory","body":"fine"}"#).await;
-        assert_eq!(next_event(&mut bob).await["type"], "ack");
+        assert_eq!(bob.next_inbox_event().await["type"], "ack");
     }
 
     async fn an_ack_with_an_overlong_device_name_is_refused_and_stores_nothing(backend) {
@@ -143,7 +141,7 @@ on_both_backends! {
         alice.subscribe_ok("u/alice/inbox").await;
         let ack = json!({ "up_to": 0, "device": "d".repeat(100_000) }).to_string();
         alice.publish("u/alice/ack", ack).await;
-        let refused = next_event(&mut alice).await;
+        let refused = alice.next_inbox_event().await;
         assert_eq!((refused["type"].as_str(), refused["on"].as_str()), (Some("error"), Some("ack")), "{refused}");
         assert_eq!(refused["code"], "malformed_json");
         assert!(refused["message"].as_str().unwrap().contains("device"), "{refused}");
@@ -152,5 +150,38 @@ on_both_backends! {
         // A device name within the client-id rule is accepted.
         alice.publish("u/alice/ack", json!({ "up_to": 1, "device": "phone-2" }).to_string()).await;
         assert!(eventually(TIMEOUT, || count(&server, "devices WHERE device = 'phone-2'") == 1).await);
+    }
+
+    async fn an_ack_without_a_device_is_refused_and_stores_nothing(backend) {
+        let server = Server::start(backend);
+        let token = server.register("alice");
+        let mut alice = mqtt::connect(server.mqtt, "alice.phone", Some(("alice", &token))).await.expect_connected();
+        alice.subscribe_ok("u/alice/inbox").await;
+        alice.publish("u/alice/ack", json!({ "up_to": 1 }).to_string()).await;
+        let refused = alice.next_inbox_event().await;
+        assert_eq!((refused["type"].as_str(), refused["on"].as_str()), (Some("error"), Some("ack")), "{refused}");
+        assert_eq!(refused["code"], "malformed_json");
+        assert!(refused["message"].as_str().unwrap().contains("device"), "{refused}");
+        assert_eq!(server.store().dead_letters(10).unwrap().len(), 1, "kept for operators");
+        assert_eq!(count(&server, "devices"), 0, "no device row for the refused ack");
+    }
+
+    async fn a_sync_limit_outside_1_to_500_is_refused_as_bad_request(backend) {
+        let server = Server::start(backend);
+        let token = server.register("alice");
+        let mut alice = mqtt::connect(server.mqtt, "alice", Some(("alice", &token))).await.expect_connected();
+        alice.subscribe_ok("u/alice/inbox").await;
+        for limit in [0, 501] {
+            alice.publish("u/alice/sync", json!({ "after": 0, "limit": limit }).to_string()).await;
+            let refused = alice.next_inbox_event().await;
+            assert_eq!((refused["type"].as_str(), refused["on"].as_str()), (Some("error"), Some("sync")), "{refused}");
+            assert_eq!(refused["code"], "bad_request", "limit {limit}: {refused}");
+            assert!(refused["message"].as_str().unwrap().contains("1-500"), "{refused}");
+        }
+        // Both refusals are inbox events 1 and 2; the largest limit syncs them.
+        alice.publish("u/alice/sync", json!({ "after": 0, "limit": 500 }).to_string()).await;
+        let replayed = alice.inbox_events(std::time::Duration::from_secs(2)).await;
+        let synced = replayed.last().expect("a synced event");
+        assert_eq!((synced["type"].as_str(), synced["through"].as_i64(), synced["more"].as_bool()), (Some("synced"), Some(2), Some(false)), "{replayed:?}");
     }
 }

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use store::on_both_backends;
 
 fn chat(server: &Server, args: &[&str]) -> Command {
     chat_at(server, server.mqtt, args)

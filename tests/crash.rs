@@ -5,9 +5,10 @@ mod common;
 
 use client::AppEvent;
 use common::chat::App;
-use common::{eventually, Backend, Server};
+use common::{eventually, Server};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
+use store::on_both_backends;
 
 const SENDERS: usize = 10;
 const RECIPIENTS: usize = 10;

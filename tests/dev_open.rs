@@ -5,6 +5,7 @@ mod common;
 
 use common::mqtt::{self, Outcome, TIMEOUT};
 use common::{Backend, Options, Server};
+use store::on_both_backends;
 
 fn dev_open_server(backend: Backend) -> Server {
     Server::start_with(backend, Options::default().arg("--dev-open"))

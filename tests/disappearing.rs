@@ -6,8 +6,9 @@ mod common;
 use client::AppEvent;
 use common::chat::App;
 use common::http::request;
-use common::{Backend, Server};
+use common::Server;
 use serde_json::json;
+use store::on_both_backends;
 
 fn set_timer(server: &Server, token: &str, peer: &str, seconds: i64) -> common::http::Response {
     let body = json!({ "seconds": seconds }).to_string();

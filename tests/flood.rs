@@ -8,11 +8,12 @@ use common::chat::App;
 use common::mqtt::{self, Client, TIMEOUT};
 use client::AppEvent;
 use common::http::request;
-use common::{rows, Backend, Options, Server};
+use common::{rows, Options, Server};
 use protocol::ErrorCode;
 use rumqttc::QoS;
 use serde_json::Value;
 use std::time::{Duration, Instant};
+use store::on_both_backends;
 
 const BRIDGE_DISCONNECTS: &str = "bluetick_bridge_disconnects_total";
 

@@ -4,9 +4,10 @@
 mod common;
 
 use common::mqtt::{self, Outcome, TIMEOUT};
-use common::{eventually, Backend, Server};
+use common::{eventually, Server};
 use rumqttc::{ConnectReturnCode, SubscribeReasonCode};
 use std::time::Duration;
+use store::on_both_backends;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 on_both_backends! {

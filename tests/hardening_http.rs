@@ -60,7 +60,7 @@ fn assert_refusal_with_retry_after(response: &Response, status: u16, code: &str)
     );
     let retry = response
         .header("retry-after")
-        .unwrap_or_else(|| panic!("no Retry-After: {}", response.headers));
+        .unwrap_or_else(|| panic!("no Retry-After: {:?}", response.headers));
     assert!(
         retry.parse::<u64>().is_ok_and(|s| s >= 1),
         "Retry-After: {retry}"
@@ -353,7 +353,7 @@ async fn a_wrong_method_gets_405_with_the_error_json() {
         );
         assert!(
             answer.header("allow").is_some(),
-            "{method} {path} names the allowed methods: {}",
+            "{method} {path} names the allowed methods: {:?}",
             answer.headers
         );
     }

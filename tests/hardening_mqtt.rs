@@ -12,6 +12,7 @@ use common::{eventually, media, tools, ws, Backend, Options, Server};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use store::on_both_backends;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIB: usize = 1 << 20;

@@ -14,6 +14,7 @@ use common::{Backend, Server};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Duration;
+use store::on_both_backends;
 
 fn get(server: &Server, path: &str, token: &str) -> Response {
     request(server.http, "GET", path, None, Some(token))

@@ -7,7 +7,8 @@
 mod common;
 
 use common::chat::App;
-use common::{Backend, Options, Server};
+use common::{Options, Server};
+use store::on_both_backends;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

@@ -12,9 +12,10 @@
 mod common;
 
 use common::mqtt::{self, Outcome};
-use common::{Backend, Options, Server};
+use common::{Options, Server};
 use rumqttc::ConnectReturnCode;
 use std::time::Duration;
+use store::on_both_backends;
 use tokio::io::AsyncWriteExt;
 
 on_both_backends! {

@@ -9,22 +9,16 @@ use client::AppEvent;
 use common::chat::App;
 
 use common::media::{self, get, object_store, sha256_hex, upload, upload_ok, MediaStore};
-use common::mqtt::{self, TIMEOUT};
+use common::mqtt::{self};
 use common::{Backend, Options, Server};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// The next inbox event as JSON.
-async fn next_event(client: &mut mqtt::Client) -> serde_json::Value {
-    let publish = client.next_message(TIMEOUT).await.expect("an inbox event");
-    serde_json::from_slice(&publish.payload).expect("JSON event")
-}
-
 /// Skips events until one of `kind` arrives.
 async fn next_of(client: &mut mqtt::Client, kind: &str) -> serde_json::Value {
     loop {
-        let event = next_event(client).await;
+        let event = client.next_inbox_event().await;
         if event["type"] == kind {
             return event;
         }
@@ -93,27 +87,27 @@ on_both_media_stores! {
         let path = format!("/v1/media/{}", message["media"]["id"].as_str().unwrap());
         let downloaded = get(server.http, Some(&bob), &path, None);
         assert_eq!(downloaded.status, 200);
-        assert_eq!(sha256_hex(&downloaded.body), sha256_hex(&video));
+        assert_eq!(sha256_hex(&downloaded.bytes), sha256_hex(&video));
         assert_eq!(downloaded.header("content-type"), Some("video/mp4"));
         assert_eq!(downloaded.header("accept-ranges"), Some("bytes"));
         assert_eq!(downloaded.header("x-content-type-options"), Some("nosniff"), "browsers must not sniff");
-        assert_eq!(get(server.http, Some(&alice), &path, None).body, video, "the owner reads it too");
+        assert_eq!(get(server.http, Some(&alice), &path, None).bytes, video, "the owner reads it too");
 
         let stranger = get(server.http, Some(&carol), &path, None);
         assert_eq!((stranger.status, stranger.error_code().as_str()), (404, "not_found"));
         let unknown = get(server.http, Some(&bob), &format!("/v1/media/{}", "0".repeat(32)), None);
         assert_eq!(unknown.status, 404);
-        assert_eq!(unknown.body, stranger.body, "a stranger cannot tell the media exists");
+        assert_eq!(unknown.bytes, stranger.bytes, "a stranger cannot tell the media exists");
         assert_eq!(get(server.http, None, &path, None).status, 401);
 
         let slice = get(server.http, Some(&bob), &path, Some("bytes=1000-1999"));
         assert_eq!(slice.status, 206);
-        assert_eq!(slice.body, &video[1000..2000]);
+        assert_eq!(slice.bytes, &video[1000..2000]);
         assert_eq!(slice.header("content-range"), Some("bytes 1000-1999/300000"));
         let tail = get(server.http, Some(&bob), &path, Some("bytes=-100"));
-        assert_eq!((tail.status, tail.body.as_slice()), (206, &video[299_900..]));
+        assert_eq!((tail.status, tail.bytes.as_slice()), (206, &video[299_900..]));
         let open_ended = get(server.http, Some(&bob), &path, Some("bytes=299990-"));
-        assert_eq!(open_ended.body, &video[299_990..]);
+        assert_eq!(open_ended.bytes, &video[299_990..]);
         let past_end = get(server.http, Some(&bob), &path, Some("bytes=300000-"));
         assert_eq!(past_end.status, 416);
         assert_eq!(past_end.header("content-range"), Some("bytes */300000"));
@@ -140,7 +134,7 @@ on_both_media_stores! {
         assert_eq!((media.id.as_str(), media.caption.as_str()), (id.as_str(), "at the beach"));
         assert_eq!((media.mime.as_str(), media.size), ("image/jpeg", photo.len() as u64), "the server's type and size");
         let fetched = get(server.http, Some(&bob_token), &format!("/v1/media/{id}"), None);
-        assert_eq!(sha256_hex(&fetched.body), sha256_hex(&photo));
+        assert_eq!(sha256_hex(&fetched.bytes), sha256_hex(&photo));
 
         // Bob forwarding Alice's upload by id is refused, to his app.
         let forwarded = bob.client.send_media("alice", &id, "").await.unwrap();
@@ -259,10 +253,10 @@ on_both_media_stores! {
             picture.write_to(&mut encoded, format).unwrap();
             let id = upload_ok(server.http, &alice, content_type, encoded.get_ref());
             let reply = get(server.http, Some(&alice), &format!("/v1/media/{id}/thumbnail"), None);
-            assert_eq!(reply.status, 200, "{content_type}: {}", String::from_utf8_lossy(&reply.body));
+            assert_eq!(reply.status, 200, "{content_type}: {}", reply.body);
             assert_eq!(reply.header("content-type"), Some("image/jpeg"));
             assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
-            let thumbnail = image::load_from_memory_with_format(&reply.body, image::ImageFormat::Jpeg)
+            let thumbnail = image::load_from_memory_with_format(&reply.bytes, image::ImageFormat::Jpeg)
                 .expect("the thumbnail is a JPEG");
             assert_eq!((thumbnail.width(), thumbnail.height()), expected, "{content_type}");
         }
@@ -316,7 +310,7 @@ on_both_media_stores! {
         // Warm up every path once, so lazily built state is in the baseline.
         let warm = some_bytes(media::BLOCK * 9, 1);
         let warm_id = upload_ok(server.http, &alice, "video/mp4", &warm);
-        assert_eq!(get(server.http, Some(&alice), &format!("/v1/media/{warm_id}"), None).body.len(), warm.len());
+        assert_eq!(get(server.http, Some(&alice), &format!("/v1/media/{warm_id}"), None).bytes.len(), warm.len());
         let pid = server.pid();
         let baseline = media::proc_kib(pid, "VmRSS");
         let mut highest = baseline;
@@ -328,7 +322,7 @@ on_both_media_stores! {
                 highest = highest.max(media::proc_kib(pid, "VmRSS"));
             }
         });
-        assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(reply.status, 201, "{}", reply.body);
         let uploaded = reply.json();
         assert_eq!(uploaded["sha256"], sent_sha.as_str());
         let up_secs = started.elapsed().as_secs_f64();
@@ -378,7 +372,7 @@ async fn s3_downloads_can_redirect_to_a_short_lived_presigned_url() {
     assert!(location.contains("X-Amz-Expires=300"), "{location}");
     let fetched = media::get_url(&location);
     assert_eq!(
-        (fetched.status, sha256_hex(&fetched.body)),
+        (fetched.status, sha256_hex(&fetched.bytes)),
         (200, sha256_hex(&audio))
     );
     assert_eq!(
@@ -430,7 +424,7 @@ async fn a_decompression_bomb_gets_422_in_bounded_memory_and_real_images_still_g
         &format!("/v1/media/{photo_id}/thumbnail"),
         None,
     );
-    assert_eq!(warm.status, 200, "{}", String::from_utf8_lossy(&warm.body));
+    assert_eq!(warm.status, 200, "{}", warm.body);
 
     // From before the upload (which starts a thumbnail too) to the last answer.
     let pid = server.pid();
@@ -466,12 +460,7 @@ async fn a_decompression_bomb_gets_422_in_bounded_memory_and_real_images_still_g
     );
     assert!(growth_mib < 100.0, "server RSS grew by {growth_mib:.1} MiB");
     for reply in &replies {
-        assert_eq!(
-            reply.status,
-            422,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
+        assert_eq!(reply.status, 422, "{}", reply.body);
         assert_eq!(reply.error_code(), "unprocessable_image");
     }
 
@@ -488,7 +477,7 @@ async fn a_decompression_bomb_gets_422_in_bounded_memory_and_real_images_still_g
         (200, Some("image/jpeg"))
     );
     let thumbnail =
-        image::load_from_memory_with_format(&again.body, image::ImageFormat::Jpeg).unwrap();
+        image::load_from_memory_with_format(&again.bytes, image::ImageFormat::Jpeg).unwrap();
     assert_eq!((thumbnail.width(), thumbnail.height()), (320, 240));
     assert!(server.metric("bluetick_media_thumbnails_refused_total") >= 9.0);
 }

@@ -6,9 +6,10 @@ mod common;
 use client::AppEvent;
 use common::chat::App;
 use common::mqtt::{self, TIMEOUT};
-use common::{Backend, Server};
+use common::Server;
 use protocol::messages::ReceiptStatus;
 use std::time::Duration;
+use store::on_both_backends;
 
 /// Position of the first event matching `wanted` in what the app saw.
 fn position(app: &App, wanted: impl Fn(&AppEvent) -> bool) -> usize {

@@ -4,9 +4,11 @@
 
 mod common;
 
-use common::mqtt5::{self, TIMEOUT};
+use common::mqtt::TIMEOUT;
+use common::mqtt5;
 use common::{Backend, Options, Server};
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, SubscribeReasonCode};
+use store::on_both_backends;
 
 on_both_backends! {
     async fn an_mqtt5_client_is_refused_a_forbidden_filter_with_0x87_and_chats(backend) {
@@ -23,15 +25,15 @@ on_both_backends! {
         assert_eq!(server.metric(r#"bluetick_mqtt_refusals_total{reason="forbidden_subscribe"}"#), 3.0);
 
         alice.publish("u/alice/send", r#"{"id":"v5-1","to":"bob","body":"hello over v5"}"#).await;
-        let ack = alice.next_inbox_event("u/alice/inbox").await;
+        let ack = alice.next_inbox_event().await;
         assert_eq!((ack["type"].as_str(), ack["client_id"].as_str()), (Some("ack"), Some("v5-1")), "{ack}");
-        let message = bob.next_inbox_event("u/bob/inbox").await;
+        let message = bob.next_inbox_event().await;
         assert_eq!((message["type"].as_str(), message["body"].as_str()), (Some("message"), Some("hello over v5")), "{message}");
 
         // Bob stores it and acks his inbox: Alice sees two ticks.
         let seq = message["seq"].as_i64().expect("a seq");
         bob.publish("u/bob/ack", format!(r#"{{"up_to":{seq},"device":"v5"}}"#)).await;
-        let receipt = alice.next_inbox_event("u/alice/inbox").await;
+        let receipt = alice.next_inbox_event().await;
         assert_eq!((receipt["type"].as_str(), receipt["status"].as_str()), (Some("receipt"), Some("delivered")), "{receipt}");
         assert_eq!(receipt["up_to"], message["id"], "{receipt}");
     }

@@ -8,6 +8,7 @@ use common::mqtt;
 use common::{eventually, rows, Backend, Server};
 use serde_json::Value;
 use std::time::Duration;
+use store::on_both_backends;
 
 /// Makes the database refuse, with a CHECK violation, any message whose
 /// client id starts with `poison`: a real constraint, on either backend,

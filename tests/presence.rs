@@ -7,11 +7,12 @@ use common::chat::App;
 use common::http::request;
 use common::mqtt::{self, Client, TIMEOUT};
 use common::rows::count;
-use common::{eventually, run_job, Backend, Options, Server};
+use common::{eventually, run_job, Options, Server};
 use protocol::messages::ReceiptStatus;
 use rumqttc::SubscribeReasonCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use store::on_both_backends;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The next presence message on `client`.

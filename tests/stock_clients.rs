@@ -9,6 +9,7 @@ use common::{Backend, Options, Server};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use store::on_both_backends;
 
 fn mosquitto_args(server: &Server, user: &str, token: &str, client_id: &str) -> Vec<String> {
     mosquitto_args_at(server.mqtt, user, token, client_id)

@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use store::on_both_backends;
 
 const PAHO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/paho_tcp.py");
 

@@ -19,6 +19,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use store::on_both_backends;
 
 /// One Chromium at a time.
 static BROWSER: Mutex<()> = Mutex::new(());

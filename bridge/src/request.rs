@@ -147,10 +147,19 @@ pub fn decode(topic: &str, payload: &[u8], max_body: usize) -> Option<Request> {
             Err(rejection) => refuse(rejection),
         },
         "sync" => match parse_request::<SyncRequest>(payload) {
-            Ok(sync) => Request::Sync {
-                user: user.clone(),
-                after: sync.after.max(0),
-                limit: sync.limit.unwrap_or(SYNC_BATCH).clamp(1, SYNC_BATCH),
+            Ok(sync) => match sync.limit.unwrap_or(SYNC_BATCH) {
+                limit @ 1..=SYNC_BATCH => Request::Sync {
+                    user: user.clone(),
+                    after: sync.after.max(0),
+                    limit,
+                },
+                // Refused rather than clamped, as HTTP's `limit=0` is: a
+                // client asking for 0 or 501 events has a bug to hear about.
+                limit => refuse(Rejection {
+                    client_id: None,
+                    code: ErrorCode::BadRequest,
+                    message: format!("sync limit {limit} is outside 1-{SYNC_BATCH}"),
+                }),
             },
             Err(rejection) => refuse(rejection),
         },

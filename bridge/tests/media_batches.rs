@@ -7,18 +7,13 @@ use bridge::{Outcome, Request};
 use protocol::messages::{MediaRef, SendRequest};
 use protocol::{ErrorCode, UserName};
 use store::media::{new_media_id, NewMedia};
-use store::testing::TestDatabase;
-use store::{Backend, Sealer, Store, StoreOptions};
+use store::{on_both_backends, Store};
 
-fn open(backend: Backend) -> (TestDatabase, Store) {
-    let db = TestDatabase::new(backend);
-    let store = Store::open(&db.url, &StoreOptions::default()).expect("open store");
-    store.migrate().expect("migrate");
-    let store = store.with_sealer(Sealer::from_hex(&"42".repeat(32)).unwrap());
+/// Registers the four people the batch is between.
+fn register_everyone(store: &Store) {
     for name in ["alice", "bob", "carol", "dave"] {
         store.create_user(name, "correct horse").unwrap();
     }
-    (db, store)
 }
 
 fn uploaded_by(store: &Store, owner: &str) -> String {
@@ -60,48 +55,34 @@ fn stored_id(outcome: &Outcome) -> i64 {
     }
 }
 
-fn text_goes_first_and_foreign_media_is_refused(backend: Backend) {
-    let (_db, store) = open(backend);
-    let photo = uploaded_by(&store, "alice");
-    let batch = [
-        send("alice", "bob", "a-photo", Some(&photo)),
-        send("carol", "dave", "c-text", None),
-        send("alice", "bob", "a-text-after-photo", None),
-        send("bob", "alice", "b-steals", Some(&photo)),
-    ];
-    let committed = commit(&store, &batch).unwrap();
-    let ids: Vec<i64> = committed.outcomes[..3].iter().map(stored_id).collect();
-    let (a_photo, c_text, a_text) = (ids[0], ids[1], ids[2]);
-    assert!(c_text < a_photo, "text is stored before media");
-    assert!(
-        a_photo < a_text,
-        "Alice's text to Bob stays after her photo"
-    );
-    match &committed.outcomes[3] {
-        Outcome::Refused(rejection) => assert_eq!(rejection.code, ErrorCode::UnknownMedia),
-        other => panic!("expected a refusal, got {other:?}"),
+on_both_backends! {
+    text_goes_first_and_foreign_media_is_refused(store) {
+        register_everyone(&store);
+        let photo = uploaded_by(&store, "alice");
+        let batch = [
+            send("alice", "bob", "a-photo", Some(&photo)),
+            send("carol", "dave", "c-text", None),
+            send("alice", "bob", "a-text-after-photo", None),
+            send("bob", "alice", "b-steals", Some(&photo)),
+        ];
+        let committed = commit(&store, &batch).unwrap();
+        let ids: Vec<i64> = committed.outcomes[..3].iter().map(stored_id).collect();
+        let (a_photo, c_text, a_text) = (ids[0], ids[1], ids[2]);
+        assert!(c_text < a_photo, "text is stored before media");
+        assert!(a_photo < a_text, "Alice's text to Bob stays after her photo");
+        match &committed.outcomes[3] {
+            Outcome::Refused(rejection) => assert_eq!(rejection.code, ErrorCode::UnknownMedia),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let first_published = serde_json::to_value(&committed.events[0].1).unwrap();
+        assert_eq!(first_published["client_id"], "c-text", "text events go out first");
+
+        // Bob's inbox shows the server's type and size, not the sender's claim.
+        let inbox = store.inbox_after("bob", 0, 10).unwrap();
+        let message = serde_json::to_value(&inbox[0]).unwrap();
+        assert_eq!(message["media"]["id"], photo.as_str());
+        assert_eq!(message["media"]["mime"], "image/jpeg");
+        assert_eq!(message["media"]["size"], 1234);
+        assert_eq!(message["media"]["caption"], "look");
     }
-    let first_published = serde_json::to_value(&committed.events[0].1).unwrap();
-    assert_eq!(
-        first_published["client_id"], "c-text",
-        "text events go out first"
-    );
-
-    // Bob's inbox shows the server's type and size, not the sender's claim.
-    let inbox = store.inbox_after("bob", 0, 10).unwrap();
-    let message = serde_json::to_value(&inbox[0]).unwrap();
-    assert_eq!(message["media"]["id"], photo.as_str());
-    assert_eq!(message["media"]["mime"], "image/jpeg");
-    assert_eq!(message["media"]["size"], 1234);
-    assert_eq!(message["media"]["caption"], "look");
-}
-
-#[test]
-fn sqlite_text_goes_first_and_foreign_media_is_refused() {
-    text_goes_first_and_foreign_media_is_refused(Backend::Sqlite);
-}
-
-#[test]
-fn postgres_text_goes_first_and_foreign_media_is_refused() {
-    text_goes_first_and_foreign_media_is_refused(Backend::Postgres);
 }

@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod prelogin;
 pub mod privacy;
 pub mod ratelog;
+mod relay;
 pub mod tls;
 pub mod wellformed;
 mod ws;
@@ -124,7 +125,7 @@ pub enum BrokerError {
         source: std::io::Error,
     },
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(#[from] tls::TlsConfigError),
 }
 
 /// A running broker.
@@ -168,7 +169,7 @@ impl Broker {
         }
         // Unusable certificate files stop the start before anything listens.
         let tls_acceptor = match &config.tls {
-            Some((_, files)) => Some(tls::acceptor(files).map_err(BrokerError::Tls)?),
+            Some((_, files)) => Some(tls::acceptor(files)?),
             None => None,
         };
         let (events_tx, events_rx) = events::queue(config.event_queue_capacity);

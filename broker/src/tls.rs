@@ -19,6 +19,7 @@ use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
 use crate::prelogin::{self, LoginGate, Pending};
+use crate::relay::RelayError;
 
 /// Where the server's certificate chain and private key are, in PEM.
 #[derive(Debug, Clone)]
@@ -29,35 +30,56 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
 }
 
+/// What is wrong with the configured certificate or key.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    /// A file could not be opened or is not PEM.
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: no certificate in the file", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("{}: no private key in the file", .0.display())]
+    NoKey(PathBuf),
+    /// The crypto provider offers no safe protocol version.
+    #[error("{0}")]
+    Provider(#[source] rustls::Error),
+    #[error("certificate and key do not match or are unusable: {0}")]
+    Unusable(#[source] rustls::Error),
+}
+
 /// Builds the acceptor from `files`, or says what is wrong with them.
-pub(crate) fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, String> {
+pub(crate) fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsConfigError> {
     let certs: Vec<CertificateDer<'static>> = read_pem(&files.cert_file, |reader| {
         rustls_pemfile::certs(reader).collect::<Result<Vec<_>, _>>()
     })?;
     if certs.is_empty() {
-        return Err(format!(
-            "{}: no certificate in the file",
-            files.cert_file.display()
-        ));
+        return Err(TlsConfigError::NoCertificate(files.cert_file.clone()));
     }
     let key: PrivateKeyDer<'static> = read_pem(&files.key_file, rustls_pemfile::private_key)?
-        .ok_or_else(|| format!("{}: no private key in the file", files.key_file.display()))?;
+        .ok_or_else(|| TlsConfigError::NoKey(files.key_file.clone()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsConfigError::Provider)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("certificate and key do not match or are unusable: {e}"))?;
+        .map_err(TlsConfigError::Unusable)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 fn read_pem<T>(
     path: &Path,
     parse: impl FnOnce(&mut dyn std::io::BufRead) -> std::io::Result<T>,
-) -> Result<T, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse(&mut std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))
+) -> Result<T, TlsConfigError> {
+    let unreadable = |source| TlsConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    parse(&mut std::io::BufReader::new(file)).map_err(unreadable)
 }
 
 /// Accepts TLS clients on `listener` forever, relaying each to `mqtt`
@@ -88,16 +110,16 @@ async fn relay(
     mqtt: SocketAddr,
     handshake_timeout: Duration,
     pending: Pending,
-) -> Result<(), String> {
+) -> Result<(), RelayError> {
     let (mut login, deadline) = pending.watch();
     let _ = stream.set_nodelay(true);
     let tls = tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
         .await
-        .map_err(|_| "handshake timed out".to_owned())?
-        .map_err(|e| format!("handshake failed: {e}"))?;
+        .map_err(|_| RelayError::HandshakeTimedOut)?
+        .map_err(RelayError::TlsHandshake)?;
     let broker = TcpStream::connect(mqtt)
         .await
-        .map_err(|e| format!("broker unreachable: {e}"))?;
+        .map_err(RelayError::BrokerUnreachable)?;
     let _ = broker.set_nodelay(true);
     let (mut tls_rx, mut tls_tx) = tokio::io::split(tls);
     let (mut broker_rx, mut broker_tx) = broker.into_split();
@@ -119,9 +141,9 @@ async fn relay(
     // When either side ends, or the login deadline passes, the connection
     // is over.
     let ended = tokio::select! {
-        r = upstream => r.map_err(|e| e.to_string()),
-        r = downstream => r.map_err(|e| e.to_string()),
-        () = deadline.expired() => Err("login timed out".to_owned()),
+        r = upstream => r.map_err(RelayError::Io),
+        r = downstream => r.map_err(RelayError::Io),
+        () = deadline.expired() => Err(RelayError::LoginTimedOut),
     };
     // Give the place back before the sockets close, so a client that
     // reconnects at once finds it free.

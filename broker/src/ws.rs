@@ -23,10 +23,11 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::metrics::Refusal;
 use crate::prelogin::{self, LoginGate, Pending};
+use crate::relay::RelayError;
 
 /// The HTTP path MQTT clients open the WebSocket on.
 pub const WS_PATH: &str = "/mqtt";
@@ -79,18 +80,18 @@ impl WsRelay {
         stream: TcpStream,
         peer: SocketAddr,
         pending: Pending,
-    ) -> Result<(), String> {
+    ) -> Result<(), RelayError> {
         let (mut login, deadline) = pending.watch();
         let _ = stream.set_nodelay(true);
         let handshake =
             tokio_tungstenite::accept_hdr_async_with_config(stream, negotiate, Some(self.config()));
         let ws = tokio::time::timeout(self.handshake_timeout, handshake)
             .await
-            .map_err(|_| "handshake timed out".to_owned())?
-            .map_err(|e| format!("handshake failed: {e}"))?;
+            .map_err(|_| RelayError::HandshakeTimedOut)?
+            .map_err(|e| RelayError::WsHandshake(Box::new(e)))?;
         let broker = TcpStream::connect(self.mqtt)
             .await
-            .map_err(|e| format!("broker unreachable: {e}"))?;
+            .map_err(RelayError::BrokerUnreachable)?;
         let _ = broker.set_nodelay(true);
         let (mut broker_rx, mut broker_tx) = broker.into_split();
         let (mut ws_tx, mut ws_rx) = ws.split();
@@ -98,38 +99,25 @@ impl WsRelay {
         let upstream = async {
             while let Some(message) = ws_rx.next().await {
                 match message {
-                    Ok(Message::Binary(bytes)) => broker_tx
-                        .write_all(&bytes)
-                        .await
-                        .map_err(|e| Ended::Failed(e.to_string()))?,
+                    Ok(Message::Binary(bytes)) => broker_tx.write_all(&bytes).await?,
                     Ok(Message::Close(_)) => break,
                     // MQTT over WebSocket is binary only; pings are answered
                     // by tungstenite itself.
                     Ok(_) => {}
-                    Err(WsError::Capacity(e)) => return Err(Ended::TooBig(e.to_string())),
-                    Err(e) => return Err(Ended::Failed(e.to_string())),
+                    Err(e) => return Err(RelayError::from(e)),
                 }
             }
-            broker_tx
-                .shutdown()
-                .await
-                .map_err(|e| Ended::Failed(e.to_string()))
+            Ok::<(), RelayError>(broker_tx.shutdown().await?)
         };
         let downstream = async {
             let mut buffer = vec![0u8; 16 * 1024];
             loop {
-                let n = broker_rx
-                    .read(&mut buffer)
-                    .await
-                    .map_err(|e| Ended::Failed(e.to_string()))?;
+                let n = broker_rx.read(&mut buffer).await?;
                 if n == 0 {
-                    return Ok::<(), Ended>(());
+                    return Ok::<(), RelayError>(());
                 }
                 login.observe(&buffer[..n]);
-                ws_tx
-                    .send(Message::Binary(buffer[..n].to_vec()))
-                    .await
-                    .map_err(|e| Ended::Failed(e.to_string()))?;
+                ws_tx.send(Message::Binary(buffer[..n].to_vec())).await?;
             }
         };
         // When either side ends, or the login deadline passes, the
@@ -137,29 +125,28 @@ impl WsRelay {
         let ended = tokio::select! {
             r = upstream => r,
             r = downstream => r,
-            () = deadline.expired() => Err(Ended::LoginTimeout),
+            () = deadline.expired() => Err(RelayError::LoginTimedOut),
         };
         // Give the place back before the client can see the close, so a
         // client that reconnects at once finds it free.
         drop(login);
-        let (close, result) = match ended {
-            Ok(()) => (None, Ok(())),
-            Err(Ended::TooBig(e)) => {
+        let close = match &ended {
+            Err(RelayError::TooBig(_)) => {
                 self.gate.closed(Refusal::WebSocketTooBig, peer.ip());
                 let frame = CloseFrame {
                     code: CloseCode::Size,
                     reason: "larger than the MQTT packet limit".into(),
                 };
-                (Some(frame), Err(e))
+                Some(frame)
             }
-            Err(Ended::LoginTimeout) => {
+            Err(RelayError::LoginTimedOut) => {
                 let frame = CloseFrame {
                     code: CloseCode::Policy,
                     reason: "no login in time".into(),
                 };
-                (Some(frame), Err("login timed out".to_owned()))
+                Some(frame)
             }
-            Err(Ended::Failed(e)) => (None, Err(e)),
+            _ => None,
         };
         // A courtesy to the client; it may be gone already. Bounded, so a
         // client that stopped reading cannot hold the task.
@@ -167,18 +154,8 @@ impl WsRelay {
             let _ = ws_tx.send(Message::Close(close)).await;
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
-        result
+        ended
     }
-}
-
-/// Why a relayed WebSocket connection ended early.
-enum Ended {
-    /// A frame or message over the limit.
-    TooBig(String),
-    /// No CONNACK 0 before the login deadline.
-    LoginTimeout,
-    /// The socket or the broker side failed.
-    Failed(String),
 }
 
 /// Accepts only `GET /mqtt`, and selects the `mqtt` subprotocol when the

@@ -1,7 +1,8 @@
-//! Where backups are kept: keys such as `backups/bluetick-….zip` in an
-//! object store. Today that is a directory on local disk ([`LocalDir`]);
-//! the object store crate (S3 or a directory) can take its place by
-//! implementing [`Target`], which is all the backup job uses.
+//! Where backups are kept: keys such as `backups/bluetick-….zip`, behind
+//! [`Target`], which is all the backup job uses. By default that is the
+//! server's object store ([`crate::objects::Objects`]: the media directory
+//! or S3); with `jobs.backup_dir` set, a directory on local disk
+//! ([`LocalDir`]).
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -88,8 +88,10 @@ pub struct AckRequest {
     pub up_to: i64,
     /// The device part of the client id (`phone` in `alice.phone`; empty
     /// for a bare `alice`). The inbox is pruned only below every device's
-    /// ack. Same rule as the device part of client ids.
-    #[serde(default, deserialize_with = "crate::names::deserialize_device")]
+    /// ack. Same rule as the device part of client ids. Required: an ack
+    /// without it would be counted for a device that does not exist and
+    /// hold back pruning, so it is refused as `malformed_json`.
+    #[serde(deserialize_with = "crate::names::deserialize_device")]
     pub device: String,
 }
 
@@ -105,8 +107,9 @@ pub struct ReadRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncRequest {
     pub after: i64,
-    /// Most events in this batch (1–[`SYNC_BATCH`], default [`SYNC_BATCH`]).
-    /// A client whose replays keep losing events asks for smaller batches.
+    /// Most events in this batch (1–[`SYNC_BATCH`], default [`SYNC_BATCH`];
+    /// outside that range the sync is refused as `bad_request`). A client
+    /// whose replays keep losing events asks for smaller batches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
 }
@@ -298,6 +301,14 @@ impl SendRequest {
                 format!("payload is not JSON: {e}"),
             )
         })?;
+        if !value.is_object() {
+            // `[1,2]` has no `id` either, but the fault is its shape.
+            return Err(Rejection::new(
+                None,
+                ErrorCode::MalformedJson,
+                "a send is a JSON object {\"id\",\"to\",\"body\"}",
+            ));
+        }
         let client_id = match value.get("id") {
             None | Some(serde_json::Value::Null) => {
                 return Err(Rejection::new(
@@ -389,8 +400,10 @@ mod tests {
 
     #[test]
     fn bad_sends_are_rejected_with_the_right_code_and_id() {
-        let cases: [(&[u8], ErrorCode, Option<&str>); 8] = [
+        let cases: [(&[u8], ErrorCode, Option<&str>); 10] = [
             (b"not json", ErrorCode::MalformedJson, None),
+            (b"[1,2]", ErrorCode::MalformedJson, None),
+            (br#""hi""#, ErrorCode::MalformedJson, None),
             (br#"{"to":"bob","body":"hi"}"#, ErrorCode::MissingId, None),
             (
                 br#"{"id":"","to":"bob","body":"hi"}"#,

@@ -1,20 +1,76 @@
-//! Fresh, empty databases for tests, on either backend.
+//! Fresh, empty databases for tests, on either backend, and the one harness
+//! every crate's tests share: [`open`] for a migrated store and
+//! [`on_both_backends!`](crate::on_both_backends) to run a test on both.
 //!
 //! SQLite databases live in a temporary directory. PostgreSQL databases are
-//! created on the server named by `BLUETICK_TEST_POSTGRES_URL` (an admin URL
-//! such as `postgres://postgres@127.0.0.1:5433/postgres`, which the README's
-//! test command sets after starting a throwaway cluster) and dropped again
-//! when the [`TestDatabase`] is dropped. A test never falls back to SQLite
-//! when PostgreSQL was asked for: a missing URL is a loud failure.
+//! created on the server named by `BT_TEST_POSTGRES_URL` ([`POSTGRES_URL_VAR`];
+//! an admin URL such as `postgres://postgres@127.0.0.1:5433/postgres`, which
+//! the README's test command sets after starting a throwaway cluster) and
+//! dropped again when the [`TestDatabase`] is dropped. A test never falls
+//! back to SQLite when PostgreSQL was asked for: a missing URL is a loud
+//! failure.
 
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::Backend;
+use crate::{Backend, Sealer, Store, StoreOptions};
 
 /// Environment variable naming the PostgreSQL server used by tests.
 pub const POSTGRES_URL_VAR: &str = "BT_TEST_POSTGRES_URL";
+
+/// The message key (hex) stores opened by [`open`] seal bodies with.
+pub const TEST_KEY_HEX: &str = "abababababababababababababababababababababababababababababababab";
+
+/// A fresh database on `backend` and a migrated store on it with default
+/// options, sealing message bodies with [`TEST_KEY_HEX`].
+pub fn open(backend: Backend) -> (TestDatabase, Store) {
+    open_with(backend, &StoreOptions::default())
+}
+
+/// [`open`] with `options` (a small pool, say).
+pub fn open_with(backend: Backend, options: &StoreOptions) -> (TestDatabase, Store) {
+    let db = TestDatabase::new(backend);
+    let store = Store::open(&db.url, options)
+        .expect("open store")
+        .with_sealer(Sealer::from_hex(TEST_KEY_HEX).expect("test key"));
+    store.migrate().expect("migrate");
+    (db, store)
+}
+
+/// Runs each listed test once on SQLite (`mod sqlite`) and once on
+/// PostgreSQL (`mod postgres`), in one of two forms:
+///
+/// - `name(store) { … }`: a plain `#[test]` given a migrated store from
+///   [`open`](crate::testing::open) (the store crate's and the bridge's tests);
+/// - `async fn name(backend) { … }`: a `#[tokio::test]` on two worker threads
+///   given the [`Backend`](crate::Backend), for tests that start a server
+///   on it (the binary's end-to-end tests; the caller depends on tokio).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($(#[$meta:meta])* async fn $name:ident($backend:ident) $body:block)*) => {
+        mod sqlite {
+            use super::*;
+            $($(#[$meta])* #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { let $backend = $crate::Backend::Sqlite; $body })*
+        }
+        mod postgres {
+            use super::*;
+            $($(#[$meta])* #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { let $backend = $crate::Backend::Postgres; $body })*
+        }
+    };
+    ($($name:ident($store:ident) $body:block)*) => {
+        mod sqlite {
+            use super::*;
+            $(#[test] fn $name() { let (_db, $store) = $crate::testing::open($crate::Backend::Sqlite); $body })*
+        }
+        mod postgres {
+            use super::*;
+            $(#[test] fn $name() { let (_db, $store) = $crate::testing::open($crate::Backend::Postgres); $body })*
+        }
+    };
+}
 
 /// An empty database that exists until this value is dropped.
 pub struct TestDatabase {

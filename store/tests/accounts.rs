@@ -1,11 +1,13 @@
 //! Accounts, tokens and sessions, on SQLite and on a real PostgreSQL.
 
 use std::time::Duration;
+use store::on_both_backends;
 use store::sessions::Session;
 use store::testing::TestDatabase;
 use store::{Backend, Store, StoreError, StoreOptions};
 
-fn open(backend: Backend) -> (TestDatabase, Store) {
+/// A fresh database gets every migration once; a second run applies none.
+fn migrations_apply_once(backend: Backend) {
     let db = TestDatabase::new(backend);
     let store = Store::open(&db.url, &StoreOptions::default()).expect("open store");
     assert!(
@@ -16,15 +18,16 @@ fn open(backend: Backend) -> (TestDatabase, Store) {
         store.migrate().expect("migrate again").is_empty(),
         "migrations apply once"
     );
-    (db, store)
 }
 
-/// Runs each listed test body once on SQLite and once on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($name:ident($store:ident) $body:block)*) => {
-        mod sqlite { use super::*; $(#[test] fn $name() { let (_db, $store) = open(Backend::Sqlite); $body })* }
-        mod postgres { use super::*; $(#[test] fn $name() { let (_db, $store) = open(Backend::Postgres); $body })* }
-    };
+#[test]
+fn sqlite_migrations_apply_once() {
+    migrations_apply_once(Backend::Sqlite);
+}
+
+#[test]
+fn postgres_migrations_apply_once() {
+    migrations_apply_once(Backend::Postgres);
 }
 
 on_both_backends! {

@@ -1,7 +1,7 @@
 //! The search indexer on SQLite and on a real PostgreSQL: a backlog is
 //! worked off in short passes, and the cursor covers every message once.
 
-mod common;
+use store::on_both_backends;
 
 use store::messages::NewMessage;
 

@@ -1,6 +1,6 @@
 //! Job runs, slot claims and leases, on SQLite and on a real PostgreSQL.
 
-mod common;
+use store::on_both_backends;
 
 use store::job_runs::{FAILED, OK, RUNNING};
 

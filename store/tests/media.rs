@@ -1,7 +1,7 @@
 //! Media rows on SQLite and on a real PostgreSQL: deduplication, the access
 //! rule, and the orphan query the cleanup job relies on.
 
-mod common;
+use store::on_both_backends;
 
 use protocol::messages::MediaRef;
 use store::media::{new_media_id, NewMedia, Recorded};

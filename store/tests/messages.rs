@@ -3,7 +3,7 @@
 //! answered with the first copy; acks that mark delivered once, emit one
 //! receipt per sender and prune only below every device.
 
-mod common;
+use store::on_both_backends;
 
 use store::inbox::{Delivered, InboxAck, NewEvent};
 use store::messages::{NewMessage, Stored};

@@ -1,24 +1,30 @@
-//! A minimal HTTP/1.1 client over std sockets: enough for a JSON API.
+//! The tests' one HTTP/1.1 client, over std sockets: JSON API calls
+//! ([`request`]), and the pieces that raw-byte callers (uploads, ranged and
+//! streamed downloads in [`super::media`]) build on: a request head, a
+//! response head, a whole response with its one de-chunker.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+/// A whole response, read until the server closed the connection.
 pub struct Response {
     pub status: u16,
-    pub headers: String,
+    /// Header names in lower case, and their values.
+    pub headers: Vec<(String, String)>,
+    /// The body as text (lossily decoded), for JSON and messages.
     pub body: String,
+    /// The body's bytes exactly (media).
+    pub bytes: Vec<u8>,
 }
 
 impl Response {
     /// The value of a response header (name in lower case), if present.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| value.trim().to_owned())
-        })
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -45,6 +51,7 @@ pub fn page_ids(page: &serde_json::Value, pointer: &str) -> Vec<i64> {
         .collect()
 }
 
+/// `method path` with an optional JSON `body` and bearer token.
 pub fn request(
     addr: SocketAddr,
     method: &str,
@@ -52,8 +59,7 @@ pub fn request(
     body: Option<&str>,
     bearer: Option<&str>,
 ) -> Response {
-    let stream = TcpStream::connect(addr).expect("connect HTTP");
-    exchange(stream, addr, method, path, body, bearer)
+    exchange(connect(addr), addr, method, path, body, bearer)
 }
 
 /// A `POST` of a JSON `body`, sent from `source` (any 127.0.0.0/8
@@ -71,13 +77,14 @@ pub async fn post_from(
     let stream = socket.connect(addr).await.expect("connect HTTP");
     let stream = stream.into_std().expect("std stream");
     stream.set_nonblocking(false).expect("blocking stream");
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     let (path, body) = (path.to_owned(), body.to_owned());
     tokio::task::spawn_blocking(move || exchange(stream, addr, "POST", &path, Some(&body), None))
         .await
         .expect("request task")
 }
 
-/// Writes one request on `stream` and reads the whole response.
+/// Writes one JSON request on `stream` and reads the whole response.
 fn exchange(
     mut stream: TcpStream,
     addr: SocketAddr,
@@ -86,56 +93,108 @@ fn exchange(
     body: Option<&str>,
     bearer: Option<&str>,
 ) -> Response {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
     let body = body.unwrap_or("");
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let mut headers = vec![("Content-Length", body.len().to_string())];
     if !body.is_empty() {
-        head.push_str("Content-Type: application/json\r\n");
+        headers.push(("Content-Type", "application/json".to_owned()));
     }
     if let Some(token) = bearer {
-        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        headers.push(("Authorization", format!("Bearer {token}")));
+    }
+    send_head(&mut stream, &addr.to_string(), method, path, &headers);
+    stream.write_all(body.as_bytes()).expect("send body");
+    read_response(stream)
+}
+
+/// How long a test waits for any read: generous, as the machine is busy
+/// and a 1 GiB stream is among the callers.
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A connection to `addr` whose reads time out after [`READ_TIMEOUT`].
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect HTTP");
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream
+}
+
+/// Sends a request head for `host` (with `Connection: close`, so the
+/// response ends when the server closes) and the `extra` headers.
+pub fn send_head(
+    stream: &mut TcpStream,
+    host: &str,
+    method: &str,
+    path: &str,
+    extra: &[(&str, String)],
+) {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read HTTP response");
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (headers, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = headers
+    stream
+        .write_all(head.as_bytes())
+        .expect("send request head");
+}
+
+/// Reads the status line and headers (names in lower case); the reader is
+/// left at the body.
+pub fn read_head(reader: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    let status = line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let body = if headers
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
+        .unwrap_or_else(|| panic!("bad status line {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("header line");
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = trimmed.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    (status, headers)
+}
+
+/// Reads a whole response from `stream`, de-chunking a chunked body.
+pub fn read_response(stream: TcpStream) -> Response {
+    let mut reader = BufReader::new(stream);
+    let (status, headers) = read_head(&mut reader);
+    let mut bytes = Vec::new();
+    reader.read_to_end(&mut bytes).expect("read body");
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    if chunked {
+        bytes = dechunk(&bytes);
+    }
     Response {
         status,
-        headers: headers.to_owned(),
-        body,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
     }
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 || rest.len() < size {
+/// The data of a `Transfer-Encoding: chunked` body.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&raw[..end])
+            .ok()
+            .and_then(|size| usize::from_str_radix(size.trim(), 16).ok())
+            .unwrap_or(0);
+        raw = &raw[end + 2..];
+        if size == 0 || raw.len() < size {
             break;
         }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
+        out.extend_from_slice(&raw[..size]);
+        raw = &raw[(size + 2).min(raw.len())..];
     }
     out
 }

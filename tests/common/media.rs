@@ -1,12 +1,13 @@
 //! Media over real sockets: servers on the local store or on the S3 server
-//! scripts/test starts, and an HTTP client that moves raw bytes (uploads,
-//! ranged downloads, a 1 GiB stream) without buffering what it need not.
+//! scripts/test starts, and requests over [`super::http`] that move raw
+//! bytes (uploads, ranged downloads, a 1 GiB stream) without buffering what
+//! they need not.
 
 use sha2::{Digest, Sha256};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::io::{BufReader, Read, Write};
+use std::net::SocketAddr;
 
+use super::http::{connect, read_head, read_response, send_head, Response};
 use super::{Backend, Options, Server};
 
 /// Which object store a test server keeps media in.
@@ -130,35 +131,6 @@ pub fn start(backend: Backend, store: MediaStore, options: Options) -> Server {
     Server::start_with(backend, with_media_store(options, store))
 }
 
-/// A response whose body is bytes.
-pub struct Reply {
-    pub status: u16,
-    /// Lower-cased header names and values.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    pub fn error_code(&self) -> String {
-        self.json()["error"]["code"]
-            .as_str()
-            .expect("error code")
-            .to_owned()
-    }
-}
-
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
@@ -167,95 +139,12 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect HTTP");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
-    stream
-}
-
-/// Sends a request head (with `Connection: close`).
-fn send_head(
-    stream: &mut TcpStream,
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    extra: &[(&str, String)],
-) {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in extra {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream
-        .write_all(head.as_bytes())
-        .expect("send request head");
-}
-
-/// Reads the status line and headers; the reader is left at the body.
-fn read_head(reader: &mut BufReader<TcpStream>) -> (u16, Vec<(String, String)>) {
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("status line");
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        reader.read_line(&mut line).expect("header line");
-        let trimmed = line.trim_end();
-        if trimmed.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = trimmed.split_once(':') {
-            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-        }
-    }
-    (status, headers)
-}
-
-fn read_reply(stream: TcpStream) -> Reply {
-    let mut reader = BufReader::new(stream);
-    let (status, headers) = read_head(&mut reader);
-    let mut body = Vec::new();
-    reader.read_to_end(&mut body).expect("read body");
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-    if chunked {
-        body = dechunk(&body);
-    }
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&raw[..end]).unwrap().trim(), 16)
-            .unwrap_or(0);
-        raw = &raw[end + 2..];
-        if size == 0 || raw.len() < size {
-            break;
-        }
-        out.extend_from_slice(&raw[..size]);
-        raw = &raw[(size + 2).min(raw.len())..];
-    }
-    out
-}
-
 /// `POST /v1/media` with `body` as `content_type`.
-pub fn upload(addr: SocketAddr, token: &str, content_type: &str, body: &[u8]) -> Reply {
+pub fn upload(addr: SocketAddr, token: &str, content_type: &str, body: &[u8]) -> Response {
     let mut stream = connect(addr);
     send_head(
         &mut stream,
-        addr,
+        &addr.to_string(),
         "POST",
         "/v1/media",
         &[
@@ -265,18 +154,13 @@ pub fn upload(addr: SocketAddr, token: &str, content_type: &str, body: &[u8]) ->
         ],
     );
     stream.write_all(body).expect("send body");
-    read_reply(stream)
+    read_response(stream)
 }
 
 /// Uploads `media` and returns its id, asserting the answer matches.
 pub fn upload_ok(addr: SocketAddr, token: &str, content_type: &str, media: &[u8]) -> String {
     let reply = upload(addr, token, content_type, media);
-    assert_eq!(
-        reply.status,
-        201,
-        "upload: {}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    assert_eq!(reply.status, 201, "upload: {}", reply.body);
     let uploaded = reply.json();
     assert_eq!(uploaded["size"], media.len() as u64);
     assert_eq!(uploaded["sha256"], sha256_hex(media));
@@ -285,7 +169,7 @@ pub fn upload_ok(addr: SocketAddr, token: &str, content_type: &str, media: &[u8]
 }
 
 /// `GET path` with an optional `Range` header value.
-pub fn get(addr: SocketAddr, token: Option<&str>, path: &str, range: Option<&str>) -> Reply {
+pub fn get(addr: SocketAddr, token: Option<&str>, path: &str, range: Option<&str>) -> Response {
     let mut stream = connect(addr);
     let mut extra = Vec::new();
     if let Some(token) = token {
@@ -294,12 +178,12 @@ pub fn get(addr: SocketAddr, token: Option<&str>, path: &str, range: Option<&str
     if let Some(range) = range {
         extra.push(("Range", range.to_owned()));
     }
-    send_head(&mut stream, addr, "GET", path, &extra);
-    read_reply(stream)
+    send_head(&mut stream, &addr.to_string(), "GET", path, &extra);
+    read_response(stream)
 }
 
 /// `GET url` for an absolute `http://host:port/path?query` (a presigned URL).
-pub fn get_url(url: &str) -> Reply {
+pub fn get_url(url: &str) -> Response {
     let rest = url.strip_prefix("http://").expect("an http:// URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(host)
@@ -307,9 +191,8 @@ pub fn get_url(url: &str) -> Reply {
         .next()
         .expect("an address");
     let mut stream = connect(addr);
-    let head = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    read_reply(stream)
+    send_head(&mut stream, host, "GET", path, &[]);
+    read_response(stream)
 }
 
 /// The same `size` bytes every time, made on the fly: each 1 MiB block is
@@ -355,11 +238,11 @@ pub fn upload_generated(
     content_type: &str,
     generated: &mut Generated,
     mut each_block: impl FnMut(u64),
-) -> (Reply, String) {
+) -> (Response, String) {
     let mut stream = connect(addr);
     send_head(
         &mut stream,
-        addr,
+        &addr.to_string(),
         "POST",
         "/v1/media",
         &[
@@ -375,7 +258,7 @@ pub fn upload_generated(
         stream.write_all(block).expect("send a block");
         each_block(index);
     }
-    (read_reply(stream), hex(&hasher.finalize()))
+    (read_response(stream), hex(&hasher.finalize()))
 }
 
 /// Streams `GET path` into a hash; returns (status, bytes read, SHA-256),
@@ -389,7 +272,7 @@ pub fn download_hashed(
     let mut stream = connect(addr);
     send_head(
         &mut stream,
-        addr,
+        &addr.to_string(),
         "GET",
         path,
         &[("Authorization", format!("Bearer {token}"))],

@@ -5,6 +5,7 @@
 pub mod at_rest;
 pub mod chat;
 pub mod http;
+pub mod jobs;
 pub mod media;
 pub mod mqtt;
 pub mod mqtt5;
@@ -18,24 +19,6 @@ use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 pub use store::testing::TestDatabase;
 pub use store::Backend;
-
-/// Generates one `#[tokio::test]` per backend for each listed test:
-/// `mod sqlite { fn name() }` and `mod postgres { fn name() }`.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($(#[$meta:meta])* async fn $name:ident($backend:ident) $body:block)*) => {
-        mod sqlite {
-            use super::*;
-            $($(#[$meta])* #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { let $backend = Backend::Sqlite; $body })*
-        }
-        mod postgres {
-            use super::*;
-            $($(#[$meta])* #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { let $backend = Backend::Postgres; $body })*
-        }
-    };
-}
 
 /// A running server process, killed when dropped.
 pub struct Server {
@@ -191,7 +174,10 @@ impl Server {
             self.metric("bluetick_search_indexed_through") >= id as f64
         })
         .await;
-        assert!(indexed, "the search indexer did not reach message {id} in 60 s");
+        assert!(
+            indexed,
+            "the search indexer did not reach message {id} in 60 s"
+        );
     }
 
     /// Starts the process again after [`Server::terminate`], on the same

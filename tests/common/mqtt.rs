@@ -1,12 +1,19 @@
 //! A real MQTT 3.1.1 client (rumqttc) with helpers that wait for what a
 //! user would observe: CONNACK codes, SUBACK codes, messages, a closed
 //! connection.
+//!
+//! The machinery is written once for both MQTT versions: [`Client`] is
+//! generic over a [`Version`] (3.1.1 here, [`super::mqtt5::V5`] for MQTT 5),
+//! which says how to poll that version's event loop and what its events
+//! are. Only the calls whose rumqttc signatures differ (subscribe, publish,
+//! disconnect) are written per version.
 
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, Publish, QoS,
-    SubscribeReasonCode,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet,
+    Publish, QoS, SubscribeReasonCode,
 };
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -40,13 +47,179 @@ impl<C, R: std::fmt::Debug> Outcome<C, R> {
     }
 }
 
+/// What an event meant to the helpers.
+pub enum Seen<P, G> {
+    ConnAck,
+    Publish(P),
+    /// A SUBACK's codes, one per filter.
+    SubAck(Vec<G>),
+    Other,
+}
+
+/// How a poll of the event loop failed.
+pub enum PollError<R> {
+    /// A CONNACK that refused the connection.
+    Refused(R),
+    /// Any other end of the connection.
+    Closed(String),
+}
+
+/// One MQTT version's rumqttc API, as far as the shared helpers need it.
+pub trait Version: Sized + 'static {
+    type Client;
+    type EventLoop: Send + 'static;
+    type Event: Send + 'static;
+    type Publish: Send + 'static;
+    /// A refusing CONNACK's code.
+    type Refusal;
+    /// A SUBACK's code for one filter.
+    type Granted;
+
+    /// The event loop's next event.
+    fn poll(
+        events: &mut Self::EventLoop,
+    ) -> impl Future<Output = Result<Self::Event, PollError<Self::Refusal>>> + Send;
+    fn sort(event: Self::Event) -> Seen<Self::Publish, Self::Granted>;
+    fn topic(publish: &Self::Publish) -> &[u8];
+    fn payload(publish: &Self::Publish) -> &[u8];
+    /// Queues a SUBSCRIBE at QoS 1 (or 0); false if the client is gone.
+    fn subscribe(
+        client: &Self::Client,
+        filter: &str,
+        qos1: bool,
+    ) -> impl Future<Output = bool> + Send;
+    /// Queues a QoS 1 PUBLISH.
+    fn publish(
+        client: &Self::Client,
+        topic: &str,
+        payload: Vec<u8>,
+    ) -> impl Future<Output = ()> + Send;
+    /// Queues a DISCONNECT, if the client is still there.
+    fn disconnect(client: &Self::Client) -> impl Future<Output = ()> + Send;
+}
+
+/// Implements [`Version`] for one rumqttc API. Both versions spell their
+/// event loop, events and packets alike, as different types in different
+/// modules; the names given must be in scope where this is used.
+macro_rules! impl_version {
+    ($version:ty: $client:ty, $eventloop:ty, $event:ident, $packet:ident, $publish:ty, $error:ident, $refusal:ty, $granted:ty, $qos:ident) => {
+        impl super::mqtt::Version for $version {
+            type Client = $client;
+            type EventLoop = $eventloop;
+            type Event = $event;
+            type Publish = $publish;
+            type Refusal = $refusal;
+            type Granted = $granted;
+
+            async fn poll(
+                events: &mut $eventloop,
+            ) -> Result<$event, super::mqtt::PollError<$refusal>> {
+                events.poll().await.map_err(|e| match e {
+                    $error::ConnectionRefused(code) => super::mqtt::PollError::Refused(code),
+                    e => super::mqtt::PollError::Closed(e.to_string()),
+                })
+            }
+
+            fn sort(event: $event) -> super::mqtt::Seen<$publish, $granted> {
+                use super::mqtt::Seen;
+                match event {
+                    $event::Incoming($packet::ConnAck(_)) => Seen::ConnAck,
+                    $event::Incoming($packet::Publish(p)) => Seen::Publish(p),
+                    $event::Incoming($packet::SubAck(ack)) => Seen::SubAck(ack.return_codes),
+                    _ => Seen::Other,
+                }
+            }
+
+            fn topic(publish: &$publish) -> &[u8] {
+                publish.topic.as_ref()
+            }
+
+            fn payload(publish: &$publish) -> &[u8] {
+                &publish.payload
+            }
+
+            async fn subscribe(client: &$client, filter: &str, qos1: bool) -> bool {
+                let qos = if qos1 {
+                    $qos::AtLeastOnce
+                } else {
+                    $qos::AtMostOnce
+                };
+                client.subscribe(filter, qos).await.is_ok()
+            }
+
+            async fn publish(client: &$client, topic: &str, payload: Vec<u8>) {
+                client
+                    .publish(topic, $qos::AtLeastOnce, false, payload)
+                    .await
+                    .expect("queue PUBLISH");
+            }
+
+            async fn disconnect(client: &$client) {
+                // The client may be gone already: nothing to tell the server.
+                let _ = client.disconnect().await;
+            }
+        }
+    };
+}
+pub(super) use impl_version;
+
+/// MQTT 3.1.1.
+pub struct V311;
+
+impl_version!(V311: AsyncClient, EventLoop, Event, Packet, Publish, ConnectionError, ConnectReturnCode, SubscribeReasonCode, QoS);
+
 /// A connected client whose event loop runs in the background.
-pub struct Client {
-    pub client: AsyncClient,
-    events: mpsc::UnboundedReceiver<Result<Event, String>>,
+pub struct Client<V: Version = V311> {
+    pub client: V::Client,
+    events: mpsc::UnboundedReceiver<Result<V::Event, String>>,
     /// Messages that arrived while a helper waited for something else.
-    pending: VecDeque<Publish>,
+    pending: VecDeque<V::Publish>,
     driver: JoinHandle<()>,
+}
+
+/// Waits (up to [`TIMEOUT`]) for the CONNACK on `eventloop`; once
+/// connected, runs the loop in the background for the returned client.
+pub async fn start<V: Version>(
+    client: V::Client,
+    mut eventloop: V::EventLoop,
+) -> Outcome<Client<V>, V::Refusal> {
+    let connack = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            match V::poll(&mut eventloop).await {
+                Ok(event) => {
+                    if let Seen::ConnAck = V::sort(event) {
+                        return Ok(());
+                    }
+                }
+                Err(PollError::Refused(code)) => return Err(Outcome::Refused(code)),
+                Err(PollError::Closed(e)) => return Err(Outcome::Closed(e)),
+            }
+        }
+    })
+    .await
+    .expect("CONNACK or close within the timeout");
+    if let Err(outcome) = connack {
+        return outcome;
+    }
+    let (tx, events) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        loop {
+            let event = V::poll(&mut eventloop).await.map_err(|e| match e {
+                PollError::Refused(_) => "refused".to_owned(),
+                PollError::Closed(e) => e,
+            });
+            let closed = event.is_err();
+            if tx.send(event).is_err() || closed {
+                return;
+            }
+        }
+    });
+    Outcome::Connected(Client {
+        client,
+        events,
+        pending: VecDeque::new(),
+        driver,
+    })
 }
 
 pub fn options(
@@ -74,46 +247,8 @@ pub async fn connect(
 }
 
 pub async fn connect_with(options: MqttOptions) -> Outcome {
-    let (client, mut eventloop) = AsyncClient::new(options, 1000);
-    let connack = tokio::time::timeout(TIMEOUT, async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                Ok(_) => continue,
-                Err(ConnectionError::ConnectionRefused(code)) => {
-                    return Err(Outcome::Refused(code))
-                }
-                Err(e) => return Err(Outcome::Closed(e.to_string())),
-            }
-        }
-    })
-    .await
-    .expect("CONNACK or close within the timeout");
-    if let Err(outcome) = connack {
-        return outcome;
-    }
-    let (tx, events) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(event) => {
-                    if tx.send(Ok(event)).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
-                    return;
-                }
-            }
-        }
-    });
-    Outcome::Connected(Client {
-        client,
-        events,
-        pending: VecDeque::new(),
-        driver,
-    })
+    let (client, eventloop) = AsyncClient::new(options, 1000);
+    start(client, eventloop).await
 }
 
 /// Connects, retrying (as clients do) every 100 ms up to `attempts`
@@ -133,38 +268,58 @@ pub async fn connect_retrying(
     None
 }
 
-impl Client {
-    /// Subscribes and returns the SUBACK's return codes.
-    pub async fn subscribe(&mut self, filter: &str) -> Vec<SubscribeReasonCode> {
-        self.client
-            .subscribe(filter, QoS::AtLeastOnce)
-            .await
-            .expect("queue SUBSCRIBE");
+/// What every version's client does the same way.
+impl<V: Version> Client<V> {
+    /// Subscribes (QoS 1) and returns the SUBACK's codes.
+    pub async fn subscribe(&mut self, filter: &str) -> Vec<V::Granted> {
+        assert!(
+            V::subscribe(&self.client, filter, true).await,
+            "queue SUBSCRIBE"
+        );
+        self.suback(filter).await
+    }
+
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        V::publish(&self.client, topic, payload.into()).await;
+    }
+
+    /// Whether the connection still serves requests: a SUBSCRIBE to
+    /// `filter` gets its SUBACK.
+    pub async fn is_alive(&mut self, filter: &str) -> bool {
+        if self.driver.is_finished() || !V::subscribe(&self.client, filter, false).await {
+            return false;
+        }
         loop {
             match self.next_event(TIMEOUT).await {
-                Some(Ok(Event::Incoming(Packet::SubAck(ack)))) => return ack.return_codes,
-                Some(Ok(Event::Incoming(Packet::Publish(p)))) => self.pending.push_back(p),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => panic!("connection closed while subscribing to {filter}: {e}"),
-                None => panic!("no SUBACK for {filter}"),
+                Some(Ok(event)) => match V::sort(event) {
+                    Seen::SubAck(_) => return true,
+                    Seen::Publish(p) => self.pending.push_back(p),
+                    _ => {}
+                },
+                Some(Err(_)) | None => return false,
             }
         }
     }
 
-    /// Subscribes and asserts the subscription was granted.
-    pub async fn subscribe_ok(&mut self, filter: &str) {
-        let codes = self.subscribe(filter).await;
-        assert!(
-            matches!(codes.as_slice(), [SubscribeReasonCode::Success(_)]),
-            "subscription to {filter} refused: {codes:?}"
-        );
+    pub async fn disconnect(self) {
+        V::disconnect(&self.client).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.driver).await;
     }
 
-    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload.into())
-            .await
-            .expect("queue PUBLISH");
+    /// Waits for the SUBACK of a SUBSCRIBE to `filter` just queued,
+    /// keeping messages that arrive meanwhile.
+    async fn suback(&mut self, filter: &str) -> Vec<V::Granted> {
+        loop {
+            match self.next_event(TIMEOUT).await {
+                Some(Ok(event)) => match V::sort(event) {
+                    Seen::SubAck(codes) => return codes,
+                    Seen::Publish(p) => self.pending.push_back(p),
+                    _ => {}
+                },
+                Some(Err(e)) => panic!("connection closed while subscribing to {filter}: {e}"),
+                None => panic!("no SUBACK for {filter}"),
+            }
+        }
     }
 
     /// Inbox events (as JSON) arriving until the client has been quiet
@@ -172,15 +327,30 @@ impl Client {
     pub async fn inbox_events(&mut self, quiet: Duration) -> Vec<serde_json::Value> {
         let mut events = Vec::new();
         while let Some(p) = self.next_message(quiet).await {
-            if p.topic.ends_with("/inbox") {
-                events.push(serde_json::from_slice(&p.payload).expect("inbox events are JSON"));
+            if V::topic(&p).ends_with(b"/inbox") {
+                events.push(serde_json::from_slice(V::payload(&p)).expect("inbox events are JSON"));
             }
         }
         events
     }
 
+    /// The next inbox event as JSON, skipping other messages; fails the
+    /// test if none arrives within [`TIMEOUT`].
+    pub async fn next_inbox_event(&mut self) -> serde_json::Value {
+        loop {
+            let message = self
+                .next_message(TIMEOUT)
+                .await
+                .expect("an inbox event in time");
+            if V::topic(&message).ends_with(b"/inbox") {
+                return serde_json::from_slice(V::payload(&message))
+                    .expect("inbox events are JSON");
+            }
+        }
+    }
+
     /// The next message, if one arrives within `timeout`.
-    pub async fn next_message(&mut self, timeout: Duration) -> Option<Publish> {
+    pub async fn next_message(&mut self, timeout: Duration) -> Option<V::Publish> {
         if let Some(p) = self.pending.pop_front() {
             return Some(p);
         }
@@ -188,8 +358,11 @@ impl Client {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.next_event(left).await {
-                Some(Ok(Event::Incoming(Packet::Publish(p)))) => return Some(p),
-                Some(Ok(_)) => {}
+                Some(Ok(event)) => {
+                    if let Seen::Publish(p) = V::sort(event) {
+                        return Some(p);
+                    }
+                }
                 Some(Err(_)) | None => return None,
             }
         }
@@ -203,36 +376,9 @@ impl Client {
             match self.next_event(left).await {
                 Some(Err(_)) => return true,
                 Some(Ok(_)) => {}
-                None => return false,
+                None => return self.driver.is_finished(),
             }
         }
-    }
-
-    /// Whether the connection still serves requests: a SUBSCRIBE to
-    /// `filter` gets its SUBACK.
-    pub async fn is_alive(&mut self, filter: &str) -> bool {
-        if self.driver.is_finished()
-            || self
-                .client
-                .subscribe(filter, QoS::AtMostOnce)
-                .await
-                .is_err()
-        {
-            return false;
-        }
-        loop {
-            match self.next_event(TIMEOUT).await {
-                Some(Ok(Event::Incoming(Packet::SubAck(_)))) => return true,
-                Some(Ok(Event::Incoming(Packet::Publish(p)))) => self.pending.push_back(p),
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return false,
-            }
-        }
-    }
-
-    pub async fn disconnect(self) {
-        let _ = self.client.disconnect().await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.driver).await;
     }
 
     /// Drops the connection without DISCONNECT, as a lost socket would.
@@ -240,11 +386,22 @@ impl Client {
         self.driver.abort();
     }
 
-    async fn next_event(&mut self, timeout: Duration) -> Option<Result<Event, String>> {
+    async fn next_event(&mut self, timeout: Duration) -> Option<Result<V::Event, String>> {
         tokio::time::timeout(timeout, self.events.recv())
             .await
             .ok()
             .flatten()
+    }
+}
+
+impl Client {
+    /// Subscribes and asserts the subscription was granted.
+    pub async fn subscribe_ok(&mut self, filter: &str) {
+        let codes = self.subscribe(filter).await;
+        assert!(
+            matches!(codes.as_slice(), [SubscribeReasonCode::Success(_)]),
+            "subscription to {filter} refused: {codes:?}"
+        );
     }
 }
 
