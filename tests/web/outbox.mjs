@@ -1,10 +1,28 @@
 // The durable outbox: a reload in the middle of sending loses nothing and
 // duplicates nothing; messages typed offline arrive once, in order, when
 // the browser is back online.
-import { twoPeople, openChat, chatWith, send, message, ticks, ok, check, scenario } from './harness.mjs';
+import { twoPeople, openChat, chatWith, send, message, ticks, ok, check, scenario, PATIENCE } from './harness.mjs';
 
 /** Texts of the conversation's messages, in screen order. */
 const texts = (page) => page.locator('#messages li.msg .body').allTextContents();
+
+/**
+ * Waits until `who`'s conversation shows exactly `expected`. A page that
+ * was just reloaded fills its list from history in pages, so it may show a
+ * prefix for a moment; it must never show a message twice, so a snapshot
+ * with a duplicate fails at once.
+ */
+async function shows(page, expected, who) {
+  const deadline = Date.now() + PATIENCE;
+  let seen = [];
+  while (Date.now() < deadline) {
+    seen = await texts(page);
+    check(new Set(seen).size === seen.length, `${who} sees a message twice: ${JSON.stringify(seen)}`);
+    if (JSON.stringify(seen) === JSON.stringify(expected)) return;
+    await page.waitForTimeout(100);
+  }
+  check(false, `${who} sees ${JSON.stringify(seen)}`);
+}
 
 /**
  * Puts a switchboard between the page and the server's WebSocket: while
@@ -81,15 +99,12 @@ await scenario('outbox', async (browser) => {
   const expected = ['first, to make a chat', 'typed before a reload', 'stored but not acked',
     'burst one', 'burst two', 'burst three', 'sent as the page went'];
   await message(b.page, 'sent as the page went').waitFor();
-  check(JSON.stringify(await texts(b.page)) === JSON.stringify(expected),
-    `the recipient sees ${JSON.stringify(await texts(b.page))}`);
-  check(JSON.stringify(await texts(a.page)) === JSON.stringify(expected),
-    `the sender sees ${JSON.stringify(await texts(a.page))}`);
+  await shows(b.page, expected, 'the recipient');
+  await shows(a.page, expected, 'the sender');
   await b.page.reload();
   await openChat(b.page, alice);
   await message(b.page, 'sent as the page went').waitFor();
-  check(JSON.stringify(await texts(b.page)) === JSON.stringify(expected),
-    `after a reload the recipient sees ${JSON.stringify(await texts(b.page))}`);
+  await shows(b.page, expected, 'after a reload the recipient');
   ok('reloads while sending lose nothing and duplicate nothing, on either side');
 
   // 5. Offline: three messages typed, then online.
