@@ -6,8 +6,6 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::dead_letters::DeadLetterQuota;
-
 /// The `[store]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -91,6 +89,27 @@ impl DeadLettersConfig {
             kept_prefix: self.kept_prefix,
             bytes_per_user: self.bytes_per_user,
             window: Duration::from_secs(self.window_secs.max(1)),
+        }
+    }
+}
+
+/// How much of refused payloads is kept, per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterQuota {
+    /// Bytes of one payload kept; a longer one is cut to this prefix.
+    pub kept_prefix: usize,
+    /// Sealed payload bytes kept per user within `window`; past it, dead
+    /// letters are recorded without their payload.
+    pub bytes_per_user: u64,
+    pub window: Duration,
+}
+
+impl Default for DeadLetterQuota {
+    fn default() -> Self {
+        DeadLetterQuota {
+            kept_prefix: 1024,
+            bytes_per_user: 1024 * 1024,
+            window: Duration::from_secs(3600),
         }
     }
 }

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::dead_letters::DeadLetterQuota;
+use crate::config::DeadLetterQuota;
 use crate::sealing::Sealer;
 use crate::StoreError;
 

@@ -2,13 +2,12 @@
 //! refused send may still hold a body) for operators to list and replay.
 //!
 //! Every refusal is recorded, but what is kept of its payload is bounded
-//! ([`DeadLetterQuota`]), so a client that publishes junk as fast as it can
+//! ([`DeadLetterQuota`](crate::config::DeadLetterQuota)), so a client that publishes junk as fast as it can
 //! cannot fill the disk: a payload over the kept prefix is stored cut to it,
 //! and once a user's kept bytes in the window reach the budget their dead
 //! letters keep no payload at all. The full length is always recorded.
 
 use diesel::prelude::*;
-use std::time::Duration;
 
 use crate::db::Tx;
 use crate::schema::dead_letters;
@@ -46,27 +45,6 @@ struct Row {
     created_at: i64,
     replayed_at: Option<i64>,
     payload_size: Option<i64>,
-}
-
-/// How much of refused payloads is kept, per user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeadLetterQuota {
-    /// Bytes of one payload kept; a longer one is cut to this prefix.
-    pub kept_prefix: usize,
-    /// Sealed payload bytes kept per user within `window`; past it, dead
-    /// letters are recorded without their payload.
-    pub bytes_per_user: u64,
-    pub window: Duration,
-}
-
-impl Default for DeadLetterQuota {
-    fn default() -> Self {
-        DeadLetterQuota {
-            kept_prefix: 1024,
-            bytes_per_user: 1024 * 1024,
-            window: Duration::from_secs(3600),
-        }
-    }
 }
 
 impl DeadLetter {
