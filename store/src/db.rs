@@ -153,10 +153,29 @@ impl Manager {
 
 fn open_sqlite(url: &str, pragmas: &str) -> Result<AnyConnection, r2d2::Error> {
     let mut conn = SqliteConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;
-    conn.batch_execute(pragmas)
-        .map_err(r2d2::Error::QueryError)?;
-    Ok(AnyConnection::Sqlite(conn))
+    // Switching a fresh file to WAL upgrades to an exclusive lock. When two
+    // connections do it at once, SQLite refuses one at once with "database
+    // is locked" instead of letting it wait `busy_timeout` (the wait could
+    // deadlock), so that one tries again, briefly and a bounded number of
+    // times; a file already in WAL mode never gets here twice.
+    let mut attempts = 0;
+    loop {
+        match conn.batch_execute(pragmas) {
+            Ok(()) => return Ok(AnyConnection::Sqlite(conn)),
+            Err(diesel::result::Error::DatabaseError(_, info))
+                if info.message().contains("database is locked") && attempts < PRAGMA_ATTEMPTS =>
+            {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(5 * u64::from(attempts)));
+            }
+            Err(e) => return Err(r2d2::Error::QueryError(e)),
+        }
+    }
 }
+
+/// Tries of a new SQLite connection's pragmas while another connection
+/// holds the lock they need (about 2 s of waiting in all).
+const PRAGMA_ATTEMPTS: u32 = 28;
 
 /// SQLite's one writer connection (see the module doc).
 struct Writer {
