@@ -46,6 +46,7 @@ pub struct Config {
     pub search: SearchConfig,
     pub web: WebConfig,
     pub quotas: QuotasConfig,
+    pub cluster: ClusterConfig,
 }
 
 // --- The web client (issue 17) ---
@@ -439,6 +440,7 @@ impl Default for Config {
             search: SearchConfig::default(),
             web: WebConfig::default(),
             quotas: QuotasConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -619,6 +621,50 @@ impl Default for SearchConfig {
             index_interval_ms: 200,
             index_batch: 500,
         }
+    }
+}
+
+// --- Cluster mode (issue 15) ---
+/// The `[cluster]` section: nodes routing live events through NATS
+/// (docs/scaling.md). Off by default: one node needs no NATS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS servers, comma-separated (`nats://10.0.0.1:4222,nats://10.0.0.2:4222`).
+    /// Empty: cluster mode is off.
+    pub nats_urls: String,
+    /// This node's name on the bus; empty means the top-level `node`.
+    /// Unique among nodes.
+    pub node: String,
+    /// Committed batches waiting to be published to NATS, and events from
+    /// other nodes waiting to be republished here, at most; past that they
+    /// are dropped (counted) and devices recover them by sync.
+    pub queue: usize,
+    /// Copies of the presence key-value bucket JetStream keeps, when the
+    /// first node creates it (at most the number of NATS servers).
+    pub presence_replicas: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nats_urls: String::new(),
+            node: String::new(),
+            queue: 10_000,
+            presence_replicas: 3,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The NATS URLs, or none when cluster mode is off.
+    pub fn urls(&self) -> Vec<String> {
+        self.nats_urls
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 }
 

@@ -101,9 +101,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         broker::Broker::start(broker_config(&config, &service_secret), store.clone())
             .await
             .context("starting the MQTT broker")?;
-    let bridge = bridge::Bridge::start(
+    let cluster = match cluster_config(&config, broker.mqtt_addr, &service_secret) {
+        Some(settings) => Some(Arc::new(
+            cluster::Cluster::start(settings)
+                .await
+                .context("joining the cluster")?,
+        )),
+        None => None,
+    };
+    let bridge = bridge::Bridge::start_tapped(
         bridge_config(&config, broker.mqtt_addr, service_secret),
         store.clone(),
+        cluster.as_ref().map(|cluster| cluster.committed()),
     )
     .await
     .context("starting the bridge")?;
@@ -113,6 +122,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config.node.clone(),
         events,
         bridge.presence(),
+        cluster.clone(),
     ));
 
     let http_listener = TcpListener::bind(config.http.addr)
@@ -141,6 +151,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ws_addr: broker.ws_addr,
             ws_url: Some(config.web.ws_url.clone()).filter(|url| !url.is_empty()),
         }),
+        cluster: cluster.as_ref().map(|cluster| cluster.health()),
     };
     let app = http::router(state, config.http.max_json_body);
     let limits = http::listener::ConnectionLimits {
@@ -240,6 +251,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // resend it to the next server.
     bridge.stop();
     recorder.abort();
+    if let Some(cluster) = &cluster {
+        cluster.stop();
+    }
     let closing = store.clone();
     let node = config.node.clone();
     tokio::task::spawn_blocking(move || {
@@ -359,10 +373,17 @@ async fn track_connections(
     node: String,
     mut events: broker::EventReceiver,
     presence: Arc<bridge::Tracker>,
+    cluster: Option<Arc<cluster::Cluster>>,
 ) {
     while let Some(event) = events.recv().await {
         if event.user.is_empty() {
             continue;
+        }
+        if let Some(cluster) = &cluster {
+            match event.kind {
+                broker::EventKind::Connected => cluster.device_connected(&event.user),
+                broker::EventKind::Disconnected => cluster.device_disconnected(&event.user),
+            }
         }
         let (user, at) = (event.user.clone(), event.at_ms);
         let (writer, node) = (store.clone(), node.clone());
@@ -377,17 +398,52 @@ async fn track_connections(
     }
 }
 
+/// The cluster link's settings, or `None` when `cluster.nats_urls` is
+/// empty (one node, no NATS).
+fn cluster_config(
+    config: &Config,
+    broker: std::net::SocketAddr,
+    secret: &str,
+) -> Option<cluster::ClusterConfig> {
+    let nats_urls = config.cluster.urls();
+    if nats_urls.is_empty() {
+        return None;
+    }
+    let node = match config.cluster.node.as_str() {
+        "" => config.node.clone(),
+        named => named.to_owned(),
+    };
+    Some(cluster::ClusterConfig {
+        nats_urls,
+        node,
+        broker: cluster::LocalBroker {
+            host: loopback_host(broker),
+            port: broker.port(),
+            username: broker::guard::SERVICE_USER.to_owned(),
+            password: secret.to_owned(),
+            max_packet_size: config.mqtt.max_packet_size,
+        },
+        queue: config.cluster.queue.max(1),
+        presence_replicas: config.cluster.presence_replicas,
+    })
+}
+
+/// The host to dial the embedded broker on: its address, or loopback when
+/// it listens on every interface.
+fn loopback_host(broker: std::net::SocketAddr) -> String {
+    match broker.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        ip => ip.to_string(),
+    }
+}
+
 fn bridge_config(
     config: &Config,
     broker: std::net::SocketAddr,
     secret: String,
 ) -> bridge::BridgeConfig {
-    let host = match broker.ip() {
-        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
-        ip => ip.to_string(),
-    };
     bridge::BridgeConfig {
-        host,
+        host: loopback_host(broker),
         port: broker.port(),
         username: broker::guard::SERVICE_USER.to_owned(),
         password: secret,

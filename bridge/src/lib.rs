@@ -165,10 +165,25 @@ pub fn filters() -> Vec<String> {
 /// presence messages.
 const EPHEMERAL_LEAVES: [&str; 2] = ["typing", "presence"];
 
+/// Where the publisher hands each committed batch's inbox events once it
+/// has published them locally (cluster mode: to other nodes). It is offered
+/// with `try_send`, never awaited: a full tap drops the batch, which the
+/// receiving devices recover by sync.
+pub type Tap = mpsc::Sender<Vec<(String, InboxEvent)>>;
+
 impl Bridge {
     /// Connects, subscribes, and starts the worker. Returns once the
     /// subscriptions are in place, so nothing published afterwards is missed.
     pub async fn start(config: BridgeConfig, store: Store) -> Result<Bridge, BridgeError> {
+        Bridge::start_tapped(config, store, None).await
+    }
+
+    /// [`Bridge::start`], with the committed events also handed to `tap`.
+    pub async fn start_tapped(
+        config: BridgeConfig,
+        store: Store,
+        tap: Option<Tap>,
+    ) -> Result<Bridge, BridgeError> {
         let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
         options
             .set_credentials(&config.username, &config.password)
@@ -222,7 +237,7 @@ impl Bridge {
             }
         }
         let (done_tx, done_rx) = mpsc::channel(PUBLISH_QUEUE);
-        let publisher = tokio::spawn(publish(client, store.clone(), done_rx));
+        let publisher = tokio::spawn(publish(client, store.clone(), done_rx, tap));
         let worker = tokio::spawn(work(store, input_rx, config, done_tx));
         Ok(Bridge {
             submissions: input_tx,
@@ -535,7 +550,12 @@ async fn gather(
 /// user's inbox events go out in seq order; PUBACKs (after-commit policy),
 /// then inbox events, then quota refusals; then starts the batch's `sync`
 /// answers, at most [`SYNC_CONCURRENCY`] at once, off the commit path.
-async fn publish(client: AsyncClient, store: Store, mut batches: mpsc::Receiver<Done>) {
+async fn publish(
+    client: AsyncClient,
+    store: Store,
+    mut batches: mpsc::Receiver<Done>,
+    tap: Option<Tap>,
+) {
     let replays = Arc::new(tokio::sync::Semaphore::new(SYNC_CONCURRENCY));
     while let Some(done) = batches.recv().await {
         for publish in &done.acks {
@@ -543,6 +563,11 @@ async fn publish(client: AsyncClient, store: Store, mut batches: mpsc::Receiver<
         }
         for (user, event) in &done.events {
             publish_event(&client, user, event).await;
+        }
+        if let (Some(tap), false) = (&tap, done.events.is_empty()) {
+            if tap.try_send(done.events).is_err() {
+                metrics::counter!("bluetick_bridge_tap_dropped_total").increment(1);
+            }
         }
         for (user, rejection) in done.limited {
             // Not stored: the sender is connected (it just published), and a

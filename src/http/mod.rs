@@ -61,6 +61,8 @@ pub struct AppState {
     pub media: Arc<crate::media::MediaService>,
     /// What the web client is told about this server (issue 17).
     pub web: Arc<web::ClientSettings>,
+    /// Cluster mode (issue 15): whether NATS is reachable, for `/readyz`.
+    pub cluster: Option<Arc<cluster::Health>>,
 }
 
 /// The API's routes, built from the handlers' OpenAPI annotations.

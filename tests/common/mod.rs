@@ -8,6 +8,7 @@ pub mod http;
 pub mod media;
 pub mod mqtt;
 pub mod mqtt5;
+pub mod nats;
 pub mod rows;
 pub mod tools;
 pub mod ws;
@@ -193,7 +194,10 @@ impl Server {
             self.metric("bluetick_search_indexed_through") >= id as f64
         })
         .await;
-        assert!(indexed, "the search indexer did not reach message {id} in 60 s");
+        assert!(
+            indexed,
+            "the search indexer did not reach message {id} in 60 s"
+        );
     }
 
     /// Starts the process again after [`Server::terminate`], on the same

@@ -1,0 +1,147 @@
+//! Which users have a device on this node, and the NATS subscription each
+//! of them brings.
+//!
+//! A node subscribes to `bt.inbox.{user}` only while at least one device of
+//! that user is connected to it, so an event crosses the bus only to the
+//! nodes that can deliver it. The count follows the broker's connection
+//! events; the subscription opens with the first device and closes with the
+//! last (dropping the subscriber unsubscribes).
+//!
+//! # Invariant
+//! A user is in the map exactly while its device count is above zero, and
+//! then exactly one subscription task runs for it.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::subjects;
+
+/// An event from another node, for one of this node's users.
+#[derive(Debug)]
+pub(crate) struct Arrival {
+    pub user: String,
+    /// The inbox event exactly as the committing node published it.
+    pub payload: Bytes,
+}
+
+/// The users with a device here.
+pub(crate) struct Interest {
+    nats: async_nats::Client,
+    /// This node's name, to skip the events it committed itself.
+    node: String,
+    /// Where arrivals go to be republished locally.
+    arrivals: mpsc::Sender<Arrival>,
+    /// User → its devices here and its subscription.
+    users: Mutex<HashMap<String, Watch>>,
+}
+
+/// One user's presence on this node.
+struct Watch {
+    /// Devices of the user connected here.
+    devices: usize,
+    /// Reads the user's subject; aborting it unsubscribes.
+    task: JoinHandle<()>,
+}
+
+impl Interest {
+    pub fn new(
+        nats: async_nats::Client,
+        node: String,
+        arrivals: mpsc::Sender<Arrival>,
+    ) -> Interest {
+        Interest {
+            nats,
+            node,
+            arrivals,
+            users: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn connected(&self, user: &str) {
+        let mut users = self.lock();
+        if let Some(watch) = users.get_mut(user) {
+            watch.devices += 1;
+            return;
+        }
+        let task = tokio::spawn(follow(
+            self.nats.clone(),
+            self.node.clone(),
+            user.to_owned(),
+            self.arrivals.clone(),
+        ));
+        users.insert(user.to_owned(), Watch { devices: 1, task });
+        metrics::gauge!("bluetick_cluster_subscribed_users").set(users.len() as f64);
+    }
+
+    pub fn disconnected(&self, user: &str) {
+        let mut users = self.lock();
+        let Some(watch) = users.get_mut(user) else {
+            // Its connect was never counted (the broker's event queue was
+            // full and dropped it); there is nothing to undo.
+            return;
+        };
+        watch.devices -= 1;
+        if watch.devices == 0 {
+            if let Some(watch) = users.remove(user) {
+                watch.task.abort();
+            }
+        }
+        metrics::gauge!("bluetick_cluster_subscribed_users").set(users.len() as f64);
+    }
+
+    /// Drops every subscription (shutdown).
+    pub fn clear(&self) {
+        for (_, watch) in self.lock().drain() {
+            watch.task.abort();
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Watch>> {
+        self.users
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Reads `user`'s subject until aborted, handing on what other nodes
+/// committed.
+async fn follow(
+    nats: async_nats::Client,
+    node: String,
+    user: String,
+    arrivals: mpsc::Sender<Arrival>,
+) {
+    let mut subscriber = match nats.subscribe(subjects::inbox(&user)).await {
+        Ok(subscriber) => subscriber,
+        Err(e) => {
+            // Only when the client is closed for good; the user's devices
+            // then catch up by sync.
+            tracing::warn!(error = %e, %user, "cluster: cannot subscribe");
+            return;
+        }
+    };
+    while let Some(message) = subscriber.next().await {
+        let origin = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(subjects::ORIGIN_HEADER))
+            .map(|v| v.as_str());
+        if origin == Some(node.as_str()) {
+            // This node committed it and has published it locally already.
+            metrics::counter!("bluetick_cluster_events_total", "way" => "own_skipped").increment(1);
+            continue;
+        }
+        let arrival = Arrival {
+            user: user.clone(),
+            payload: message.payload,
+        };
+        if arrivals.try_send(arrival).is_err() {
+            metrics::counter!("bluetick_cluster_events_dropped_total", "where" => "inbound")
+                .increment(1);
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! bluetick nodes on one PostgreSQL, routing live events through a real
+//! 3-node NATS cluster (issue 15; docs/scaling.md).
+//!
+//! "Live" is shown with raw MQTT clients that never send `sync`: whatever
+//! reaches them came over the bus, not from a replay.
+
+mod common;
+
+use common::chat::App;
+use common::mqtt::{self, Client};
+use common::nats::NatsCluster;
+use common::{Backend, Options, Server};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Every node seals message bodies with the same key, as a cluster must.
+const KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+/// Longest wait for an event that should arrive; generous for a busy machine.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The options of node `name` in the cluster `nats`.
+fn node(nats: &NatsCluster, name: &str) -> Options {
+    Options::default()
+        .env("BLUETICK_NODE", name)
+        .env("BLUETICK_MESSAGES__KEY", KEY)
+        .env("BLUETICK_CLUSTER__NATS_URLS", &nats.urls())
+}
+
+/// Three nodes, `a`, `b` and `c`, on one fresh PostgreSQL database.
+fn three_nodes(nats: &NatsCluster) -> (Server, Server, Server) {
+    let a = Server::start_with(Backend::Postgres, node(nats, "a"));
+    let b = Server::start_on(a.database.share(), node(nats, "b"));
+    let c = Server::start_on(a.database.share(), node(nats, "c"));
+    (a, b, c)
+}
+
+/// A raw device of `user` on `server`, subscribed to its inbox; it never
+/// syncs, so all it sees arrived live.
+async fn device(server: &Server, user: &str, token: &str, device: &str) -> Client {
+    let mut client = mqtt::connect(
+        server.mqtt,
+        &format!("{user}.{device}"),
+        Some((user, token)),
+    )
+    .await
+    .expect_connected();
+    client.subscribe_ok(&format!("u/{user}/inbox")).await;
+    client
+}
+
+/// Waits for the inbox event matching `wanted`.
+async fn live_event(client: &mut Client, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(publish) = client.next_message(left).await else {
+            panic!("no live {what} within {WAIT:?}; saw {seen:#?}");
+        };
+        if !publish.topic.ends_with("/inbox") {
+            continue;
+        }
+        let event: Value = serde_json::from_slice(&publish.payload).expect("inbox event is JSON");
+        if wanted(&event) {
+            return event;
+        }
+        seen.push(event);
+    }
+}
+
+async fn message(client: &mut Client, from: &str, body: &str) -> Value {
+    live_event(client, &format!("message {body:?} from {from}"), |e| {
+        e["type"] == "message" && e["from"] == from && e["body"] == body
+    })
+    .await
+}
+
+async fn ack(client: &mut Client, client_id: &str) -> Value {
+    live_event(client, &format!("✓ of {client_id}"), |e| {
+        e["type"] == "ack" && e["client_id"] == client_id
+    })
+    .await
+}
+
+async fn receipt(client: &mut Client, peer: &str, status: &str, id: i64) -> Value {
+    live_event(
+        client,
+        &format!("{status} receipt from {peer} for {id}"),
+        |e| {
+            e["type"] == "receipt"
+                && e["peer"] == peer
+                && e["status"] == status
+                && e["up_to"].as_i64() >= Some(id)
+        },
+    )
+    .await
+}
+
+async fn send(client: &Client, from: &str, id: &str, to: &str, body: &str) {
+    let request = json!({ "id": id, "to": to, "body": body });
+    client
+        .publish(&format!("u/{from}/send"), request.to_string())
+        .await;
+}
+
+async fn ack_inbox(client: &Client, user: &str, device: &str, up_to: i64) {
+    let request = json!({ "up_to": up_to, "device": device });
+    client
+        .publish(&format!("u/{user}/ack"), request.to_string())
+        .await;
+}
+
+async fn read(client: &Client, user: &str, peer: &str, up_to: i64) {
+    let request = json!({ "peer": peer, "up_to": up_to });
+    client
+        .publish(&format!("u/{user}/read"), request.to_string())
+        .await;
+}
+
+fn seq(event: &Value) -> i64 {
+    event["seq"].as_i64().expect("a seq")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_and_receipts_reach_devices_on_other_nodes_live() {
+    let nats = NatsCluster::start();
+    let (a, b, c) = three_nodes(&nats);
+    let alice_token = a.register("alice");
+    let bob_token = b.register("bob");
+
+    let mut alice = device(&a, "alice", &alice_token, "phone").await;
+    let mut bob = device(&b, "bob", &bob_token, "phone").await;
+    let mut bob_tablet = device(&c, "bob", &bob_token, "tablet").await;
+    nats.interest("bt.inbox.alice").await;
+    nats.interest("bt.inbox.bob").await;
+
+    // alice on A → bob on B and on C.
+    send(&alice, "alice", "a-1", "bob", "hello from A").await;
+    let sent = ack(&mut alice, "a-1").await;
+    let id = sent["id"].as_i64().expect("message id");
+    let on_b = message(&mut bob, "alice", "hello from A").await;
+    let on_c = message(&mut bob_tablet, "alice", "hello from A").await;
+    assert_eq!(on_b["id"].as_i64(), Some(id));
+    assert_eq!(on_b, on_c, "both of bob's devices see the same event");
+
+    // bob's phone on B stores it: ✓✓ reaches alice on A.
+    ack_inbox(&bob, "bob", "phone", seq(&on_b)).await;
+    receipt(&mut alice, "bob", "delivered", id).await;
+    // bob reads it on B: blue ticks on A.
+    read(&bob, "bob", "alice", id).await;
+    receipt(&mut alice, "bob", "read", id).await;
+
+    // bob on B answers → alice on A; bob's own ack reaches his tablet on C.
+    send(&bob, "bob", "b-1", "alice", "hi from B").await;
+    ack(&mut bob, "b-1").await;
+    let answer = message(&mut alice, "bob", "hi from B").await;
+    ack(&mut bob_tablet, "b-1").await;
+    ack_inbox(&alice, "alice", "phone", seq(&answer)).await;
+    let answer_id = answer["id"].as_i64().expect("message id");
+    receipt(&mut bob, "alice", "delivered", answer_id).await;
+    receipt(&mut bob_tablet, "alice", "delivered", answer_id).await;
+
+    assert!(
+        b.metric(r#"bluetick_cluster_events_total{way="in"}"#) > 0.0,
+        "node B republished events from the bus"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_committing_node_delivers_its_own_events_once() {
+    let nats = NatsCluster::start();
+    let (a, b, _c) = three_nodes(&nats);
+    let alice_token = a.register("alice");
+    let bob_token = a.register("bob");
+    // bob has a device on A (where alice's message commits) and on B, so
+    // both nodes follow his subject and A also gets its own event back.
+    let mut bob_here = device(&a, "bob", &bob_token, "phone").await;
+    let mut bob_there = device(&b, "bob", &bob_token, "tablet").await;
+    let alice = device(&a, "alice", &alice_token, "phone").await;
+    nats.interest("bt.inbox.bob").await;
+
+    for i in 0..5 {
+        send(
+            &alice,
+            "alice",
+            &format!("m-{i}"),
+            "bob",
+            &format!("note {i}"),
+        )
+        .await;
+    }
+    for (name, device) in [("A", &mut bob_here), ("B", &mut bob_there)] {
+        let mut seqs = Vec::new();
+        while seqs.len() < 5 {
+            let event = live_event(device, &format!("5 messages on node {name}"), |e| {
+                e["type"] == "message"
+            })
+            .await;
+            seqs.push(seq(&event));
+        }
+        // Anything more within a quiet second would be a second copy.
+        let extra = device.inbox_events(Duration::from_secs(1)).await;
+        let expected: Vec<i64> = (seqs[0]..seqs[0] + 5).collect();
+        assert_eq!(
+            seqs, expected,
+            "node {name}: each message once, in seq order"
+        );
+        assert!(
+            extra.iter().all(|e| e["type"] != "message"),
+            "node {name} delivered a message twice: {extra:#?}"
+        );
+    }
+}
+
+/// `/readyz`'s `cluster` field on `server`.
+fn bus_state(server: &Server) -> String {
+    let ready = common::http::request(server.http, "GET", "/readyz", None, None);
+    assert_eq!(
+        ready.status, 200,
+        "a node without NATS stays ready: {}",
+        ready.body
+    );
+    ready.json()["cluster"].as_str().unwrap_or("").to_owned()
+}
+
+async fn bus_becomes(server: &Server, state: &str) {
+    let reached = common::eventually(WAIT, || bus_state(server) == state).await;
+    assert!(reached, "/readyz never said cluster {state:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_nats_each_node_serves_its_users_and_the_rest_arrives_by_sync() {
+    let mut nats = NatsCluster::start();
+    let a = Server::start_with(Backend::Postgres, node(&nats, "a"));
+    let b = Server::start_on(a.database.share(), node(&nats, "b"));
+    let (alice_token, carol_token, bob_token) =
+        (a.register("alice"), a.register("carol"), b.register("bob"));
+    let dir = tempfile::tempdir().expect("app state dir");
+    let mut alice = App::connect(&a, "alice", &alice_token, "phone", dir.path()).await;
+    let mut carol = App::connect(&a, "carol", &carol_token, "phone", dir.path()).await;
+    let mut bob = App::connect(&b, "bob", &bob_token, "phone", dir.path()).await;
+    bus_becomes(&a, "connected").await;
+    assert_eq!(a.metric("bluetick_cluster_nats_connected"), 1.0);
+
+    nats.kill_all();
+    bus_becomes(&a, "nats_unreachable").await;
+    bus_becomes(&b, "nats_unreachable").await;
+    assert_eq!(a.metric("bluetick_cluster_nats_connected"), 0.0);
+
+    // Each node goes on serving its own users, live and with ✓.
+    let local = alice
+        .client
+        .send("carol", "same node, no bus")
+        .await
+        .expect("send");
+    alice.sent(&local).await;
+    carol.message_from("alice", "same node, no bus").await;
+    let early = alice
+        .client
+        .send("bob", "while NATS is down")
+        .await
+        .expect("send");
+    alice.sent(&early).await;
+    let reply = bob
+        .client
+        .send("alice", "bob, also while down")
+        .await
+        .expect("send");
+    bob.sent(&reply).await;
+
+    nats.restart_all();
+    bus_becomes(&a, "connected").await;
+    bus_becomes(&b, "connected").await;
+    nats.interest("bt.inbox.alice").await;
+    nats.interest("bt.inbox.bob").await;
+
+    // The next live events show each side a gap; its sync brings the rest.
+    let late = alice
+        .client
+        .send("bob", "NATS is back")
+        .await
+        .expect("send");
+    alice.sent(&late).await;
+    let late_reply = bob.client.send("alice", "so it is").await.expect("send");
+    bob.sent(&late_reply).await;
+    bob.message_from("alice", "NATS is back").await;
+    alice.message_from("bob", "so it is").await;
+    bob.settle(Duration::from_secs(1)).await;
+    alice.settle(Duration::from_secs(1)).await;
+
+    let bodies = |app: &App, from: &str| -> Vec<String> {
+        app.messages()
+            .into_iter()
+            .filter(|m| m.from == from)
+            .map(|m| m.body.clone())
+            .collect()
+    };
+    assert_eq!(
+        bodies(&bob, "alice"),
+        ["while NATS is down", "NATS is back"],
+        "bob has alice's messages once each, in order"
+    );
+    assert_eq!(bodies(&alice, "bob"), ["bob, also while down", "so it is"]);
+}
