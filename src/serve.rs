@@ -112,7 +112,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let bridge = bridge::Bridge::start_tapped(
         bridge_config(&config, broker.mqtt_addr, service_secret),
         store.clone(),
-        cluster.as_ref().map(|cluster| cluster.committed()),
+        cluster.as_ref().map(|cluster| {
+            let taps = cluster.taps();
+            bridge::Taps {
+                committed: taps.committed,
+                live: taps.live,
+            }
+        }),
     )
     .await
     .context("starting the bridge")?;
@@ -381,8 +387,12 @@ async fn track_connections(
         }
         if let Some(cluster) = &cluster {
             match event.kind {
-                broker::EventKind::Connected => cluster.device_connected(&event.user),
-                broker::EventKind::Disconnected => cluster.device_disconnected(&event.user),
+                broker::EventKind::Connected => {
+                    cluster.device_connected(&event.user, &event.client_id)
+                }
+                broker::EventKind::Disconnected => {
+                    cluster.device_disconnected(&event.user, &event.client_id)
+                }
             }
         }
         let (user, at) = (event.user.clone(), event.at_ms);

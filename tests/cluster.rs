@@ -132,8 +132,8 @@ async fn messages_and_receipts_reach_devices_on_other_nodes_live() {
     let mut alice = device(&a, "alice", &alice_token, "phone").await;
     let mut bob = device(&b, "bob", &bob_token, "phone").await;
     let mut bob_tablet = device(&c, "bob", &bob_token, "tablet").await;
-    nats.interest("bt.inbox.alice").await;
-    nats.interest("bt.inbox.bob").await;
+    nats.interest("bt.u.alice.*").await;
+    nats.interest("bt.u.bob.*").await;
 
     // alice on A → bob on B and on C.
     send(&alice, "alice", "a-1", "bob", "hello from A").await;
@@ -178,7 +178,7 @@ async fn the_committing_node_delivers_its_own_events_once() {
     let mut bob_here = device(&a, "bob", &bob_token, "phone").await;
     let mut bob_there = device(&b, "bob", &bob_token, "tablet").await;
     let alice = device(&a, "alice", &alice_token, "phone").await;
-    nats.interest("bt.inbox.bob").await;
+    nats.interest("bt.u.bob.*").await;
 
     for i in 0..5 {
         send(
@@ -272,8 +272,8 @@ async fn without_nats_each_node_serves_its_users_and_the_rest_arrives_by_sync() 
     nats.restart_all();
     bus_becomes(&a, "connected").await;
     bus_becomes(&b, "connected").await;
-    nats.interest("bt.inbox.alice").await;
-    nats.interest("bt.inbox.bob").await;
+    nats.interest("bt.u.alice.*").await;
+    nats.interest("bt.u.bob.*").await;
 
     // The next live events show each side a gap; its sync brings the rest.
     let late = alice
@@ -302,4 +302,142 @@ async fn without_nats_each_node_serves_its_users_and_the_rest_arrives_by_sync() 
         "bob has alice's messages once each, in order"
     );
     assert_eq!(bodies(&alice, "bob"), ["bob, also while down", "so it is"]);
+}
+
+/// A raw client `user.device` on `server` watching `presence/{target}`.
+async fn presence_watcher(
+    server: &Server,
+    (user, device): (&str, &str),
+    token: &str,
+    target: &str,
+) -> Client {
+    let client_id = format!("{user}.{device}");
+    let mut client = mqtt::connect(server.mqtt, &client_id, Some((user, token)))
+        .await
+        .expect_connected();
+    client.subscribe_ok(&format!("presence/{target}")).await;
+    client
+}
+
+/// Waits for a presence message matching `wanted` on `client`.
+async fn presence_where(client: &mut Client, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(publish) = client.next_message(left).await else {
+            panic!("no presence {what} within {WAIT:?}; saw {seen:?}");
+        };
+        if !publish.topic.starts_with("presence/") {
+            continue;
+        }
+        let presence: Value = serde_json::from_slice(&publish.payload).expect("presence is JSON");
+        if wanted(&presence) {
+            return presence;
+        }
+        seen.push(presence);
+    }
+}
+
+fn set_privacy(server: &Server, token: &str, change: Value) {
+    let path = "/v1/me/privacy";
+    let body = change.to_string();
+    let response = common::http::request(server.http, "PUT", path, Some(&body), Some(token));
+    assert_eq!(response.status, 200, "{}", response.body);
+}
+
+fn post_message(server: &Server, token: &str, id: &str, to: &str) {
+    let body = json!({ "id": id, "to": to, "body": "hi" }).to_string();
+    let sent = common::http::request(
+        server.http,
+        "POST",
+        "/v1/messages",
+        Some(&body),
+        Some(token),
+    );
+    assert_eq!(sent.status, 201, "{}", sent.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_the_same_on_every_node_and_each_guard_applies_privacy() {
+    let nats = NatsCluster::start();
+    let (a, b, c) = three_nodes(&nats);
+    let (alice_token, bob_token, carol_token) =
+        (a.register("alice"), a.register("bob"), a.register("carol"));
+    // alice shows her presence to contacts only; bob is one, carol is not.
+    set_privacy(&a, &alice_token, json!({ "last_seen": "contacts" }));
+    post_message(&a, &bob_token, "hi-1", "alice");
+    post_message(&a, &alice_token, "hi-2", "bob");
+
+    let mut bob_on_b = presence_watcher(&b, ("bob", "phone"), &bob_token, "alice").await;
+    let mut carol_on_b = presence_watcher(&b, ("carol", "phone"), &carol_token, "alice").await;
+    let alice = device(&a, "alice", &alice_token, "phone").await;
+    presence_where(&mut bob_on_b, "online on node B", |p| p["online"] == true).await;
+    let hidden = presence_where(&mut carol_on_b, "for a stranger", |_| true).await;
+    assert_eq!(
+        hidden,
+        json!({ "hidden": true }),
+        "node B's guard hides alice from carol"
+    );
+
+    // A node that joins the watching later holds the same retained value.
+    let mut bob_on_c = presence_watcher(&c, ("bob", "tablet"), &bob_token, "alice").await;
+    presence_where(&mut bob_on_c, "retained online on node C", |p| {
+        p["online"] == true
+    })
+    .await;
+
+    alice.disconnect().await;
+    let offline =
+        presence_where(&mut bob_on_b, "offline on node B", |p| p["online"] == false).await;
+    assert!(
+        offline["last_seen"].is_i64(),
+        "last seen shown to a contact: {offline}"
+    );
+    presence_where(&mut bob_on_c, "offline on node C", |p| p["online"] == false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_reaches_a_peer_on_another_node() {
+    let nats = NatsCluster::start();
+    let a = Server::start_with(Backend::Postgres, node(&nats, "a"));
+    let b = Server::start_on(a.database.share(), node(&nats, "b"));
+    let (alice_token, bob_token) = (a.register("alice"), a.register("bob"));
+    let mut bob = mqtt::connect(b.mqtt, "bob.phone", Some(("bob", &bob_token)))
+        .await
+        .expect_connected();
+    bob.subscribe_ok("u/bob/live").await;
+    let alice = device(&a, "alice", &alice_token, "phone").await;
+    nats.interest("bt.u.bob.*").await;
+
+    let typing = json!({ "to": "bob", "state": "typing" }).to_string();
+    alice.publish("u/alice/typing", typing).await;
+    let live = bob.next_message(WAIT).await.expect("typing from node A");
+    assert_eq!(live.topic, "u/bob/live");
+    let event: Value = serde_json::from_slice(&live.payload).expect("JSON");
+    assert_eq!(
+        event,
+        json!({ "type": "typing", "from": "alice", "state": "typing" })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_client_id_on_another_node_closes_the_first() {
+    let nats = NatsCluster::start();
+    let a = Server::start_with(Backend::Postgres, node(&nats, "a"));
+    let b = Server::start_on(a.database.share(), node(&nats, "b"));
+    let bob_token = a.register("bob");
+    let mut first = device(&a, "bob", &bob_token, "phone").await;
+    nats.interest("bt.u.bob.*").await;
+
+    let mut second = device(&b, "bob", &bob_token, "phone").await;
+    assert!(
+        first.closed_within(WAIT).await,
+        "the older bob.phone on node A was closed"
+    );
+    assert!(
+        second.is_alive("u/bob/inbox").await,
+        "the newer bob.phone on node B stays"
+    );
+    assert!(a.metric("bluetick_cluster_takeovers_total") >= 1.0);
 }

@@ -165,11 +165,20 @@ pub fn filters() -> Vec<String> {
 /// presence messages.
 const EPHEMERAL_LEAVES: [&str; 2] = ["typing", "presence"];
 
-/// Where the publisher hands each committed batch's inbox events once it
-/// has published them locally (cluster mode: to other nodes). It is offered
-/// with `try_send`, never awaited: a full tap drops the batch, which the
-/// receiving devices recover by sync.
-pub type Tap = mpsc::Sender<Vec<(String, InboxEvent)>>;
+/// Where the bridge hands what it publishes locally to be copied to other
+/// nodes too (cluster mode). Each is offered with `try_send`, never
+/// awaited: a full tap drops it; inbox events are recovered by sync, and
+/// typing is ephemeral anyway.
+#[derive(Clone)]
+pub struct Taps {
+    /// Each committed batch's inbox events, (user, event), in commit order,
+    /// once published locally.
+    pub committed: mpsc::Sender<Vec<(String, InboxEvent)>>,
+    /// Typing events, (recipient, `u/{recipient}/live` payload), whether or
+    /// not the recipient is online here: only nodes where it is connected
+    /// deliver them.
+    pub live: mpsc::Sender<(String, Vec<u8>)>,
+}
 
 impl Bridge {
     /// Connects, subscribes, and starts the worker. Returns once the
@@ -178,11 +187,11 @@ impl Bridge {
         Bridge::start_tapped(config, store, None).await
     }
 
-    /// [`Bridge::start`], with the committed events also handed to `tap`.
+    /// [`Bridge::start`], with what it publishes also handed to `taps`.
     pub async fn start_tapped(
         config: BridgeConfig,
         store: Store,
-        tap: Option<Tap>,
+        taps: Option<Taps>,
     ) -> Result<Bridge, BridgeError> {
         let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
         options
@@ -209,6 +218,7 @@ impl Bridge {
             typing: Buckets::new(live::TYPING_PER_SECOND, live::TYPING_BURST),
             backlog: input_tx.clone(),
             shed_above: config.shed_above,
+            typing_tap: taps.as_ref().map(|taps| taps.live.clone()),
         };
         let (arrivals_tx, arrivals_rx) = mpsc::unbounded_channel();
         let driver = tokio::spawn(drive(
@@ -237,6 +247,7 @@ impl Bridge {
             }
         }
         let (done_tx, done_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let tap = taps.map(|taps| taps.committed);
         let publisher = tokio::spawn(publish(client, store.clone(), done_rx, tap));
         let worker = tokio::spawn(work(store, input_rx, config, done_tx));
         Ok(Bridge {
@@ -303,6 +314,8 @@ struct Live {
     backlog: mpsc::Sender<Input>,
     /// Queued requests above which ephemeral traffic is shed.
     shed_above: usize,
+    /// Cluster mode: typing for users on other nodes.
+    typing_tap: Option<mpsc::Sender<(String, Vec<u8>)>>,
 }
 
 impl Live {
@@ -328,6 +341,7 @@ impl Live {
                 &self.typing,
                 &user,
                 &publish.payload,
+                self.typing_tap.as_ref(),
             ),
             "presence" => self.desk.offer(&user, &publish.payload),
             _ => return Some(Input::Mqtt(publish)),
@@ -554,7 +568,7 @@ async fn publish(
     client: AsyncClient,
     store: Store,
     mut batches: mpsc::Receiver<Done>,
-    tap: Option<Tap>,
+    tap: Option<mpsc::Sender<Vec<(String, InboxEvent)>>>,
 ) {
     let replays = Arc::new(tokio::sync::Semaphore::new(SYNC_CONCURRENCY));
     while let Some(done) = batches.recv().await {

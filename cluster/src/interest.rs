@@ -1,15 +1,15 @@
-//! Which users have a device on this node, and the NATS subscription each
-//! of them brings.
+//! Which users have a device on this node (by client id), and the NATS
+//! subscription each of them brings.
 //!
-//! A node subscribes to `bt.inbox.{user}` only while at least one device of
-//! that user is connected to it, so an event crosses the bus only to the
-//! nodes that can deliver it. The count follows the broker's connection
-//! events; the subscription opens with the first device and closes with the
-//! last (dropping the subscriber unsubscribes).
+//! A node follows `bt.u.{user}.*` only while at least one device of that
+//! user is connected to it, so an event crosses the bus only to the nodes
+//! that can deliver it. The devices follow the broker's connection events;
+//! the subscription opens with the first and closes with the last
+//! (dropping the subscriber unsubscribes).
 //!
 //! # Invariant
-//! A user is in the map exactly while its device count is above zero, and
-//! then exactly one subscription task runs for it.
+//! A user is in the map exactly while it has a connection here, and then
+//! exactly one subscription task runs for it.
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -18,13 +18,15 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::subjects;
+use crate::subjects::{self, Leaf};
 
-/// An event from another node, for one of this node's users.
+/// Something from another node for one of this node's users.
 #[derive(Debug)]
 pub(crate) struct Arrival {
     pub user: String,
-    /// The inbox event exactly as the committing node published it.
+    pub leaf: Leaf,
+    /// Exactly what the other node published: an inbox event, a live
+    /// event, or the client id of a takeover.
     pub payload: Bytes,
 }
 
@@ -41,8 +43,9 @@ pub(crate) struct Interest {
 
 /// One user's presence on this node.
 struct Watch {
-    /// Devices of the user connected here.
-    devices: usize,
+    /// Connections of the user here, per client id (briefly two while
+    /// rumqttd hands a client id from an old connection to a new one).
+    clients: HashMap<String, usize>,
     /// Reads the user's subject; aborting it unsubscribes.
     task: JoinHandle<()>,
 }
@@ -61,10 +64,10 @@ impl Interest {
         }
     }
 
-    pub fn connected(&self, user: &str) {
+    pub fn connected(&self, user: &str, client_id: &str) {
         let mut users = self.lock();
         if let Some(watch) = users.get_mut(user) {
-            watch.devices += 1;
+            *watch.clients.entry(client_id.to_owned()).or_default() += 1;
             return;
         }
         let task = tokio::spawn(follow(
@@ -73,24 +76,37 @@ impl Interest {
             user.to_owned(),
             self.arrivals.clone(),
         ));
-        users.insert(user.to_owned(), Watch { devices: 1, task });
+        let clients = HashMap::from([(client_id.to_owned(), 1)]);
+        users.insert(user.to_owned(), Watch { clients, task });
         metrics::gauge!("bluetick_cluster_subscribed_users").set(users.len() as f64);
     }
 
-    pub fn disconnected(&self, user: &str) {
+    pub fn disconnected(&self, user: &str, client_id: &str) {
         let mut users = self.lock();
         let Some(watch) = users.get_mut(user) else {
             // Its connect was never counted (the broker's event queue was
             // full and dropped it); there is nothing to undo.
             return;
         };
-        watch.devices -= 1;
-        if watch.devices == 0 {
+        if let Some(count) = watch.clients.get_mut(client_id) {
+            *count -= 1;
+            if *count == 0 {
+                watch.clients.remove(client_id);
+            }
+        }
+        if watch.clients.is_empty() {
             if let Some(watch) = users.remove(user) {
                 watch.task.abort();
             }
         }
         metrics::gauge!("bluetick_cluster_subscribed_users").set(users.len() as f64);
+    }
+
+    /// Is a device of `user` with this client id connected here?
+    pub fn holds(&self, user: &str, client_id: &str) -> bool {
+        self.lock()
+            .get(user)
+            .is_some_and(|watch| watch.clients.contains_key(client_id))
     }
 
     /// Drops every subscription (shutdown).
@@ -107,15 +123,15 @@ impl Interest {
     }
 }
 
-/// Reads `user`'s subject until aborted, handing on what other nodes
-/// committed.
+/// Reads `user`'s subjects until aborted, handing on what other nodes
+/// sent.
 async fn follow(
     nats: async_nats::Client,
     node: String,
     user: String,
     arrivals: mpsc::Sender<Arrival>,
 ) {
-    let mut subscriber = match nats.subscribe(subjects::inbox(&user)).await {
+    let mut subscriber = match nats.subscribe(subjects::user_filter(&user)).await {
         Ok(subscriber) => subscriber,
         Err(e) => {
             // Only when the client is closed for good; the user's devices
@@ -131,12 +147,16 @@ async fn follow(
             .and_then(|h| h.get(subjects::ORIGIN_HEADER))
             .map(|v| v.as_str());
         if origin == Some(node.as_str()) {
-            // This node committed it and has published it locally already.
+            // This node sent it and has delivered it locally already.
             metrics::counter!("bluetick_cluster_events_total", "way" => "own_skipped").increment(1);
             continue;
         }
+        let Some((_, leaf)) = subjects::parse(&message.subject) else {
+            continue;
+        };
         let arrival = Arrival {
             user: user.clone(),
+            leaf,
             payload: message.payload,
         };
         if arrivals.try_send(arrival).is_err() {

@@ -9,14 +9,17 @@
 //!
 //! # Layout
 //! - [`subjects`]: the NATS subjects and headers, stated once.
-//! - `interest`: which users have a device on this node; a node holds a
-//!   NATS subscription to a user's subject only while it does.
+//! - `interest`: which users have a device on this node; a node follows a
+//!   user's subjects (`bt.u.{user}.*`) only while it does.
 //! - `relay`: the two directions. *Out*: the bridge hands over each
-//!   committed batch's inbox events ([`Cluster::committed`]) and they are
-//!   published to `bt.inbox.{user}`, stamped with this node's name. *In*:
-//!   what arrives on a subscribed subject from another node is republished
-//!   into this node's own broker on `u/{user}/inbox` at QoS 1, so the guard
-//!   and the broker deliver it exactly as a local event.
+//!   committed batch's inbox events and each typing event
+//!   ([`Cluster::taps`]), and they are published to `bt.u.{user}.inbox` and
+//!   `bt.u.{user}.live`, stamped with this node's name; a connect publishes
+//!   `bt.u.{user}.takeover`. *In*: what arrives from another node is
+//!   republished into this node's own broker (`u/{user}/inbox` at QoS 1,
+//!   `u/{user}/live` at QoS 0), so the guard and the broker deliver it
+//!   exactly as a local event; a takeover closes the local connection with
+//!   that client id.
 //! - [`presence`]: retained `presence/{user}` mirrored through a replicated
 //!   JetStream key-value bucket, so every node's broker holds the same.
 //! - [`health`]: whether NATS is reachable, for `/readyz` and `/metrics`.
@@ -32,9 +35,11 @@
 //! # Use
 //! ```ignore
 //! let cluster = cluster::Cluster::start(config).await?;
-//! let bridge = bridge::Bridge::start_tapped(.., Some(cluster.committed())).await?;
+//! let taps = cluster.taps();
+//! let taps = bridge::Taps { committed: taps.committed, live: taps.live };
+//! let bridge = bridge::Bridge::start_tapped(.., Some(taps)).await?;
 //! // For every connection event of the broker:
-//! cluster.device_connected("bob");     // or device_disconnected
+//! cluster.device_connected("bob", "bob.phone"); // or device_disconnected
 //! ```
 
 pub mod health;
@@ -99,11 +104,23 @@ pub enum ClusterError {
 pub struct Cluster {
     /// Users with a device here, and their subscriptions.
     interest: Arc<interest::Interest>,
-    /// The bridge's end of the outbound queue.
-    committed: mpsc::Sender<CommittedEvents>,
+    /// The bridge's ends of the outbound queues.
+    taps: Taps,
+    /// Takeover notices waiting to go out: (user, client id).
+    takeovers: mpsc::Sender<(String, Vec<u8>)>,
     /// Whether NATS is reachable.
     health: Arc<Health>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the bridge hands the cluster (see `bridge::Taps`, which wraps the
+/// same two queues).
+#[derive(Clone)]
+pub struct Taps {
+    /// Each committed batch's inbox events, once published locally.
+    pub committed: mpsc::Sender<CommittedEvents>,
+    /// Typing: (recipient, `u/{recipient}/live` payload).
+    pub live: mpsc::Sender<(String, Vec<u8>)>,
 }
 
 impl Cluster {
@@ -135,37 +152,58 @@ impl Cluster {
             config.node.clone(),
             arrivals_tx,
         ));
+        let outbound = Arc::new(relay::Outbound::new(nats, &config.node, health.clone()));
         let (committed_tx, committed_rx) = mpsc::channel(queue);
-        let outbound = tokio::spawn(relay::publish(
-            nats,
-            config.node.clone(),
-            health.clone(),
-            committed_rx,
-        ));
-        let inbound = tokio::spawn(relay::republish(local, arrivals_rx));
+        let (live_tx, live_rx) = mpsc::channel(queue);
+        let (takeovers_tx, takeovers_rx) = mpsc::channel(queue);
+        let tasks = vec![
+            driver,
+            presence_out,
+            presence_in,
+            tokio::spawn(outbound.clone().committed(committed_rx)),
+            tokio::spawn(outbound.clone().forward(subjects::Leaf::Live, live_rx)),
+            tokio::spawn(outbound.forward(subjects::Leaf::Takeover, takeovers_rx)),
+            tokio::spawn(relay::republish(
+                local,
+                config.broker.clone(),
+                interest.clone(),
+                arrivals_rx,
+            )),
+        ];
         Ok(Cluster {
             interest,
-            committed: committed_tx,
+            taps: Taps {
+                committed: committed_tx,
+                live: live_tx,
+            },
+            takeovers: takeovers_tx,
             health,
-            tasks: vec![driver, outbound, inbound, presence_out, presence_in],
+            tasks,
         })
     }
 
-    /// The queue the bridge's publisher hands each committed batch's inbox
-    /// events to, after publishing them locally. It must `try_send`: a full
-    /// queue drops the batch (the bus is not the truth).
-    pub fn committed(&self) -> mpsc::Sender<CommittedEvents> {
-        self.committed.clone()
+    /// The queues the bridge hands what it published locally to. The
+    /// bridge must `try_send`: a full queue drops (the bus is not the
+    /// truth).
+    pub fn taps(&self) -> Taps {
+        self.taps.clone()
     }
 
-    /// A device of `user` connected to this node.
-    pub fn device_connected(&self, user: &str) {
-        self.interest.connected(user);
+    /// A device of `user` connected to this node with `client_id`: follow
+    /// the user, and close any connection with that client id on another
+    /// node.
+    pub fn device_connected(&self, user: &str, client_id: &str) {
+        self.interest.connected(user, client_id);
+        let notice = (user.to_owned(), client_id.as_bytes().to_vec());
+        if self.takeovers.try_send(notice).is_err() {
+            metrics::counter!("bluetick_cluster_events_dropped_total", "where" => "takeover")
+                .increment(1);
+        }
     }
 
-    /// A device of `user` left this node.
-    pub fn device_disconnected(&self, user: &str) {
-        self.interest.disconnected(user);
+    /// A device of `user` with `client_id` left this node.
+    pub fn device_disconnected(&self, user: &str, client_id: &str) {
+        self.interest.disconnected(user, client_id);
     }
 
     /// Whether NATS is reachable, for `/readyz`.

@@ -57,29 +57,45 @@ impl PresenceMirror {
     }
 
     /// The bucket, created if no node has yet.
+    ///
+    /// It is created as the stream a key-value bucket is (`KV_{bucket}`,
+    /// one message per subject, rollups allowed, direct gets) rather than
+    /// with `create_key_value`, which first asks for the account's limits
+    /// in a shape NATS 2.9 (Debian 12's) does not answer in.
     async fn bucket(&self) -> Result<async_nats::jetstream::kv::Store, String> {
         if let Ok(bucket) = self.jetstream.get_key_value(BUCKET).await {
             return Ok(bucket);
         }
-        let config = |replicas| async_nats::jetstream::kv::Config {
-            bucket: BUCKET.to_owned(),
-            description: "bluetick: retained presence/{user}, one key per user".to_owned(),
-            history: 1,
+        let config = |replicas| async_nats::jetstream::stream::Config {
+            name: format!("KV_{BUCKET}"),
+            description: Some("bluetick: retained presence/{user}, one key per user".to_owned()),
+            subjects: vec![format!("$KV.{BUCKET}.>")],
+            max_messages_per_subject: 1,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: async_nats::jetstream::stream::DiscardPolicy::New,
             num_replicas: replicas,
             ..Default::default()
         };
-        match self.jetstream.create_key_value(config(self.replicas)).await {
-            Ok(bucket) => Ok(bucket),
+        let created = match self.jetstream.create_stream(config(self.replicas)).await {
+            Ok(_) => Ok(()),
             // A NATS without enough JetStream servers for the replicas
             // (a single development server): one copy beats none.
             Err(e) if self.replicas > 1 => {
                 tracing::warn!(error = %e, "cluster: presence bucket with {} replicas refused; creating it with 1", self.replicas);
                 self.jetstream
-                    .create_key_value(config(1))
+                    .create_stream(config(1))
                     .await
+                    .map(|_| ())
                     .map_err(|e| e.to_string())
             }
             Err(e) => Err(e.to_string()),
+        };
+        // Another node may have created it meanwhile: opening it decides.
+        match self.jetstream.get_key_value(BUCKET).await {
+            Ok(bucket) => Ok(bucket),
+            Err(e) => Err(created.err().unwrap_or_else(|| e.to_string())),
         }
     }
 

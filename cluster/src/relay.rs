@@ -1,74 +1,129 @@
-//! The two directions of the relay: committed events out to NATS, and
-//! other nodes' events into this node's broker.
+//! The two directions of the relay: what this node publishes out to NATS,
+//! and what other nodes sent into this node's broker.
 //!
-//! Both keep order: one task each way, so a user's events leave and arrive
-//! in commit (seq) order. Neither ever makes the bridge wait (see the
-//! crate's invariant).
+//! Both keep order: one task per kind each way out, one task in, so a
+//! user's inbox events leave and arrive in commit (seq) order. Neither
+//! ever makes the bridge wait (see the crate's invariant).
 
 use bytes::Bytes;
 use protocol::topics;
-use rumqttc::{AsyncClient, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
-use crate::interest::Arrival;
-use crate::{subjects, CommittedEvents, Health};
+use crate::interest::{Arrival, Interest};
+use crate::subjects::{self, Leaf};
+use crate::{CommittedEvents, Health, LocalBroker};
 
 /// Publishes the local broker client may have queued before it waits.
 pub(crate) const LOCAL_QUEUE: usize = 10_000;
 
-/// Out: each committed batch's inbox events to `bt.inbox.{user}`, stamped
-/// with this node's name. While NATS is unreachable they are dropped
-/// (counted), not buffered: the devices elsewhere replay them by sync, and
-/// a buffer would only replay them late and in a burst.
-pub(crate) async fn publish(
-    nats: async_nats::Client,
-    node: String,
-    health: Arc<Health>,
-    mut committed: mpsc::Receiver<CommittedEvents>,
-) {
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(subjects::ORIGIN_HEADER, node.as_str());
-    while let Some(events) = committed.recv().await {
-        if !health.connected() {
-            metrics::counter!("bluetick_cluster_events_dropped_total", "where" => "nats_unreachable")
-                .increment(events.len() as u64);
-            continue;
+/// Longest a takeover waits for the local broker.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Publishes to the bus, stamped with this node's name. While NATS is
+/// unreachable nothing is buffered: what is lost is recovered by sync (and
+/// a buffer would only deliver it late, in a burst).
+pub(crate) struct Outbound {
+    pub nats: async_nats::Client,
+    pub health: Arc<Health>,
+    pub headers: async_nats::HeaderMap,
+}
+
+impl Outbound {
+    pub fn new(nats: async_nats::Client, node: &str, health: Arc<Health>) -> Outbound {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(subjects::ORIGIN_HEADER, node);
+        Outbound {
+            nats,
+            health,
+            headers,
         }
-        for (user, event) in events {
-            let payload = match serde_json::to_vec(&event) {
-                Ok(payload) => Bytes::from(payload),
-                Err(e) => {
-                    tracing::error!(error = %e, "inbox event does not serialize");
-                    continue;
-                }
-            };
-            match nats
-                .publish_with_headers(subjects::inbox(&user), headers.clone(), payload)
-                .await
-            {
-                Ok(()) => {
-                    metrics::counter!("bluetick_cluster_events_total", "way" => "out").increment(1)
-                }
-                Err(e) => {
-                    metrics::counter!("bluetick_cluster_events_dropped_total", "where" => "outbound")
-                        .increment(1);
-                    tracing::debug!(error = %e, "cluster: publish failed; the device will sync");
+    }
+
+    async fn send(&self, user: &str, leaf: Leaf, payload: Bytes) {
+        if !self.health.connected() {
+            metrics::counter!("bluetick_cluster_events_dropped_total", "where" => "nats_unreachable")
+                .increment(1);
+            return;
+        }
+        match self
+            .nats
+            .publish_with_headers(subjects::user(user, leaf), self.headers.clone(), payload)
+            .await
+        {
+            Ok(()) => {
+                metrics::counter!("bluetick_cluster_events_total", "way" => "out").increment(1)
+            }
+            Err(e) => {
+                metrics::counter!("bluetick_cluster_events_dropped_total", "where" => "outbound")
+                    .increment(1);
+                tracing::debug!(error = %e, "cluster: publish failed; the device will sync");
+            }
+        }
+    }
+
+    /// Out: each committed batch's inbox events to `bt.u.{user}.inbox`.
+    pub async fn committed(self: Arc<Self>, mut batches: mpsc::Receiver<CommittedEvents>) {
+        while let Some(events) = batches.recv().await {
+            for (user, event) in events {
+                match serde_json::to_vec(&event) {
+                    Ok(payload) => self.send(&user, Leaf::Inbox, Bytes::from(payload)).await,
+                    Err(e) => tracing::error!(error = %e, "inbox event does not serialize"),
                 }
             }
         }
     }
+
+    /// Out: (user, payload) pairs to `bt.u.{user}.{leaf}` (typing, takeovers).
+    pub async fn forward(
+        self: Arc<Self>,
+        leaf: Leaf,
+        mut items: mpsc::Receiver<(String, Vec<u8>)>,
+    ) {
+        while let Some((user, payload)) = items.recv().await {
+            self.send(&user, leaf, Bytes::from(payload)).await;
+        }
+    }
 }
 
-/// In: other nodes' events into this node's broker on `u/{user}/inbox` at
-/// QoS 1, where the guard and the broker treat them as local ones.
-pub(crate) async fn republish(local: AsyncClient, mut arrivals: mpsc::Receiver<Arrival>) {
-    while let Some(Arrival { user, payload }) = arrivals.recv().await {
-        let topic = format!("{}{user}/inbox", topics::USER_PREFIX);
-        match local
-            .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
-            .await
-        {
+/// In: other nodes' events into this node's broker, where the guard and
+/// the broker treat them as local ones: inbox events on `u/{user}/inbox`
+/// at QoS 1, typing on `u/{user}/live` at QoS 0; a takeover closes this
+/// node's connection with that client id, if it holds one.
+pub(crate) async fn republish(
+    local: AsyncClient,
+    broker: LocalBroker,
+    interest: Arc<Interest>,
+    mut arrivals: mpsc::Receiver<Arrival>,
+) {
+    while let Some(Arrival {
+        user,
+        leaf,
+        payload,
+    }) = arrivals.recv().await
+    {
+        let published = match leaf {
+            Leaf::Inbox => {
+                let topic = format!("{}{user}/inbox", topics::USER_PREFIX);
+                local
+                    .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
+                    .await
+            }
+            Leaf::Live => {
+                let topic = format!("{}{user}/live", topics::USER_PREFIX);
+                local.try_publish(topic, QoS::AtMostOnce, false, payload.to_vec())
+            }
+            Leaf::Takeover => {
+                let client_id = String::from_utf8_lossy(&payload).into_owned();
+                if interest.holds(&user, &client_id) {
+                    tokio::spawn(take_over(broker.clone(), client_id));
+                }
+                continue;
+            }
+        };
+        match published {
             Ok(()) => {
                 metrics::counter!("bluetick_cluster_events_total", "way" => "in").increment(1)
             }
@@ -78,5 +133,43 @@ pub(crate) async fn republish(local: AsyncClient, mut arrivals: mpsc::Receiver<A
                 tracing::warn!(error = %e, "cluster: cannot republish locally; the device will sync");
             }
         }
+    }
+}
+
+/// Closes this node's connection with `client_id` the way MQTT does: by
+/// connecting with the same client id (rumqttd drops the older
+/// connection), as the service identity, then leaving at once.
+async fn take_over(broker: LocalBroker, client_id: String) {
+    let mut options = MqttOptions::new(&client_id, &broker.host, broker.port);
+    options
+        .set_credentials(&broker.username, &broker.password)
+        .set_keep_alive(Duration::from_secs(5))
+        .set_clean_session(true);
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    let done = tokio::time::timeout(TAKEOVER_TIMEOUT, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    // The queue has room: nothing else was ever queued.
+                    let _ = client.try_disconnect();
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    })
+    .await;
+    if matches!(done, Ok(true)) {
+        metrics::counter!("bluetick_cluster_takeovers_total").increment(1);
+        tracing::info!(
+            client_id,
+            "cluster: client id connected on another node; closed here"
+        );
+    } else {
+        tracing::warn!(
+            client_id,
+            "cluster: could not close a connection taken over elsewhere"
+        );
     }
 }

@@ -1,25 +1,56 @@
 //! The NATS subjects and headers of the cluster, stated once.
 //!
-//! User names are lowercase letters, digits and `_` (`protocol::names`), so
-//! a name is always a single, wildcard-free subject token.
+//! Everything for one user travels under `bt.u.{user}.{leaf}`, so a node
+//! with a device of that user follows one wildcard, `bt.u.{user}.*`, and
+//! nothing else reaches it. User names are lowercase letters, digits and
+//! `_` (`protocol::names`): always a single, wildcard-free subject token.
 
-/// Prefix of a user's inbox subject: `bt.inbox.{user}`.
-pub const INBOX_PREFIX: &str = "bt.inbox.";
+/// Prefix of every per-user subject.
+const USER_PREFIX: &str = "bt.u.";
 
-/// Header naming the node that committed (and already published locally)
-/// the event; that node skips it when it comes back.
+/// Header naming the node that sent the message; that node skips it when
+/// it comes back (it has already delivered it locally).
 pub const ORIGIN_HEADER: &str = "Bluetick-Origin";
 
-/// The subject carrying `user`'s committed inbox events.
-pub fn inbox(user: &str) -> String {
-    format!("{INBOX_PREFIX}{user}")
+/// What a per-user subject carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaf {
+    /// Committed inbox events, republished on `u/{user}/inbox` at QoS 1.
+    Inbox,
+    /// Typing, republished on `u/{user}/live` at QoS 0.
+    Live,
+    /// A device of the user connected with a client id: any other node
+    /// holding that client id closes its connection.
+    Takeover,
 }
 
-/// The user whose inbox subject this is.
-pub fn inbox_user(subject: &str) -> Option<&str> {
-    subject
-        .strip_prefix(INBOX_PREFIX)
-        .filter(|user| !user.is_empty() && !user.contains(['.', '*', '>']))
+impl Leaf {
+    const ALL: [Leaf; 3] = [Leaf::Inbox, Leaf::Live, Leaf::Takeover];
+
+    fn name(self) -> &'static str {
+        match self {
+            Leaf::Inbox => "inbox",
+            Leaf::Live => "live",
+            Leaf::Takeover => "takeover",
+        }
+    }
+}
+
+/// The subject carrying `leaf` for `user`: `bt.u.{user}.{leaf}`.
+pub fn user(user: &str, leaf: Leaf) -> String {
+    format!("{USER_PREFIX}{user}.{}", leaf.name())
+}
+
+/// The filter a node follows while `user` has a device on it.
+pub fn user_filter(user: &str) -> String {
+    format!("{USER_PREFIX}{user}.*")
+}
+
+/// The user and leaf of a per-user subject.
+pub fn parse(subject: &str) -> Option<(&str, Leaf)> {
+    let (user, leaf) = subject.strip_prefix(USER_PREFIX)?.split_once('.')?;
+    let leaf = Leaf::ALL.into_iter().find(|l| l.name() == leaf)?;
+    (!user.is_empty() && !user.contains(['*', '>'])).then_some((user, leaf))
 }
 
 #[cfg(test)]
@@ -27,10 +58,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_inbox_subject_names_its_user_and_nothing_else() {
-        assert_eq!(inbox_user(&inbox("bob")), Some("bob"));
-        assert_eq!(inbox_user("bt.inbox.bob.extra"), None);
-        assert_eq!(inbox_user("bt.inbox.*"), None);
-        assert_eq!(inbox_user("bt.live.bob"), None);
+    fn a_user_subject_names_its_user_and_leaf_and_nothing_else() {
+        assert_eq!(parse(&user("bob", Leaf::Inbox)), Some(("bob", Leaf::Inbox)));
+        assert_eq!(
+            parse(&user("bob", Leaf::Takeover)),
+            Some(("bob", Leaf::Takeover))
+        );
+        assert_eq!(parse("bt.u.bob.inbox.extra"), None);
+        assert_eq!(parse("bt.u.*.inbox"), None);
+        assert_eq!(parse("bt.u.bob.send"), None);
+        assert_eq!(parse("bt.presence.bob"), None);
     }
 }
