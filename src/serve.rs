@@ -102,11 +102,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .context("starting the MQTT broker")?;
     let cluster = match cluster_config(&config, broker.mqtt_addr, &service_secret) {
-        Some(settings) => Some(Arc::new(
-            cluster::Cluster::start(settings)
+        Some(settings) => {
+            let authenticator = broker.authenticator();
+            let revoke: cluster::Revoke = Arc::new(move |hash| authenticator.revoke_hash(hash));
+            let cluster = cluster::Cluster::start(settings, revoke)
                 .await
-                .context("joining the cluster")?,
-        )),
+                .context("joining the cluster")?;
+            Some(Arc::new(cluster))
+        }
         None => None,
     };
     let bridge = bridge::Bridge::start_tapped(
@@ -157,7 +160,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ws_addr: broker.ws_addr,
             ws_url: Some(config.web.ws_url.clone()).filter(|url| !url.is_empty()),
         }),
-        cluster: cluster.as_ref().map(|cluster| cluster.health()),
+        cluster: cluster.clone(),
     };
     let app = http::router(state, config.http.max_json_body);
     let limits = http::listener::ConnectionLimits {
@@ -388,7 +391,7 @@ async fn track_connections(
         if let Some(cluster) = &cluster {
             match event.kind {
                 broker::EventKind::Connected => {
-                    cluster.device_connected(&event.user, &event.client_id)
+                    cluster.device_connected(&event.user, &event.client_id, &event.token_hash)
                 }
                 broker::EventKind::Disconnected => {
                     cluster.device_disconnected(&event.user, &event.client_id)

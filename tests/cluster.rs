@@ -441,3 +441,39 @@ async fn the_same_client_id_on_another_node_closes_the_first() {
     );
     assert!(a.metric("bluetick_cluster_takeovers_total") >= 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_node_closes_the_tokens_idle_connections_on_another_at_once() {
+    let nats = NatsCluster::start();
+    let a = Server::start_with(Backend::Postgres, node(&nats, "a"));
+    let b = Server::start_on(a.database.share(), node(&nats, "b"));
+    let token = a.register("bob");
+    let other_token = a.login("bob", "bob-password");
+    let mut phone = device(&b, "bob", &token, "phone").await;
+    let mut laptop = device(&b, "bob", &other_token, "laptop").await;
+    nats.interest("bt.u.bob.*").await;
+
+    let started = std::time::Instant::now();
+    let path = "/v1/tokens/current";
+    let logout = common::http::request(a.http, "DELETE", path, None, Some(&token));
+    assert_eq!(logout.status, 204);
+    // The phone sends nothing: without the bus it would be closed only at
+    // its next packet after node B's poll of the revocations table.
+    assert!(
+        phone.closed_within(WAIT).await,
+        "the idle phone on node B was closed"
+    );
+    eprintln!(
+        "logout on A closed the phone on B after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        laptop.is_alive("u/bob/inbox").await,
+        "another token's connection stays"
+    );
+    let again = mqtt::connect(b.mqtt, "bob.phone", Some(("bob", &token))).await;
+    assert!(
+        matches!(again, mqtt::Outcome::Refused(_)),
+        "node B admits the token no more"
+    );
+}

@@ -45,6 +45,10 @@ pub struct ConnectionEvent {
     pub user: String,
     /// The MQTT client id.
     pub client_id: String,
+    /// SHA-256 of the token the connection logged in with (empty for
+    /// the server's own and dev-open clients): a logout on another node
+    /// closes the connections that used it.
+    pub token_hash: String,
     /// Unix milliseconds.
     pub at_ms: i64,
 }
@@ -188,6 +192,7 @@ mod tests {
             connection_id: format!("n:{connection}"),
             user: "alice".to_owned(),
             client_id: "alice.phone".to_owned(),
+            token_hash: String::new(),
             at_ms: 0,
         }
     }

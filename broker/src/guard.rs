@@ -137,6 +137,13 @@ impl Identity {
         !matches!(self, Identity::Service { .. })
     }
 
+    fn token_hash(&self) -> &str {
+        match self {
+            Identity::User { token_hash, .. } => token_hash,
+            Identity::Open { .. } | Identity::Service { .. } => "",
+        }
+    }
+
     fn user_label(&self) -> &str {
         match self {
             Identity::User { user, .. } => user.as_str(),
@@ -417,6 +424,7 @@ impl Guard {
             connection_id: connection_id.to_owned(),
             user: identity.user_label().to_owned(),
             client_id: identity.client_id().to_owned(),
+            token_hash: identity.token_hash().to_owned(),
             at_ms: store::clock::now_ms(),
         };
         self.shared.events.send(event)

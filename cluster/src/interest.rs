@@ -41,11 +41,18 @@ pub(crate) struct Interest {
     users: Mutex<HashMap<String, Watch>>,
 }
 
+/// The connections with one client id (briefly two while rumqttd hands the
+/// client id from an old connection to a new one).
+struct Device {
+    connections: usize,
+    /// SHA-256 of the token the newest of them logged in with.
+    token_hash: String,
+}
+
 /// One user's presence on this node.
 struct Watch {
-    /// Connections of the user here, per client id (briefly two while
-    /// rumqttd hands a client id from an old connection to a new one).
-    clients: HashMap<String, usize>,
+    /// Connections of the user here, per client id.
+    clients: HashMap<String, Device>,
     /// Reads the user's subject; aborting it unsubscribes.
     task: JoinHandle<()>,
 }
@@ -64,10 +71,18 @@ impl Interest {
         }
     }
 
-    pub fn connected(&self, user: &str, client_id: &str) {
+    pub fn connected(&self, user: &str, client_id: &str, token_hash: &str) {
         let mut users = self.lock();
         if let Some(watch) = users.get_mut(user) {
-            *watch.clients.entry(client_id.to_owned()).or_default() += 1;
+            let device = watch
+                .clients
+                .entry(client_id.to_owned())
+                .or_insert_with(|| Device {
+                    connections: 0,
+                    token_hash: String::new(),
+                });
+            device.connections += 1;
+            device.token_hash = token_hash.to_owned();
             return;
         }
         let task = tokio::spawn(follow(
@@ -76,7 +91,11 @@ impl Interest {
             user.to_owned(),
             self.arrivals.clone(),
         ));
-        let clients = HashMap::from([(client_id.to_owned(), 1)]);
+        let device = Device {
+            connections: 1,
+            token_hash: token_hash.to_owned(),
+        };
+        let clients = HashMap::from([(client_id.to_owned(), device)]);
         users.insert(user.to_owned(), Watch { clients, task });
         metrics::gauge!("bluetick_cluster_subscribed_users").set(users.len() as f64);
     }
@@ -88,9 +107,9 @@ impl Interest {
             // full and dropped it); there is nothing to undo.
             return;
         };
-        if let Some(count) = watch.clients.get_mut(client_id) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(device) = watch.clients.get_mut(client_id) {
+            device.connections -= 1;
+            if device.connections == 0 {
                 watch.clients.remove(client_id);
             }
         }
@@ -107,6 +126,19 @@ impl Interest {
         self.lock()
             .get(user)
             .is_some_and(|watch| watch.clients.contains_key(client_id))
+    }
+
+    /// The client ids of `user`'s devices here that logged in with the
+    /// token of this SHA-256.
+    pub fn using_token(&self, user: &str, token_hash: &str) -> Vec<String> {
+        self.lock().get(user).map_or_else(Vec::new, |watch| {
+            watch
+                .clients
+                .iter()
+                .filter(|(_, device)| device.token_hash == token_hash)
+                .map(|(client_id, _)| client_id.clone())
+                .collect()
+        })
     }
 
     /// Drops every subscription (shutdown).

@@ -19,7 +19,8 @@
 //!   republished into this node's own broker (`u/{user}/inbox` at QoS 1,
 //!   `u/{user}/live` at QoS 0), so the guard and the broker deliver it
 //!   exactly as a local event; a takeover closes the local connection with
-//!   that client id.
+//!   that client id, and a logout (`bt.u.{user}.logout`) revokes the token
+//!   and closes the connections that used it.
 //! - [`presence`]: retained `presence/{user}` mirrored through a replicated
 //!   JetStream key-value bucket, so every node's broker holds the same.
 //! - [`health`]: whether NATS is reachable, for `/readyz` and `/metrics`.
@@ -34,12 +35,12 @@
 //!
 //! # Use
 //! ```ignore
-//! let cluster = cluster::Cluster::start(config).await?;
+//! let cluster = cluster::Cluster::start(config, revoke).await?;
 //! let taps = cluster.taps();
 //! let taps = bridge::Taps { committed: taps.committed, live: taps.live };
 //! let bridge = bridge::Bridge::start_tapped(.., Some(taps)).await?;
 //! // For every connection event of the broker:
-//! cluster.device_connected("bob", "bob.phone"); // or device_disconnected
+//! cluster.device_connected("bob", "bob.phone", &token_hash); // or device_disconnected
 //! ```
 
 pub mod health;
@@ -60,6 +61,10 @@ pub use health::Health;
 
 /// One committed batch's inbox events, in commit order: (user, event).
 pub type CommittedEvents = Vec<(String, InboxEvent)>;
+
+/// Revokes a token, given its SHA-256, in this node's broker (its
+/// authenticator): it admits it no more, and closes connections using it.
+pub type Revoke = Arc<dyn Fn(String) + Send + Sync>;
 
 /// How a node joins the cluster.
 #[derive(Debug, Clone)]
@@ -108,6 +113,12 @@ pub struct Cluster {
     taps: Taps,
     /// Takeover notices waiting to go out: (user, client id).
     takeovers: mpsc::Sender<(String, Vec<u8>)>,
+    /// Logout notices waiting to go out: (user, token SHA-256).
+    logouts: mpsc::Sender<(String, Vec<u8>)>,
+    /// This node's broker, to close connections in.
+    broker: LocalBroker,
+    /// Revokes a token in this node's broker.
+    revoke: Revoke,
     /// Whether NATS is reachable.
     health: Arc<Health>,
     tasks: Vec<JoinHandle<()>>,
@@ -127,7 +138,7 @@ impl Cluster {
     /// Starts the link. It does not wait for NATS: a node whose NATS is
     /// unreachable starts and serves its own users, and the client keeps
     /// reconnecting in the background.
-    pub async fn start(config: ClusterConfig) -> Result<Cluster, ClusterError> {
+    pub async fn start(config: ClusterConfig, revoke: Revoke) -> Result<Cluster, ClusterError> {
         if config.nats_urls.is_empty() {
             return Err(ClusterError::NoServers);
         }
@@ -156,17 +167,24 @@ impl Cluster {
         let (committed_tx, committed_rx) = mpsc::channel(queue);
         let (live_tx, live_rx) = mpsc::channel(queue);
         let (takeovers_tx, takeovers_rx) = mpsc::channel(queue);
+        let (logouts_tx, logouts_rx) = mpsc::channel(queue);
         let tasks = vec![
             driver,
             presence_out,
             presence_in,
             tokio::spawn(outbound.clone().committed(committed_rx)),
             tokio::spawn(outbound.clone().forward(subjects::Leaf::Live, live_rx)),
-            tokio::spawn(outbound.forward(subjects::Leaf::Takeover, takeovers_rx)),
+            tokio::spawn(
+                outbound
+                    .clone()
+                    .forward(subjects::Leaf::Takeover, takeovers_rx),
+            ),
+            tokio::spawn(outbound.forward(subjects::Leaf::Logout, logouts_rx)),
             tokio::spawn(relay::republish(
                 local,
                 config.broker.clone(),
                 interest.clone(),
+                revoke.clone(),
                 arrivals_rx,
             )),
         ];
@@ -177,6 +195,9 @@ impl Cluster {
                 live: live_tx,
             },
             takeovers: takeovers_tx,
+            logouts: logouts_tx,
+            broker: config.broker,
+            revoke,
             health,
             tasks,
         })
@@ -189,14 +210,28 @@ impl Cluster {
         self.taps.clone()
     }
 
-    /// A device of `user` connected to this node with `client_id`: follow
-    /// the user, and close any connection with that client id on another
-    /// node.
-    pub fn device_connected(&self, user: &str, client_id: &str) {
-        self.interest.connected(user, client_id);
+    /// A device of `user` connected to this node with `client_id` and the
+    /// token of SHA-256 `token_hash`: follow the user, and close any
+    /// connection with that client id on another node.
+    pub fn device_connected(&self, user: &str, client_id: &str, token_hash: &str) {
+        self.interest.connected(user, client_id, token_hash);
         let notice = (user.to_owned(), client_id.as_bytes().to_vec());
         if self.takeovers.try_send(notice).is_err() {
             metrics::counter!("bluetick_cluster_events_dropped_total", "where" => "takeover")
+                .increment(1);
+        }
+    }
+
+    /// `user` logged out the token of SHA-256 `token_hash` on this node:
+    /// close its connections here and on every other node now. (The
+    /// database's revocation record, which every node polls, remains the
+    /// fallback when the notice is lost.)
+    pub fn logged_out(&self, user: &str, token_hash: &str) {
+        let hash = token_hash.to_owned();
+        relay::close_token(&self.broker, &self.interest, &self.revoke, user, hash);
+        let notice = (user.to_owned(), token_hash.as_bytes().to_vec());
+        if self.logouts.try_send(notice).is_err() {
+            metrics::counter!("bluetick_cluster_events_dropped_total", "where" => "logout")
                 .increment(1);
         }
     }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::interest::{Arrival, Interest};
 use crate::subjects::{self, Leaf};
-use crate::{CommittedEvents, Health, LocalBroker};
+use crate::{CommittedEvents, Health, LocalBroker, Revoke};
 
 /// Publishes the local broker client may have queued before it waits.
 pub(crate) const LOCAL_QUEUE: usize = 10_000;
@@ -91,11 +91,13 @@ impl Outbound {
 /// In: other nodes' events into this node's broker, where the guard and
 /// the broker treat them as local ones: inbox events on `u/{user}/inbox`
 /// at QoS 1, typing on `u/{user}/live` at QoS 0; a takeover closes this
-/// node's connection with that client id, if it holds one.
+/// node's connection with that client id, if it holds one; a logout
+/// revokes the token here and closes the connections that used it.
 pub(crate) async fn republish(
     local: AsyncClient,
     broker: LocalBroker,
     interest: Arc<Interest>,
+    revoke: Revoke,
     mut arrivals: mpsc::Receiver<Arrival>,
 ) {
     while let Some(Arrival {
@@ -122,6 +124,11 @@ pub(crate) async fn republish(
                 }
                 continue;
             }
+            Leaf::Logout => {
+                let token_hash = String::from_utf8_lossy(&payload).into_owned();
+                close_token(&broker, &interest, &revoke, &user, token_hash);
+                continue;
+            }
         };
         match published {
             Ok(()) => {
@@ -134,6 +141,22 @@ pub(crate) async fn republish(
             }
         }
     }
+}
+
+/// Revokes a logged-out token on this node and closes the connections of
+/// `user` that used it at once (the guard alone would close each only at
+/// its next packet).
+pub(crate) fn close_token(
+    broker: &LocalBroker,
+    interest: &Interest,
+    revoke: &Revoke,
+    user: &str,
+    token_hash: String,
+) {
+    for client_id in interest.using_token(user, &token_hash) {
+        tokio::spawn(take_over(broker.clone(), client_id));
+    }
+    revoke(token_hash);
 }
 
 /// Closes this node's connection with `client_id` the way MQTT does: by

@@ -22,16 +22,20 @@ pub enum Leaf {
     /// A device of the user connected with a client id: any other node
     /// holding that client id closes its connection.
     Takeover,
+    /// The user logged out a token (its SHA-256): every node revokes it and
+    /// closes the connections that used it.
+    Logout,
 }
 
 impl Leaf {
-    const ALL: [Leaf; 3] = [Leaf::Inbox, Leaf::Live, Leaf::Takeover];
+    const ALL: [Leaf; 4] = [Leaf::Inbox, Leaf::Live, Leaf::Takeover, Leaf::Logout];
 
     fn name(self) -> &'static str {
         match self {
             Leaf::Inbox => "inbox",
             Leaf::Live => "live",
             Leaf::Takeover => "takeover",
+            Leaf::Logout => "logout",
         }
     }
 }

@@ -38,7 +38,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             // Still ready without NATS: this node serves its own users, and
             // theirs on other nodes catch up by sync.
             Some(cluster) => {
-                let bus = if cluster.connected() {
+                let bus = if cluster.health().connected() {
                     "connected"
                 } else {
                     "nats_unreachable"
