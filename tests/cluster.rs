@@ -477,3 +477,57 @@ async fn a_logout_on_one_node_closes_the_tokens_idle_connections_on_another_at_o
         "node B admits the token no more"
     );
 }
+
+/// The p-th percentile (0–100) of sorted `values`.
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+/// Measures, does not assert: the latency a cross-node hop adds. One send
+/// from alice on node A reaches bob's device on A (local publish) and his
+/// device on B (through NATS); both arrival times are taken against the
+/// moment of the send. `cargo test --release --test cluster -- --ignored
+/// --nocapture cross_node_latency` (docs/scaling.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement for docs/scaling.md, not a test"]
+async fn cross_node_latency() {
+    let count: usize = std::env::var("BT_LATENCY_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let nats = NatsCluster::start();
+    let a = Server::start_with(Backend::Postgres, node(&nats, "a"));
+    let b = Server::start_on(a.database.share(), node(&nats, "b"));
+    let (alice_token, bob_token) = (a.register("alice"), a.register("bob"));
+    let alice = device(&a, "alice", &alice_token, "phone").await;
+    let mut bob_on_a = device(&a, "bob", &bob_token, "phone").await;
+    let mut bob_on_b = device(&b, "bob", &bob_token, "tablet").await;
+    nats.interest("bt.u.bob.*").await;
+
+    let (mut local, mut remote) = (Vec::new(), Vec::new());
+    for i in 0..count {
+        let body = format!("m{i}");
+        let sent = std::time::Instant::now();
+        send(&alice, "alice", &format!("lat-{i}"), "bob", &body).await;
+        let (mut here, mut there) = (None, None);
+        while here.is_none() || there.is_none() {
+            tokio::select! {
+                _ = message(&mut bob_on_a, "alice", &body), if here.is_none() => here = Some(sent.elapsed()),
+                _ = message(&mut bob_on_b, "alice", &body), if there.is_none() => there = Some(sent.elapsed()),
+            }
+        }
+        local.extend(here);
+        remote.extend(there);
+        // A steady trickle, not a flood: this measures the hop, not a queue.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    local.sort();
+    remote.sort();
+    eprintln!(
+        "send → delivery over {count} messages: A→A p50 {:?} p99 {:?}; A→B p50 {:?} p99 {:?}",
+        percentile(&local, 50),
+        percentile(&local, 99),
+        percentile(&remote, 50),
+        percentile(&remote, 99),
+    );
+}
