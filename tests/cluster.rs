@@ -531,3 +531,134 @@ async fn cross_node_latency() {
         percentile(&remote, 99),
     );
 }
+
+/// The live node (index into `nodes`) where `user`'s newest session is.
+fn node_of(nodes: &[Option<Server>], user: &str) -> usize {
+    let names = ["a", "b", "c"];
+    let live = nodes.iter().flatten().next().expect("a live node");
+    let store = live.store();
+    let found = common::eventually(WAIT, || {
+        store.user_sessions(user).is_ok_and(|sessions| {
+            sessions.iter().any(|s| {
+                names
+                    .iter()
+                    .position(|n| *n == s.node)
+                    .is_some_and(|i| nodes[i].is_some())
+            })
+        })
+    });
+    let _ = found;
+    let sessions = store.user_sessions(user).expect("sessions");
+    sessions
+        .iter()
+        .filter_map(|s| {
+            names
+                .iter()
+                .position(|n| *n == s.node)
+                .filter(|i| nodes[*i].is_some())
+                .map(|i| (s.connected_at, i))
+        })
+        .max()
+        .map(|(_, i)| i)
+        .unwrap_or_else(|| panic!("{user} has no session on a live node: {sessions:?}"))
+}
+
+/// Sends `count` messages from `app` to `to`, numbered from `first`;
+/// returns their client ids.
+async fn send_batch(app: &App, to: &str, first: usize, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in first..first + count {
+        ids.push(app.client.send(to, &format!("{i}")).await.expect("send"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ids
+}
+
+/// The whole chain under failure, through HAProxy: alice and bob chat while
+/// bob's node, then alice's node, then one NATS node are killed. Every send
+/// is acked and each inbox holds each message once, in order. Needs
+/// Debian's haproxy; run by scripts/cluster-test (`--ignored`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow; scripts/cluster-test runs it"]
+async fn chat_through_haproxy_survives_killing_nodes_and_a_nats_node() {
+    const PER_PHASE: usize = 25;
+    let mut nats = NatsCluster::start();
+    // The database outlives every node: dropping a server kills it.
+    let database = common::TestDatabase::new(Backend::Postgres);
+    let a = Server::start_on(database.share(), node(&nats, "a"));
+    let b = Server::start_on(database.share(), node(&nats, "b"));
+    let c = Server::start_on(database.share(), node(&nats, "c"));
+    let proxy = common::haproxy::Haproxy::start(&[a.mqtt, b.mqtt, c.mqtt]);
+    let (alice_token, bob_token) = (a.register("alice"), a.register("bob"));
+    let mut nodes = vec![Some(a), Some(b), Some(c)];
+    let dir = tempfile::tempdir().expect("app state dir");
+    let mut alice = App::connect_to(proxy.mqtt, "alice", &alice_token, "phone", dir.path()).await;
+    let mut bob = App::connect_to(proxy.mqtt, "bob", &bob_token, "phone", dir.path()).await;
+
+    let mut sent = (Vec::new(), Vec::new());
+    let mut next = 0;
+    // Messages that reached a device by sync, counted on each node before
+    // it is killed and on the survivors at the end.
+    let replayed = |server: &Server| server.metric("bluetick_bridge_replayed_messages_total");
+    let mut by_sync = 0.0;
+    for phase in [
+        "kill bob's node",
+        "kill alice's node",
+        "kill a NATS node",
+        "settle",
+    ] {
+        sent.0
+            .extend(send_batch(&alice, "bob", next, PER_PHASE).await);
+        sent.1
+            .extend(send_batch(&bob, "alice", next, PER_PHASE).await);
+        next += PER_PHASE;
+        match phase {
+            "kill bob's node" | "kill alice's node" => {
+                let user = if phase.contains("bob") {
+                    "bob"
+                } else {
+                    "alice"
+                };
+                let victim = node_of(&nodes, user);
+                eprintln!("{phase}: node {victim}");
+                by_sync += nodes[victim].as_ref().map_or(0.0, replayed);
+                // Dropping a server SIGKILLs it.
+                nodes[victim] = None;
+            }
+            "kill a NATS node" => nats.kill(0),
+            _ => {}
+        }
+    }
+    for id in &sent.0 {
+        alice.sent(id).await;
+    }
+    for id in &sent.1 {
+        bob.sent(id).await;
+    }
+    let last = format!("{}", next - 1);
+    bob.message_from("alice", &last).await;
+    alice.message_from("bob", &last).await;
+    bob.settle(Duration::from_secs(2)).await;
+    alice.settle(Duration::from_secs(2)).await;
+
+    let expected: Vec<String> = (0..next).map(|i| i.to_string()).collect();
+    for (app, from) in [(&bob, "alice"), (&alice, "bob")] {
+        let bodies: Vec<String> = app
+            .messages()
+            .into_iter()
+            .filter(|m| m.from == from)
+            .map(|m| m.body.clone())
+            .collect();
+        assert_eq!(
+            bodies, expected,
+            "from {from}: every message once, in order"
+        );
+    }
+    by_sync += nodes.iter().flatten().map(replayed).sum::<f64>();
+    let delivered = 2.0 * next as f64;
+    println!(
+        "{next} sends acked on each side, 0 lost, 0 duplicated, 0 out of order; \
+         live share {:.1}% ({by_sync} of {delivered} messages came by sync)",
+        100.0 * (1.0 - by_sync.min(delivered) / delivered)
+    );
+}

@@ -672,6 +672,13 @@ async fn replay(client: &AsyncClient, store: &Store, user: &UserName, after: i64
         .and_then(|e| e.seq)
         .unwrap_or(after.max(floor));
     let more = events.len() == limit;
+    // Messages a device got by sync rather than live: in a cluster, the
+    // share the bus did not deliver (docs/scaling.md).
+    let messages = events
+        .iter()
+        .filter(|e| matches!(e.event, Event::Message(_)))
+        .count();
+    metrics::counter!("bluetick_bridge_replayed_messages_total").increment(messages as u64);
     for event in &events {
         publish_event(client, user.as_str(), event).await;
     }

@@ -4,6 +4,7 @@
 
 pub mod at_rest;
 pub mod chat;
+pub mod haproxy;
 pub mod http;
 pub mod media;
 pub mod mqtt;
