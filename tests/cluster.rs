@@ -575,7 +575,9 @@ async fn send_batch(app: &App, to: &str, first: usize, count: usize) -> Vec<Stri
 }
 
 /// The whole chain under failure, through HAProxy: alice and bob chat while
-/// bob's node, then alice's node, then one NATS node are killed. Every send
+/// bob's node, then alice's node, then one NATS node are killed, and then,
+/// when scripts/cluster-test runs PostgreSQL under Patroni and names the
+/// command in `BT_CLUSTER_KILL_PRIMARY`, the PostgreSQL primary. Every send
 /// is acked and each inbox holds each message once, in order. Needs
 /// Debian's haproxy; run by scripts/cluster-test (`--ignored`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -601,12 +603,13 @@ async fn chat_through_haproxy_survives_killing_nodes_and_a_nats_node() {
     // it is killed and on the survivors at the end.
     let replayed = |server: &Server| server.metric("bluetick_bridge_replayed_messages_total");
     let mut by_sync = 0.0;
-    for phase in [
-        "kill bob's node",
-        "kill alice's node",
-        "kill a NATS node",
-        "settle",
-    ] {
+    let kill_primary = std::env::var("BT_CLUSTER_KILL_PRIMARY").ok();
+    let mut phases = vec!["kill bob's node", "kill alice's node", "kill a NATS node"];
+    if kill_primary.is_some() {
+        phases.push("kill the PostgreSQL primary");
+    }
+    phases.push("settle");
+    for phase in phases {
         sent.0
             .extend(send_batch(&alice, "bob", next, PER_PHASE).await);
         sent.1
@@ -626,6 +629,24 @@ async fn chat_through_haproxy_survives_killing_nodes_and_a_nats_node() {
                 nodes[victim] = None;
             }
             "kill a NATS node" => nats.kill(0),
+            "kill the PostgreSQL primary" => {
+                let command = kill_primary.as_deref().unwrap_or("false");
+                let killed = std::process::Command::new("sh")
+                    .args(["-c", command])
+                    .status();
+                assert!(killed.is_ok_and(|s| s.success()), "{command} failed");
+                eprintln!("{phase}: done; waiting for the replica's promotion");
+                let survivor = nodes.iter().flatten().next().expect("a live node");
+                let ready = || {
+                    common::http::request(survivor.http, "GET", "/readyz", None, None).status == 200
+                };
+                // Patroni promotes after its leader key expires (ttl 20 s).
+                let killed_at = std::time::Instant::now();
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let promoted = common::eventually(Duration::from_secs(120), ready).await;
+                assert!(promoted, "no writable PostgreSQL within 120 s");
+                eprintln!("writable again after {:?}", killed_at.elapsed());
+            }
             _ => {}
         }
     }
