@@ -38,19 +38,31 @@ fn three_nodes(nats: &NatsCluster) -> (Server, Server, Server) {
 /// A raw device of `user` on `server`, subscribed to its inbox; it never
 /// syncs, so all it sees arrived live.
 async fn device(server: &Server, user: &str, token: &str, device: &str) -> Client {
-    let mut client = mqtt::connect(
-        server.mqtt,
-        &format!("{user}.{device}"),
-        Some((user, token)),
-    )
-    .await
-    .expect_connected();
-    client.subscribe_ok(&format!("u/{user}/inbox")).await;
+    subscribed(server, (user, device), token, &format!("u/{user}/inbox")).await
+}
+
+/// A raw client `user.device` on `server`, subscribed to `filter`.
+async fn subscribed(
+    server: &Server,
+    (user, device): (&str, &str),
+    token: &str,
+    filter: &str,
+) -> Client {
+    let client_id = format!("{user}.{device}");
+    let mut client = mqtt::connect(server.mqtt, &client_id, Some((user, token)))
+        .await
+        .expect_connected();
+    client.subscribe_ok(filter).await;
     client
 }
 
-/// Waits for the inbox event matching `wanted`.
-async fn live_event(client: &mut Client, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+/// Waits for the JSON message on a topic `on` accepts that matches `wanted`.
+async fn json_where(
+    client: &mut Client,
+    what: &str,
+    on: impl Fn(&str) -> bool,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut seen = Vec::new();
     loop {
@@ -58,15 +70,20 @@ async fn live_event(client: &mut Client, what: &str, wanted: impl Fn(&Value) -> 
         let Some(publish) = client.next_message(left).await else {
             panic!("no live {what} within {WAIT:?}; saw {seen:#?}");
         };
-        if !publish.topic.ends_with("/inbox") {
+        if !on(&publish.topic) {
             continue;
         }
-        let event: Value = serde_json::from_slice(&publish.payload).expect("inbox event is JSON");
-        if wanted(&event) {
-            return event;
+        let value: Value = serde_json::from_slice(&publish.payload).expect("JSON");
+        if wanted(&value) {
+            return value;
         }
-        seen.push(event);
+        seen.push(value);
     }
+}
+
+/// Waits for the inbox event matching `wanted`.
+async fn live_event(client: &mut Client, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    json_where(client, what, |topic| topic.ends_with("/inbox"), wanted).await
 }
 
 async fn message(client: &mut Client, from: &str, body: &str) -> Value {
@@ -311,32 +328,13 @@ async fn presence_watcher(
     token: &str,
     target: &str,
 ) -> Client {
-    let client_id = format!("{user}.{device}");
-    let mut client = mqtt::connect(server.mqtt, &client_id, Some((user, token)))
-        .await
-        .expect_connected();
-    client.subscribe_ok(&format!("presence/{target}")).await;
-    client
+    subscribed(server, (user, device), token, &format!("presence/{target}")).await
 }
 
 /// Waits for a presence message matching `wanted` on `client`.
 async fn presence_where(client: &mut Client, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let Some(publish) = client.next_message(left).await else {
-            panic!("no presence {what} within {WAIT:?}; saw {seen:?}");
-        };
-        if !publish.topic.starts_with("presence/") {
-            continue;
-        }
-        let presence: Value = serde_json::from_slice(&publish.payload).expect("presence is JSON");
-        if wanted(&presence) {
-            return presence;
-        }
-        seen.push(presence);
-    }
+    let presence = |topic: &str| topic.starts_with("presence/");
+    json_where(client, &format!("presence {what}"), presence, wanted).await
 }
 
 fn set_privacy(server: &Server, token: &str, change: Value) {

@@ -115,21 +115,37 @@ impl PresenceMirror {
                 }
                 retained.insert(user.to_owned(), value.clone());
             }
-            if bucket.is_none() {
-                bucket = self.bucket().await.ok();
+            // A bucket just created may have no leader yet (its replicas
+            // are still electing one), and NATS may be between servers:
+            // retry for a while rather than lose the change.
+            let mut stored = false;
+            let give_up = tokio::time::Instant::now() + PUT_PATIENCE;
+            while tokio::time::Instant::now() < give_up {
+                if bucket.is_none() {
+                    bucket = self.bucket().await.ok();
+                }
+                if let Some(store) = &bucket {
+                    match tokio::time::timeout(PUT_TIMEOUT, store.put(user, value.clone())).await {
+                        Ok(Ok(_)) => {
+                            stored = true;
+                            break;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, user, "cluster: presence put failed; retrying")
+                        }
+                        Err(_) => {
+                            tracing::debug!(user, "cluster: presence put timed out; retrying")
+                        }
+                    }
+                }
+                tokio::time::sleep(PUT_RETRY).await;
             }
-            let Some(store) = &bucket else {
+            if stored {
+                metrics::counter!("bluetick_cluster_presence_total", "way" => "out").increment(1);
+            } else {
                 metrics::counter!("bluetick_cluster_events_dropped_total", "where" => "presence_out")
                     .increment(1);
-                continue;
-            };
-            match tokio::time::timeout(PUT_TIMEOUT, store.put(user, value)).await {
-                Ok(Ok(_)) => metrics::counter!("bluetick_cluster_presence_total", "way" => "out")
-                    .increment(1),
-                _ => {
-                    metrics::counter!("bluetick_cluster_events_dropped_total", "where" => "presence_out")
-                        .increment(1);
-                }
+                tracing::warn!(user, "cluster: presence change not stored in the bucket; other nodes keep the previous one");
             }
         }
     }
@@ -190,4 +206,9 @@ impl PresenceMirror {
 }
 
 /// Longest a presence put waits for JetStream's answer.
-const PUT_TIMEOUT: Duration = Duration::from_secs(5);
+const PUT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one presence change is retried before it is given up (counted
+/// and logged; the next change of that user goes out as usual).
+const PUT_PATIENCE: Duration = Duration::from_secs(10);
+/// Pause between two tries of a presence put.
+const PUT_RETRY: Duration = Duration::from_millis(250);

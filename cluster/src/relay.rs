@@ -48,19 +48,13 @@ impl Outbound {
                 .increment(1);
             return;
         }
-        match self
+        let subject = subjects::user(user, leaf);
+        let published = self
             .nats
-            .publish_with_headers(subjects::user(user, leaf), self.headers.clone(), payload)
-            .await
-        {
-            Ok(()) => {
-                metrics::counter!("bluetick_cluster_events_total", "way" => "out").increment(1)
-            }
-            Err(e) => {
-                metrics::counter!("bluetick_cluster_events_dropped_total", "where" => "outbound")
-                    .increment(1);
-                tracing::debug!(error = %e, "cluster: publish failed; the device will sync");
-            }
+            .publish_with_headers(subject, self.headers.clone(), payload)
+            .await;
+        if let Err(e) = counted(published, "out", "outbound") {
+            tracing::debug!(error = %e, "cluster: publish failed; the device will sync");
         }
     }
 
@@ -130,17 +124,21 @@ pub(crate) async fn republish(
                 continue;
             }
         };
-        match published {
-            Ok(()) => {
-                metrics::counter!("bluetick_cluster_events_total", "way" => "in").increment(1)
-            }
-            Err(e) => {
-                metrics::counter!("bluetick_cluster_events_dropped_total", "where" => "local_broker")
-                    .increment(1);
-                tracing::warn!(error = %e, "cluster: cannot republish locally; the device will sync");
-            }
+        if let Err(e) = counted(published, "in", "local_broker") {
+            tracing::warn!(error = %e, "cluster: cannot republish locally; the device will sync");
         }
     }
+}
+
+/// Counts a relayed event (`way`: `out` or `in`), or its drop and where;
+/// hands the result back for the caller to log.
+fn counted<E>(result: Result<(), E>, way: &'static str, dropped_at: &'static str) -> Result<(), E> {
+    match &result {
+        Ok(()) => metrics::counter!("bluetick_cluster_events_total", "way" => way).increment(1),
+        Err(_) => metrics::counter!("bluetick_cluster_events_dropped_total", "where" => dropped_at)
+            .increment(1),
+    }
+    result
 }
 
 /// Revokes a logged-out token on this node and closes the connections of
