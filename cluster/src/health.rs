@@ -38,6 +38,11 @@ impl Health {
                 metrics::counter!("bluetick_cluster_events_dropped_total", "where" => "slow_consumer")
                     .increment(1);
             }
+            // Every failed reconnect attempt is a client error: the
+            // disconnect above already said NATS is away.
+            async_nats::Event::ClientError(e) => {
+                tracing::debug!(error = %e, "cluster: NATS client error")
+            }
             other => tracing::info!(event = %other, "cluster: NATS event"),
         }
     }
