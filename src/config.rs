@@ -50,6 +50,7 @@ pub struct Config {
     pub search: SearchConfig,
     pub web: WebConfig,
     pub quotas: QuotasConfig,
+    pub cluster: cluster::config::ClusterSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,6 +156,7 @@ impl Default for Config {
             search: SearchConfig::default(),
             web: WebConfig::default(),
             quotas: QuotasConfig::default(),
+            cluster: cluster::config::ClusterSettings::default(),
         }
     }
 }

@@ -101,21 +101,52 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         broker::Broker::start(broker_config(&config, &service_secret), store.clone())
             .await
             .context("starting the MQTT broker")?;
-    let bridge = bridge::Bridge::start(
+    let cluster = match cluster_config(&config, broker.mqtt_addr, &service_secret) {
+        Some(settings) => {
+            let authenticator = broker.authenticator();
+            let revoke: cluster::Revoke = Arc::new(move |hash| authenticator.revoke_hash(hash));
+            let cluster = cluster::Cluster::start(settings, revoke)
+                .await
+                .context("joining the cluster")?;
+            Some(Arc::new(cluster))
+        }
+        None => None,
+    };
+    let bridge = bridge::Bridge::start_tapped(
         bridge_config(&config, broker.mqtt_addr, service_secret),
         store.clone(),
+        cluster.as_ref().map(|cluster| {
+            let taps = cluster.taps();
+            bridge::Taps {
+                committed: taps.committed,
+                live: taps.live,
+            }
+        }),
     )
     .await
     .context("starting the bridge")?;
     let bridge = Arc::new(bridge);
-    let presence = bridge.presence();
+    let (presence, devices) = (bridge.presence(), cluster.clone());
     let recorder = tokio::spawn(broker::events::record(
         store.clone(),
         config.node.clone(),
         events,
-        move |user, at| {
-            let presence = presence.clone();
-            async move { presence.refresh(user.as_str(), at).await }
+        move |event: broker::ConnectionEvent| {
+            let (presence, cluster) = (presence.clone(), devices.clone());
+            async move {
+                let Some(user) = &event.user else { return };
+                if let (Some(cluster), Some(token_hash)) = (&cluster, &event.token_hash) {
+                    match event.kind {
+                        broker::EventKind::Connected => {
+                            cluster.device_connected(user.as_str(), &event.client_id, token_hash)
+                        }
+                        broker::EventKind::Disconnected => {
+                            cluster.device_disconnected(user.as_str(), &event.client_id)
+                        }
+                    }
+                }
+                presence.refresh(user.as_str(), event.at_ms).await
+            }
         },
     ));
 
@@ -148,6 +179,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ws_addr: broker.ws_addr,
             ws_url: Some(config.web.ws_url.clone()).filter(|url| !url.is_empty()),
         }),
+        cluster: cluster.clone(),
     };
     let app = http::router(state, config.http.max_json_body);
     let limits = http::listener::ConnectionLimits {
@@ -247,6 +279,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // resend it to the next server.
     bridge.stop();
     recorder.abort();
+    if let Some(cluster) = &cluster {
+        cluster.stop();
+    }
     let closing = store.clone();
     let node = config.node.clone();
     tokio::task::spawn_blocking(move || {
@@ -337,17 +372,52 @@ async fn run_checkpoints(store: store::Store, interval: Duration) {
     }
 }
 
+/// The cluster link's settings, or `None` when `cluster.nats_urls` is
+/// empty (one node, no NATS).
+fn cluster_config(
+    config: &Config,
+    broker: std::net::SocketAddr,
+    secret: &str,
+) -> Option<cluster::ClusterConfig> {
+    let nats_urls = config.cluster.urls();
+    if nats_urls.is_empty() {
+        return None;
+    }
+    let node = match config.cluster.node.as_str() {
+        "" => config.node.clone(),
+        named => named.to_owned(),
+    };
+    Some(cluster::ClusterConfig {
+        nats_urls,
+        node,
+        broker: cluster::LocalBroker {
+            host: loopback_host(broker),
+            port: broker.port(),
+            username: broker::guard::SERVICE_USER.to_owned(),
+            password: secret.to_owned(),
+            max_packet_size: config.mqtt.max_packet_size,
+        },
+        queue: config.cluster.queue.max(1),
+        presence_replicas: config.cluster.presence_replicas,
+    })
+}
+
+/// The host to dial the embedded broker on: its address, or loopback when
+/// it listens on every interface.
+fn loopback_host(broker: std::net::SocketAddr) -> String {
+    match broker.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        ip => ip.to_string(),
+    }
+}
+
 fn bridge_config(
     config: &Config,
     broker: std::net::SocketAddr,
     secret: String,
 ) -> bridge::BridgeConfig {
-    let host = match broker.ip() {
-        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
-        ip => ip.to_string(),
-    };
     bridge::BridgeConfig {
-        host,
+        host: loopback_host(broker),
         port: broker.port(),
         username: broker::guard::SERVICE_USER.to_owned(),
         password: secret,

@@ -170,10 +170,34 @@ pub fn filters() -> Vec<String> {
 /// presence messages.
 const EPHEMERAL_LEAVES: [&str; 2] = ["typing", "presence"];
 
+/// Where the bridge hands what it publishes locally to be copied to other
+/// nodes too (cluster mode). Each is offered with `try_send`, never
+/// awaited: a full tap drops it; inbox events are recovered by sync, and
+/// typing is ephemeral anyway.
+#[derive(Clone)]
+pub struct Taps {
+    /// Each committed batch's inbox events, (user, event), in commit order,
+    /// once published locally.
+    pub committed: mpsc::Sender<Vec<(String, InboxEvent)>>,
+    /// Typing events, (recipient, `u/{recipient}/live` payload), whether or
+    /// not the recipient is online here: only nodes where it is connected
+    /// deliver them.
+    pub live: mpsc::Sender<(String, Vec<u8>)>,
+}
+
 impl Bridge {
     /// Connects, subscribes, and starts the worker. Returns once the
     /// subscriptions are in place, so nothing published afterwards is missed.
     pub async fn start(config: BridgeConfig, store: Store) -> Result<Bridge, BridgeError> {
+        Bridge::start_tapped(config, store, None).await
+    }
+
+    /// [`Bridge::start`], with what it publishes also handed to `taps`.
+    pub async fn start_tapped(
+        config: BridgeConfig,
+        store: Store,
+        taps: Option<Taps>,
+    ) -> Result<Bridge, BridgeError> {
         let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
         options
             .set_credentials(&config.username, &config.password)
@@ -199,6 +223,7 @@ impl Bridge {
             typing: Buckets::new(live::TYPING_PER_SECOND, live::TYPING_BURST),
             backlog: input_tx.clone(),
             shed_above: config.shed_above,
+            typing_tap: taps.as_ref().map(|taps| taps.live.clone()),
         };
         let (arrivals_tx, arrivals_rx) = mpsc::unbounded_channel();
         let driver = tokio::spawn(drive(
@@ -227,7 +252,8 @@ impl Bridge {
             }
         }
         let (done_tx, done_rx) = mpsc::channel(PUBLISH_QUEUE);
-        let publisher = tokio::spawn(publish(client, store.clone(), done_rx));
+        let tap = taps.map(|taps| taps.committed);
+        let publisher = tokio::spawn(publish(client, store.clone(), done_rx, tap));
         let worker = tokio::spawn(work(store, input_rx, config, done_tx));
         Ok(Bridge {
             submissions: input_tx,
@@ -293,6 +319,8 @@ struct Live {
     backlog: mpsc::Sender<Input>,
     /// Queued requests above which ephemeral traffic is shed.
     shed_above: usize,
+    /// Cluster mode: typing for users on other nodes.
+    typing_tap: Option<mpsc::Sender<(String, Vec<u8>)>>,
 }
 
 impl Live {
@@ -318,6 +346,7 @@ impl Live {
                 &self.typing,
                 &user,
                 &publish.payload,
+                self.typing_tap.as_ref(),
             ),
             "presence" => self.desk.offer(&user, &publish.payload),
             _ => return Some(Input::Mqtt(publish)),
@@ -540,7 +569,12 @@ async fn gather(
 /// user's inbox events go out in seq order; PUBACKs (after-commit policy),
 /// then inbox events, then quota refusals; then starts the batch's `sync`
 /// answers, at most [`SYNC_CONCURRENCY`] at once, off the commit path.
-async fn publish(client: AsyncClient, store: Store, mut batches: mpsc::Receiver<Done>) {
+async fn publish(
+    client: AsyncClient,
+    store: Store,
+    mut batches: mpsc::Receiver<Done>,
+    tap: Option<mpsc::Sender<Vec<(String, InboxEvent)>>>,
+) {
     let replays = Arc::new(tokio::sync::Semaphore::new(SYNC_CONCURRENCY));
     while let Some(done) = batches.recv().await {
         for publish in &done.acks {
@@ -548,6 +582,11 @@ async fn publish(client: AsyncClient, store: Store, mut batches: mpsc::Receiver<
         }
         for (user, event) in &done.events {
             publish_event(&client, user, event).await;
+        }
+        if let (Some(tap), false) = (&tap, done.events.is_empty()) {
+            if tap.try_send(done.events).is_err() {
+                metrics::counter!("bluetick_bridge_tap_dropped_total").increment(1);
+            }
         }
         for (user, rejection) in done.limited {
             // Not stored: the sender is connected (it just published), and a
@@ -638,6 +677,13 @@ async fn replay(client: &AsyncClient, store: &Store, user: &UserName, after: i64
         .and_then(|e| e.seq)
         .unwrap_or(after.max(floor));
     let more = events.len() == limit;
+    // Messages a device got by sync rather than live: in a cluster, the
+    // share the bus did not deliver (docs/scaling.md).
+    let messages = events
+        .iter()
+        .filter(|e| matches!(e.event, Event::Message(_)))
+        .count();
+    metrics::counter!("bluetick_bridge_replayed_messages_total").increment(messages as u64);
     for event in &events {
         publish_event(client, user.as_str(), event).await;
     }

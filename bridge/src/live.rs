@@ -23,13 +23,15 @@ pub const TYPING_BURST: f64 = 10.0;
 
 /// Forwards `u/{me}/typing {to, state}` to `u/{to}/live` at QoS 0, if `to`
 /// is online and `me` is under the rate limit. Dropped otherwise: typing is
-/// never stored or queued.
+/// never stored or queued. In cluster mode it is also offered to `tap`, for
+/// `to`'s devices on other nodes (whose nodes alone receive it).
 pub(crate) fn typing(
     client: &AsyncClient,
     tracker: &Tracker,
     limiter: &Buckets,
     user: &UserName,
     payload: &[u8],
+    tap: Option<&tokio::sync::mpsc::Sender<(String, Vec<u8>)>>,
 ) {
     let Ok(request) = serde_json::from_slice::<TypingRequest>(payload) else {
         metrics::counter!("bluetick_typing_dropped_total", "reason" => "malformed").increment(1);
@@ -43,16 +45,20 @@ pub(crate) fn typing(
         metrics::counter!("bluetick_typing_dropped_total", "reason" => "rate_limited").increment(1);
         return;
     }
-    if !tracker.is_online(to.as_str()) {
-        // Not counted: a counter that moves only when `to` is offline
-        // would tell whoever reads it what `to`'s privacy may hide.
-        return;
-    }
     let event = LiveEvent::Typing {
         from: user.to_string(),
         state: request.state,
     };
     let payload = serde_json::to_vec(&event).unwrap_or_default();
+    if let Some(tap) = tap {
+        // Dropped when full, like any typing event: it is ephemeral.
+        let _ = tap.try_send((to.to_string(), payload.clone()));
+    }
+    if !tracker.is_online(to.as_str()) {
+        // Not counted: a counter that moves only when `to` is offline
+        // would tell whoever reads it what `to`'s privacy may hide.
+        return;
+    }
     if client
         .try_publish(
             topics::user_topic(&to, "live"),

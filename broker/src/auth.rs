@@ -175,8 +175,9 @@ impl Authenticator {
         self.revoke_hash(store::tokens::token_hash(token));
     }
 
-    /// Revokes the token with this SHA-256, unless already known revoked.
-    fn revoke_hash(&self, key: String) {
+    /// Revokes the token with this SHA-256, unless already known revoked
+    /// (a logout on another node, told over the cluster's bus).
+    pub fn revoke_hash(&self, key: String) {
         let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
         if revoked.contains_key(&key) {
             return;

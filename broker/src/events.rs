@@ -48,6 +48,10 @@ pub struct ConnectionEvent {
     pub user: Option<UserName>,
     /// The MQTT client id.
     pub client_id: String,
+    /// SHA-256 of the token the connection logged in with (`None` for
+    /// the server's own and dev-open clients): a logout on another node
+    /// closes the connections that used it.
+    pub token_hash: Option<String>,
     /// Unix milliseconds.
     pub at_ms: i64,
 }
@@ -72,25 +76,25 @@ pub fn apply(store: &Store, node: &str, event: ConnectionEvent) -> Result<(), st
 
 /// Keeps the `sessions` table true to the guard's connect and disconnect
 /// events, in the order they happened, until the broker stops; after each
-/// user's event, `then(user, at_ms)` (the bridge re-reads their presence).
-/// Runs as one task of `bluetick serve`.
+/// user's event, `then(event)` (the bridge re-reads their presence, the
+/// cluster follows where their devices are). Runs as one task of
+/// `bluetick serve`.
 pub async fn record<F, Done>(store: Store, node: String, mut events: EventReceiver, mut then: F)
 where
-    F: FnMut(UserName, i64) -> Done,
+    F: FnMut(ConnectionEvent) -> Done,
     Done: Future<Output = ()>,
 {
     while let Some(event) = events.recv().await {
-        let Some(user) = event.user.clone() else {
+        if event.user.is_none() {
             continue;
-        };
-        let at = event.at_ms;
-        let (writer, node) = (store.clone(), node.clone());
-        match tokio::task::spawn_blocking(move || apply(&writer, &node, event)).await {
+        }
+        let (writer, node, applied) = (store.clone(), node.clone(), event.clone());
+        match tokio::task::spawn_blocking(move || apply(&writer, &node, applied)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "could not update the sessions table"),
             Err(e) => tracing::warn!(error = %e, "sessions writer task failed"),
         }
-        then(user, at).await;
+        then(event).await;
     }
 }
 
@@ -215,6 +219,7 @@ mod tests {
             connection_id: format!("n:{connection}"),
             user: Some(UserName::parse("alice").unwrap()),
             client_id: "alice.phone".to_owned(),
+            token_hash: None,
             at_ms: 0,
         }
     }

@@ -137,6 +137,15 @@ impl Identity {
         !matches!(self, Identity::Service { .. })
     }
 
+    /// The hash of the token a user logged in with; none for the other
+    /// identities, which log in without one.
+    fn token_hash(&self) -> Option<&str> {
+        match self {
+            Identity::User { token_hash, .. } => Some(token_hash),
+            Identity::Open { .. } | Identity::Service { .. } => None,
+        }
+    }
+
     fn user_name(&self) -> Option<&UserName> {
         match self {
             Identity::User { user, .. } => Some(user),
@@ -417,6 +426,7 @@ impl Guard {
             connection_id: connection_id.to_owned(),
             user: identity.user_name().cloned(),
             client_id: identity.client_id().to_owned(),
+            token_hash: identity.token_hash().map(str::to_owned),
             at_ms: store::clock::now_ms(),
         };
         self.shared.events.send(event)

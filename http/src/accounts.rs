@@ -205,6 +205,11 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Sta
     let token = caller.token.clone();
     blocking(move || store.revoke_token(&token)).await?;
     state.authenticator.revoke(&caller.token);
+    if let Some(cluster) = &state.cluster {
+        // Every node closes the token's connections now, not at its poll.
+        let hash = store::tokens::token_hash(&caller.token);
+        cluster.logged_out(caller.user.as_str(), &hash);
+    }
     tracing::info!(user = %caller.user, "token revoked");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -21,7 +21,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// down, 503 otherwise.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = "`{\"status\":\"ready\"}`"),
+        (status = 200, description = "`{\"status\":\"ready\"}`; in cluster mode also `\"cluster\"`: `connected` or `nats_unreachable`"),
         (status = 503, description = "`{\"status\":\"shutting_down\"}` or `store_unavailable`"),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -33,7 +33,22 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Ok(Ok(())) => match &state.cluster {
+            None => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+            // Still ready without NATS: this node serves its own users, and
+            // theirs on other nodes catch up by sync.
+            Some(cluster) => {
+                let bus = if cluster.health().connected() {
+                    "connected"
+                } else {
+                    "nats_unreachable"
+                };
+                (
+                    StatusCode::OK,
+                    Json(json!({ "status": "ready", "cluster": bus })),
+                )
+            }
+        },
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "store_unavailable" })),

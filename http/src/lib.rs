@@ -76,6 +76,9 @@ pub struct AppState {
     pub media: Arc<media_service::MediaService>,
     /// What the web client is told about this server (issue 17).
     pub web: Arc<web::ClientSettings>,
+    /// Cluster mode (issue 15): the link to other nodes, for `/readyz`
+    /// and logouts.
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// The API's routes, built from the handlers' OpenAPI annotations.

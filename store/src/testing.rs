@@ -113,8 +113,12 @@ impl TestDatabase {
                     .unwrap_or_else(|e| panic!("connect to {admin}: {e}"));
                 conn.batch_execute(&format!("CREATE DATABASE {name}"))
                     .unwrap_or_else(|e| panic!("create database {name}: {e}"));
-                let url = match admin.rsplit_once('/') {
-                    Some((server, _db)) => format!("{server}/{name}"),
+                // A query (`?target_session_attrs=read-write` after a
+                // multi-host list, as scripts/cluster-test sets) is kept.
+                let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
+                let query = if query.is_empty() { String::new() } else { format!("?{query}") };
+                let url = match base.rsplit_once('/') {
+                    Some((server, _db)) => format!("{server}/{name}{query}"),
                     None => panic!("{POSTGRES_URL_VAR} must end in /DATABASE"),
                 };
                 TestDatabase {

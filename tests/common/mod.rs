@@ -4,11 +4,13 @@
 
 pub mod at_rest;
 pub mod chat;
+pub mod haproxy;
 pub mod http;
 pub mod jobs;
 pub mod media;
 pub mod mqtt;
 pub mod mqtt5;
+pub mod nats;
 pub mod rows;
 pub mod tools;
 pub mod ws;
