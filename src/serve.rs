@@ -101,12 +101,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         broker::Broker::start(broker_config(&config, &service_secret), store.clone())
             .await
             .context("starting the MQTT broker")?;
-    let bridge = bridge::Bridge::start(
-        bridge_config(&config, broker.mqtt_addr, service_secret),
-        store.clone(),
-    )
-    .await
-    .context("starting the bridge")?;
+    let client_id = format!("bluetick-bridge-{}", config.node);
+    let endpoint = if config.bridge.in_process {
+        let (tx, rx) = broker
+            .local_link(&client_id)
+            .await
+            .context("linking the bridge to the router")?;
+        bridge::Endpoint::Local { tx, rx }
+    } else {
+        bridge::Endpoint::Mqtt(bridge::MqttEndpoint {
+            host: match broker.mqtt_addr.ip() {
+                ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+                ip => ip.to_string(),
+            },
+            port: broker.mqtt_addr.port(),
+            username: broker::guard::SERVICE_USER.to_owned(),
+            password: service_secret,
+            client_id,
+        })
+    };
+    let bridge = bridge::Bridge::start(bridge_config(&config), store.clone(), endpoint)
+        .await
+        .context("starting the bridge")?;
     let bridge = Arc::new(bridge);
     let recorder = tokio::spawn(track_connections(
         store.clone(),
@@ -377,21 +393,8 @@ async fn track_connections(
     }
 }
 
-fn bridge_config(
-    config: &Config,
-    broker: std::net::SocketAddr,
-    secret: String,
-) -> bridge::BridgeConfig {
-    let host = match broker.ip() {
-        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
-        ip => ip.to_string(),
-    };
+fn bridge_config(config: &Config) -> bridge::BridgeConfig {
     bridge::BridgeConfig {
-        host,
-        port: broker.port(),
-        username: broker::guard::SERVICE_USER.to_owned(),
-        password: secret,
-        client_id: format!("bluetick-bridge-{}", config.node),
         max_body: config.messages.max_body,
         max_batch: config.bridge.max_batch,
         max_packet_size: config.mqtt.max_packet_size,

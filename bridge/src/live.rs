@@ -6,7 +6,7 @@
 
 use protocol::presence::{LiveEvent, PresenceRequest, PresenceState, TypingRequest};
 use protocol::{topics, ClientId, UserName};
-use rumqttc::{AsyncClient, QoS};
+use crate::link::Outbox;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ pub const TYPING_BURST: f64 = 10.0;
 /// is online and `me` is under the rate limit. Dropped otherwise: typing is
 /// never stored or queued.
 pub(crate) fn typing(
-    client: &AsyncClient,
+    outbox: &Outbox,
     tracker: &Tracker,
     limiter: &Buckets,
     user: &UserName,
@@ -53,15 +53,7 @@ pub(crate) fn typing(
         state: request.state,
     };
     let payload = serde_json::to_vec(&event).unwrap_or_default();
-    if client
-        .try_publish(
-            topics::user_topic(&to, "live"),
-            QoS::AtMostOnce,
-            false,
-            payload,
-        )
-        .is_err()
-    {
+    if !outbox.try_publish_fleeting(topics::user_topic(&to, "live"), payload) {
         metrics::counter!("bluetick_typing_dropped_total", "reason" => "busy").increment(1);
     }
 }
