@@ -80,6 +80,103 @@ impl Tx<'_> {
         Ok((first..=last).collect())
     }
 
+    /// Appends events to many inboxes at once, each user's in order;
+    /// returns each user's seqs, in the order of `appends`. Two statements
+    /// for the whole batch, however many users: one UPDATE of every head
+    /// (… RETURNING the new heads) and one multi-row INSERT. Each user
+    /// appears at most once in `appends`.
+    pub fn append_all(
+        &mut self,
+        appends: &[(&str, Vec<NewEvent>)],
+    ) -> Result<Vec<Vec<i64>>, StoreError> {
+        let mut seqs = Vec::with_capacity(appends.len());
+        let counts: Vec<(&str, i64)> = appends
+            .iter()
+            .filter(|(_, events)| !events.is_empty())
+            .map(|(user, events)| (*user, events.len() as i64))
+            .collect();
+        if counts.is_empty() {
+            return Ok(vec![Vec::new(); appends.len()]);
+        }
+        let heads = self.advance_heads(&counts)?;
+        let now = clock::now_ms();
+        let mut rows = Vec::new();
+        for (user, events) in appends {
+            let count = events.len() as i64;
+            if count == 0 {
+                seqs.push(Vec::new());
+                continue;
+            }
+            let Some(&last) = heads.get(*user) else {
+                // As `append`: the caller checks names first.
+                return Err(StoreError::UnknownUser);
+            };
+            let first = last - count + 1;
+            for (event, seq) in events.iter().zip(first..) {
+                let (kind, message_id, payload) = event.columns();
+                rows.push((
+                    inbox::user_name.eq(*user),
+                    inbox::seq.eq(seq),
+                    inbox::kind.eq(kind),
+                    inbox::message_id.eq(message_id),
+                    inbox::payload.eq(payload),
+                    inbox::created_at.eq(now),
+                ));
+            }
+            seqs.push((first..=last).collect());
+        }
+        // Six parameters a row; both backends allow far more than this
+        // many per statement (SQLite 32,766, PostgreSQL 65,535).
+        for chunk in rows.chunks(4_000) {
+            on_backend!(&mut *self.conn, c => diesel::insert_into(inbox::table).values(chunk).execute(c))?;
+        }
+        Ok(seqs)
+    }
+
+    /// Adds `count` to each user's inbox head in one statement; returns
+    /// the new heads.
+    fn advance_heads(&mut self, counts: &[(&str, i64)]) -> Result<HashMap<String, i64>, StoreError> {
+        use diesel::sql_types::{BigInt, Text};
+        #[derive(QueryableByName)]
+        struct Head {
+            #[diesel(sql_type = Text)]
+            name: String,
+            #[diesel(sql_type = BigInt)]
+            inbox_seq: i64,
+        }
+        // UPDATE users SET inbox_seq = inbox_seq + CASE name WHEN p1 THEN p2
+        // … END WHERE name IN (p1, p3, …) RETURNING name, inbox_seq, with
+        // numbered parameters (`?N` on SQLite, `$N` on PostgreSQL).
+        let sql = |mark: &str| {
+            let mut cases = String::new();
+            let mut names = Vec::with_capacity(counts.len());
+            for i in 0..counts.len() {
+                let (name, count) = (2 * i + 1, 2 * i + 2);
+                cases.push_str(&format!(" WHEN {mark}{name} THEN {mark}{count}"));
+                names.push(format!("{mark}{name}"));
+            }
+            format!(
+                "UPDATE users SET inbox_seq = inbox_seq + CASE name{cases} END \
+                 WHERE name IN ({}) RETURNING name, inbox_seq",
+                names.join(", ")
+            )
+        };
+        macro_rules! run {
+            ($c:expr, $backend:ty, $mark:expr) => {{
+                let mut query = diesel::sql_query(sql($mark)).into_boxed::<$backend>();
+                for (name, count) in counts {
+                    query = query.bind::<Text, _>(*name).bind::<BigInt, _>(*count);
+                }
+                query.load::<Head>($c)?
+            }};
+        }
+        let heads = match &mut *self.conn {
+            AnyConnection::Sqlite(c) => run!(c, diesel::sqlite::Sqlite, "?"),
+            AnyConnection::Postgres(c) => run!(c, diesel::pg::Pg, "$"),
+        };
+        Ok(heads.into_iter().map(|h| (h.name, h.inbox_seq)).collect())
+    }
+
     /// The seq of `sender`'s ack event for `message_id`, if not yet pruned.
     pub fn ack_seq(&mut self, sender: &str, message_id: i64) -> Result<Option<i64>, StoreError> {
         Ok(on_backend!(&mut *self.conn, c => inbox::table
