@@ -51,33 +51,8 @@ impl NewEvent {
 impl Tx<'_> {
     /// Appends `events` to `user`'s inbox, in order; returns their seqs.
     pub fn append(&mut self, user: &str, events: &[NewEvent]) -> Result<Vec<i64>, StoreError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let count = events.len() as i64;
-        let last: i64 = on_backend!(&mut *self.conn, c => diesel::update(users::table.filter(users::name.eq(user)))
-            .set(users::inbox_seq.eq(users::inbox_seq + count))
-            .returning(users::inbox_seq)
-            .get_result(c))?;
-        let first = last - count + 1;
-        let now = clock::now_ms();
-        let rows: Vec<_> = events
-            .iter()
-            .zip(first..)
-            .map(|(event, seq)| {
-                let (kind, message_id, payload) = event.columns();
-                (
-                    inbox::user_name.eq(user),
-                    inbox::seq.eq(seq),
-                    inbox::kind.eq(kind),
-                    inbox::message_id.eq(message_id),
-                    inbox::payload.eq(payload),
-                    inbox::created_at.eq(now),
-                )
-            })
-            .collect();
-        on_backend!(&mut *self.conn, c => diesel::insert_into(inbox::table).values(&rows).execute(c))?;
-        Ok((first..=last).collect())
+        let mut seqs = self.append_all(&[(user, events.to_vec())])?;
+        Ok(seqs.pop().unwrap_or_default())
     }
 
     /// Appends events to many inboxes at once, each user's in order;
