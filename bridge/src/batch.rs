@@ -229,19 +229,11 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                                 from: sender.to_owned(),
                                 to: send.to.clone(),
                                 body: send.body.clone(),
-                                media: media.clone(),
-                                sent_at: now,
-                                expires_at,
-                            };
-                            let ack = AckEvent {
-                                id,
-                                client_id: send.id.clone(),
-                                to: send.to.clone(),
-                                body: send.body.clone(),
                                 media,
                                 sent_at: now,
                                 expires_at,
                             };
+                            let ack = AckEvent::from(message.clone());
                             pending.push(Pending::append(
                                 &send.to,
                                 NewEvent::Message { message_id: id },
