@@ -397,11 +397,7 @@ async fn drive_local(
             }
             // The buffer was full and the router paused forwarding to this
             // link: ask for more now that it is drained.
-            rumqttd::Notification::Unschedule => {
-                if rx.wake().await.is_err() {
-                    return;
-                }
-            }
+            rumqttd::Notification::Unschedule if rx.wake().await.is_err() => return,
             // The SUBACKs, then the PUBACKs of the bridge's own QoS 1
             // publishes, which need nothing.
             rumqttd::Notification::DeviceAck(_) => {
