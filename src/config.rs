@@ -87,6 +87,10 @@ pub struct BridgeConfig {
     /// nothing a client cannot resend is lost. `false` restores
     /// ack-after-commit.
     pub ack_on_arrival: bool,
+    /// The bridge talks to the embedded broker's router in process (a
+    /// local link: no socket, no MQTT codec, nothing to acknowledge).
+    /// `false`: as an MQTT client over loopback TCP, as before.
+    pub in_process: bool,
 }
 
 // ---- [quotas]: per-user and per-device rate limits of the bridge ----
@@ -180,6 +184,7 @@ impl Default for BridgeConfig {
             linger_us: 1_000,
             shed_above: 2_000,
             ack_on_arrival: true,
+            in_process: true,
         }
     }
 }

@@ -112,19 +112,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let bridge = bridge::Bridge::start_tapped(
-        bridge_config(&config, broker.mqtt_addr, service_secret),
-        store.clone(),
-        cluster.as_ref().map(|cluster| {
-            let taps = cluster.taps();
-            bridge::Taps {
-                committed: taps.committed,
-                live: taps.live,
-            }
-        }),
-    )
-    .await
-    .context("starting the bridge")?;
+    let client_id = format!("bluetick-bridge-{}", config.node);
+    let endpoint = if config.bridge.in_process {
+        let (tx, rx) = broker
+            .local_link(&client_id)
+            .await
+            .context("linking the bridge to the router")?;
+        bridge::Endpoint::Local { tx, rx }
+    } else {
+        bridge::Endpoint::Mqtt(bridge::MqttEndpoint {
+            host: loopback_host(broker.mqtt_addr),
+            port: broker.mqtt_addr.port(),
+            username: broker::guard::SERVICE_USER.to_owned(),
+            password: service_secret,
+            client_id,
+        })
+    };
+    let taps = cluster.as_ref().map(|cluster| {
+        let taps = cluster.taps();
+        bridge::Taps {
+            committed: taps.committed,
+            live: taps.live,
+        }
+    });
+    let bridge = bridge::Bridge::start_tapped(bridge_config(&config), store.clone(), endpoint, taps)
+        .await
+        .context("starting the bridge")?;
     let bridge = Arc::new(bridge);
     let (presence, devices) = (bridge.presence(), cluster.clone());
     let recorder = tokio::spawn(broker::events::record(
@@ -411,17 +424,8 @@ fn loopback_host(broker: std::net::SocketAddr) -> String {
     }
 }
 
-fn bridge_config(
-    config: &Config,
-    broker: std::net::SocketAddr,
-    secret: String,
-) -> bridge::BridgeConfig {
+fn bridge_config(config: &Config) -> bridge::BridgeConfig {
     bridge::BridgeConfig {
-        host: loopback_host(broker),
-        port: broker.port(),
-        username: broker::guard::SERVICE_USER.to_owned(),
-        password: secret,
-        client_id: format!("bluetick-bridge-{}", config.node),
         max_body: config.messages.max_body,
         max_batch: config.bridge.max_batch,
         max_packet_size: config.mqtt.max_packet_size,

@@ -6,7 +6,7 @@ mod common;
 use client::AppEvent;
 use common::chat::App;
 use common::mqtt::{self, TIMEOUT};
-use common::Server;
+use common::{Options, Server};
 use protocol::messages::ReceiptStatus;
 use std::time::Duration;
 use store::on_both_backends;
@@ -36,6 +36,27 @@ on_both_backends! {
         let delivered = position(&alice, |e| matches!(e, AppEvent::Receipt(r) if r.status == ReceiptStatus::Delivered));
         let read = position(&alice, |e| matches!(e, AppEvent::Receipt(r) if r.status == ReceiptStatus::Read));
         assert!(sent < delivered && delivered < read, "✓ then ✓✓ then read: {:#?}", alice.seen);
+        bob.settle(Duration::from_millis(300)).await;
+        assert_eq!(bob.messages().len(), 1, "delivered exactly once");
+    }
+
+    async fn a_bridge_reaching_the_broker_over_mqtt_still_gives_all_three_ticks(backend) {
+        // `bridge.in_process = false`: the bridge is an MQTT client of the
+        // broker over loopback TCP (the path kept for an external broker),
+        // not a local link of the router.
+        let options = Options::default().env("BLUETICK_BRIDGE__IN_PROCESS", "false");
+        let server = Server::start_with(backend, options);
+        let dir = tempfile::tempdir().unwrap();
+        let (alice_token, bob_token) = (server.register("alice"), server.register("bob"));
+        let mut alice = App::connect(&server, "alice", &alice_token, "phone", dir.path()).await;
+        let client_id = alice.client.send("bob", "over the wire").await.unwrap();
+        let id = alice.sent(&client_id).await;
+        // Bob was offline: his sync is answered over the same path.
+        let mut bob = App::connect(&server, "bob", &bob_token, "phone", dir.path()).await;
+        assert_eq!(bob.message_from("alice", "over the wire").await.id, id);
+        alice.receipt("bob", ReceiptStatus::Delivered, id).await;
+        bob.client.read("alice", id).await.unwrap();
+        alice.receipt("bob", ReceiptStatus::Read, id).await;
         bob.settle(Duration::from_millis(300)).await;
         assert_eq!(bob.messages().len(), 1, "delivered exactly once");
     }

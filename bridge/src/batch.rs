@@ -229,19 +229,11 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                                 from: sender.to_owned(),
                                 to: send.to.clone(),
                                 body: send.body.clone(),
-                                media: media.clone(),
-                                sent_at: now,
-                                expires_at,
-                            };
-                            let ack = AckEvent {
-                                id,
-                                client_id: send.id.clone(),
-                                to: send.to.clone(),
-                                body: send.body.clone(),
                                 media,
                                 sent_at: now,
                                 expires_at,
                             };
+                            let ack = AckEvent::from(message.clone());
                             pending.push(Pending::append(
                                 &send.to,
                                 NewEvent::Message { message_id: id },
@@ -582,7 +574,7 @@ fn push_receipt(
     pending.push(Pending::append(to, other(receipt.clone()), receipt));
 }
 
-/// Appends each user's events in one statement and stamps their seqs,
+/// Appends every user's events in two statements and stamps their seqs,
 /// keeping the batch's order.
 fn assign_seqs(
     tx: &mut Tx<'_>,
@@ -598,12 +590,18 @@ fn assign_seqs(
             by_user.entry(p.user.clone()).or_default().push(index);
         }
     }
-    for (user, indexes) in by_user {
-        let appends: Vec<NewEvent> = indexes
-            .iter()
-            .filter_map(|&i| pending[i].append.clone())
-            .collect();
-        let seqs = tx.append(&user, &appends)?;
+    let appends: Vec<(&str, Vec<NewEvent>)> = by_user
+        .iter()
+        .map(|(user, indexes)| {
+            let events = indexes
+                .iter()
+                .filter_map(|&i| pending[i].append.clone())
+                .collect();
+            (user.as_str(), events)
+        })
+        .collect();
+    let seqs = tx.append_all(&appends)?;
+    for (indexes, seqs) in by_user.values().zip(seqs) {
         for (&index, seq) in indexes.iter().zip(seqs) {
             pending[index].seq = Some(seq);
         }

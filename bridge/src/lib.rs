@@ -1,17 +1,20 @@
-//! The chat logic of bluetick: an ordinary MQTT client between the broker
+//! The chat logic of bluetick: a client of the broker between the broker
 //! and the store.
 //!
 //! # How a message moves
 //! 1. A client publishes `{"id","to","body"}` to `u/alice/send` at QoS 1.
 //!    The bridge is subscribed to `u/+/send` (and `ack`, `read`, `sync`,
-//!    `star`) with manual acks. The driver polls the connection and hands
-//!    each publish to the intake, never waiting itself.
-//! 2. The intake admits publishes, in delivery order, into the worker's
-//!    bounded queue, waiting for room (back-pressure, never a drop). With
-//!    [`AckPolicy::OnArrival`] (the embedded broker's default) it PUBACKs
-//!    each one as it is admitted, so the broker's limit of 100
-//!    unacknowledged deliveries does not make the bridge stop and wait
-//!    while it commits.
+//!    `star`). With the embedded broker it is a local link of the router,
+//!    in process ([`link`]): the driver reads deliveries from the link and
+//!    admits them, in delivery order, into the worker's bounded queue,
+//!    waiting for room (back-pressure, never a drop); nothing is owed back.
+//!    Against a broker reached over MQTT the driver polls the connection
+//!    and hands each publish to the intake, never waiting itself.
+//! 2. Over MQTT, the intake admits publishes, in delivery order, into the
+//!    worker's bounded queue, waiting for room. With
+//!    [`AckPolicy::OnArrival`] it PUBACKs each one as it is admitted, so
+//!    the broker's limit of 100 unacknowledged deliveries does not make the
+//!    bridge stop and wait while it commits.
 //! 3. The worker takes that publish and whatever else is queued or arrives
 //!    within the linger (up to `max_batch`), decodes and validates each
 //!    ([`request`]), and commits the whole batch in one transaction
@@ -25,7 +28,8 @@
 //! 4. The worker hands the committed batch to the one publisher and starts
 //!    on the next batch. The publisher sends each batch's inbox events to
 //!    `u/{user}/inbox` at QoS 1 in commit order (the sender's `ack` event is
-//!    its ✓: only ever after the commit), then starts the batch's `sync`
+//!    its ✓: only ever after the commit; in process, a batch's events reach
+//!    the router with one wakeup), then starts the batch's `sync`
 //!    answers (a few at once, off the commit path). Against an external
 //!    broker ([`AckPolicy::AfterCommit`]) it PUBACKs the batch's publishes
 //!    first, so nothing is acknowledged until stored.
@@ -34,10 +38,10 @@
 //! `u/+/presence`) never reach the worker: the driver hands them to
 //! `live.rs` as they arrive (rate-limited per user, presence coalesced per
 //! user), and the bridge reads them at QoS 0; when the bridge is behind
-//! (more than `shed_above` requests queued) they are shed. Every QoS 1
-//! publish is acknowledged from one place (the intake, or the publisher
-//! after commit), in delivery order, because the broker disconnects a
-//! client whose PUBACKs come out of order. A send over its
+//! (more than `shed_above` requests queued) they are shed. Over MQTT,
+//! every QoS 1 publish is acknowledged from one place (the intake, or the
+//! publisher after commit), in delivery order, because the broker
+//! disconnects a client whose PUBACKs come out of order. A send over its
 //! user's quota ([`quota`]) is answered with a retryable `rate_limited`
 //! error event without touching the store.
 //!
@@ -46,8 +50,9 @@
 //! arrives (duplicates are removed on (sender, client id)), and syncs its
 //! inbox from the last seq it holds.
 //!
-//! The bridge never talks to the broker except over MQTT, so it runs
-//! unchanged against the embedded broker or an external one.
+//! The bridge knows the broker only through [`link`] (receive deliveries,
+//! publish, acknowledge), so it runs unchanged in process beside the
+//! embedded broker or as an MQTT client of an external one.
 //!
 //! A refused payload kept as a dead letter can be run through the same
 //! commit again, without a running server ([`replay`], `bluetick dlq
@@ -55,6 +60,7 @@
 
 pub mod batch;
 mod commit;
+pub mod link;
 mod live;
 pub mod presence;
 pub mod quota;
@@ -63,7 +69,8 @@ pub mod request;
 
 use protocol::messages::{ErrorEvent, Event, InboxEvent, Rejection, SyncedEvent};
 use protocol::{topics, ErrorCode, UserName};
-use rumqttc::{AsyncClient, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
+use link::{Delivery, Outbox};
+use rumqttc::{AsyncClient, EventLoop, MqttOptions, Packet, QoS, SubscribeFilter};
 use std::sync::Arc;
 use std::time::Duration;
 use store::Store;
@@ -71,25 +78,20 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use batch::{Committed, Outcome};
+pub use link::{Endpoint, MqttEndpoint};
 pub use presence::Tracker;
 use quota::Buckets;
 pub use request::Request;
 
-/// How the bridge reaches the broker and how it batches.
+/// How the bridge batches and what it allows.
 #[derive(Debug, Clone)]
 pub struct BridgeConfig {
-    pub host: String,
-    pub port: u16,
-    /// Credentials of the bridge's service identity.
-    pub username: String,
-    pub password: String,
-    /// MQTT client id; unique per bridge worker.
-    pub client_id: String,
     /// Largest message body accepted, in bytes.
     pub max_body: usize,
     /// Most requests committed in one transaction.
     pub max_batch: usize,
-    /// Largest MQTT packet, in bytes (must admit `max_body` plus JSON).
+    /// Largest MQTT packet, in bytes (must admit `max_body` plus JSON);
+    /// for [`Endpoint::Mqtt`].
     pub max_packet_size: usize,
     /// Sends one user may make per second, sustained; more are refused
     /// with a retryable `rate_limited` error event.
@@ -99,7 +101,8 @@ pub struct BridgeConfig {
     /// Shortest time between two applications of one user's device
     /// presence messages; those in between are coalesced (the last wins).
     pub presence_interval: Duration,
-    /// When a client's publish is acknowledged to the broker.
+    /// When a client's publish is acknowledged to the broker
+    /// ([`Endpoint::Mqtt`]; in process nothing is acknowledged).
     pub ack: AckPolicy,
     /// How long the worker waits for more requests before committing a
     /// batch that is not full (at most a few milliseconds).
@@ -143,11 +146,11 @@ struct Submission {
 }
 
 enum Input {
-    Mqtt(Publish),
+    Delivered(Delivery),
     Submitted(Submission),
     /// A QoS 1 publish the driver has already handled (ephemeral traffic):
     /// only its PUBACK is owed, and it must go out in delivery order.
-    Handled(Publish),
+    Handled(Delivery),
 }
 
 /// A running bridge.
@@ -188,36 +191,35 @@ pub struct Taps {
 impl Bridge {
     /// Connects, subscribes, and starts the worker. Returns once the
     /// subscriptions are in place, so nothing published afterwards is missed.
-    pub async fn start(config: BridgeConfig, store: Store) -> Result<Bridge, BridgeError> {
-        Bridge::start_tapped(config, store, None).await
+    pub async fn start(
+        config: BridgeConfig,
+        store: Store,
+        endpoint: Endpoint,
+    ) -> Result<Bridge, BridgeError> {
+        Bridge::start_tapped(config, store, endpoint, None).await
     }
 
     /// [`Bridge::start`], with what it publishes also handed to `taps`.
     pub async fn start_tapped(
         config: BridgeConfig,
         store: Store,
+        endpoint: Endpoint,
         taps: Option<Taps>,
     ) -> Result<Bridge, BridgeError> {
-        let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
-        options
-            .set_credentials(&config.username, &config.password)
-            .set_keep_alive(Duration::from_secs(30))
-            .set_clean_session(false)
-            .set_manual_acks(true)
-            // The whole packet-id space: rumqttc stops reading its request
-            // channel once this many of the bridge's publishes await a
-            // PUBACK, and the bridge's own PUBACKs wait in that channel;
-            // with a window of 1,000 that stalled the full-speed bench.
-            .set_inflight(u16::MAX)
-            .set_max_packet_size(config.max_packet_size, config.max_packet_size);
-        let (client, eventloop) = AsyncClient::new(options, 10_000);
         let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
         let (ready_tx, ready_rx) = oneshot::channel();
-        let presence = Arc::new(Tracker::new(client.clone(), store.clone()));
+        let (outbox, mqtt) = match endpoint {
+            Endpoint::Local { tx, rx } => (Outbox::Local(tx), Err(rx)),
+            Endpoint::Mqtt(at) => {
+                let (client, eventloop) = mqtt_client(&at, &config);
+                (Outbox::Mqtt(client.clone()), Ok((at, client, eventloop)))
+            }
+        };
+        let presence = Arc::new(Tracker::new(outbox.clone(), store.clone()));
         let desk = Arc::new(live::PresenceDesk::new(config.presence_interval));
         let applier = tokio::spawn(desk.clone().apply(store.clone(), presence.clone()));
         let live = Live {
-            client: client.clone(),
+            outbox: outbox.clone(),
             presence: presence.clone(),
             desk,
             typing: Buckets::new(live::TYPING_PER_SECOND, live::TYPING_BURST),
@@ -225,39 +227,43 @@ impl Bridge {
             shed_above: config.shed_above,
             typing_tap: taps.as_ref().map(|taps| taps.live.clone()),
         };
-        let (arrivals_tx, arrivals_rx) = mpsc::unbounded_channel();
-        let driver = tokio::spawn(drive(
-            client.clone(),
-            eventloop,
-            arrivals_tx,
-            ready_tx,
-            live,
-        ));
-        let intake = tokio::spawn(admit(
-            client.clone(),
-            arrivals_rx,
-            input_tx.clone(),
-            config.ack,
-        ));
+        let (mut tasks, from) = match mqtt {
+            Err(rx) => {
+                let driver = tokio::spawn(drive_local(outbox.clone(), rx, input_tx.clone(), ready_tx, live));
+                (vec![driver], "the router".to_owned())
+            }
+            Ok((at, client, eventloop)) => {
+                let (arrivals_tx, arrivals_rx) = mpsc::unbounded_channel();
+                let driver =
+                    tokio::spawn(drive_mqtt(client, eventloop, arrivals_tx, ready_tx, live));
+                let intake = tokio::spawn(admit(
+                    outbox.clone(),
+                    arrivals_rx,
+                    input_tx.clone(),
+                    config.ack,
+                ));
+                (vec![driver, intake], format!("{}:{}", at.host, at.port))
+            }
+        };
+        tasks.push(applier);
         match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => {
-                driver.abort();
-                intake.abort();
-                applier.abort();
+                for task in &tasks {
+                    task.abort();
+                }
                 return Err(BridgeError::Connect(format!(
-                    "no SUBACK from {}:{} within 10 s",
-                    config.host, config.port
+                    "no SUBACK from {from} within 10 s"
                 )));
             }
         }
         let (done_tx, done_rx) = mpsc::channel(PUBLISH_QUEUE);
         let tap = taps.map(|taps| taps.committed);
-        let publisher = tokio::spawn(publish(client, store.clone(), done_rx, tap));
-        let worker = tokio::spawn(work(store, input_rx, config, done_tx));
+        tasks.push(tokio::spawn(publish(outbox, store.clone(), done_rx, tap)));
+        tasks.push(tokio::spawn(work(store, input_rx, config, done_tx)));
         Ok(Bridge {
             submissions: input_tx,
-            tasks: vec![driver, intake, worker, publisher, applier],
+            tasks,
             presence,
         })
     }
@@ -287,6 +293,30 @@ impl Bridge {
     }
 }
 
+/// The MQTT client of [`Endpoint::Mqtt`] and its event loop.
+fn mqtt_client(at: &MqttEndpoint, config: &BridgeConfig) -> (AsyncClient, EventLoop) {
+    let mut options = MqttOptions::new(&at.client_id, &at.host, at.port);
+    options
+        .set_credentials(&at.username, &at.password)
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        // The whole packet-id space: rumqttc stops reading its request
+        // channel once this many of the bridge's publishes await a
+        // PUBACK, and the bridge's own PUBACKs wait in that channel;
+        // with a window of 1,000 that stalled the full-speed bench.
+        .set_inflight(u16::MAX)
+        .set_max_packet_size(config.max_packet_size, config.max_packet_size);
+    AsyncClient::new(options, 10_000)
+}
+
+/// Whether `filter` is one of the ephemeral leaves' filters.
+fn is_ephemeral(filter: &str) -> bool {
+    EPHEMERAL_LEAVES
+        .iter()
+        .any(|leaf| filter.strip_suffix(leaf).is_some_and(|f| f.ends_with('/')))
+}
+
 fn subscriptions() -> Vec<SubscribeFilter> {
     filters()
         .into_iter()
@@ -294,10 +324,7 @@ fn subscriptions() -> Vec<SubscribeFilter> {
             // Ephemeral traffic is QoS 0 to the bridge: nothing to
             // acknowledge, and nothing the bridge's persistent session
             // replays after a reconnect.
-            let ephemeral = EPHEMERAL_LEAVES
-                .iter()
-                .any(|leaf| filter.strip_suffix(leaf).is_some_and(|f| f.ends_with('/')));
-            let qos = if ephemeral {
+            let qos = if is_ephemeral(&filter) {
                 QoS::AtMostOnce
             } else {
                 QoS::AtLeastOnce
@@ -309,7 +336,7 @@ fn subscriptions() -> Vec<SubscribeFilter> {
 
 /// What the driver needs for ephemeral traffic.
 struct Live {
-    client: AsyncClient,
+    outbox: Outbox,
     presence: Arc<Tracker>,
     /// Devices' presence messages, coalesced and applied by one task.
     desk: Arc<live::PresenceDesk>,
@@ -327,9 +354,9 @@ impl Live {
     /// Handles typing and presence publishes at once, without blocking;
     /// returns what the worker must see: any other publish, or a handled
     /// QoS 1 publish whose PUBACK is owed in order.
-    fn take(&self, publish: Publish) -> Option<Input> {
-        let Some((user, leaf)) = request::split_topic(&publish.topic) else {
-            return Some(Input::Mqtt(publish));
+    fn take(&self, delivery: Delivery) -> Option<Input> {
+        let Some((user, leaf)) = request::split_topic(&delivery.topic) else {
+            return Some(Input::Delivered(delivery));
         };
         let queued = self.backlog.max_capacity() - self.backlog.capacity();
         if EPHEMERAL_LEAVES.contains(&leaf) && queued > self.shed_above {
@@ -337,21 +364,90 @@ impl Live {
             // spends itself on messages. Both are ephemeral by contract.
             let class = if leaf == "typing" { "typing" } else { "presence" };
             metrics::counter!("bluetick_bridge_shed_total", "class" => class).increment(1);
-            return (publish.qos != QoS::AtMostOnce).then_some(Input::Handled(publish));
+            return delivery.owed.is_some().then_some(Input::Handled(delivery));
         }
         match leaf {
             "typing" => live::typing(
-                &self.client,
+                &self.outbox,
                 &self.presence,
                 &self.typing,
                 &user,
-                &publish.payload,
+                &delivery.payload,
                 self.typing_tap.as_ref(),
             ),
-            "presence" => self.desk.offer(&user, &publish.payload),
-            _ => return Some(Input::Mqtt(publish)),
+            "presence" => self.desk.offer(&user, &delivery.payload),
+            _ => return Some(Input::Delivered(delivery)),
         }
-        (publish.qos != QoS::AtMostOnce).then_some(Input::Handled(publish))
+        delivery.owed.is_some().then_some(Input::Handled(delivery))
+    }
+}
+
+/// Reads the router's deliveries to the bridge's local link forever and
+/// admits them, in delivery order, into the worker's bounded queue.
+///
+/// Waiting for room here is the back-pressure: the router stops forwarding
+/// to a link whose buffer is full (it sends `Unschedule`, and forwards
+/// again after `wake`), and never waits on the link itself, so nothing
+/// here can wait on the bridge's own publishes.
+async fn drive_local(
+    outbox: Outbox,
+    mut rx: rumqttd::local::LinkRx,
+    input: mpsc::Sender<Input>,
+    ready: oneshot::Sender<()>,
+    live: Live,
+) {
+    if let Outbox::Local(tx) = &outbox {
+        // QoS 0, see `link`. The router answers with a SUBACK before it
+        // forwards anything published after the subscription.
+        let mut tx = tx.clone();
+        for filter in filters() {
+            if let Err(e) = tx.subscribe(filter) {
+                tracing::error!(error = %e, "bridge could not subscribe");
+                return;
+            }
+        }
+    }
+    let mut ready = Some(ready);
+    loop {
+        let notification = match rx.next().await {
+            Ok(Some(notification)) => notification,
+            // A wakeup whose notifications an earlier read already took.
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "the router closed the bridge's link");
+                return;
+            }
+        };
+        match notification {
+            rumqttd::Notification::Forward(forward) => {
+                let Some(delivery) = Delivery::from_local(forward.publish) else {
+                    continue;
+                };
+                let Some(admitted) = live.take(delivery) else {
+                    continue;
+                };
+                if input.send(admitted).await.is_err() {
+                    return;
+                }
+            }
+            // The buffer was full and the router paused forwarding to this
+            // link: ask for more now that it is drained.
+            rumqttd::Notification::Unschedule if rx.wake().await.is_err() => return,
+            // The SUBACKs, then the PUBACKs of the bridge's own QoS 1
+            // publishes, which need nothing.
+            rumqttd::Notification::DeviceAck(_) => {
+                if let Some(ready) = ready.take() {
+                    // Start waits for this with a deadline; if it gave up,
+                    // no one listens.
+                    let _ = ready.send(());
+                }
+            }
+            rumqttd::Notification::Disconnect(..) => {
+                tracing::error!("the router disconnected the bridge's link");
+                return;
+            }
+            _ => {}
+        }
     }
 }
 
@@ -365,7 +461,7 @@ impl Live {
 /// bounds it: what waits there is not yet acknowledged, and the broker
 /// sends at most its in-flight limit (100 for rumqttd, at most 65,535 for
 /// any broker) of unacknowledged publishes.
-async fn drive(
+async fn drive_mqtt(
     client: AsyncClient,
     mut eventloop: EventLoop,
     arrivals: mpsc::UnboundedSender<Input>,
@@ -376,7 +472,7 @@ async fn drive(
     loop {
         match eventloop.poll().await {
             Ok(rumqttc::Event::Incoming(Packet::Publish(publish))) => {
-                let Some(owed) = live.take(publish) else {
+                let Some(owed) = live.take(Delivery::from_mqtt(publish)) else {
                     continue;
                 };
                 if arrivals.send(owed).is_err() {
@@ -410,7 +506,7 @@ async fn drive(
 /// admitted, and ephemeral ones at once; being the only one that does, it
 /// keeps PUBACKs in delivery order.
 async fn admit(
-    client: AsyncClient,
+    outbox: Outbox,
     mut arrivals: mpsc::UnboundedReceiver<Input>,
     input: mpsc::Sender<Input>,
     policy: AckPolicy,
@@ -420,21 +516,15 @@ async fn admit(
             return;
         };
         match (policy, arrival) {
-            (AckPolicy::OnArrival, Input::Mqtt(publish)) => {
-                acknowledge(&client, &publish).await;
-                room.send(Input::Mqtt(publish));
+            (AckPolicy::OnArrival, Input::Delivered(delivery)) => {
+                outbox.ack(&delivery).await;
+                room.send(Input::Delivered(delivery));
             }
-            (AckPolicy::OnArrival, Input::Handled(publish)) => {
-                acknowledge(&client, &publish).await;
+            (AckPolicy::OnArrival, Input::Handled(delivery)) => {
+                outbox.ack(&delivery).await;
             }
             (_, arrival) => room.send(arrival),
         }
-    }
-}
-
-async fn acknowledge(client: &AsyncClient, publish: &Publish) {
-    if let Err(e) = client.ack(publish).await {
-        tracing::warn!(error = %e, "bridge could not queue a PUBACK");
     }
 }
 
@@ -449,7 +539,7 @@ const PUBLISH_QUEUE: usize = 4;
 /// One committed batch, handed from the worker to the publisher.
 struct Done {
     /// PUBACKs owed ([`AckPolicy::AfterCommit`] only), in delivery order.
-    acks: Vec<Publish>,
+    acks: Vec<Delivery>,
     /// Inbox events, in commit order.
     events: Vec<(String, InboxEvent)>,
     /// Sends over their user's quota, answered without a seq.
@@ -478,9 +568,9 @@ async fn work(
         let mut limited = Vec::new();
         for input in inputs {
             match input {
-                Input::Mqtt(publish) => {
-                    let topic = publish.topic.clone();
-                    match request::decode(&topic, &publish.payload, config.max_body) {
+                Input::Delivered(delivery) => {
+                    let topic = &delivery.topic;
+                    match request::decode(topic, &delivery.payload, config.max_body) {
                         Some(request) => match over_quota(&quota, &request) {
                             Some((user, rejection)) => limited.push((user, rejection)),
                             None => {
@@ -492,8 +582,8 @@ async fn work(
                             tracing::warn!(%topic, "bridge got a publish it does not serve; dropped")
                         }
                     }
-                    if config.ack == AckPolicy::AfterCommit {
-                        acks.push(publish);
+                    if config.ack == AckPolicy::AfterCommit && delivery.owed.is_some() {
+                        acks.push(delivery);
                     }
                 }
                 Input::Submitted(Submission { request, reply }) => {
@@ -506,7 +596,7 @@ async fn work(
                         }
                     }
                 }
-                Input::Handled(publish) => acks.push(publish),
+                Input::Handled(delivery) => acks.push(delivery),
             }
         }
         let requests = Arc::new(requests);
@@ -570,19 +660,17 @@ async fn gather(
 /// then inbox events, then quota refusals; then starts the batch's `sync`
 /// answers, at most [`SYNC_CONCURRENCY`] at once, off the commit path.
 async fn publish(
-    client: AsyncClient,
+    outbox: Outbox,
     store: Store,
     mut batches: mpsc::Receiver<Done>,
     tap: Option<mpsc::Sender<Vec<(String, InboxEvent)>>>,
 ) {
     let replays = Arc::new(tokio::sync::Semaphore::new(SYNC_CONCURRENCY));
     while let Some(done) = batches.recv().await {
-        for publish in &done.acks {
-            acknowledge(&client, publish).await;
+        for delivery in &done.acks {
+            outbox.ack(delivery).await;
         }
-        for (user, event) in &done.events {
-            publish_event(&client, user, event).await;
-        }
+        publish_events(&outbox, &done.events).await;
         if let (Some(tap), false) = (&tap, done.events.is_empty()) {
             if tap.try_send(done.events).is_err() {
                 metrics::counter!("bluetick_bridge_tap_dropped_total").increment(1);
@@ -600,16 +688,16 @@ async fn publish(
                     message: rejection.message,
                 }),
             };
-            publish_event(&client, user.as_str(), &refusal).await;
+            publish_event(&outbox, user.as_str(), &refusal).await;
         }
         for (user, after, limit) in done.syncs {
             // The semaphore is never closed, so acquiring cannot fail.
             let Ok(turn) = replays.clone().acquire_owned().await else {
                 return;
             };
-            let (client, store) = (client.clone(), store.clone());
+            let (outbox, store) = (outbox.clone(), store.clone());
             tokio::spawn(async move {
-                replay(&client, &store, &user, after, limit).await;
+                replay(&outbox, &store, &user, after, limit).await;
                 drop(turn);
             });
         }
@@ -636,25 +724,37 @@ fn over_quota(quota: &Buckets, request: &Request) -> Option<(UserName, Rejection
     ))
 }
 
-async fn publish_event(client: &AsyncClient, user: &str, event: &InboxEvent) {
-    let topic = format!("{}{user}/inbox", topics::USER_PREFIX);
+/// The topic and payload of an inbox event; `None` (logged) if it does not
+/// serialize.
+fn inbox_message(user: &str, event: &InboxEvent) -> Option<(String, Vec<u8>)> {
     match serde_json::to_vec(event) {
-        Ok(payload) => {
-            if let Err(e) = client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await
-            {
-                tracing::warn!(error = %e, "bridge could not queue an inbox publish; the client will sync");
-            }
+        Ok(payload) => Some((format!("{}{user}/inbox", topics::USER_PREFIX), payload)),
+        Err(e) => {
+            tracing::error!(error = %e, "inbox event does not serialize");
+            None
         }
-        Err(e) => tracing::error!(error = %e, "inbox event does not serialize"),
     }
+}
+
+async fn publish_event(outbox: &Outbox, user: &str, event: &InboxEvent) {
+    if let Some((topic, payload)) = inbox_message(user, event) {
+        outbox.publish(topic, payload, false).await;
+    }
+}
+
+/// Publishes inbox events in order (in process: one wakeup for all).
+async fn publish_events(outbox: &Outbox, events: &[(String, InboxEvent)]) {
+    let messages = events
+        .iter()
+        .filter_map(|(user, event)| inbox_message(user, event))
+        .collect();
+    outbox.publish_all(messages).await;
 }
 
 /// Answers `sync {after, limit}`: up to `limit` events, then a `synced`
 /// marker saying whether more remain and whether events this device never
 /// fetched were pruned.
-async fn replay(client: &AsyncClient, store: &Store, user: &UserName, after: i64, limit: usize) {
+async fn replay(outbox: &Outbox, store: &Store, user: &UserName, after: i64, limit: usize) {
     let (reader, name) = (store.clone(), user.to_string());
     let read = move || -> Result<_, store::StoreError> {
         let floor = reader.prune_floor(&name)?;
@@ -684,9 +784,8 @@ async fn replay(client: &AsyncClient, store: &Store, user: &UserName, after: i64
         .filter(|e| matches!(e.event, Event::Message(_)))
         .count();
     metrics::counter!("bluetick_bridge_replayed_messages_total").increment(messages as u64);
-    for event in &events {
-        publish_event(client, user.as_str(), event).await;
-    }
+    let events: Vec<_> = events.into_iter().map(|e| (user.to_string(), e)).collect();
+    publish_events(outbox, &events).await;
     let marker = InboxEvent {
         seq: None,
         event: Event::Synced(SyncedEvent {
@@ -695,5 +794,5 @@ async fn replay(client: &AsyncClient, store: &Store, user: &UserName, after: i64
             pruned_through,
         }),
     };
-    publish_event(client, user.as_str(), &marker).await;
+    publish_event(outbox, user.as_str(), &marker).await;
 }

@@ -6,7 +6,7 @@
 
 use protocol::presence::{LiveEvent, PresenceRequest, PresenceState, TypingRequest};
 use protocol::{topics, ClientId, UserName};
-use rumqttc::{AsyncClient, QoS};
+use crate::link::Outbox;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ pub const TYPING_BURST: f64 = 10.0;
 /// never stored or queued. In cluster mode it is also offered to `tap`, for
 /// `to`'s devices on other nodes (whose nodes alone receive it).
 pub(crate) fn typing(
-    client: &AsyncClient,
+    outbox: &Outbox,
     tracker: &Tracker,
     limiter: &Buckets,
     user: &UserName,
@@ -59,15 +59,7 @@ pub(crate) fn typing(
         // would tell whoever reads it what `to`'s privacy may hide.
         return;
     }
-    if client
-        .try_publish(
-            topics::user_topic(&to, "live"),
-            QoS::AtMostOnce,
-            false,
-            payload,
-        )
-        .is_err()
-    {
+    if !outbox.try_publish_fleeting(topics::user_topic(&to, "live"), payload) {
         metrics::counter!("bluetick_typing_dropped_total", "reason" => "busy").increment(1);
     }
 }

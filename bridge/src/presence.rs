@@ -8,14 +8,14 @@
 //! caller of [`store::Store::record_last_seen`].
 
 use protocol::presence::Presence;
-use rumqttc::{AsyncClient, QoS};
+use crate::link::Outbox;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use store::Store;
 
 /// Tracks and publishes presence.
 pub struct Tracker {
-    client: AsyncClient,
+    outbox: Outbox,
     store: Store,
     /// Online state last published per user, by this server.
     published: Mutex<HashMap<String, bool>>,
@@ -26,9 +26,9 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub(crate) fn new(client: AsyncClient, store: Store) -> Tracker {
+    pub(crate) fn new(outbox: Outbox, store: Store) -> Tracker {
         Tracker {
-            client,
+            outbox,
             store,
             published: Mutex::new(HashMap::new()),
             serial: tokio::sync::Mutex::new(()),
@@ -66,13 +66,8 @@ impl Tracker {
         self.lock().insert(user.to_owned(), online);
         let payload = serde_json::to_vec(&Presence::visible(online, last_seen)).unwrap_or_default();
         let topic = protocol::topics::presence_topic(user);
-        if let Err(e) = self
-            .client
-            .publish(topic, QoS::AtLeastOnce, true, payload)
-            .await
-        {
-            tracing::warn!(error = %e, user, "could not queue a presence publish");
-        }
+        // Retained: a watcher subscribing later gets the last state.
+        self.outbox.publish(topic, payload, true).await;
         metrics::counter!("bluetick_presence_changes_total", "online" => if online { "true" } else { "false" }).increment(1);
     }
 

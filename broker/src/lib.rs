@@ -126,6 +126,8 @@ pub enum BrokerError {
     },
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsConfigError),
+    #[error("cannot link to the router: {0}")]
+    Link(String),
 }
 
 /// A running broker.
@@ -141,7 +143,15 @@ pub struct Broker {
     listeners: Vec<JoinHandle<()>>,
     /// Follows logouts on every node (see [`Authenticator::follow_revocations`]).
     revocations: JoinHandle<()>,
+    /// Builds in-process links to the router ([`Broker::local_link`]).
+    linker: Arc<Linker>,
 }
+
+/// Builds a local link to the router for a client id (holds the router's
+/// event channel, whose type rumqttd does not name).
+type Linker = dyn Fn(&str) -> Result<(rumqttd::local::LinkTx, rumqttd::local::LinkRx), String>
+    + Send
+    + Sync;
 
 impl Drop for Broker {
     fn drop(&mut self) {
@@ -263,6 +273,13 @@ impl Broker {
             _ => None,
         };
 
+        let linker: Arc<Linker> = Arc::new(move |client_id: &str| {
+            rumqttd::local::LinkBuilder::new(client_id, router_tx.clone())
+                .dynamic_filters(true)
+                .build()
+                .map(|(tx, rx, _connack)| (tx, rx))
+                .map_err(|e| e.to_string())
+        });
         let revocations = tokio::spawn(
             shared
                 .authenticator
@@ -277,9 +294,27 @@ impl Broker {
                 shared,
                 listeners,
                 revocations,
+                linker,
             },
             events_rx,
         ))
+    }
+
+    /// A link to the router in this process, for the server's own client
+    /// (the bridge): no socket, no codec, and no guard, which admits only
+    /// what comes over the listeners. Dynamic filters, as for clients.
+    pub async fn local_link(
+        &self,
+        client_id: &str,
+    ) -> Result<(rumqttd::local::LinkTx, rumqttd::local::LinkRx), BrokerError> {
+        let (linker, client_id) = (self.linker.clone(), client_id.to_owned());
+        // Building a link waits for the router's CONNACK on a blocking
+        // channel; the router answers at once.
+        let built = tokio::task::spawn_blocking(move || linker(&client_id))
+            .await
+        .map_err(|e| e.to_string())
+        .and_then(|built| built);
+        built.map_err(BrokerError::Link)
     }
 
     /// Client connections admitted right now.

@@ -193,6 +193,22 @@ pub struct AckEvent {
     pub expires_at: Option<i64>,
 }
 
+impl From<MessageEvent> for AckEvent {
+    /// The sender's ✓ of a stored message: the same message, without the
+    /// sender's own name.
+    fn from(message: MessageEvent) -> AckEvent {
+        AckEvent {
+            id: message.id,
+            client_id: message.client_id,
+            to: message.to,
+            body: message.body,
+            media: message.media,
+            sent_at: message.sent_at,
+            expires_at: message.expires_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReceiptStatus {

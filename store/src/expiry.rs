@@ -63,7 +63,7 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 on_backend!(&mut *tx.conn, c => diesel::update(inbox::table.filter(inbox::message_id.eq(id)))
                     .set((
-                        inbox::kind.eq("other"),
+                        inbox::kind.eq(crate::inbox::InboxKind::Other.as_str()),
                         inbox::message_id.eq(None::<i64>),
                         inbox::payload.eq(&tombstone),
                     ))

@@ -19,13 +19,42 @@
 //! once, sealed; receipt and error events carry their own JSON.
 
 use diesel::prelude::*;
-use protocol::messages::{AckEvent, Event, InboxEvent, MessageEvent};
+use protocol::messages::{Event, InboxEvent, MessageEvent};
 use std::collections::HashMap;
 
 use crate::db::{AnyConnection, Tx};
 use crate::messages::open_media;
 use crate::schema::{devices, inbox, messages, users};
 use crate::{clock, Store, StoreError};
+
+/// What an inbox row holds: its `kind` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxKind {
+    /// A message for this user; the row points at it.
+    Message,
+    /// This user's own message was stored (their ✓); the row points at it.
+    Ack,
+    /// A receipt, error or other event, stored as its JSON.
+    Other,
+}
+
+impl InboxKind {
+    /// The value of the `kind` column.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            InboxKind::Message => "message",
+            InboxKind::Ack => "ack",
+            InboxKind::Other => "other",
+        }
+    }
+
+    /// The kind a `kind` column names, if any.
+    pub fn parse(kind: &str) -> Option<InboxKind> {
+        [InboxKind::Message, InboxKind::Ack, InboxKind::Other]
+            .into_iter()
+            .find(|k| k.as_str() == kind)
+    }
+}
 
 /// An event to append to an inbox.
 #[derive(Debug, Clone)]
@@ -39,11 +68,11 @@ pub enum NewEvent {
 }
 
 impl NewEvent {
-    fn columns(&self) -> (&'static str, Option<i64>, Option<String>) {
+    fn columns(&self) -> (InboxKind, Option<i64>, Option<String>) {
         match self {
-            NewEvent::Message { message_id } => ("message", Some(*message_id), None),
-            NewEvent::Ack { message_id } => ("ack", Some(*message_id), None),
-            NewEvent::Other(event) => ("other", None, serde_json::to_string(event).ok()),
+            NewEvent::Message { message_id } => (InboxKind::Message, Some(*message_id), None),
+            NewEvent::Ack { message_id } => (InboxKind::Ack, Some(*message_id), None),
+            NewEvent::Other(event) => (InboxKind::Other, None, serde_json::to_string(event).ok()),
         }
     }
 }
@@ -51,40 +80,112 @@ impl NewEvent {
 impl Tx<'_> {
     /// Appends `events` to `user`'s inbox, in order; returns their seqs.
     pub fn append(&mut self, user: &str, events: &[NewEvent]) -> Result<Vec<i64>, StoreError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let count = events.len() as i64;
-        let last: i64 = on_backend!(&mut *self.conn, c => diesel::update(users::table.filter(users::name.eq(user)))
-            .set(users::inbox_seq.eq(users::inbox_seq + count))
-            .returning(users::inbox_seq)
-            .get_result(c))?;
-        let first = last - count + 1;
-        let now = clock::now_ms();
-        let rows: Vec<_> = events
+        let mut seqs = self.append_all(&[(user, events.to_vec())])?;
+        Ok(seqs.pop().unwrap_or_default())
+    }
+
+    /// Appends events to many inboxes at once, each user's in order;
+    /// returns each user's seqs, in the order of `appends`. Two statements
+    /// for the whole batch, however many users: one UPDATE of every head
+    /// (… RETURNING the new heads) and one multi-row INSERT. Each user
+    /// appears at most once in `appends`.
+    pub fn append_all(
+        &mut self,
+        appends: &[(&str, Vec<NewEvent>)],
+    ) -> Result<Vec<Vec<i64>>, StoreError> {
+        let mut seqs = Vec::with_capacity(appends.len());
+        let counts: Vec<(&str, i64)> = appends
             .iter()
-            .zip(first..)
-            .map(|(event, seq)| {
+            .filter(|(_, events)| !events.is_empty())
+            .map(|(user, events)| (*user, events.len() as i64))
+            .collect();
+        if counts.is_empty() {
+            return Ok(vec![Vec::new(); appends.len()]);
+        }
+        let heads = self.advance_heads(&counts)?;
+        let now = clock::now_ms();
+        let mut rows = Vec::new();
+        for (user, events) in appends {
+            let count = events.len() as i64;
+            if count == 0 {
+                seqs.push(Vec::new());
+                continue;
+            }
+            let Some(&last) = heads.get(*user) else {
+                // As `append`: the caller checks names first.
+                return Err(StoreError::UnknownUser);
+            };
+            let first = last - count + 1;
+            for (event, seq) in events.iter().zip(first..) {
                 let (kind, message_id, payload) = event.columns();
-                (
-                    inbox::user_name.eq(user),
+                rows.push((
+                    inbox::user_name.eq(*user),
                     inbox::seq.eq(seq),
-                    inbox::kind.eq(kind),
+                    inbox::kind.eq(kind.as_str()),
                     inbox::message_id.eq(message_id),
                     inbox::payload.eq(payload),
                     inbox::created_at.eq(now),
-                )
-            })
-            .collect();
-        on_backend!(&mut *self.conn, c => diesel::insert_into(inbox::table).values(&rows).execute(c))?;
-        Ok((first..=last).collect())
+                ));
+            }
+            seqs.push((first..=last).collect());
+        }
+        // Six parameters a row; both backends allow far more than this
+        // many per statement (SQLite 32,766, PostgreSQL 65,535).
+        for chunk in rows.chunks(4_000) {
+            on_backend!(&mut *self.conn, c => diesel::insert_into(inbox::table).values(chunk).execute(c))?;
+        }
+        Ok(seqs)
+    }
+
+    /// Adds `count` to each user's inbox head in one statement; returns
+    /// the new heads.
+    fn advance_heads(&mut self, counts: &[(&str, i64)]) -> Result<HashMap<String, i64>, StoreError> {
+        use diesel::sql_types::{BigInt, Text};
+        #[derive(QueryableByName)]
+        struct Head {
+            #[diesel(sql_type = Text)]
+            name: String,
+            #[diesel(sql_type = BigInt)]
+            inbox_seq: i64,
+        }
+        // UPDATE users SET inbox_seq = inbox_seq + CASE name WHEN p1 THEN p2
+        // … END WHERE name IN (p1, p3, …) RETURNING name, inbox_seq, with
+        // numbered parameters (`?N` on SQLite, `$N` on PostgreSQL).
+        let sql = |mark: &str| {
+            let mut cases = String::new();
+            let mut names = Vec::with_capacity(counts.len());
+            for i in 0..counts.len() {
+                let (name, count) = (2 * i + 1, 2 * i + 2);
+                cases.push_str(&format!(" WHEN {mark}{name} THEN {mark}{count}"));
+                names.push(format!("{mark}{name}"));
+            }
+            format!(
+                "UPDATE users SET inbox_seq = inbox_seq + CASE name{cases} END \
+                 WHERE name IN ({}) RETURNING name, inbox_seq",
+                names.join(", ")
+            )
+        };
+        macro_rules! run {
+            ($c:expr, $backend:ty, $mark:expr) => {{
+                let mut query = diesel::sql_query(sql($mark)).into_boxed::<$backend>();
+                for (name, count) in counts {
+                    query = query.bind::<Text, _>(*name).bind::<BigInt, _>(*count);
+                }
+                query.load::<Head>($c)?
+            }};
+        }
+        let heads = match &mut *self.conn {
+            AnyConnection::Sqlite(c) => run!(c, diesel::sqlite::Sqlite, "?"),
+            AnyConnection::Postgres(c) => run!(c, diesel::pg::Pg, "$"),
+        };
+        Ok(heads.into_iter().map(|h| (h.name, h.inbox_seq)).collect())
     }
 
     /// The seq of `sender`'s ack event for `message_id`, if not yet pruned.
     pub fn ack_seq(&mut self, sender: &str, message_id: i64) -> Result<Option<i64>, StoreError> {
         Ok(on_backend!(&mut *self.conn, c => inbox::table
             .filter(inbox::user_name.eq(sender))
-            .filter(inbox::kind.eq("ack"))
+            .filter(inbox::kind.eq(InboxKind::Ack.as_str()))
             .filter(inbox::message_id.eq(message_id))
             .select(inbox::seq)
             .first(c)
@@ -198,7 +299,7 @@ impl Tx<'_> {
         let candidates: Vec<(String, i64, i64, String)> = on_backend!(&mut *self.conn, c => inbox::table
             .inner_join(messages::table)
             .filter(inbox::user_name.eq_any(&moved_users))
-            .filter(inbox::kind.eq("message"))
+            .filter(inbox::kind.eq(InboxKind::Message.as_str()))
             .filter(inbox::seq.gt(lowest))
             .filter(inbox::seq.le(highest))
             .filter(messages::delivered_at.is_null())
@@ -263,21 +364,42 @@ fn prune_floor(conn: &mut AnyConnection, user: &str) -> Result<i64, StoreError> 
     Ok(floor.unwrap_or(0))
 }
 
-type InboxRow = (
-    i64,
-    String,
-    Option<String>,
-    Option<(
-        i64,
-        String,
-        String,
-        String,
-        Vec<u8>,
-        Option<Vec<u8>>,
-        i64,
-        Option<i64>,
-    )>,
-);
+/// A stored message as an inbox read joins it: the one shape both message
+/// and ack events are opened from.
+#[derive(Queryable)]
+struct StoredMessage {
+    id: i64,
+    client_id: String,
+    sender: String,
+    recipient: String,
+    /// Sealed.
+    body: Vec<u8>,
+    /// Sealed JSON of the media reference, if any.
+    media: Option<Vec<u8>>,
+    sent_at: i64,
+    expires_at: Option<i64>,
+}
+
+impl StoredMessage {
+    /// The message as its recipient sees it, body and media opened (the
+    /// sender's ✓ is `AckEvent::from` it).
+    fn open(self, sealer: &crate::Sealer) -> Result<MessageEvent, StoreError> {
+        Ok(MessageEvent {
+            id: self.id,
+            client_id: self.client_id,
+            from: self.sender,
+            to: self.recipient,
+            body: sealer.open_string(&self.body)?,
+            media: open_media(sealer, self.media.as_deref())?,
+            sent_at: self.sent_at,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// An inbox row: seq, kind, payload (other events), and the message it
+/// points at (message and ack events).
+type InboxRow = (i64, String, Option<String>, Option<StoredMessage>);
 
 impl Store {
     /// Up to `limit` events of `user` with seq > `after`, in order, as the
@@ -306,37 +428,12 @@ impl Store {
             .load(c))?;
         rows.into_iter()
             .map(|(seq, kind, payload, message)| {
-                let event = match (kind.as_str(), message, payload) {
-                    (
-                        "message",
-                        Some((id, client_id, from, to, body, media, sent_at, expires_at)),
-                        _,
-                    ) => Event::Message(MessageEvent {
-                        id,
-                        client_id,
-                        from,
-                        to,
-                        body: sealer.open_string(&body)?,
-                        media: open_media(sealer, media.as_deref())?,
-                        sent_at,
-                        expires_at,
-                    }),
-                    (
-                        "ack",
-                        Some((id, client_id, _from, to, body, media, sent_at, expires_at)),
-                        _,
-                    ) => Event::Ack(AckEvent {
-                        id,
-                        client_id,
-                        to,
-                        body: sealer.open_string(&body)?,
-                        media: open_media(sealer, media.as_deref())?,
-                        sent_at,
-                        expires_at,
-                    }),
-                    ("other", _, Some(json)) => serde_json::from_str(&json)
+                let event = match (InboxKind::parse(&kind), message, payload) {
+                    (Some(InboxKind::Message), Some(m), _) => Event::Message(m.open(sealer)?),
+                    (Some(InboxKind::Ack), Some(m), _) => Event::Ack(m.open(sealer)?.into()),
+                    (Some(InboxKind::Other), _, Some(json)) => serde_json::from_str(&json)
                         .map_err(|e| StoreError::Corrupt(format!("inbox {user}/{seq}: {e}")))?,
-                    (kind, _, _) => {
+                    _ => {
                         return Err(StoreError::Corrupt(format!(
                             "inbox {user}/{seq}: {kind} event without its data"
                         )))

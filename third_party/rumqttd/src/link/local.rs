@@ -140,6 +140,9 @@ impl<'a> LinkBuilder<'a> {
     }
 }
 
+/// bluetick patch: `Clone`, so several tasks of one in-process client (the
+/// bridge's publisher, its presence tracker) share one link.
+#[derive(Clone)]
 pub struct LinkTx {
     pub(crate) connection_id: ConnectionId,
     router_tx: Sender<(ConnectionId, Event)>,
@@ -188,6 +191,30 @@ impl LinkTx {
         self.router_tx
             .send((self.connection_id, Event::DeviceData))?;
 
+        Ok(len)
+    }
+
+    /// bluetick patch: hands many packets to the router with one wakeup,
+    /// waiting (without blocking the thread) while the router's event
+    /// channel is full. Upstream's `send` is `async` but blocks the calling
+    /// thread on a full channel, which stalls a tokio worker; and one wakeup
+    /// per packet floods the channel every connection shares.
+    ///
+    /// The buffer itself has no cap: the caller bounds what it hands in (the
+    /// bridge hands in one committed batch at a time, and the wait here is
+    /// its back-pressure).
+    pub async fn send_all(
+        &mut self,
+        packets: impl IntoIterator<Item = Packet>,
+    ) -> Result<usize, LinkError> {
+        let len = {
+            let mut buffer = self.recv_buffer.lock();
+            buffer.extend(packets);
+            buffer.len()
+        };
+        if len > 0 {
+            self.notify().await?;
+        }
         Ok(len)
     }
 

@@ -178,6 +178,21 @@ pub struct Publish {
 }
 
 impl Publish {
+    /// bluetick patch: a QoS 1 publish from a local link, so subscribers
+    /// get it at QoS 1 (delivery is at the lower of the two QoS). The
+    /// router answers each with a PUBACK notification on the link, which
+    /// the link's owner drains; the packet id is 0 and never checked.
+    pub fn at_least_once(topic: impl Into<Bytes>, payload: impl Into<Bytes>, retain: bool) -> Publish {
+        Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            pkid: 0,
+            retain,
+            topic: topic.into(),
+            payload: payload.into(),
+        }
+    }
+
     // Constructor for publish. Used in local links as local links shouldn't
     // send qos 1 or 2 packets
     pub fn new<T: Into<Bytes>>(topic: T, payload: T, retain: bool) -> Publish {
