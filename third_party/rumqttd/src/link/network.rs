@@ -12,6 +12,11 @@ use tokio::time::{error::Elapsed, Duration};
 
 use crate::protocol::{self, Packet, Protocol};
 
+/// bluetick patch: room taken for each read of a connection's socket.
+const READ_CHUNK: usize = 4096;
+/// bluetick patch: a write buffer up to 4 × this is kept between writes.
+const LEAN_WRITE_BYTES: usize = 256;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("I/O = {0}")]
@@ -51,11 +56,12 @@ impl<P: Protocol> Network<P> {
     ) -> Network<P> {
         Network {
             socket,
-            // bluetick patch: start small and grow on demand. Upstream's
-            // 2 × 10 KiB up front was almost half of an idle connection's
-            // memory (see PATCHES.md).
-            read: BytesMut::with_capacity(1024),
-            write: BytesMut::with_capacity(1024),
+            // bluetick patch: no buffers up front. Upstream's 2 × 10 KiB
+            // was almost half of an idle connection's memory; they are now
+            // taken when bytes come or go and given back after (PATCHES.md
+            // 3 and 12).
+            read: BytesMut::new(),
+            write: BytesMut::new(),
             max_incoming_size,
             max_connection_buffer_len,
             // Overwritten by keepalive value in connect packet, otherwise we
@@ -82,6 +88,16 @@ impl<P: Protocol> Network<P> {
         // TODO: Fix this cancellation bug and write unit test
         let mut total_read = 0;
         loop {
+            // bluetick patch: an idle connection waits here for its next
+            // packet, for minutes. Wait for the socket to be readable first
+            // and only then take room for the bytes, so the wait holds no
+            // buffer; a buffer left empty by the last packets is given back
+            // (PATCHES.md 12).
+            if self.read.is_empty() {
+                self.read = BytesMut::new();
+                self.readable().await?;
+            }
+            self.read.reserve(required.max(READ_CHUNK));
             let read = self.socket.read_buf(&mut self.read).await?;
             if 0 == read {
                 let error = if self.read.is_empty() {
@@ -97,6 +113,31 @@ impl<P: Protocol> Network<P> {
             if total_read >= required {
                 return Ok(total_read);
             }
+        }
+    }
+
+    /// bluetick patch: waits until the socket has bytes to read (or an
+    /// error, or end of stream), without reading them. Only known for a
+    /// plain TCP socket, which is what every bluetick client link is (TLS
+    /// and WebSocket are relayed to it); any other stream returns at once
+    /// and its read then holds a buffer while it waits, as upstream's did.
+    async fn readable(&mut self) -> io::Result<()> {
+        let tcp = {
+            let socket: &dyn std::any::Any = &*self.socket;
+            socket.downcast_ref::<tokio::net::TcpStream>()
+        };
+        if let Some(tcp) = tcp {
+            tcp.readable().await?;
+        }
+        Ok(())
+    }
+
+    /// bluetick patch: after `written` bytes went out, gives the write
+    /// buffer back if a burst grew it far beyond that (PATCHES.md 12).
+    fn release_write_buffer(&mut self, written: usize) {
+        self.write.clear();
+        if self.write.capacity() > 4 * written.max(LEAN_WRITE_BYTES) {
+            self.write = BytesMut::new();
         }
     }
 
@@ -143,7 +184,7 @@ impl<P: Protocol> Network<P> {
     pub async fn write(&mut self, packet: Packet) -> Result<(), Error> {
         Protocol::write(&self.protocol, packet, &mut self.write)?;
         self.socket.write_all(&self.write).await?;
-        self.write.clear();
+        self.release_write_buffer(self.write.len());
         Ok(())
     }
 
@@ -152,10 +193,12 @@ impl<P: Protocol> Network<P> {
             Protocol::write(&self.protocol, packet, &mut self.write)?;
         }
         self.socket.write_all(&self.write).await?;
-        self.write.clear();
+        self.release_write_buffer(self.write.len());
         Ok(())
     }
 }
 
-pub trait N: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T> N for T where T: AsyncRead + AsyncWrite + Unpin + Send {}
+/// bluetick patch: `Any`, so [`Network`] can tell a plain TCP socket and
+/// wait for it to be readable without holding a buffer.
+pub trait N: AsyncRead + AsyncWrite + Send + Unpin + std::any::Any {}
+impl<T> N for T where T: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
