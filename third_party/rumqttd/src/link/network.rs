@@ -12,8 +12,10 @@ use tokio::time::{error::Elapsed, Duration};
 
 use crate::protocol::{self, Packet, Protocol};
 
-/// bluetick patch: room taken for each read of a connection's socket.
-const READ_CHUNK: usize = 4096;
+/// bluetick patch: the least and most room taken for one read of a
+/// connection's socket; see `Network::read_chunk`.
+const MIN_READ_CHUNK: usize = 256;
+const MAX_READ_CHUNK: usize = 64 * 1024;
 /// bluetick patch: a write buffer up to 4 × this is kept between writes.
 const LEAN_WRITE_BYTES: usize = 256;
 
@@ -43,6 +45,11 @@ pub struct Network<P> {
     max_connection_buffer_len: usize,
     /// Keep alive timeout
     keepalive: Duration,
+    /// bluetick patch: room taken for the next read. Doubles when a read
+    /// fills it and halves when one uses less than a quarter, so a busy
+    /// link (the bridge's) reads in large chunks and a quiet device in
+    /// small ones.
+    read_chunk: usize,
     /// Protocol
     protocol: P,
 }
@@ -68,6 +75,7 @@ impl<P: Protocol> Network<P> {
             // would wait indefinitely until we get a packet / network error
             // when we call read.
             keepalive: Duration::MAX,
+            read_chunk: MIN_READ_CHUNK,
             protocol,
         }
     }
@@ -97,8 +105,14 @@ impl<P: Protocol> Network<P> {
                 self.read = BytesMut::new();
                 self.readable().await?;
             }
-            self.read.reserve(required.max(READ_CHUNK));
+            self.read.reserve(required.max(self.read_chunk));
+            let room = self.read.capacity() - self.read.len();
             let read = self.socket.read_buf(&mut self.read).await?;
+            if read >= room {
+                self.read_chunk = (self.read_chunk * 2).min(MAX_READ_CHUNK);
+            } else if read < self.read_chunk / 4 {
+                self.read_chunk = (self.read_chunk / 2).max(MIN_READ_CHUNK);
+            }
             if 0 == read {
                 let error = if self.read.is_empty() {
                     io::Error::new(ErrorKind::ConnectionAborted, "connection closed by peer")

@@ -240,7 +240,7 @@ impl Router {
                 connection,
                 incoming,
                 outgoing,
-            } => self.handle_new_connection(connection, incoming, outgoing),
+            } => self.handle_new_connection(*connection, *incoming, *outgoing),
             Event::NewMeter(tx) => self.handle_new_meter(tx),
             Event::NewAlert(tx) => self.handle_new_alert(tx),
             Event::DeviceData => self.handle_device_payload(id),

@@ -524,7 +524,10 @@ async fn remote<P: Protocol>(
 
     let dynamic_filters = config.dynamic_filters;
 
-    let connect_packet = match mqtt_connect(config, &mut network).await {
+    // bluetick patch: the CONNECT and link set-up futures are boxed, so
+    // their state is freed once the link runs instead of sizing the task
+    // of every idle connection (PATCHES.md 12).
+    let connect_packet = match Box::pin(mqtt_connect(config, &mut network)).await {
         Ok(p) => p,
         Err(e) => {
             // bluetick patch: INFO, not ERROR: a bad or missing CONNECT is the
@@ -577,14 +580,14 @@ async fn remote<P: Protocol>(
     lock_wills(&will_handlers).insert(client_id.clone(), will_tx);
 
     // Start the link
-    let mut link = match RemoteLink::new(
+    let mut link = match Box::pin(RemoteLink::new(
         router_tx.clone(),
         tenant_id.clone(),
         network,
         connect_packet,
         dynamic_filters,
         assigned_client_id,
-    )
+    ))
     .await
     {
         Ok(l) => l,
