@@ -380,7 +380,9 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
     }
 
     pub async fn start(&mut self, link_type: LinkType) -> Result<(), Error> {
-        let listener = TcpListener::bind(&self.config.listen).await?;
+        // bluetick patch: bound with the configured backlog instead of
+        // tokio's 128 (PATCHES.md 11).
+        let listener = listen(self.config.listen, self.config.listen_backlog)?;
         let delay = Duration::from_millis(self.config.next_connection_delay_ms);
         let mut count: usize = 0;
 
@@ -474,6 +476,18 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
             }
         }
     }
+}
+
+/// bluetick patch: a TCP listener on `addr` with `backlog` pending
+/// connections at most (the kernel caps it at `net.core.somaxconn`).
+pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Configures the Websocket connection to indicate the correct protocol
