@@ -18,18 +18,14 @@ use super::{Forward, IncomingMeter, OutgoingMeter};
 const MAX_INFLIGHT: usize = 100;
 const MAX_PKID: u16 = MAX_INFLIGHT as u16;
 
-/// bluetick patch: a buffer holding more than this many items' room is
-/// freed when a batch much smaller than it was just taken out (see
-/// [`release_after_burst`]).
-const LEAN_CAPACITY: usize = 8;
-
 /// bluetick patch: called after `taken` items were moved out of `buffer`.
-/// If the buffer's room is far more than that batch needed, its burst is
-/// over: free it, so a connection that has gone quiet holds no large
-/// buffer, while one that stays busy (batches of similar size) keeps its
-/// own and never regrows it (PATCHES.md 12).
+/// If the buffer, now empty, has more than twice the room that batch
+/// needed, its burst is over (or it was a single packet): free it, so a
+/// connection that has gone quiet holds no buffer, while one that stays
+/// busy (batches of similar size) keeps its own and never regrows it
+/// (PATCHES.md 12).
 pub(crate) fn release_after_burst<T>(buffer: &mut VecDeque<T>, taken: usize) {
-    if buffer.is_empty() && buffer.capacity() > LEAN_CAPACITY.max(4 * taken) {
+    if buffer.is_empty() && buffer.capacity() > 2 * taken {
         *buffer = VecDeque::new();
     }
 }

@@ -1466,6 +1466,10 @@ fn ack_device_data(ackslog: &mut AckLog, outgoing: &mut Outgoing) -> bool {
         count += 1;
     }
 
+    // bluetick patch: an idle connection keeps no room for acks
+    // (PATCHES.md 12).
+    super::iobufs::release_after_burst(acks, count);
+
     debug!(acks_count = count, "Acks sent to device");
     outgoing.handle.try_send(()).ok();
     true
