@@ -137,6 +137,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     })
 }
 
+/// The server's database, opened by the bench to register its users.
+fn bench_store(database_url: &str, max_connections: u32) -> anyhow::Result<Store> {
+    let options = StoreOptions {
+        max_connections,
+        ..Default::default()
+    };
+    Ok(Store::open(database_url, &options)?)
+}
+
 /// Registers `count` users named `{prefix}_{i}` and returns (user, token).
 async fn provision(
     database_url: &str,
@@ -144,13 +153,7 @@ async fn provision(
     prefix: &str,
     count: usize,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let store = Store::open(
-        database_url,
-        &StoreOptions {
-            max_connections: 4,
-            ..Default::default()
-        },
-    )?;
+    let store = bench_store(database_url, 4)?;
     let _ = data_dir;
     let mut tasks = Vec::new();
     for chunk in (0..count)
@@ -379,13 +382,7 @@ async fn provision_many(
     count: usize,
 ) -> anyhow::Result<Vec<(String, String)>> {
     const PER_TRANSACTION: usize = 2_000;
-    let store = Store::open(
-        database_url,
-        &StoreOptions {
-            max_connections: 2,
-            ..Default::default()
-        },
-    )?;
+    let store = bench_store(database_url, 2)?;
     let prefix = prefix.to_owned();
     tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, String)>> {
         let names: Vec<String> = (0..count).map(|i| format!("{prefix}_{i}")).collect();
