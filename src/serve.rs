@@ -469,6 +469,7 @@ fn broker_config(config: &Config, service_secret: &str) -> broker::BrokerConfig 
         service_segment_size: config.bridge.segment_size,
         service_segment_count: config.bridge.segment_count,
         event_queue_capacity: mqtt.event_queue_capacity,
+        listen_backlog: mqtt.listen_backlog,
         login: broker::LoginLimits {
             max_pending: mqtt.max_pending_logins,
             max_pending_per_address: mqtt.max_pending_logins_per_address,

@@ -85,3 +85,31 @@ fn a_bench_against_a_running_server_logs_in_its_users_and_loses_nothing() {
         "the running server stored them"
     );
 }
+
+/// `bench connections` opens real clients: each its own user, logged in
+/// with its token, subscribed to its inbox (the bench counts a refused
+/// CONNACK or SUBACK as a failure), at a fixed rate, and reports connect
+/// times. Through the broker's lean buffers and wide listen backlog,
+/// every one of them gets in.
+#[test]
+fn a_connection_storm_logs_in_and_subscribes_every_client() {
+    let output = Command::new(env!("CARGO_BIN_EXE_bluetick"))
+        .args(["bench", "connections", "--count", "300", "--rate", "300", "--hold", "0"])
+        .output()
+        .expect("run bluetick bench connections");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line).ok())
+        .unwrap_or_else(|| panic!("no JSON report in {stdout}"));
+    assert_eq!(
+        (report["connected"].as_u64(), report["failed"].as_u64()),
+        (Some(300), Some(0)),
+        "{report}\n{stderr}"
+    );
+    assert_eq!(report["subscribed_time"]["count"], 300, "{report}");
+    assert!(stdout.contains("connect → SUBACK"), "{stdout}");
+}

@@ -42,7 +42,9 @@ pub struct BenchArgs {
 
 #[derive(Subcommand)]
 enum BenchWhat {
-    /// Hold many idle authenticated connections; report memory per connection.
+    /// Hold many idle connections, each a user logged in by token with its
+    /// inbox subscribed; report connect rate and times, and memory per
+    /// connection.
     Connections(ConnectionsArgs),
     /// Latency of history pages, the chat list and search over many stored
     /// messages.
@@ -103,9 +105,13 @@ struct LoadArgs {
 
 #[derive(Args)]
 struct ConnectionsArgs {
-    /// Connections to open.
+    /// Connections to open, each as its own user.
     #[arg(long, default_value_t = 10_000)]
     count: usize,
+    /// Connects started per second (a storm at a fixed rate); without it,
+    /// a burst as fast as they go.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Seconds to hold them before measuring memory.
     #[arg(long, default_value_t = 5)]
     hold: u64,
@@ -131,6 +137,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     })
 }
 
+/// The server's database, opened by the bench to register its users.
+fn bench_store(database_url: &str, max_connections: u32) -> anyhow::Result<Store> {
+    let options = StoreOptions {
+        max_connections,
+        ..Default::default()
+    };
+    Ok(Store::open(database_url, &options)?)
+}
+
 /// Registers `count` users named `{prefix}_{i}` and returns (user, token).
 async fn provision(
     database_url: &str,
@@ -138,13 +153,7 @@ async fn provision(
     prefix: &str,
     count: usize,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let store = Store::open(
-        database_url,
-        &StoreOptions {
-            max_connections: 4,
-            ..Default::default()
-        },
-    )?;
+    let store = bench_store(database_url, 4)?;
     let _ = data_dir;
     let mut tasks = Vec::new();
     for chunk in (0..count)
@@ -340,32 +349,54 @@ async fn bench_connections(args: ConnectionsArgs, fds: u64) -> anyhow::Result<()
         "the open-file limit is {fds}; raise it (ulimit -Hn) to hold {} connections",
         args.count
     );
+    anyhow::ensure!(
+        args.rate.is_none_or(|rate| rate > 0.0),
+        "--rate must be positive"
+    );
     let limit = (args.count + 1_000).to_string();
     let server = server::bluetick(
         args.store_url.as_deref(),
         false,
         &[("BLUETICK_MQTT__MAX_CONNECTIONS", &limit)],
     )?;
-    let users = provision(
-        &server.database_url,
-        server.data_dir.path(),
-        &run_prefix(),
-        1,
-    )
-    .await?;
-    let (user, token) = &users[0];
+    eprintln!("registering {} users…", args.count);
+    let users = provision_many(&server.database_url, &run_prefix(), args.count).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let result = connections::run(
-        server.mqtt,
-        server.pid(),
-        user,
-        token,
-        args.count,
-        args.keepalive,
-        Duration::from_secs(args.hold),
-    )
-    .await?;
+    let plan = connections::Plan {
+        rate: args.rate,
+        keepalive: args.keepalive,
+        hold: Duration::from_secs(args.hold),
+    };
+    let result = connections::run(server.mqtt, server.pid(), &users, &plan).await?;
     print!("{}", result.table());
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
+}
+
+/// Registers `count` users named `{prefix}_{i}`, with a token each, fast:
+/// they share one password hash (one argon2 run for all), written in
+/// transactions of a few thousand. Returns (user, token) in order.
+async fn provision_many(
+    database_url: &str,
+    prefix: &str,
+    count: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
+    const PER_TRANSACTION: usize = 2_000;
+    let store = bench_store(database_url, 2)?;
+    let prefix = prefix.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, String)>> {
+        let names: Vec<String> = (0..count).map(|i| format!("{prefix}_{i}")).collect();
+        let mut users = Vec::with_capacity(count);
+        for chunk in names.chunks(PER_TRANSACTION) {
+            let issued =
+                store.create_users_with_tokens(chunk, "bench password", Duration::from_secs(86_400))?;
+            users.extend(
+                issued
+                    .into_iter()
+                    .map(|(user, token)| (user.to_string(), token.token)),
+            );
+        }
+        Ok(users)
+    })
+    .await?
 }

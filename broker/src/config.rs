@@ -52,6 +52,13 @@ pub struct MqttConfig {
     /// Connect/disconnect events queued for the sessions writer; when
     /// full, connects are dropped (counted), disconnects wait.
     pub event_queue_capacity: usize,
+
+    // --- Lean connections (issue 14) ---
+    /// Listen backlog of each MQTT listener (TCP, WebSocket, TLS): TCP
+    /// handshakes waiting to be accepted. Too small, and a connect storm
+    /// overflows it and each dropped handshake costs its client a 1 s
+    /// retry. The kernel caps it at `net.core.somaxconn`.
+    pub listen_backlog: u32,
 }
 
 impl Default for MqttConfig {
@@ -75,6 +82,7 @@ impl Default for MqttConfig {
             max_pending_logins_per_address: 256,
             login_timeout_secs: 20,
             event_queue_capacity: 65_536,
+            listen_backlog: 4096,
         }
     }
 }

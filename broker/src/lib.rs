@@ -52,7 +52,6 @@ use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use prelogin::{Listener, LoginGate};
@@ -114,6 +113,13 @@ pub struct BrokerConfig {
     /// Connection events queued for the sessions writer before connects
     /// are dropped (see [`events`]).
     pub event_queue_capacity: usize,
+
+    // --- Lean connections (issue 14) ---
+    /// Listen backlog of every MQTT listener (TCP, WebSocket, TLS): TCP
+    /// handshakes done and waiting to be accepted. A connect storm
+    /// overflows a small one, and each dropped handshake costs its client
+    /// a one-second retry. The kernel caps it at `net.core.somaxconn`.
+    pub listen_backlog: u32,
 }
 
 /// Why the broker could not start.
@@ -230,8 +236,7 @@ impl Broker {
 
         let ws_addr = match config.ws_addr {
             Some(addr) => {
-                let listener = TcpListener::bind(addr)
-                    .await
+                let listener = rumqttd::listen(addr, config.listen_backlog)
                     .map_err(|source| BrokerError::Bind { addr, source })?;
                 let bound = listener
                     .local_addr()
@@ -250,13 +255,12 @@ impl Broker {
 
         let tls_addr = match (&config.tls, tls_acceptor) {
             (Some((addr, _)), Some(acceptor)) => {
-                let listener =
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|source| BrokerError::Bind {
-                            addr: *addr,
-                            source,
-                        })?;
+                let listener = rumqttd::listen(*addr, config.listen_backlog).map_err(|source| {
+                    BrokerError::Bind {
+                        addr: *addr,
+                        source,
+                    }
+                })?;
                 let bound = listener.local_addr().map_err(|source| BrokerError::Bind {
                     addr: *addr,
                     source,
@@ -407,6 +411,7 @@ fn server_settings(config: &BrokerConfig, listen: SocketAddr) -> ServerSettings 
         listen,
         tls: None,
         next_connection_delay_ms: 0,
+        listen_backlog: config.listen_backlog,
         connections: ConnectionSettings {
             connection_timeout_ms: config.connect_timeout.as_millis().min(u16::MAX as u128) as u16,
             max_payload_size: config.max_packet_size,

@@ -42,6 +42,52 @@ impl Store {
         }
     }
 
+    /// Registers many users who share one password, each with a fresh
+    /// token valid for `ttl`, in one transaction. The password is hashed
+    /// once for all of them (a shared salt), so thousands of real accounts
+    /// cost one argon2 run instead of one each: this is for load tests
+    /// (`bluetick bench connections`), whose accounts log in by token.
+    pub fn create_users_with_tokens(
+        &self,
+        names: &[String],
+        password: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Vec<(UserName, crate::IssuedToken)>, StoreError> {
+        let parsed = names
+            .iter()
+            .map(|name| UserName::parse(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        check_password(password)?;
+        let password_hash = hash_password(password)?;
+        self.transaction(|tx| {
+            let mut issued = Vec::with_capacity(parsed.len());
+            for name in parsed {
+                let now = clock::now_ms();
+                let inserted = on_backend!(&mut *tx.conn, c => diesel::insert_into(users::table)
+                    .values((
+                        users::name.eq(name.as_str()),
+                        users::password_hash.eq(&password_hash),
+                        users::created_at.eq(now),
+                    ))
+                    .execute(c));
+                match inserted {
+                    Ok(_) => {}
+                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                        return Err(StoreError::NameTaken)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                let user_id: i64 = on_backend!(&mut *tx.conn, c => users::table
+                    .filter(users::name.eq(name.as_str()))
+                    .select(users::id)
+                    .first(c))?;
+                let token = crate::tokens::insert_token(tx.conn, user_id, ttl)?;
+                issued.push((name, token));
+            }
+            Ok(issued)
+        })
+    }
+
     /// Checks a name and password. Unknown names and wrong passwords both
     /// give [`StoreError::BadCredentials`].
     pub fn verify_password(&self, name: &str, password: &str) -> Result<UserName, StoreError> {

@@ -59,23 +59,32 @@ fn new_token() -> String {
     format!("bt_{}", random_secret())
 }
 
+/// Stores a new token for the user with id `user_id`, valid for `ttl`.
+pub(crate) fn insert_token(
+    conn: &mut crate::db::AnyConnection,
+    user_id: i64,
+    ttl: Duration,
+) -> Result<IssuedToken, StoreError> {
+    let token = new_token();
+    let now = clock::now_ms();
+    let expires_at = now.saturating_add(ttl.as_millis() as i64);
+    on_backend!(conn, c => diesel::insert_into(tokens::table)
+        .values((
+            tokens::user_id.eq(user_id),
+            tokens::token_hash.eq(token_hash(&token)),
+            tokens::created_at.eq(now),
+            tokens::expires_at.eq(expires_at),
+        ))
+        .execute(c))?;
+    Ok(IssuedToken { token, expires_at })
+}
+
 impl Store {
     /// Issues a token for `user` that expires after `ttl`.
     pub fn issue_token(&self, user: &UserName, ttl: Duration) -> Result<IssuedToken, StoreError> {
         let user_id = self.user_id(user)?;
-        let token = new_token();
-        let now = clock::now_ms();
-        let expires_at = now.saturating_add(ttl.as_millis() as i64);
         let mut conn = self.conn()?;
-        on_backend!(&mut *conn, c => diesel::insert_into(tokens::table)
-            .values((
-                tokens::user_id.eq(user_id),
-                tokens::token_hash.eq(token_hash(&token)),
-                tokens::created_at.eq(now),
-                tokens::expires_at.eq(expires_at),
-            ))
-            .execute(c))?;
-        Ok(IssuedToken { token, expires_at })
+        insert_token(&mut conn, user_id, ttl)
     }
 
     /// Finds the owner of an unexpired token, or [`StoreError::BadCredentials`].

@@ -23,7 +23,7 @@ pub use link::local;
 pub use link::meters;
 pub use router::{Alert, Forward, IncomingMeter, Meter, Notification, OutgoingMeter, Router};
 use segments::Storage;
-pub use server::{Broker, LinkType, Server};
+pub use server::{listen, Broker, LinkType, Server};
 
 pub use self::router::shared_subs::Strategy;
 
@@ -115,7 +115,19 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub tls: Option<TlsConfig>,
     pub next_connection_delay_ms: u64,
+    /// bluetick patch: the listen backlog (connections whose TCP handshake
+    /// is done, waiting to be accepted). Upstream took tokio's 128, which a
+    /// connect storm overflows: the kernel then drops the handshake and
+    /// the client retries only after a second (PATCHES.md 11). The kernel
+    /// caps it at `net.core.somaxconn`.
+    #[serde(default = "default_listen_backlog")]
+    pub listen_backlog: u32,
     pub connections: ConnectionSettings,
+}
+
+/// bluetick patch: see `ServerSettings::listen_backlog`.
+fn default_listen_backlog() -> u32 {
+    1024
 }
 
 impl ServerSettings {

@@ -117,9 +117,9 @@ impl<'a> LinkBuilder<'a> {
         let incoming_data_buffer = incoming.buffer();
 
         let event = Event::Connect {
-            connection,
-            incoming,
-            outgoing,
+            connection: Box::new(connection),
+            incoming: Box::new(incoming),
+            outgoing: Box::new(outgoing),
         };
 
         self.router_tx.send((0, event))?;
@@ -363,7 +363,8 @@ impl LinkRx {
             router_tx,
             router_rx,
             send_buffer: outgoing_data_buffer,
-            cache: VecDeque::with_capacity(100),
+            // bluetick patch: grow on demand (PATCHES.md 12).
+            cache: VecDeque::new(),
         }
     }
 

@@ -3,6 +3,7 @@ use crate::link::network;
 use crate::link::network::Network;
 use crate::local::LinkBuilder;
 use crate::protocol::{ConnAck, Connect, ConnectReturnCode, Login, Packet, Protocol};
+use crate::router::iobufs::release_after_burst;
 use crate::router::{Event, Notification};
 use crate::{ConnectionId, ConnectionSettings};
 
@@ -120,7 +121,8 @@ impl<P: Protocol> RemoteLink<P> {
             network,
             link_tx,
             link_rx,
-            notifications: VecDeque::with_capacity(100),
+            // bluetick patch: grow on demand (PATCHES.md 12).
+            notifications: VecDeque::new(),
             will_delay_interval,
         })
     }
@@ -156,6 +158,7 @@ impl<P: Protocol> RemoteLink<P> {
                     o?;
                     let mut packets = VecDeque::new();
                     let mut unscheduled = false;
+                    let taken = self.notifications.len();
 
                     for notif in self.notifications.drain(..) {
                         if let Some(packet) = notif.into() {
@@ -166,6 +169,10 @@ impl<P: Protocol> RemoteLink<P> {
 
                     }
                     self.network.writev(packets).await?;
+                    // bluetick patch: this buffer and the router's swap on
+                    // every exchange; free it once a burst is over
+                    // (PATCHES.md 12).
+                    release_after_burst(&mut self.notifications, taken);
                     if unscheduled {
                         self.link_rx.wake().await?;
                     }

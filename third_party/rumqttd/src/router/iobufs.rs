@@ -18,6 +18,18 @@ use super::{Forward, IncomingMeter, OutgoingMeter};
 const MAX_INFLIGHT: usize = 100;
 const MAX_PKID: u16 = MAX_INFLIGHT as u16;
 
+/// bluetick patch: called after `taken` items were moved out of `buffer`.
+/// If the buffer, now empty, has more than twice the room that batch
+/// needed, its burst is over (or it was a single packet): free it, so a
+/// connection that has gone quiet holds no buffer, while one that stays
+/// busy (batches of similar size) keeps its own and never regrows it
+/// (PATCHES.md 12).
+pub(crate) fn release_after_burst<T>(buffer: &mut VecDeque<T>, taken: usize) {
+    if buffer.is_empty() && buffer.capacity() > 2 * taken {
+        *buffer = VecDeque::new();
+    }
+}
+
 #[derive(Debug)]
 pub struct Incoming {
     /// Identifier associated with connected client
@@ -32,7 +44,8 @@ impl Incoming {
     #[inline]
     pub(crate) fn new(client_id: String) -> Self {
         Self {
-            buffer: Arc::new(Mutex::new(VecDeque::with_capacity(MAX_CHANNEL_CAPACITY))),
+            // bluetick patch: buffers grow on demand (PATCHES.md 12).
+            buffer: Arc::new(Mutex::new(VecDeque::new())),
             meter: Default::default(),
             client_id,
         }
@@ -43,9 +56,18 @@ impl Incoming {
         self.buffer.clone()
     }
 
+    /// bluetick patch: moves this connection's packets into the router's
+    /// `v` instead of swapping buffers. A swap handed each connection
+    /// whatever buffer the previous one had grown (the bridge's, after a
+    /// burst), which an idle device then held for good; now every
+    /// connection keeps a buffer sized by its own traffic, freed once its
+    /// burst is over (PATCHES.md 12).
     #[inline]
     pub(crate) fn exchange(&mut self, mut v: VecDeque<Packet>) -> VecDeque<Packet> {
-        std::mem::swap(&mut v, &mut self.buffer.lock());
+        let mut buffer = self.buffer.lock();
+        let taken = buffer.len();
+        v.extend(buffer.drain(..));
+        release_after_burst(&mut buffer, taken);
         v
     }
 }
@@ -72,13 +94,13 @@ impl Outgoing {
     #[inline]
     pub(crate) fn new(client_id: String) -> (Self, Receiver<()>) {
         let (handle, rx) = flume::bounded(MAX_CHANNEL_CAPACITY);
-        let data_buffer = VecDeque::with_capacity(MAX_CHANNEL_CAPACITY);
-        let inflight_buffer = VecDeque::with_capacity(MAX_INFLIGHT);
-        let unacked_pubrels = VecDeque::with_capacity(MAX_INFLIGHT);
-
-        // Ensure that there won't be any new allocations
-        assert!(MAX_INFLIGHT <= inflight_buffer.capacity());
-        assert!(MAX_CHANNEL_CAPACITY <= data_buffer.capacity());
+        // bluetick patch: upstream reserved room for 200 notifications and
+        // 100 in-flight and PUBREL entries per connection up front, tens of
+        // KiB for a device that is idle most of the time. They grow on
+        // demand instead (PATCHES.md 12).
+        let data_buffer = VecDeque::new();
+        let inflight_buffer = VecDeque::new();
+        let unacked_pubrels = VecDeque::new();
 
         let outgoing = Self {
             client_id,
@@ -178,6 +200,8 @@ impl Outgoing {
     // Return: Out of order or unsolicited acks
     pub fn register_ack(&mut self, pkid: u16) -> Option<()> {
         let (head, _filter_idx, _cursor) = self.inflight_buffer.pop_front()?;
+        // bluetick patch: all acknowledged; a burst's room is not kept.
+        release_after_burst(&mut self.inflight_buffer, 1);
 
         // We don't support out of order acks
         if pkid != head {

@@ -337,7 +337,8 @@ where
         // max_segment_size: usize, max_mem_segments: usize
         let log = CommitLog::new(max_segment_size, max_mem_segments).unwrap();
 
-        let waiters = Waiters::with_capacity(10);
+        // bluetick patch: grow on demand (PATCHES.md 12).
+        let waiters = Waiters::with_capacity(0);
         let metrics = SubscriptionMeter::default();
         Data {
             filter: filter.to_owned(),
@@ -380,8 +381,9 @@ impl AckLog {
     /// New log
     pub fn new() -> AckLog {
         AckLog {
-            committed: VecDeque::with_capacity(100),
-            recorded: VecDeque::with_capacity(100),
+            // bluetick patch: grow on demand (PATCHES.md 12).
+            committed: VecDeque::new(),
+            recorded: VecDeque::new(),
         }
     }
 

@@ -40,10 +40,15 @@ pub(crate) type FilterIdx = usize;
 #[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// Client id and connection handle
+    ///
+    /// bluetick patch: boxed, so an `Event` is small. Every idle
+    /// connection's task holds a few futures that carry one (its link's
+    /// `notify`, `wake` and closing sends), each as large as this variant
+    /// was (PATCHES.md 12).
     Connect {
-        connection: connection::Connection,
-        incoming: iobufs::Incoming,
-        outgoing: iobufs::Outgoing,
+        connection: Box<connection::Connection>,
+        incoming: Box<iobufs::Incoming>,
+        outgoing: Box<iobufs::Outgoing>,
     },
     /// New meter link
     NewMeter(flume::Sender<Vec<Meter>>),

@@ -240,7 +240,7 @@ impl Router {
                 connection,
                 incoming,
                 outgoing,
-            } => self.handle_new_connection(connection, incoming, outgoing),
+            } => self.handle_new_connection(*connection, *incoming, *outgoing),
             Event::NewMeter(tx) => self.handle_new_meter(tx),
             Event::NewAlert(tx) => self.handle_new_alert(tx),
             Event::DeviceData => self.handle_device_payload(id),
@@ -1465,6 +1465,10 @@ fn ack_device_data(ackslog: &mut AckLog, outgoing: &mut Outgoing) -> bool {
         buffer.push_back(message);
         count += 1;
     }
+
+    // bluetick patch: an idle connection keeps no room for acks
+    // (PATCHES.md 12).
+    super::iobufs::release_after_burst(acks, count);
 
     debug!(acks_count = count, "Acks sent to device");
     outgoing.handle.try_send(()).ok();

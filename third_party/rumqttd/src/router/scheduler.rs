@@ -118,7 +118,9 @@ pub enum PauseReason {
 
 impl Tracker {
     pub fn new(client_id: String) -> Tracker {
-        let requests = VecDeque::with_capacity(2);
+        // bluetick patch: a device usually subscribes to one filter (its
+        // inbox); room for one, grown on demand (PATCHES.md 12).
+        let requests = VecDeque::with_capacity(1);
         Tracker {
             id: client_id,
             data_requests: requests,

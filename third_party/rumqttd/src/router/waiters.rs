@@ -24,6 +24,12 @@ impl<T> Waiters<T> {
 
     /// Pushes a request to current wait queue
     pub fn register(&mut self, id: ConnectionId, request: T) {
+        // bluetick patch: most filters have one waiter (a user's inbox, its
+        // one device); room for exactly one, not the default four
+        // (PATCHES.md 12).
+        if self.current.capacity() == 0 {
+            self.current.reserve_exact(1);
+        }
         let request = (id, request);
         self.current.push_back(request);
     }

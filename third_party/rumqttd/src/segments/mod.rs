@@ -71,7 +71,8 @@ where
             panic!("at least 1 segment needs to exist in memory else what's the point of log");
         }
 
-        let mut segments = VecDeque::with_capacity(max_mem_segments);
+        // bluetick patch: grow on demand (PATCHES.md 12).
+        let mut segments = VecDeque::new();
         segments.push_back(Segment::new());
 
         Ok(Self {

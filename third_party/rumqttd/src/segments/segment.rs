@@ -27,16 +27,19 @@ impl<T> Segment<T>
 where
     T: Storage + Clone,
 {
+    // bluetick patch: segments grow on demand. Upstream reserved room for
+    // 1,024 messages (about 120 KiB) in every filter's log, and each user
+    // has an inbox and a presence filter (PATCHES.md 12).
     pub(crate) fn with_offset(absolute_offset: u64) -> Self {
         Self {
-            data: Vec::with_capacity(1024),
+            data: Vec::new(),
             absolute_offset,
             total_size: 0,
         }
     }
     pub(crate) fn new() -> Self {
         Self {
-            data: Vec::with_capacity(1024),
+            data: Vec::new(),
             absolute_offset: 0,
             total_size: 0,
         }
