@@ -24,6 +24,11 @@
 //!   `messages`, which waits for the writers in flight (and holds new ones
 //!   for the time of one `SELECT`).
 //!
+//! The index is derived data, which is what makes it cheap to write: a
+//! pass commits without waiting for the disk
+//! ([`Store::transaction_unsynced`]), and backups leave it out
+//! ([`DERIVED_TABLES`]); a restore sets the cursor back to 0.
+//!
 //! Archival and expiry: a pass reads both `messages` and the archive, so a
 //! message archived before it was indexed is indexed from the archive. A
 //! pass writes terms only for the messages still there when it writes (on
