@@ -381,13 +381,21 @@ impl Store {
     /// after it. In WAL mode that loses nothing anyone was promised: the
     /// commit is in the WAL in order, and the next `FULL` commit (the
     /// bridge's, before its ✓) syncs the WAL with it; a power cut before
-    /// then rolls it back whole, as if it had not run. On PostgreSQL this
-    /// is [`Store::transaction`].
+    /// then rolls it back whole, as if it had not run. On PostgreSQL the
+    /// transaction runs with `synchronous_commit = off`, for the same
+    /// reason: its WAL records are flushed by the next synchronous commit,
+    /// and a crash before that loses the transaction whole, never half.
     pub fn transaction_unsynced<T, E: From<StoreError>>(
         &self,
         work: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.transaction_synced(false, work)
+        self.transaction_synced(false, |tx| {
+            if let AnyConnection::Postgres(c) = &mut *tx.conn {
+                c.batch_execute("SET LOCAL synchronous_commit = off")
+                    .map_err(StoreError::from)?;
+            }
+            work(tx)
+        })
     }
 
     fn transaction_synced<T, E: From<StoreError>>(
