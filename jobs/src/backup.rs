@@ -155,7 +155,10 @@ pub fn write_archive(store: &Store, path: &Path, node: &str) -> Result<Manifest,
     let migrations = snapshot.migrations()?;
     let mut tables = Vec::new();
     for table in snapshot.tables()? {
-        if RUNTIME_TABLES.contains(&table.name.as_str()) {
+        // The search index is rebuilt from the messages after a restore.
+        if RUNTIME_TABLES.contains(&table.name.as_str())
+            || store::indexer::DERIVED_TABLES.contains(&table.name.as_str())
+        {
             continue;
         }
         let file = format!("tables/{}.jsonl", table.name);

@@ -231,6 +231,10 @@ pub fn restore(
             report(&format!("restored {}: {loaded} rows", table.name));
             counts.insert(table.name.clone(), loaded);
         }
+        // Backups carry no search index: the server's indexer writes it
+        // again from the restored messages once it starts.
+        tx.restart_search_index()?;
+        report("search index: rebuilt by the indexer once the server starts");
         Ok::<_, JobError>(counts)
     })?;
     report(&format!(

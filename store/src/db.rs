@@ -372,11 +372,67 @@ impl Store {
         &self,
         work: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.transaction_synced(true, work)
+    }
+
+    /// [`Store::transaction`] whose commit does not wait for the disk, for
+    /// data that can be recomputed (the search index). On SQLite the
+    /// writer runs it under `synchronous=NORMAL` and goes back to `FULL`
+    /// after it. In WAL mode that loses nothing anyone was promised: the
+    /// commit is in the WAL in order, and the next `FULL` commit (the
+    /// bridge's, before its ✓) syncs the WAL with it; a power cut before
+    /// then rolls it back whole, as if it had not run. On PostgreSQL the
+    /// transaction runs with `synchronous_commit = off`, for the same
+    /// reason: its WAL records are flushed by the next synchronous commit,
+    /// and a crash before that loses the transaction whole, never half.
+    pub fn transaction_unsynced<T, E: From<StoreError>>(
+        &self,
+        work: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.transaction_synced(false, |tx| {
+            if let AnyConnection::Postgres(c) = &mut *tx.conn {
+                c.batch_execute("SET LOCAL synchronous_commit = off")
+                    .map_err(StoreError::from)?;
+            }
+            work(tx)
+        })
+    }
+
+    fn transaction_synced<T, E: From<StoreError>>(
+        &self,
+        synced: bool,
+        work: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut held = match &self.writer {
             Some(writer) => WriteConn::Writer(writer.lock()?),
             None => WriteConn::Pooled(self.conn()?),
         };
-        let conn = held.conn();
+        let relaxed = !synced && matches!(held, WriteConn::Writer(_));
+        if relaxed {
+            on_backend!(held.conn(), c => c.batch_execute("PRAGMA synchronous = NORMAL"))
+                .map_err(StoreError::from)?;
+        }
+        let result = self.run_transaction(held.conn(), work);
+        if relaxed {
+            let reset =
+                on_backend!(held.conn(), c => c.batch_execute("PRAGMA synchronous = FULL"));
+            if let (Err(error), WriteConn::Writer(writer)) = (reset, &mut held) {
+                // The writer must never commit a ✓ unsynced: a connection
+                // that cannot say FULL again is closed; the next user opens
+                // a fresh one with the pragmas of every connection.
+                tracing::warn!(%error, "could not reset synchronous=FULL; reopening the writer");
+                *writer.0 = None;
+            }
+        }
+        result
+    }
+
+    /// The body of [`Store::transaction`] on a held connection.
+    fn run_transaction<T, E: From<StoreError>>(
+        &self,
+        conn: &mut AnyConnection,
+        work: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         begin(conn).map_err(StoreError::from)?;
         let result = work(&mut Tx {
             conn: &mut *conn,

@@ -24,6 +24,11 @@
 //!   `messages`, which waits for the writers in flight (and holds new ones
 //!   for the time of one `SELECT`).
 //!
+//! The index is derived data, which is what makes it cheap to write: a
+//! pass commits without waiting for the disk
+//! ([`Store::transaction_unsynced`]), and backups leave it out
+//! ([`DERIVED_TABLES`]); a restore sets the cursor back to 0.
+//!
 //! Archival and expiry: a pass reads both `messages` and the archive, so a
 //! message archived before it was indexed is indexed from the archive. A
 //! pass writes terms only for the messages still there when it writes (on
@@ -38,6 +43,13 @@ use crate::messages::open_media;
 use crate::schema::{message_history, messages, messages_archive, search_cursor, search_terms};
 use crate::search::{terms_of, BlindIndex, TermRow};
 use crate::{Store, StoreError};
+
+/// Tables derived from `messages` by the indexer, which backups leave out:
+/// a restore sets the cursor back to 0 ([`Tx::restart_search_index`]) and
+/// the server's indexer writes the index again from the restored messages.
+/// This is what lets SQLite's `search_terms` be `WITHOUT ROWID` (backups
+/// page tables by rowid), and it keeps backups smaller.
+pub const DERIVED_TABLES: &[&str] = &["search_terms", "search_cursor"];
 
 /// The name of the search index's row in `search_cursor`.
 const CURSOR: &str = "search";
@@ -129,7 +141,11 @@ impl Store {
             _ => watermark,
         };
         let ids: Vec<i64> = rows.iter().map(|row| row.0).collect();
-        let indexed = self.transaction(|tx| {
+        // Unsynced: the index is derived data. A pass lost to a power cut
+        // rolls back with its cursor row and is simply done again, and the
+        // ✓ promise is untouched: every ✓ waits for a FULL commit of the
+        // bridge, which syncs the WAL, this pass's pages included.
+        let indexed = self.transaction_unsynced(|tx| {
             if tx.lock_cursor()? != cursor {
                 // Another node's indexer got here first; its pass stands.
                 return Ok(None);
@@ -139,19 +155,30 @@ impl Store {
                 .into_iter()
                 .filter(|row| present.contains(&row.message_id))
                 .collect();
-            for chunk in terms.chunks(ROWS_PER_INSERT) {
-                // Ignoring a row already there keeps a pass whole when a node
-                // of the previous version, which indexed on send, shares
-                // the database during an upgrade.
-                match &mut *tx.conn {
-                    AnyConnection::Sqlite(c) => diesel::insert_or_ignore_into(search_terms::table)
-                        .values(chunk)
-                        .execute(c)?,
-                    AnyConnection::Postgres(c) => diesel::insert_into(search_terms::table)
-                        .values(chunk)
-                        .on_conflict_do_nothing()
-                        .execute(c)?,
-                };
+            // Ignoring a row already there keeps a pass whole when a node of
+            // the previous version, which indexed on send, shares the
+            // database during an upgrade, and lets a restored database be
+            // indexed again from 0 over rows an older backup carried.
+            match &mut *tx.conn {
+                // One single-row statement, prepared once and cached by
+                // diesel, run per row: cheaper on SQLite than multi-row
+                // inserts from a Vec, which diesel prepares afresh each time.
+                AnyConnection::Sqlite(c) => {
+                    for row in &terms {
+                        diesel::insert_or_ignore_into(search_terms::table)
+                            .values(row)
+                            .execute(c)?;
+                    }
+                }
+                // On PostgreSQL each statement is a round trip: few, large ones.
+                AnyConnection::Postgres(c) => {
+                    for chunk in terms.chunks(ROWS_PER_INSERT) {
+                        diesel::insert_into(search_terms::table)
+                            .values(chunk)
+                            .on_conflict_do_nothing()
+                            .execute(c)?;
+                    }
+                }
             }
             on_backend!(&mut *tx.conn, c => diesel::update(search_cursor::table.find(CURSOR))
                 .set(search_cursor::through.eq(through))
@@ -240,6 +267,17 @@ impl Store {
 }
 
 impl Tx<'_> {
+    /// Sets the indexer's cursor to 0, so it indexes every message again
+    /// (inserting only the terms not already there). A restore calls this:
+    /// backups carry no index ([`DERIVED_TABLES`]).
+    pub fn restart_search_index(&mut self) -> Result<(), StoreError> {
+        on_backend!(&mut *self.conn, c => diesel::delete(search_cursor::table.find(CURSOR)).execute(c))?;
+        on_backend!(&mut *self.conn, c => diesel::insert_into(search_cursor::table)
+            .values((search_cursor::indexer.eq(CURSOR), search_cursor::through.eq(0i64)))
+            .execute(c))?;
+        Ok(())
+    }
+
     /// The cursor, locked until this transaction ends (PostgreSQL; SQLite
     /// transactions hold the write lock anyway).
     fn lock_cursor(&mut self) -> Result<i64, StoreError> {
@@ -252,15 +290,21 @@ impl Tx<'_> {
         })
     }
 
-    /// Which of `ids` still exist, hot or archived, locked against
-    /// deletion until this transaction ends (PostgreSQL).
+    /// Which of `ids` (ascending) still exist, hot or archived, locked
+    /// against deletion until this transaction ends (PostgreSQL).
     fn lock_present(&mut self, ids: &[i64]) -> Result<HashSet<i64>, StoreError> {
+        let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
+            return Ok(HashSet::new());
+        };
         // Hot first: a message archived meanwhile has left `messages` by
-        // the time the second statement looks in the archive.
+        // the time the second statement looks in the archive. A range, not
+        // `IN (…)`: one statement diesel prepares once, instead of one per
+        // pass with hundreds of binds; the range holds only ids the pass
+        // read (all at or below the watermark) or skipped as unreadable.
         macro_rules! present {
             ($table:ident) => {{
                 let rows = $table::table
-                    .filter($table::id.eq_any(ids))
+                    .filter($table::id.between(first, last))
                     .select($table::id);
                 match &mut *self.conn {
                     AnyConnection::Sqlite(c) => rows.load::<i64>(c)?,
@@ -270,6 +314,7 @@ impl Tx<'_> {
         }
         let mut present: HashSet<i64> = present!(messages).into_iter().collect();
         present.extend(present!(messages_archive));
+        present.retain(|id| ids.binary_search(id).is_ok());
         Ok(present)
     }
 }

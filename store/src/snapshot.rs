@@ -13,7 +13,9 @@
 //! Two limits for whoever adds tables: on SQLite a table must keep its
 //! `rowid` (no `WITHOUT ROWID`), since pages are read by it, and have at
 //! most 63 columns (`json_object` takes two arguments per column, and
-//! SQLite allows 127).
+//! SQLite allows 127). Derived tables, which backups leave out
+//! ([`crate::indexer::DERIVED_TABLES`]: SQLite's `search_terms` is
+//! `WITHOUT ROWID`), are listed by [`Snapshot::tables`] but cannot be paged.
 //!
 //! A [`Snapshot`] is one read-only transaction: `REPEATABLE READ READ ONLY`
 //! on PostgreSQL, a WAL read transaction on SQLite. Both see the database as
