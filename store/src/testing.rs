@@ -222,3 +222,19 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// Records an upload of `owner` with content hash `sha256`, as the media
+/// service does after storing the object: what the row tests start from.
+pub fn record_upload(store: &Store, owner: &str, sha256: &str) -> crate::media::Recorded {
+    let id = crate::media::new_media_id();
+    store
+        .record_media(&crate::media::NewMedia {
+            id: &id,
+            owner,
+            object_key: &format!("media/{owner}/{id}"),
+            size: 10,
+            sha256,
+            content_type: "image/png",
+        })
+        .expect("record an upload")
+}

@@ -4,21 +4,11 @@
 use store::on_both_backends;
 
 use protocol::messages::MediaRef;
-use store::media::{new_media_id, NewMedia, Recorded};
+use store::media::Recorded;
 use store::Store;
 
 fn upload(store: &Store, owner: &str, sha256: &str) -> Recorded {
-    let id = new_media_id();
-    store
-        .record_media(&NewMedia {
-            id: &id,
-            owner,
-            object_key: &format!("media/{owner}/{id}"),
-            size: 10,
-            sha256,
-            content_type: "image/png",
-        })
-        .unwrap()
+    store::testing::record_upload(store, owner, sha256)
 }
 
 fn new_id(recorded: Recorded) -> String {
