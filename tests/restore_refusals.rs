@@ -98,7 +98,7 @@ fn rewrite_archive(
             .find(|t| t["file"] == name.as_str())
             .unwrap();
         entry["rows"] = json!(rows);
-        entry["sha256"] = json!(store::tokens::hex(&hasher.finalize()));
+        entry["sha256"] = json!(store::encoding::hex(&hasher.finalize()));
     }
     let manifest_bytes = match manifest {
         Manifest::Keep => members["manifest.json"].clone(),

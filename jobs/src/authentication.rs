@@ -18,7 +18,7 @@
 //! authenticated manifest (per-table SHA-256 and row count).
 
 use hmac::{Hmac, Mac};
-use store::tokens::hex;
+use store::encoding::hex;
 use store::Store;
 
 use crate::JobError;

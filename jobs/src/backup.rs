@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use store::tokens::hex;
+use store::encoding::hex;
 use store::{clock, Store};
 use zip::write::SimpleFileOptions;
 

@@ -33,7 +33,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use store::snapshot::Table;
-use store::tokens::hex;
+use store::encoding::hex;
 use store::{Backend, Store};
 
 use crate::authentication::{self, BackupKey};

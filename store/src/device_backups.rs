@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::schema::device_backups;
-use crate::tokens::hex;
+use crate::encoding::hex;
 use crate::{clock, Store, StoreError};
 
 /// What is known about one stored device backup.

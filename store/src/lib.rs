@@ -6,6 +6,7 @@
 //!   crate is written once and runs on both, through [`on_backend!`].
 //! - [`accounts`]: users and their argon2-hashed passwords.
 //! - [`tokens`]: access tokens, random and stored only as a SHA-256 hash.
+//! - [`encoding`]: hex, the text form of every digest, key and token.
 //! - [`sessions`]: which MQTT client of which user is connected, since when,
 //!   on which node (the seed's UserSessions), kept true by the guard.
 //! - [`messages`]: messages, sealed at rest, deduplicated per sender.
@@ -59,6 +60,7 @@ pub mod clock;
 pub mod config;
 pub mod dead_letters;
 pub mod device_backups;
+pub mod encoding;
 mod error;
 pub mod expiry;
 pub mod export;

@@ -94,7 +94,7 @@ impl PendingQuota {
 pub fn new_media_id() -> String {
     use rand::Rng;
     let bytes: [u8; 16] = rand::thread_rng().gen();
-    crate::tokens::hex(&bytes)
+    crate::encoding::hex(&bytes)
 }
 
 impl Store {

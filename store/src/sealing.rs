@@ -57,7 +57,7 @@ impl Sealer {
                 .map_err(|e| StoreError::Key(format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = XChaCha20Poly1305::generate_key(&mut OsRng);
-                let hex = crate::tokens::hex(&key);
+                let hex = crate::encoding::hex(&key);
                 write_private(path, &hex).map_err(|e| {
                     StoreError::Key(format!("cannot create {}: {e}", path.display()))
                 })?;

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 use crate::schema::{token_revocations, tokens, users};
+use crate::encoding::hex;
 use crate::{clock, Store, StoreError};
 
 /// How long a logout's record in `token_revocations` is kept: every node
@@ -43,9 +44,6 @@ pub fn token_hash(token: &str) -> String {
 }
 
 /// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// 256 random bits from the OS, as 64 hex digits: tokens and other
 /// server secrets.
