@@ -121,7 +121,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         bridge::Endpoint::Local { tx, rx }
     } else {
         bridge::Endpoint::Mqtt(bridge::MqttEndpoint {
-            host: loopback_host(broker.mqtt_addr),
+            host: broker::loopback_of(broker.mqtt_addr).ip().to_string(),
             port: broker.mqtt_addr.port(),
             username: broker::guard::SERVICE_USER.to_owned(),
             password: service_secret,
@@ -404,7 +404,7 @@ fn cluster_config(
         nats_urls,
         node,
         broker: cluster::LocalBroker {
-            host: loopback_host(broker),
+            host: broker::loopback_of(broker).ip().to_string(),
             port: broker.port(),
             username: broker::guard::SERVICE_USER.to_owned(),
             password: secret.to_owned(),
@@ -413,15 +413,6 @@ fn cluster_config(
         queue: config.cluster.queue.max(1),
         presence_replicas: config.cluster.presence_replicas,
     })
-}
-
-/// The host to dial the embedded broker on: its address, or loopback when
-/// it listens on every interface.
-fn loopback_host(broker: std::net::SocketAddr) -> String {
-    match broker.ip() {
-        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
-        ip => ip.to_string(),
-    }
 }
 
 fn bridge_config(config: &Config) -> bridge::BridgeConfig {

@@ -437,8 +437,10 @@ fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
         .map_err(|source| BrokerError::Bind { addr, source })
 }
 
-/// The address to dial to reach a listener bound to `addr` from this host.
-fn loopback_of(addr: SocketAddr) -> SocketAddr {
+/// The address to dial to reach a listener bound to `addr` from this host
+/// (the server's own clients of its broker: the bridge over MQTT, the
+/// cluster relay).
+pub fn loopback_of(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => {
             SocketAddr::from(([127, 0, 0, 1], addr.port()))
