@@ -1,5 +1,6 @@
 //! The code's shape, checked like behaviour: within each crate, no two
-//! files use each other, directly or around a longer loop.
+//! files use each other, directly or around a longer loop; the binary
+//! stays thin; and README's layout table names every crate.
 //!
 //! A circle between files means neither can be read, tested or moved on its
 //! own; two of them (`client.rs` ↔ `session.rs`, `commands.rs` ↔
@@ -130,4 +131,42 @@ fn the_circle_check_finds_a_planted_circle() {
     assert_eq!(circles(&module_uses(src)), vec![vec!["a", "b", "c"]]);
     std::fs::write(src.join("c.rs"), "pub fn g() {}\n#[cfg(test)]\nuse crate::a::A;\n").unwrap();
     assert!(circles(&module_uses(src)).is_empty());
+}
+
+/// The workspace's member crates, as `Cargo.toml` lists them.
+fn workspace_members(root: &Path) -> Vec<String> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("read Cargo.toml");
+    let line = manifest
+        .lines()
+        .find(|line| line.trim_start().starts_with("members"))
+        .expect("a members line");
+    line.split('"').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+#[test]
+fn the_readme_layout_table_names_every_crate() {
+    let root = repo();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("read README.md");
+    let members = workspace_members(&root);
+    assert!(members.len() > 5, "members not read: {members:?}");
+    let missing: Vec<_> = members
+        .iter()
+        .filter(|member| !readme.contains(&format!("| `{member}/` |")))
+        .collect();
+    assert!(missing.is_empty(), "crates without a row in README's layout table: {missing:?}");
+}
+
+/// The binary keeps configuration, wiring and the CLI; what a feature
+/// does lives in a crate of its own.
+const BINARY_LINES: usize = 1_500;
+
+#[test]
+fn the_binary_stays_thin() {
+    let mut files = Vec::new();
+    rust_files(&repo().join("src"), &mut files);
+    let lines: usize = files
+        .iter()
+        .map(|file| std::fs::read_to_string(file).expect("read source").lines().count())
+        .sum();
+    assert!(lines < BINARY_LINES, "src/ has {lines} lines, the bound is {BINARY_LINES}");
 }
