@@ -416,7 +416,7 @@ fn on_event(me: &str, event: InboxEvent, shared: &Shared, ledger: &Mutex<Ledger>
             if let Some(&(sent, _)) = ledger.sent_at.get(&n) {
                 if let std::collections::btree_map::Entry::Vacant(slot) = ledger.by_id.entry(ack.id)
                 {
-                    slot.insert((ack.to.clone(), n));
+                    slot.insert((ack.to.clone().unwrap_or_default(), n));
                     if measuring(sent) {
                         ledger.send_to_ack.record(now - sent);
                     }
@@ -452,7 +452,7 @@ fn on_event(me: &str, event: InboxEvent, shared: &Shared, ledger: &Mutex<Ledger>
             let covered: Vec<u64> = ledger
                 .by_id
                 .range(..=receipt.up_to)
-                .filter(|(_, (peer, _))| *peer == receipt.peer)
+                .filter(|(_, (peer, _))| Some(peer) == receipt.peer.as_ref())
                 .map(|(_, (_, n))| *n)
                 .collect();
             for n in covered {
@@ -478,7 +478,7 @@ fn on_event(me: &str, event: InboxEvent, shared: &Shared, ledger: &Mutex<Ledger>
             let done: Vec<i64> = ledger
                 .by_id
                 .range(..=receipt.up_to)
-                .filter(|(_, (p, _))| *p == receipt.peer)
+                .filter(|(_, (p, _))| Some(p) == receipt.peer.as_ref())
                 .map(|(id, _)| *id)
                 .collect();
             for id in done {
@@ -486,7 +486,7 @@ fn on_event(me: &str, event: InboxEvent, shared: &Shared, ledger: &Mutex<Ledger>
             }
         }
         Event::Error(error) => eprintln!("{me}: refused: {} ({})", error.message, error.code),
-        Event::Synced(_) | Event::Star(_) | Event::Timer(_) | Event::Expired(_) => {}
+        Event::Synced(_) | Event::Star(_) | Event::Timer(_) | Event::Expired(_) | Event::Group(_) => {}
     }
 }
 
@@ -538,7 +538,8 @@ async fn send_loop(
         );
         let payload = serde_json::to_vec(&SendRequest {
             id: format!("{me}-{n}"),
-            to: peer.clone(),
+            to: Some(peer.clone()),
+            group: None,
             body,
             media: None,
         })

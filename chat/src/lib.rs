@@ -278,13 +278,13 @@ async fn interactive(
                             client.read(peer, message.id).await?;
                         }
                     }
-                    AppEvent::Sent { ack, own } if ack.to == peer => {
+                    AppEvent::Sent { ack, own } if ack.to.as_deref() == Some(peer) => {
                         let prefix = if own { "you" } else { "you (other device)" };
                         let body = message_line(prefix, &ack.body, ack.media.as_ref());
                         println!("{body}  ✓");
                         sent.insert(ack.id, Mine { body: message_line("", &ack.body, ack.media.as_ref()), status: "✓" });
                     }
-                    AppEvent::Receipt(receipt) if receipt.peer == peer => {
+                    AppEvent::Receipt(receipt) if receipt.peer.as_deref() == Some(peer) => {
                         let status = match receipt.status { ReceiptStatus::Delivered => "✓✓", ReceiptStatus::Read => "✓✓ read" };
                         for (_, mine) in sent.range_mut(..=receipt.up_to) {
                             if mine.status != status && mine.status != "✓✓ read" {
@@ -312,6 +312,7 @@ fn event_json(event: &AppEvent) -> serde_json::Value {
         AppEvent::Star(s) => ("star", serde_json::to_value(s)),
         AppEvent::Timer(t) => ("timer", serde_json::to_value(t)),
         AppEvent::Expired(e) => ("expired", serde_json::to_value(e)),
+        AppEvent::Group(g) => ("group", serde_json::to_value(g)),
         AppEvent::Connection(up) => ("connection", Ok(serde_json::json!({ "connected": up }))),
         AppEvent::ServerFault(f) => (
             "server_fault",
@@ -330,12 +331,17 @@ fn event_text(event: &AppEvent) -> String {
         AppEvent::Sent { ack, .. } => format!(
             "{}  ✓",
             message_line(
-                &format!("you → {}", shown(&ack.to)),
+                &format!("you → {}", chat_of(ack.to.as_deref(), ack.group)),
                 &ack.body,
                 ack.media.as_ref()
             )
         ),
-        AppEvent::Receipt(r) => format!("{} ≤ {} {:?}", shown(&r.peer), r.up_to, r.status),
+        AppEvent::Receipt(r) => format!(
+            "{} ≤ {} {:?}",
+            chat_of(r.peer.as_deref(), r.group),
+            r.up_to,
+            r.status
+        ),
         AppEvent::Rejected(e) => format!("! refused: {} ({})", shown(&e.message), e.code),
         AppEvent::Star(s) if s.starred => format!("★ starred message {}", s.message_id),
         AppEvent::Star(s) => format!("☆ unstarred message {}", s.message_id),
@@ -348,8 +354,24 @@ fn event_text(event: &AppEvent) -> String {
             t.seconds
         ),
         AppEvent::Expired(e) => format!("message {} disappeared", e.message_id),
+        AppEvent::Group(g) => format!(
+            "group {} ({}): {}",
+            g.group,
+            shown(&g.name),
+            g.change.as_str()
+        ),
         AppEvent::Connection(_) => String::new(),
         AppEvent::ServerFault(fault) => format!("! server fault: {fault}"),
+    }
+}
+
+/// The other side of a chat as a line shows it: a user's name, or
+/// `group N`.
+fn chat_of(peer: Option<&str>, group: Option<protocol::groups::GroupId>) -> String {
+    match (peer, group) {
+        (Some(peer), _) => shown(peer).into_owned(),
+        (None, Some(group)) => format!("group {group}"),
+        (None, None) => String::new(),
     }
 }
 

@@ -105,7 +105,8 @@ impl Client {
         }
         let request = SendRequest {
             id: uuid::Uuid::new_v4().to_string(),
-            to: to.to_owned(),
+            to: Some(to.to_owned()),
+            group: None,
             body: body.to_owned(),
             media,
         };
@@ -126,7 +127,8 @@ impl Client {
                 .map(|m| serde_json::to_string(m).unwrap_or_default());
             session::lock(&shared.outbox).add_with_media(
                 &entry.id,
-                &entry.to,
+                // Checked above: this send names a user.
+                entry.to.as_deref().unwrap_or_default(),
                 &entry.body,
                 media.as_deref(),
                 session::now_ms(),

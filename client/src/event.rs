@@ -1,6 +1,7 @@
 //! [`AppEvent`]: what the driver tells the app. The handle ([`Client`](crate::Client))
 //! hands out the channel; the driver (`session`) fills it.
 
+use protocol::groups::GroupEvent;
 use protocol::messages::{
     AckEvent, ErrorEvent, ExpiredEvent, MessageEvent, ReceiptEvent, StarEvent, TimerEvent,
 };
@@ -23,6 +24,8 @@ pub enum AppEvent {
     Star(StarEvent),
     /// A chat's disappearing-message timer changed.
     Timer(TimerEvent),
+    /// A group I am in (or just left) changed.
+    Group(GroupEvent),
     /// A message expired on the server: delete it here too.
     Expired(ExpiredEvent),
     /// The server refused something. If `client_id` names one of my sends,

@@ -585,6 +585,7 @@ impl Driver {
                 Event::Receipt(receipt) => Some(AppEvent::Receipt(receipt)),
                 Event::Star(star) => Some(AppEvent::Star(star)),
                 Event::Timer(timer) => Some(AppEvent::Timer(timer)),
+                Event::Group(group) => Some(AppEvent::Group(group)),
                 Event::Expired(expired) => Some(AppEvent::Expired(expired)),
                 Event::Error(error) => {
                     if was_pending {
@@ -688,7 +689,8 @@ impl Driver {
                 Latest::Read(peer) => (
                     &self.topics.read,
                     encode!(ReadRequest {
-                        peer: peer.clone(),
+                        peer: Some(peer.clone()),
+                        group: None,
                         up_to: value
                     }),
                 ),
@@ -758,7 +760,8 @@ impl Driver {
         for entry in entries {
             let payload = encode!(SendRequest {
                 id: entry.client_id.clone(),
-                to: entry.peer,
+                to: Some(entry.peer),
+                group: None,
                 body: entry.body,
                 // Written by this SDK from a MediaRef; unreadable JSON would
                 // mean a damaged file, and the server then refuses the send.
