@@ -10,7 +10,7 @@ use protocol::history::{
 };
 use protocol::messages::{StarRequest, TIMER_CHOICES};
 use protocol::{ErrorCode, UserName};
-use store::search::BadSearch;
+use store::search::{BadSearch, Scope};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, JsonBody, QueryParams};
@@ -28,7 +28,8 @@ fn peer_name(name: &str) -> Result<UserName, ApiError> {
     UserName::parse(name).map_err(|_| ApiError::new(ErrorCode::NotFound, "no such user"))
 }
 
-/// Conversations, the one with the newest message first.
+/// Conversations, the one with the newest message first: 1:1 chats and
+/// groups.
 #[utoipa::path(
     get, path = "/v1/chats", tag = "history", security(("bearer" = [])),
     params(PageQuery),
@@ -217,13 +218,15 @@ pub async fn set_timer(
     Ok(Json(setting))
 }
 
-/// The caller's messages that contain every word of `q`, newest first.
+/// The caller's messages that contain every word of `q`, newest first:
+/// their 1:1 chats and the groups they are or were in (only messages sent
+/// while they were a member).
 #[utoipa::path(
     get, path = "/v1/search", tag = "history", security(("bearer" = [])),
     params(SearchQuery, PageQuery),
     responses(
         (status = 200, description = "A page of matching messages", body = Page<HistoryMessage>),
-        (status = 400, description = "No words in `q`, too many words, or `limit` out of range", body = ErrorBody),
+        (status = 400, description = "No words in `q`, too many words, both `peer` and `group`, or `limit` out of range", body = ErrorBody),
         (status = 401, description = "Missing or bad token", body = ErrorBody),
     ),
 )]
@@ -235,10 +238,20 @@ pub async fn search(
 ) -> Result<Json<Page<HistoryMessage>>, ApiError> {
     let limit = limit(&page)?;
     let peer = query.peer.as_deref().map(peer_name).transpose()?;
+    if peer.is_some() && query.group.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "`peer` and `group` cannot be given together",
+        ));
+    }
     let found = blocking(move || {
         let me = caller.user.as_str();
-        let peer = peer.as_ref().map(UserName::as_str);
-        let mut found = state.store.search(me, &query.q, peer, page.before, limit)?;
+        let scope = match (&peer, query.group) {
+            (Some(peer), _) => Scope::Peer(peer.as_str()),
+            (None, Some(group)) => Scope::Group(group),
+            (None, None) => Scope::All,
+        };
+        let mut found = state.store.search(me, &query.q, scope, page.before, limit)?;
         if let Ok(page) = &mut found {
             state.store.hide_unshared_reads(me, &mut page.items)?;
         }

@@ -24,6 +24,7 @@ mod backup;
 pub mod config;
 mod error;
 mod extract;
+mod group_history;
 mod health;
 mod history;
 pub mod listener;
@@ -96,6 +97,8 @@ pub fn router(state: AppState, max_json_body: usize) -> Router {
         .routes(routes!(history::set_timer))
         .routes(routes!(history::stars))
         .routes(routes!(history::search))
+        .routes(routes!(group_history::history))
+        .routes(routes!(group_history::receipts))
         .routes(routes!(presence::presence))
         .routes(routes!(presence::settings, presence::update_settings))
         .routes(routes!(media::limits))

@@ -2,9 +2,11 @@
 //! user to take away.
 //!
 //! The archive holds `user.json` (account and privacy settings),
-//! `messages.json` (every message they sent or received as history shows
-//! it: bodies in clear, delivered and read times, media, stars), `media.json` (references to their
-//! media) and `device_backups.json` (what device backups the server
+//! `messages.json` (every message they sent or received, and every group
+//! message sent while they were in the group, as history shows it: bodies
+//! in clear, delivered and read times, media, stars), `media.json`
+//! (references to their media), `groups.json` (the groups they were ever
+//! in, with when they joined and left) and `device_backups.json` (what device backups the server
 //! keeps; their bytes are the device's own ciphertext and are fetched with
 //! `GET /v1/me/backup`). Exporting only reads: it never moves last seen.
 
@@ -66,6 +68,27 @@ pub fn export_user(store: &Store, user: &str, path: &Path) -> Result<Counts, Job
     let media = media_references(store, user)?;
     write(&mut zip, &pretty(&json!(media)))?;
 
+    zip.start_file("groups.json", options)?;
+    let groups: Vec<_> = store
+        .exported_groups(user)?
+        .into_iter()
+        .map(|g| {
+            let memberships: Vec<_> = g
+                .memberships
+                .iter()
+                .map(|m| json!({ "joined_at": m.joined_at, "left_at": m.left_at, "admin": m.admin }))
+                .collect();
+            json!({
+                "id": g.id,
+                "name": g.name,
+                "created_by": g.created_by,
+                "created_at": g.created_at,
+                "memberships": memberships,
+            })
+        })
+        .collect();
+    write(&mut zip, &pretty(&json!(groups)))?;
+
     zip.start_file("device_backups.json", options)?;
     let backups: Vec<_> = store
         .device_backups(user)?
@@ -79,6 +102,7 @@ pub fn export_user(store: &Store, user: &str, path: &Path) -> Result<Counts, Job
     let mut counts = Counts::new();
     counts.insert("messages".into(), messages);
     counts.insert("media".into(), media.len() as u64);
+    counts.insert("groups".into(), groups.len() as u64);
     counts.insert("device_backups".into(), backups.len() as u64);
     Ok(counts)
 }

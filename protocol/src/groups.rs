@@ -158,6 +158,7 @@ impl GroupRequest {
 
 /// What changed in a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum GroupChange {
     Created,
@@ -207,6 +208,7 @@ impl GroupChange {
 /// "user","by","name","at"}`, plus `members` and `client_id` on
 /// `created` and `seconds` on `timer`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupEvent {
     pub group: GroupId,
     pub change: GroupChange,

@@ -45,7 +45,8 @@ impl PageQuery {
     }
 }
 
-/// A message as history shows it to one of its two participants.
+/// A message as history shows it to one of its two participants, or to a
+/// member of its group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryMessage {
@@ -54,7 +55,12 @@ pub struct HistoryMessage {
     /// The sender's own id for it.
     pub client_id: String,
     pub from: String,
-    pub to: String,
+    /// The recipient of a 1:1 message; absent on a group message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The group of a group message; absent on a 1:1 message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<i64>,
     /// The text; may be empty for a media message.
     pub body: String,
     /// The media it carries, if any: download with `GET /v1/media/{id}`.
@@ -62,10 +68,13 @@ pub struct HistoryMessage {
     pub media: Option<crate::messages::MediaRef>,
     /// When the server stored it (✓), Unix milliseconds.
     pub sent_at: i64,
-    /// When it reached the recipient's device (✓✓).
+    /// When it reached the recipient's device (✓✓); on your own group
+    /// message, when it had reached every member's (null until all).
     pub delivered_at: Option<i64>,
     /// When the recipient read it. For the sender, shown only while both
-    /// participants have read receipts on, as with receipt events.
+    /// participants have read receipts on, as with receipt events. On your
+    /// own group message, when every member had read it, as the group's
+    /// aggregate `read` receipt says.
     pub read_at: Option<i64>,
     /// When it disappears (sent while the chat had a timer); absent for
     /// messages that stay, as in inbox events.
@@ -75,15 +84,25 @@ pub struct HistoryMessage {
     pub starred: bool,
 }
 
-/// One conversation in `GET /v1/chats`.
+/// One conversation in `GET /v1/chats`: a 1:1 chat (`peer`) or a group
+/// (`group` and `name`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Chat {
-    /// The other participant.
-    pub peer: String,
-    /// The newest message either way.
+    /// The other participant of a 1:1 chat; absent for a group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The group's id; absent for a 1:1 chat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<i64>,
+    /// The group's name; absent for a 1:1 chat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The newest message either way (in a group: the newest the caller
+    /// may see).
     pub last_message: HistoryMessage,
-    /// Messages from `peer` that the caller has not read.
+    /// Messages from `peer` (in a group: from the other members) that the
+    /// caller has not read.
     pub unread: i64,
     /// The chat's disappearing-message timer in seconds; 0 when off.
     pub timer_seconds: i64,
@@ -101,8 +120,10 @@ pub struct TimerSetting {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StarredMessage {
-    /// The other participant of the starred message.
-    pub peer: String,
+    /// The other participant of a starred 1:1 message; absent for a group
+    /// message (its `group` is in `message`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
     /// When the caller starred it, Unix milliseconds.
     pub starred_at: i64,
     pub message: HistoryMessage,
@@ -126,4 +147,64 @@ pub struct SearchQuery {
     pub q: String,
     /// Only the conversation with this user.
     pub peer: Option<String>,
+    /// Only this group's messages (those inside the caller's membership).
+    pub group: Option<i64>,
+}
+
+/// One member's receipt for a group message, in the sender's "message
+/// info" (`GET /v1/groups/{id}/messages/{message_id}/receipts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberReceipt {
+    pub user: String,
+    /// When the message reached one of their devices; null until then.
+    pub delivered_at: Option<i64>,
+    /// When they read it; null until then, and always null for a member
+    /// with read receipts off (or while the sender has them off).
+    pub read_at: Option<i64>,
+}
+
+/// One item of `GET /v1/groups/{id}/messages`: a message (as 6.1, with
+/// `group` instead of `to`), or a change of the group, shown where it
+/// happened among the messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum GroupHistoryItem {
+    Message(HistoryMessage),
+    Change(GroupChangeEntry),
+}
+
+/// A system entry of a group's history ("alice added carol"): the `group`
+/// inbox event of the change (its `type` is `group`, it has no `seq`), and
+/// the id of the message it came after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupChangeEntry {
+    /// Always `group`, as on the inbox event.
+    #[serde(rename = "type")]
+    pub kind: ChangeKind,
+    #[serde(flatten)]
+    pub event: crate::groups::GroupEvent,
+    /// The newest message of the group when it happened (0 before the
+    /// first): the entry comes after that message and before the next.
+    pub after_message: i64,
+}
+
+impl GroupChangeEntry {
+    pub fn new(event: crate::groups::GroupEvent, after_message: i64) -> GroupChangeEntry {
+        GroupChangeEntry {
+            kind: ChangeKind::Group,
+            event,
+            after_message,
+        }
+    }
+}
+
+/// The `type` of a [`GroupChangeEntry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Group,
 }

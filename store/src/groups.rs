@@ -288,6 +288,15 @@ impl Tx<'_> {
     }
 }
 
+impl Tx<'_> {
+    /// Every window of `user` in every group they were ever in, as
+    /// [`Store::every_window_of`], inside this transaction (starring checks
+    /// that a group message is one the user may see).
+    pub fn every_window_of(&mut self, user: &str) -> Result<HashMap<GroupId, Vec<Window>>, StoreError> {
+        every_window_of(self.conn, user)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

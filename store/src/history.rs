@@ -1,5 +1,6 @@
 //! Reading messages back: a conversation's history, the chat list, and
-//! messages by id, for one of their two participants.
+//! messages by id, for one of their two participants (or, for a group
+//! message, a member who may see it: [`crate::group_history`]).
 //!
 //! Every read goes through the `message_history` view (`messages` UNION
 //! ALL `messages_archive`), so archival moves rows without changing what
@@ -16,6 +17,7 @@ use protocol::history::{Chat, HistoryMessage, Page};
 use std::collections::{HashMap, HashSet};
 
 use crate::db::AnyConnection;
+use crate::group_history::Visible;
 use crate::messages::open_media;
 use crate::schema::{message_history, stars};
 use crate::{Store, StoreError};
@@ -128,6 +130,7 @@ impl Store {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Page<Chat>, StoreError> {
+        let visible = self.visible_to(me)?;
         let mut conn = self.conn()?;
         let sent: Vec<(String, Option<i64>)> = on_backend!(&mut *conn, c => message_history::table
             .filter(message_history::sender.eq(me))
@@ -145,6 +148,9 @@ impl Store {
             let last = last_by_peer.entry(peer).or_insert(id);
             *last = (*last).max(id);
         }
+        // A group message's recipient is its group (`#17`): those are the
+        // group entries, read apart.
+        last_by_peer.retain(|peer, _| crate::groups::group_of(peer).is_none());
         let mut chats: Vec<(String, i64)> = last_by_peer
             .into_iter()
             .filter(|(_, id)| *id < below(before))
@@ -165,35 +171,47 @@ impl Store {
         let timers = self.timers(me, &peers)?;
         let ids: Vec<i64> = chats.iter().map(|(_, id)| *id).collect();
         let mut last_messages: HashMap<i64, HistoryMessage> = self
-            .messages_by_id(&mut conn, me, &ids)?
+            .messages_by_id(&mut conn, me, &visible, &ids)?
             .into_iter()
             .map(|m| (m.id, m))
             .collect();
-        let items = chats
+        let mut items: Vec<Chat> = chats
             .into_iter()
             .filter_map(|(peer, id)| {
                 Some(Chat {
                     unread: unread.get(&peer).copied().unwrap_or(0),
                     timer_seconds: timers.get(&peer).copied().unwrap_or(0),
                     last_message: last_messages.remove(&id)?,
-                    peer,
+                    peer: Some(peer),
+                    group: None,
+                    name: None,
                 })
             })
             .collect();
+        // Groups beside 1:1 chats, in the same order (newest message first).
+        items.extend(
+            self.group_chats(&mut conn, me, &visible)?
+                .into_iter()
+                .filter(|chat| chat.last_message.id < below(before)),
+        );
+        items.sort_by_key(|chat| std::cmp::Reverse(chat.last_message.id));
         Ok(page(items, limit, |chat| chat.last_message.id))
     }
 
-    /// Message `id`, if `me` sent or received it.
+    /// Message `id`, if `me` sent or received it, or may see it in a group.
     pub fn message_for(&self, me: &str, id: i64) -> Result<Option<HistoryMessage>, StoreError> {
+        let visible = self.visible_to(me)?;
         let mut conn = self.conn()?;
-        Ok(self.messages_by_id(&mut conn, me, &[id])?.pop())
+        Ok(self.messages_by_id(&mut conn, me, &visible, &[id])?.pop())
     }
 
-    /// The messages among `ids` that `me` sent or received, newest first.
+    /// The messages among `ids` that `me` sent or received, or that are
+    /// `visible` group messages, newest first.
     pub(crate) fn messages_by_id(
         &self,
         conn: &mut AnyConnection,
         me: &str,
+        visible: &Visible,
         ids: &[i64],
     ) -> Result<Vec<HistoryMessage>, StoreError> {
         if ids.is_empty() {
@@ -201,7 +219,7 @@ impl Store {
         }
         let rows: Vec<Row> = on_backend!(conn, c => message_history::table
             .filter(message_history::id.eq_any(ids))
-            .filter(message_history::sender.eq(me).or(message_history::recipient.eq(me)))
+            .filter(message_history::sender.eq(me).or(message_history::recipient.eq(me)).or(visible.condition("recipient", "id")))
             .order(message_history::id.desc())
             .select(COLUMNS)
             .load(c))?;
@@ -223,11 +241,14 @@ impl Store {
         if messages.is_empty() {
             return Ok(());
         }
-        let mut names: Vec<&str> = messages.iter().map(|m| m.to.as_str()).collect();
+        let mut names: Vec<&str> = messages.iter().filter_map(|m| m.to.as_deref()).collect();
         names.push(me);
         let sharing = self.with_read_receipts(&names)?;
         for message in &mut messages {
-            if !(sharing.contains(me) && sharing.contains(&message.to)) {
+            // A group's aggregate read already leaves out the members with
+            // read receipts off: only the sender's own setting is left.
+            let peer_shares = message.to.as_deref().is_none_or(|to| sharing.contains(to));
+            if !(sharing.contains(me) && peer_shares) {
                 message.read_at = None;
             }
         }
@@ -268,11 +289,14 @@ impl Store {
                     expires_at,
                     media,
                 )| {
+                    // A group message's recipient is its group (`#17`).
+                    let group = crate::groups::group_of(&to);
                     Ok(HistoryMessage {
                         id,
                         client_id,
                         from,
-                        to,
+                        to: group.is_none().then_some(to),
+                        group,
                         body: sealer.open_string(&body)?,
                         media: open_media(sealer, media.as_deref())?,
                         sent_at,

@@ -14,6 +14,9 @@
 //!   pruning. Its invariant is written at the top of the module.
 //! - [`history`]: reading messages back (a conversation, the chat list),
 //!   hot or archived alike, for their participants only.
+//! - [`group_history`]: reading groups: a group's history inside the
+//!   caller's membership windows, per-member receipts, group chat-list
+//!   entries, and the visibility rule search, stars, media and export use.
 //! - [`stars`]: per-user starred messages.
 //! - [`search`]: the blind word index over sealed bodies, and search.
 //! - [`indexer`]: writes that index off the send path, following
@@ -67,6 +70,7 @@ pub mod encoding;
 mod error;
 pub mod expiry;
 pub mod export;
+pub mod group_history;
 pub mod groups;
 pub mod history;
 pub mod indexer;

@@ -5,7 +5,8 @@
 //! - identical content from one owner is one row (`UNIQUE (owner, sha256)`),
 //!   so a second upload of the same bytes gets the first row back;
 //! - a message carries at most one media id, which must be its sender's;
-//! - a user may read media they own or that a message to them carries;
+//! - a user may read media they own or that a message to them carries, or
+//!   a group message they may see ([`crate::group_history`]);
 //! - media no message references is an orphan, removed by the cleanup job
 //!   once it is old enough ([`Store::media_orphans`], [`Store::delete_orphan`]);
 //! - until a message carries it an upload is *pending*, and what a user may
@@ -138,15 +139,21 @@ impl Store {
     }
 
     /// The media `id`, if `user` may read it: they own it, or a message to
-    /// them carries it. Anyone else gets `None`, exactly as for an id that
-    /// does not exist.
+    /// them carries it, or a group message they may see (one sent inside
+    /// their membership windows). Anyone else gets `None`, exactly as for an
+    /// id that does not exist.
     pub fn readable_media(&self, id: &str, user: &str) -> Result<Option<Media>, StoreError> {
+        let visible = self.visible_to(user)?;
         let mut conn = self.conn()?;
         // Hot or archived: an old message's media stays readable.
         let carried_to_user = diesel::dsl::exists(
             message_history::table
                 .filter(message_history::media_id.eq(id))
-                .filter(message_history::recipient.eq(user)),
+                .filter(
+                    message_history::recipient
+                        .eq(user)
+                        .or(visible.condition("message_history.recipient", "message_history.id")),
+                ),
         );
         Ok(on_backend!(&mut *conn, c => media::table
             .filter(media::id.eq(id))

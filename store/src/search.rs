@@ -6,6 +6,11 @@
 //! [`TERM_LEN`] bytes. A search computes the same values for its words and
 //! looks them up; no readable word is ever written.
 //!
+//! A group message is indexed once, under its group (`#17` in place of a
+//! user, in the term and in `user_name`), not once per member: a search
+//! looks under the caller and under each group they were in, and keeps the
+//! group rows inside the caller's membership windows.
+//!
 //! The trade-off, stated plainly: someone holding the database but not the
 //! key learns, per user, which of that user's messages share a word, how
 //! many distinct words a message has, and who talks to whom (which the
@@ -22,11 +27,14 @@ use diesel::prelude::*;
 use diesel::sql_types::Bool;
 use diesel::IntoSql;
 use hmac::{Hmac, Mac};
+use protocol::groups::GroupId;
 use protocol::history::{HistoryMessage, Page};
 use sha2::Sha256;
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 
+use crate::group_history::Visible;
+use crate::groups::recipient_of;
 use crate::history::{below, page};
 use crate::schema::search_terms;
 use crate::{Sealer, Store, StoreError};
@@ -104,7 +112,9 @@ pub(crate) struct TermRow {
 }
 
 /// The index rows of message `id`: its distinct words (at most
-/// [`WORDS_PER_MESSAGE`]), once for each participant.
+/// [`WORDS_PER_MESSAGE`]), once for each participant; a group message's
+/// once, under its group (its recipient, `#17`), whatever the number of
+/// members: a search filters those rows by the caller's membership windows.
 pub(crate) fn terms_of(
     index: &BlindIndex,
     id: i64,
@@ -114,7 +124,9 @@ pub(crate) fn terms_of(
 ) -> Vec<TermRow> {
     let words = words(text);
     let mut participants = vec![(sender, recipient)];
-    if sender != recipient {
+    if crate::groups::group_of(recipient).is_some() {
+        participants = vec![(recipient, sender)];
+    } else if sender != recipient {
         participants.push((recipient, sender));
     }
     participants
@@ -130,14 +142,28 @@ pub(crate) fn terms_of(
         .collect()
 }
 
+/// Which messages a search looks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope<'a> {
+    /// Every chat of the caller's and every group they may see.
+    #[default]
+    All,
+    /// Only the 1:1 chat with this user.
+    Peer(&'a str),
+    /// Only this group (inside the caller's windows).
+    Group(GroupId),
+}
+
 impl Store {
-    /// `me`'s messages (with `peer` only, if given) containing every word
-    /// of `query`, newest first.
+    /// `me`'s messages (in `scope`) containing every word of `query`,
+    /// newest first. Group messages are indexed once, under their group;
+    /// those `me` may not see (never a member, or sent outside their
+    /// windows) are filtered out in the same query.
     pub fn search(
         &self,
         me: &str,
         query: &str,
-        peer: Option<&str>,
+        scope: Scope<'_>,
         before: Option<i64>,
         limit: usize,
     ) -> Result<Result<Page<HistoryMessage>, BadSearch>, StoreError> {
@@ -148,12 +174,33 @@ impl Store {
         if words.len() > QUERY_MAX_WORDS {
             return Ok(Err(BadSearch::TooManyWords));
         }
+        let visible = self.visible_to(me)?;
+        let (mine, groups) = match scope {
+            Scope::All => (true, visible.clone()),
+            Scope::Peer(_) => (true, Visible::none()),
+            Scope::Group(group) => (false, visible.clone().only(group)),
+        };
+        let mut owners: Vec<String> = groups.groups().map(recipient_of).collect();
+        if mine {
+            owners.push(me.to_owned());
+        }
         let index = BlindIndex::new(self.sealer()?);
-        let terms: Vec<Vec<u8>> = words.iter().map(|word| index.term(me, word)).collect();
+        let terms: Vec<Vec<u8>> = owners
+            .iter()
+            .flat_map(|owner| words.iter().map(|word| index.term(owner, word)))
+            .collect();
+        let peer = match scope {
+            Scope::Peer(peer) => Some(peer),
+            _ => None,
+        };
         // With no peer, the peer test is `OR true`: one query shape for both.
         let any_peer = peer.is_none().into_sql::<Bool>();
+        let mine = mine.into_sql::<Bool>();
         let matching = search_terms::table
-            .filter(search_terms::user_name.eq(me))
+            .filter(
+                (search_terms::user_name.eq(me).and(mine))
+                    .or(groups.condition("user_name", "message_id")),
+            )
             .filter(search_terms::term.eq_any(terms))
             .filter(search_terms::message_id.lt(below(before)))
             .filter(search_terms::peer.eq(peer.unwrap_or_default()).or(any_peer))
@@ -165,7 +212,7 @@ impl Store {
             .select(search_terms::message_id);
         let mut conn = self.conn()?;
         let ids: Vec<i64> = on_backend!(&mut *conn, c => matching.load(c))?;
-        let messages = self.messages_by_id(&mut conn, me, &ids)?;
+        let messages = self.messages_by_id(&mut conn, me, &visible, &ids)?;
         Ok(Ok(page(messages, limit, |m| m.id)))
     }
 }

@@ -1,10 +1,12 @@
-//! Starred messages: each participant of a message may star it for
-//! themself; nobody else can, or can tell that it exists.
+//! Starred messages: each participant of a message (and each member who
+//! may see a group message) may star it for themself; nobody else can, or
+//! can tell that it exists.
 
 use diesel::prelude::*;
 use protocol::history::{Page, StarredMessage};
 
 use crate::db::Tx;
+use crate::group_history::Visible;
 use crate::history::{below, page};
 use crate::schema::{message_history, stars};
 use crate::{Store, StoreError};
@@ -29,9 +31,10 @@ impl Tx<'_> {
         starred: bool,
         at: i64,
     ) -> Result<StarChange, StoreError> {
+        let visible = Visible::of(self.every_window_of(user)?);
         let participant: i64 = on_backend!(&mut *self.conn, c => message_history::table
             .filter(message_history::id.eq(id))
-            .filter(message_history::sender.eq(user).or(message_history::recipient.eq(user)))
+            .filter(message_history::sender.eq(user).or(message_history::recipient.eq(user)).or(visible.condition("recipient", "id")))
             .count()
             .get_result(c))?;
         if participant == 0 {
@@ -65,6 +68,7 @@ impl Store {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Page<StarredMessage>, StoreError> {
+        let visible = self.visible_to(user)?;
         let mut conn = self.conn()?;
         let starred: Vec<(i64, i64)> = on_backend!(&mut *conn, c => stars::table
             .filter(stars::user_name.eq(user))
@@ -74,7 +78,7 @@ impl Store {
             .select((stars::message_id, stars::starred_at))
             .load(c))?;
         let ids: Vec<i64> = starred.iter().map(|(id, _)| *id).collect();
-        let messages = self.messages_by_id(&mut conn, user, &ids)?;
+        let messages = self.messages_by_id(&mut conn, user, &visible, &ids)?;
         // A star whose message is gone (expired) is skipped, not an error.
         let mut messages = messages.into_iter().peekable();
         let items = starred
@@ -84,10 +88,11 @@ impl Store {
                     messages.next();
                 }
                 let message = messages.next_if(|m| m.id == id)?;
-                let peer = if message.from == user {
-                    message.to.clone()
-                } else {
-                    message.from.clone()
+                // A group message has no peer: its `group` says where it is.
+                let peer = match &message.to {
+                    None => None,
+                    Some(to) if message.from == user => Some(to.clone()),
+                    Some(_) => Some(message.from.clone()),
                 };
                 Some(StarredMessage {
                     peer,

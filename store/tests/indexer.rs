@@ -37,9 +37,9 @@ on_both_backends! {
             assert!(passes < 100, "the indexer does not converge");
         }
         assert_eq!(pass.through, pass.newest);
-        let found = store.search("bob", "w999", None, None, 10).unwrap().unwrap();
+        let found = store.search("bob", "w999", store::search::Scope::All, None, 10).unwrap().unwrap();
         assert_eq!(found.items.len(), 1);
-        let all = store.search("alice", "seven", None, None, 2_000).unwrap().unwrap();
+        let all = store.search("alice", "seven", store::search::Scope::All, None, 2_000).unwrap().unwrap();
         assert_eq!(all.items.len(), 1_000, "every message once");
         assert_eq!(store.index_pass(10_000).unwrap().indexed, 0, "caught up: nothing more");
     }
