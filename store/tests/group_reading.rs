@@ -157,4 +157,24 @@ on_both_backends! {
         assert_eq!(store.exported_groups("carol").unwrap()[0].memberships[0].left_at, Some(200));
         assert!(store.exported_groups("eve").unwrap().is_empty());
     }
+
+    the_sender_alone_sees_each_members_times_with_read_privacy(store) {
+        let [first, second, _] = team(&store);
+        // Bob got the first at 150 and read both at 250; Carol got the
+        // first at 160 and read it at 170, with read receipts off.
+        for (user, status, up_to, at) in [("bob", "delivered", first, 150), ("bob", "read", second, 250), ("carol", "delivered", first, 160), ("carol", "read", first, 170)] {
+            execute(&store, &format!("INSERT INTO group_receipts (group_id, user_name, status, up_to, at) VALUES (1, '{user}', '{status}', {up_to}, {at})"));
+        }
+        execute(&store, "UPDATE users SET read_receipts = FALSE WHERE name = 'carol'");
+        let detail = store.group_message_receipts("alice", 1, first).unwrap().unwrap();
+        let times: Vec<(&str, Option<i64>, Option<i64>)> = detail.iter().map(|r| (r.user.as_str(), r.delivered_at, r.read_at)).collect();
+        assert_eq!(times, [("bob", Some(150), Some(250)), ("carol", Some(160), None)]);
+        // Bob's message was sent after Carol left: only Alice counts.
+        let detail = store.group_message_receipts("bob", 1, second).unwrap().unwrap();
+        let users: Vec<&str> = detail.iter().map(|r| r.user.as_str()).collect();
+        assert_eq!(users, ["alice"]);
+        // Nobody but the sender may ask, and only about that group.
+        assert!(store.group_message_receipts("bob", 1, first).unwrap().is_none());
+        assert!(store.group_message_receipts("alice", 2, first).unwrap().is_none());
+    }
 }
