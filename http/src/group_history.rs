@@ -50,9 +50,7 @@ pub async fn history(
     Path(group): Path<String>,
     QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<Page<GroupHistoryItem>>, ApiError> {
-    let limit = page
-        .limit()
-        .map_err(|message| ApiError::new(ErrorCode::BadRequest, message))?;
+    let limit = super::history::limit(&page)?;
     let group: GroupId = id(&group)?;
     let found = blocking(move || {
         state

@@ -17,7 +17,7 @@ use super::extract::{Caller, JsonBody, QueryParams};
 use super::{blocking, submit, AppState};
 
 /// The page size asked for, or a 400.
-fn limit(page: &PageQuery) -> Result<usize, ApiError> {
+pub(crate) fn limit(page: &PageQuery) -> Result<usize, ApiError> {
     page.limit()
         .map_err(|message| ApiError::new(ErrorCode::BadRequest, message))
 }
