@@ -25,6 +25,8 @@
 //! - [`groups`]: groups, membership windows (what a member may see), each
 //!   member's receipt positions, the log of group changes. A group message
 //!   is a `messages` row whose recipient is the group's reserved name.
+//! - [`group_receipts`]: each member's delivered and read positions, and
+//!   the aggregate receipts ("delivered to all", "read by all").
 //! - [`archive`]: moving old messages to the archive table, in batches.
 //! - [`expiry`]: deleting expired messages from every place they live.
 //! - [`dead_letters`]: refused client payloads, for operators.
@@ -71,6 +73,7 @@ mod error;
 pub mod expiry;
 pub mod export;
 pub mod group_history;
+pub mod group_receipts;
 pub mod groups;
 pub mod history;
 pub mod indexer;
