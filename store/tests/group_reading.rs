@@ -1,13 +1,13 @@
 //! The store's group reads on SQLite and on a real PostgreSQL, over a
 //! group whose membership changed: each member sees their windows only, in
 //! history, search, stars, the chat list and export. The group's rows are
-//! written as the bridge writes them (`tests/groups_reading.rs` drives the
+//! written with the store functions the bridge uses (`tests/groups_reading.rs` drives the
 //! same through a real server).
 
 use diesel::RunQueryDsl;
 use protocol::groups::{GroupChange, GroupEvent};
 use protocol::history::GroupHistoryItem;
-use protocol::messages::Event;
+use store::groups::Created;
 use store::messages::{NewMessage, Stored};
 use store::on_both_backends;
 use store::search::Scope;
@@ -21,7 +21,7 @@ fn execute(store: &Store, sql: &str) {
 }
 
 fn change(store: &Store, change: GroupChange, user: Option<&str>, after: i64, at: i64) {
-    let event = Event::Group(GroupEvent {
+    let event = GroupEvent {
         group: 1,
         change,
         user: user.map(str::to_owned),
@@ -31,22 +31,8 @@ fn change(store: &Store, change: GroupChange, user: Option<&str>, after: i64, at
         members: None,
         client_id: None,
         seconds: None,
-    });
-    let json = serde_json::to_string(&event).unwrap();
-    execute(store, &format!(
-        "INSERT INTO group_changes (group_id, after_message, at, event) VALUES (1, {after}, {at}, '{json}')"
-    ));
-}
-
-fn member(store: &Store, user: &str, joined_at: i64, after: i64, left: Option<(i64, i64)>) {
-    let (left_at, through) = match left {
-        Some((at, through)) => (at.to_string(), through.to_string()),
-        None => ("NULL".into(), "NULL".into()),
     };
-    execute(store, &format!(
-        "INSERT INTO group_members (group_id, user_name, admin, joined_at, after_message, left_at, through_message, delivered_up_to, read_up_to) \
-         VALUES (1, '{user}', FALSE, {joined_at}, {after}, {left_at}, {through}, {after}, {after})"
-    ));
+    store.transaction(|tx| tx.record_group_change(&event, after)).unwrap();
 }
 
 fn send(store: &Store, sender: &str, recipient: &str, client_id: &str, body: &str) -> i64 {
@@ -85,16 +71,16 @@ fn team(store: &Store) -> [i64; 3] {
         store.create_user(user, "correct horse").unwrap();
     }
     store.start_search_cursor().unwrap();
-    // The first group of a fresh database: id 1.
-    execute(store, "INSERT INTO chat_groups (name, created_by, client_id, created_at) VALUES ('Team', 'alice', 'c-1', 100)");
-    member(store, "alice", 100, 0, None);
-    member(store, "bob", 100, 0, None);
+    store.transaction(|tx| {
+        assert_eq!(tx.create_group("alice", "c-1", "Team", 100)?, Created::New(1));
+        tx.open_windows(1, &[("alice", true), ("bob", false), ("carol", false)], 100, 0)
+    }).unwrap();
     change(store, GroupChange::Created, None, 0, 100);
     let first = send(store, "alice", "#1", "a-1", "pineapple for everyone");
-    member(store, "carol", 100, 0, Some((200, first)));
+    store.transaction(|tx| tx.close_window(1, "carol", 200, first)).unwrap();
     change(store, GroupChange::Removed, Some("carol"), first, 200);
     let second = send(store, "bob", "#1", "b-1", "pineapple and mango");
-    member(store, "dave", 300, second, None);
+    store.transaction(|tx| tx.open_windows(1, &[("dave", false)], 300, second)).unwrap();
     change(store, GroupChange::Added, Some("dave"), second, 300);
     let third = send(store, "alice", "#1", "a-2", "welcome dave");
     [first, second, third]
