@@ -35,7 +35,7 @@ pub struct MemberReceipts {
 /// The group's messages inside the caller's membership windows, newest
 /// first, with the group's changes (system entries) among them.
 #[utoipa::path(
-    get, path = "/v1/groups/{id}/messages", tag = "groups", security(("bearer" = [])),
+    get, path = "/v1/groups/{id}/messages", tag = "groups", operation_id = "group_history", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Group id"), PageQuery),
     responses(
         (status = 200, description = "A page of messages and system entries", body = Page<GroupHistoryItem>),
@@ -64,7 +64,7 @@ pub async fn history(
 /// Per-member delivery and read times of one of the caller's own group
 /// messages (WhatsApp's "message info").
 #[utoipa::path(
-    get, path = "/v1/groups/{id}/messages/{message_id}/receipts", tag = "groups", security(("bearer" = [])),
+    get, path = "/v1/groups/{id}/messages/{message_id}/receipts", tag = "groups", operation_id = "group_message_receipts", security(("bearer" = [])),
     params(
         ("id" = i64, Path, description = "Group id"),
         ("message_id" = i64, Path, description = "Server message id of the caller's message"),
