@@ -80,6 +80,14 @@ fn m(id: i64) -> String {
     format!("m:{id}")
 }
 
+/// A small PNG, different for each `seed`.
+fn png(seed: u8) -> Vec<u8> {
+    let picture = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8, y as u8, seed]));
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    picture.write_to(&mut bytes, image::ImageFormat::Png).expect("encode a PNG");
+    bytes.into_inner()
+}
+
 /// Searches as `token`'s owner; the ids found.
 fn search(server: &Server, token: &str, query: &str) -> Vec<i64> {
     page_ids(&get_ok(server, &format!("/v1/search?{query}"), token), "/id")
@@ -243,10 +251,10 @@ on_both_backends! {
         let carol = server.register("carol");
         let eve = server.register("eve");
         let group = create_group(&server, &alice, "Fruit", &["bob", "carol"]);
-        let before_photo = common::media::upload_ok(server.http, &alice, "application/pdf", b"%PDF-1.4 before");
+        let before_photo = common::media::upload_ok(server.http, &alice, "image/png", &png(1));
         let before = send_group_json(&server, &alice, json!({ "id": "a-1", "group": group, "body": "pineapple for everyone", "media": { "id": before_photo } }));
         membership(&server, &alice, "DELETE", group, "carol");
-        let after_photo = common::media::upload_ok(server.http, &alice, "application/pdf", b"%PDF-1.4 after");
+        let after_photo = common::media::upload_ok(server.http, &alice, "image/png", &png(2));
         let after = send_group_json(&server, &alice, json!({ "id": "a-2", "group": group, "body": "pineapple and mango", "media": { "id": after_photo } }));
         // A 1:1 message with the same word, to see the filters apart.
         let private = send_group_json(&server, &bob, json!({ "id": "b-1", "to": "alice", "body": "pineapple between us" }));
@@ -267,10 +275,12 @@ on_both_backends! {
         // One index row per word of a group message, not one per member.
         assert_eq!(count(&server, &format!("search_terms WHERE message_id = {after}")), 3);
 
-        let fetch = |token: &str, media: &str| common::media::get(server.http, Some(token), &format!("/v1/media/{media}"), None).status;
-        assert_eq!((fetch(&bob, &before_photo), fetch(&bob, &after_photo)), (200, 200));
-        assert_eq!((fetch(&carol, &before_photo), fetch(&carol, &after_photo)), (200, 404), "Carol keeps what she saw");
-        assert_eq!((fetch(&eve, &before_photo), fetch(&eve, &after_photo)), (404, 404));
+        for suffix in ["", "/thumbnail"] {
+            let fetch = |token: &str, media: &str| common::media::get(server.http, Some(token), &format!("/v1/media/{media}{suffix}"), None).status;
+            assert_eq!((fetch(&bob, &before_photo), fetch(&bob, &after_photo)), (200, 200), "{suffix}");
+            assert_eq!((fetch(&carol, &before_photo), fetch(&carol, &after_photo)), (200, 404), "Carol keeps what she saw{suffix}");
+            assert_eq!((fetch(&eve, &before_photo), fetch(&eve, &after_photo)), (404, 404), "{suffix}");
+        }
     }
 
     async fn members_star_group_messages_and_export_their_groups(backend) {
