@@ -445,4 +445,40 @@ on_both_backends! {
         let message = next(&mut member, "message").await;
         assert_eq!((&message["id"], &message["from"], &message["body"]), (&json!(id), &json!("alice"), &json!("hello everyone")));
     }
+
+    async fn typing_in_a_group_reaches_its_online_members_and_never_a_stranger(backend) {
+        let server = Server::start(backend);
+        let people = ["alice", "bob", "carol", "mallory"];
+        let tokens: Vec<String> = people.iter().map(|n| server.register(n)).collect();
+        let group = group_of(&server, &tokens[0], &["bob", "carol"]);
+        let alice = online(&server, "alice", &tokens[0]).await;
+        let mallory = online(&server, "mallory", &tokens[3]).await;
+        let mut watchers = Vec::new();
+        for (name, token) in [("bob", &tokens[1]), ("carol", &tokens[2])] {
+            let mut client = mqtt::connect(server.mqtt, &format!("{name}.phone"), Some((name, token))).await.expect_connected();
+            client.subscribe_ok(&format!("u/{name}/live")).await;
+            watchers.push((name, client));
+        }
+        let store = server.store();
+        assert!(common::eventually(mqtt::TIMEOUT, || store.is_online("bob").unwrap() && store.is_online("carol").unwrap()).await);
+        // A stranger's typing reaches no one.
+        let typing = json!({"group": group, "state": "typing"}).to_string();
+        mallory.client.publish("u/mallory/typing", rumqttc::QoS::AtMostOnce, false, typing.clone()).await.unwrap();
+        for (name, client) in &mut watchers {
+            assert!(client.next_message(Duration::from_millis(500)).await.is_none(), "{name} heard a stranger");
+        }
+        // Typing is best effort: alice types until each member has heard it.
+        for (name, client) in &mut watchers {
+            let heard = loop {
+                alice.client.publish("u/alice/typing", rumqttc::QoS::AtMostOnce, false, typing.clone()).await.unwrap();
+                if let Some(publish) = client.next_message(Duration::from_millis(300)).await {
+                    break publish;
+                }
+            };
+            assert_eq!(heard.topic, format!("u/{name}/live"));
+            let event: Value = serde_json::from_slice(&heard.payload).unwrap();
+            assert_eq!(event, json!({"type": "typing", "from": "alice", "group": group, "state": "typing"}));
+        }
+        assert!(server.metric(r#"bluetick_typing_dropped_total{reason="not_a_member"}"#) >= 1.0);
+    }
 }
