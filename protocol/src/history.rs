@@ -208,3 +208,38 @@ impl GroupChangeEntry {
 pub enum ChangeKind {
     Group,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::groups::{GroupChange, GroupEvent};
+
+    #[test]
+    fn a_system_entry_is_the_group_event_flat_with_its_place() {
+        let entry = GroupHistoryItem::Change(GroupChangeEntry::new(
+            GroupEvent {
+                group: 17,
+                change: GroupChange::Added,
+                user: Some("dave".into()),
+                by: Some("alice".into()),
+                name: "Team".into(),
+                at: 5,
+                members: None,
+                client_id: None,
+                seconds: None,
+            },
+            345,
+        ));
+        let json = serde_json::to_string(&entry).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"group","group":17,"change":"added","user":"dave","by":"alice","name":"Team","at":5,"after_message":345}"#
+        );
+        assert_eq!(serde_json::from_str::<GroupHistoryItem>(&json).unwrap(), entry);
+        let message = r#"{"id":1,"client_id":"c","from":"alice","group":17,"body":"hi","sent_at":1,"delivered_at":null,"read_at":null,"starred":false}"#;
+        assert!(matches!(
+            serde_json::from_str::<GroupHistoryItem>(message).unwrap(),
+            GroupHistoryItem::Message(HistoryMessage { group: Some(17), to: None, .. })
+        ));
+    }
+}
