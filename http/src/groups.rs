@@ -80,7 +80,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
 
 /// One of the caller's groups.
 #[utoipa::path(
-    get, path = "/v1/groups/{id}", tag = "groups", security(("bearer" = [])),
+    get, path = "/v1/groups/{id}", tag = "groups", operation_id = "get_group", security(("bearer" = [])),
     params(("id" = i64, Path, description = "The group's id")),
     responses(
         (status = 200, description = "The group", body = Group),
@@ -221,7 +221,7 @@ pub async fn demote(
 
 /// Sets the group's disappearing-message timer (admins).
 #[utoipa::path(
-    put, path = "/v1/groups/{id}/timer", tag = "groups", security(("bearer" = [])),
+    put, path = "/v1/groups/{id}/timer", tag = "groups", operation_id = "set_group_timer", security(("bearer" = [])),
     params(("id" = i64, Path, description = "The group's id")),
     request_body = GroupTimer,
     responses(
