@@ -80,6 +80,30 @@ fn m(id: i64) -> String {
     format!("m:{id}")
 }
 
+/// Connects `user.device`, syncs its inbox from the start and reads it
+/// until an event matches `wanted`: the client and the events read.
+async fn synced(
+    server: &Server,
+    user: &str,
+    token: &str,
+    device: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> (mqtt::Client, Vec<Value>) {
+    let mut client = mqtt::connect(server.mqtt, &format!("{user}.{device}"), Some((user, token))).await.expect_connected();
+    client.subscribe_ok(&format!("u/{user}/inbox")).await;
+    client.publish(&format!("u/{user}/sync"), json!({ "after": 0 }).to_string()).await;
+    let mut events = Vec::new();
+    loop {
+        // Fails the test if the event does not come in time.
+        let event = client.next_inbox_event().await;
+        let found = wanted(&event);
+        events.push(event);
+        if found {
+            return (client, events);
+        }
+    }
+}
+
 /// A small PNG, different for each `seed`.
 fn png(seed: u8) -> Vec<u8> {
     let picture = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8, y as u8, seed]));
@@ -178,11 +202,8 @@ on_both_backends! {
         assert!(own(&server)["delivered_at"].is_null(), "Carol has not got it yet");
 
         // Carol's too: now delivered to all.
-        let mut carol_phone = mqtt::connect(server.mqtt, "carol.phone", Some(("carol", &carol))).await.expect_connected();
-        carol_phone.subscribe_ok("u/carol/inbox").await;
-        carol_phone.publish("u/carol/sync", json!({ "after": 0 }).to_string()).await;
-        let events = carol_phone.inbox_events(Duration::from_secs(2)).await;
-        let last = events.iter().filter_map(|e| e["seq"].as_i64()).max().expect("carol's events");
+        let (mut carol_phone, events) = synced(&server, "carol", &carol, "phone", |e| e["type"] == "message" && e["id"].as_i64() == Some(sent)).await;
+        let last = events.last().and_then(|e| e["seq"].as_i64()).expect("the message's seq");
         carol_phone.publish("u/carol/ack", json!({ "up_to": last, "device": "phone" }).to_string()).await;
         assert!(eventually(Duration::from_secs(30), || own(&server)["delivered_at"].is_i64()).await, "delivered to all");
 
@@ -361,11 +382,7 @@ on_both_backends! {
         run_job(&server, "expiry", 2 * DAY);
         assert_eq!(count(&server, &format!("messages WHERE id = {fleeting}")), 0);
         for (user, token) in [("bob", &bob), ("carol", &carol)] {
-            let mut device = mqtt::connect(server.mqtt, &format!("{user}.tablet"), Some((user, token))).await.expect_connected();
-            device.subscribe_ok(&format!("u/{user}/inbox")).await;
-            device.publish(&format!("u/{user}/sync"), json!({ "after": 0 }).to_string()).await;
-            let events = device.inbox_events(Duration::from_secs(2)).await;
-            assert!(events.iter().any(|e| e["type"] == "expired" && e["message_id"].as_i64() == Some(fleeting)), "{user}: {events:?}");
+            let (_, events) = synced(&server, user, token, "tablet", |e| e["type"] == "expired" && e["message_id"].as_i64() == Some(fleeting)).await;
             assert!(!events.iter().any(|e| e["type"] == "message" && e["id"].as_i64() == Some(fleeting)), "{user}: {events:?}");
         }
         let ids: Vec<Option<i64>> = history(&server, &bob, group, "").json()["items"].as_array().unwrap().iter().map(|i| i["id"].as_i64()).collect();
