@@ -55,12 +55,16 @@ pub struct ExportedMembership {
     pub admin: bool,
 }
 
+/// A group and one of the user's windows in it: group id, name, creator,
+/// creation time; joined at, left at, admin.
+type MembershipRow = (i64, String, String, i64, i64, Option<i64>, bool);
+
 impl Store {
     /// The groups `user` was ever in, oldest group first, with their
     /// membership windows.
     pub fn exported_groups(&self, user: &str) -> Result<Vec<ExportedGroup>, StoreError> {
         let mut conn = self.conn()?;
-        let rows: Vec<(i64, String, String, i64, i64, Option<i64>, bool)> = on_backend!(&mut *conn, c => group_members::table
+        let rows: Vec<MembershipRow> = on_backend!(&mut *conn, c => group_members::table
             .inner_join(chat_groups::table)
             .filter(group_members::user_name.eq(user))
             .order((chat_groups::id.asc(), group_members::id.asc()))

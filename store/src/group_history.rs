@@ -16,6 +16,13 @@
 //! happened (`after_message`), which places them among the messages:
 //! history shows each one, as a system entry, to whoever was a member
 //! when it happened.
+//!
+//! # Invariant
+//! A user reads a group message (in history, search, stars, media, the
+//! chat list or their export) only if one of their windows holds it: every
+//! query here and in those modules that can return a group message filters
+//! by [`Visible`] in SQL, so a page is never cut short or padded by a later
+//! check. Nothing here writes.
 
 use diesel::dsl::{count_star, max, sql};
 use diesel::prelude::*;
@@ -58,13 +65,6 @@ impl Visible {
     /// The groups with at least one window.
     pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
         self.windows.keys().copied()
-    }
-
-    /// Is message `id` of `group` visible?
-    pub fn holds(&self, group: GroupId, id: i64) -> bool {
-        self.windows
-            .get(&group)
-            .is_some_and(|windows| windows.iter().any(|w| w.holds(id)))
     }
 
     /// A SQL condition true for exactly the visible group messages, on the
