@@ -202,7 +202,7 @@ on_both_backends! {
         assert!(own(&server)["delivered_at"].is_null(), "Carol has not got it yet");
 
         // Carol's too: now delivered to all.
-        let (mut carol_phone, events) = synced(&server, "carol", &carol, "phone", |e| e["type"] == "message" && e["id"].as_i64() == Some(sent)).await;
+        let (carol_phone, events) = synced(&server, "carol", &carol, "phone", |e| e["type"] == "message" && e["id"].as_i64() == Some(sent)).await;
         let last = events.last().and_then(|e| e["seq"].as_i64()).expect("the message's seq");
         carol_phone.publish("u/carol/ack", json!({ "up_to": last, "device": "phone" }).to_string()).await;
         assert!(eventually(Duration::from_secs(30), || own(&server)["delivered_at"].is_i64()).await, "delivered to all");
