@@ -139,9 +139,14 @@ fn highest(positions: impl IntoIterator<Item = Position>) -> Vec<Position> {
         let up_to = best.entry((p.group, p.user)).or_insert(p.up_to);
         *up_to = (*up_to).max(p.up_to);
     }
-    best.into_iter()
+    // In key order: two batches raising the same rows (two nodes on one
+    // PostgreSQL) then lock them in the same order instead of deadlocking.
+    let mut positions: Vec<Position> = best
+        .into_iter()
         .map(|((group, user), up_to)| Position { group, user, up_to })
-        .collect()
+        .collect();
+    positions.sort_unstable_by(|a, b| (a.group, &a.user).cmp(&(b.group, &b.user)));
+    positions
 }
 
 impl Tx<'_> {
