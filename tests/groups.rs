@@ -487,4 +487,47 @@ on_both_backends! {
         }
         assert!(server.metric(r#"bluetick_typing_dropped_total{reason="not_a_member"}"#) >= 1.0);
     }
+
+    async fn read_by_all_leaves_out_members_who_hide_read_receipts_and_senders_who_hide_theirs(backend) {
+        let server = Server::start(backend);
+        let people = ["alice", "bob", "carol"];
+        let tokens: Vec<String> = people.iter().map(|n| server.register(n)).collect();
+        let mut clients = Vec::new();
+        for (name, token) in people.iter().zip(&tokens) {
+            clients.push(online(&server, name, token).await);
+        }
+        let group = group_of(&server, &tokens[0], &people[1..]);
+        for client in &mut clients {
+            assert_eq!(next(client, "group").await["change"], "created");
+        }
+        let private = call(&server, "PUT", "/v1/me/privacy", Some(json!({"read_receipts": false})), &tokens[2]);
+        assert_eq!(private.status, 200, "{}", private.body);
+        let [alice, bob, carol] = &mut clients[..] else { unreachable!() };
+
+        send(alice, "alice", group, "p1", "read me").await;
+        let id = next(alice, "ack").await["id"].clone();
+        for (name, client) in [("bob", &mut *bob), ("carol", &mut *carol)] {
+            let message = next(client, "message").await;
+            ack(client, name, &message["seq"]).await;
+        }
+        assert_eq!(next(alice, "receipt").await["status"], "delivered");
+        // Carol hides read receipts: bob's read alone is "read by all".
+        bob.publish("u/bob/read", json!({"group": group, "up_to": id}).to_string()).await;
+        let read = next(alice, "receipt").await;
+        assert_eq!((&read["status"], &read["up_to"]), (&json!("read"), &id), "{read}");
+
+        // Now alice hides hers: she gets delivered receipts, never read ones.
+        let private = call(&server, "PUT", "/v1/me/privacy", Some(json!({"read_receipts": false})), &tokens[0]);
+        assert_eq!(private.status, 200, "{}", private.body);
+        send(alice, "alice", group, "p2", "and me").await;
+        let second = next(alice, "ack").await["id"].clone();
+        for (name, client) in [("bob", &mut *bob), ("carol", &mut *carol)] {
+            let message = next(client, "message").await;
+            ack(client, name, &message["seq"]).await;
+            client.publish(&format!("u/{name}/read"), json!({"group": group, "up_to": second}).to_string()).await;
+        }
+        assert_eq!(next(alice, "receipt").await["status"], "delivered");
+        let late = settle(alice).await;
+        assert!(of_type(&late, "receipt").is_empty(), "no read receipt for a sender who hides hers: {late:?}");
+    }
 }
