@@ -373,6 +373,68 @@ impl Tx<'_> {
     }
 }
 
+/// One member's receipt times for one group message (WhatsApp's
+/// "message info").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberReceipt {
+    pub user: String,
+    /// When their devices had it; `None` while not yet.
+    pub delivered_at: Option<i64>,
+    /// When they read it; `None` while not yet.
+    pub read_at: Option<i64>,
+    /// Whether they share read receipts: a caller showing this to the
+    /// sender hides `read_at` of those who do not.
+    pub shares_read_receipts: bool,
+}
+
+impl crate::Store {
+    /// The receipt detail of message `message_id` in `group`: one entry per
+    /// current member who was a member when it was sent, but `sender`,
+    /// oldest member first. Three queries.
+    pub fn group_receipt_detail(
+        &self,
+        group: GroupId,
+        message_id: i64,
+        sender: &str,
+    ) -> Result<Vec<MemberReceipt>, StoreError> {
+        let mut conn = self.conn()?;
+        let members: Vec<String> = on_backend!(&mut *conn, c => group_members::table
+            .filter(group_members::group_id.eq(group))
+            .filter(group_members::left_at.is_null())
+            .filter(group_members::after_message.lt(message_id))
+            .filter(group_members::user_name.ne(sender))
+            .order(group_members::id.asc())
+            .select(group_members::user_name)
+            .load(c))?;
+        // The first move of each member's position to or past the message.
+        let reached: Vec<(String, String, Option<i64>)> = on_backend!(&mut *conn, c => group_receipts::table
+            .filter(group_receipts::group_id.eq(group))
+            .filter(group_receipts::up_to.ge(message_id))
+            .filter(group_receipts::user_name.eq_any(&members))
+            .group_by((group_receipts::user_name, group_receipts::status))
+            .select((group_receipts::user_name, group_receipts::status, diesel::dsl::min(group_receipts::at)))
+            .load(c))?;
+        drop(conn);
+        let names: Vec<&str> = members.iter().map(String::as_str).collect();
+        let sharing = self.with_read_receipts(&names)?;
+        let at = |user: &str, status: ReceiptStatus| {
+            reached
+                .iter()
+                .find(|(u, s, _)| u == user && s == status_name(status))
+                .and_then(|(_, _, at)| *at)
+        };
+        Ok(members
+            .iter()
+            .map(|user| MemberReceipt {
+                user: user.clone(),
+                delivered_at: at(user, ReceiptStatus::Delivered),
+                read_at: at(user, ReceiptStatus::Read),
+                shares_read_receipts: sharing.contains(user),
+            })
+            .collect())
+    }
+}
+
 /// The `status` column's value.
 const fn status_name(status: ReceiptStatus) -> &'static str {
     match status {
