@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use crate::db::{AnyConnection, Tx};
 use crate::groups::{group_of, recipient_of, RECIPIENT_PREFIX};
 use crate::inbox::InboxKind;
-use crate::schema::{devices, group_members, group_receipts, inbox, messages};
+use crate::schema::{group_members, group_receipts, inbox, messages};
 use crate::StoreError;
 
 /// A member reached `up_to` in `group`.
@@ -150,42 +150,34 @@ fn highest(positions: impl IntoIterator<Item = Position>) -> Vec<Position> {
 }
 
 impl Tx<'_> {
-    /// The group messages that inbox acks newly cover: for each (user,
-    /// highest acked seq), the newest group message id per group among
-    /// their message events above what any of their devices had acked
-    /// before. Call it before [`Tx::ack_inboxes`], which prunes them.
-    /// Two queries for the whole batch.
+    /// The group messages that inbox acks cover: for each (user, highest
+    /// acked seq), the newest group message id per group among their
+    /// message events up to it that are still in the inbox. Call it before
+    /// [`Tx::ack_inboxes`], which prunes them. One query for the whole
+    /// batch, over the unpruned part of the acking inboxes (events a
+    /// previous ack covered may be counted again: positions only move
+    /// forward, so that changes nothing).
     pub fn group_deliveries(&mut self, acks: &[(&str, i64)]) -> Result<Vec<Position>, StoreError> {
         if acks.is_empty() {
             return Ok(Vec::new());
         }
         let users: Vec<&str> = acks.iter().map(|(user, _)| *user).collect();
-        let mut before: HashMap<String, i64> = HashMap::new();
-        let acked: Vec<(String, i64)> = on_backend!(&mut *self.conn, c => devices::table
-            .filter(devices::user_name.eq_any(&users))
-            .select((devices::user_name, devices::acked_seq))
-            .load(c))?;
-        for (user, seq) in acked {
-            let known = before.entry(user).or_insert(seq);
-            *known = (*known).max(seq);
-        }
-        let lowest = users.iter().map(|u| before.get(*u).copied().unwrap_or(0)).min().unwrap_or(0);
         let highest_ack = acks.iter().map(|(_, up_to)| *up_to).max().unwrap_or(0);
         let rows: Vec<(String, i64, String, i64)> = on_backend!(&mut *self.conn, c => inbox::table
             .inner_join(messages::table)
             .filter(inbox::user_name.eq_any(&users))
-            .filter(inbox::kind.eq(InboxKind::Message.as_str()))
-            .filter(inbox::seq.gt(lowest))
             .filter(inbox::seq.le(highest_ack))
+            .filter(inbox::kind.eq(InboxKind::Message.as_str()))
+            // Once set, every member had it: nothing left to move.
+            .filter(messages::delivered_at.is_null())
             .filter(messages::recipient.like(format!("{RECIPIENT_PREFIX}%")))
             .select((inbox::user_name, inbox::seq, messages::recipient, messages::id))
             .load(c))?;
         let up_to: HashMap<&str, i64> = acks.iter().copied().collect();
         Ok(highest(rows.into_iter().filter_map(|(user, seq, recipient, id)| {
-            let new = seq > before.get(&user).copied().unwrap_or(0)
-                && seq <= up_to.get(user.as_str()).copied().unwrap_or(0);
+            let acked = seq <= up_to.get(user.as_str()).copied().unwrap_or(0);
             let group = group_of(&recipient)?;
-            new.then_some(Position { group, user, up_to: id })
+            acked.then_some(Position { group, user, up_to: id })
         })))
     }
 
