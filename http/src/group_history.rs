@@ -28,7 +28,8 @@ fn id(text: &str) -> Result<i64, ApiError> {
 /// `GET /v1/groups/{id}/messages/{message_id}/receipts`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct MemberReceipts {
-    /// One per member who was in the group when it was sent, in joining order.
+    /// One per current member who was in the group when it was sent,
+    /// oldest member first.
     pub items: Vec<MemberReceipt>,
 }
 

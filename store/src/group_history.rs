@@ -30,12 +30,12 @@ use diesel::sql_types::Bool;
 use protocol::groups::{GroupEvent, GroupId};
 use protocol::history::{Chat, GroupChangeEntry, GroupHistoryItem, MemberReceipt, Page};
 use protocol::messages::Event;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::db::AnyConnection;
 use crate::groups::{recipient_of, Window};
 use crate::history::{below, Row, COLUMNS};
-use crate::schema::{chat_groups, group_changes, group_members, group_receipts, message_history};
+use crate::schema::{chat_groups, group_changes, group_members, message_history};
 use crate::{Store, StoreError};
 
 /// The group messages one user may see: their windows in every group they
@@ -225,23 +225,20 @@ impl Store {
         Ok(Some(Page { items, next }))
     }
 
-    /// Who of `group` got and read `me`'s message `message_id`: one item
-    /// per member whose window holds it (the sender aside), in membership
-    /// order. `None` unless `me` sent that message to that group, so
-    /// nobody else can learn anything from the answer.
-    ///
-    /// A member's time is that of their first receipt row reaching the
-    /// message (`group_receipts`). `read_at` is left out for a member with
-    /// read receipts off, and for everyone while `me` has them off, as the
-    /// aggregate read receipts are.
+    /// Who of `group` got and read `me`'s message `message_id` (WhatsApp's
+    /// "message info"): the times of [`Store::group_receipt_detail`], one
+    /// item per current member who was in the group when it was sent.
+    /// `None` unless `me` sent that message to that group, so nobody else
+    /// can learn anything from the answer. `read_at` is left out for a
+    /// member with read receipts off, and for everyone while `me` has them
+    /// off, as the aggregate read receipts are.
     pub fn group_message_receipts(
         &self,
         me: &str,
         group: GroupId,
         message_id: i64,
     ) -> Result<Option<Vec<MemberReceipt>>, StoreError> {
-        let mut conn = self.conn()?;
-        let sent: Option<i64> = on_backend!(&mut *conn, c => message_history::table
+        let sent: Option<i64> = on_backend!(&mut *self.conn()?, c => message_history::table
             .filter(message_history::id.eq(message_id))
             .filter(message_history::sender.eq(me))
             .filter(message_history::recipient.eq(recipient_of(group)))
@@ -251,42 +248,16 @@ impl Store {
         if sent.is_none() {
             return Ok(None);
         }
-        let members: Vec<String> = on_backend!(&mut *conn, c => group_members::table
-            .filter(group_members::group_id.eq(group))
-            .filter(group_members::user_name.ne(me))
-            .filter(group_members::after_message.lt(message_id))
-            .filter(group_members::through_message.is_null().or(group_members::through_message.ge(message_id)))
-            .order(group_members::id.asc())
-            .select(group_members::user_name)
-            .load(c))?;
-        let times: Vec<(String, String, Option<i64>)> = on_backend!(&mut *conn, c => group_receipts::table
-            .filter(group_receipts::group_id.eq(group))
-            .filter(group_receipts::up_to.ge(message_id))
-            .group_by((group_receipts::user_name, group_receipts::status))
-            .select((group_receipts::user_name, group_receipts::status, diesel::dsl::min(group_receipts::at)))
-            .load(c))?;
-        drop(conn);
-        let mut names: Vec<&str> = members.iter().map(String::as_str).collect();
-        names.push(me);
-        let sharing = self.with_read_receipts(&names)?;
-        let time = |user: &str, status: &str| {
-            times
-                .iter()
-                .find(|(u, s, _)| u == user && s == status)
-                .and_then(|(_, _, at)| *at)
-        };
-        let mut seen = HashSet::new();
+        let i_share = self.with_read_receipts(&[me])?.contains(me);
+        let detail = self.group_receipt_detail(group, message_id, me)?;
         Ok(Some(
-            members
-                .iter()
-                // A member who left and came back is one member.
-                .filter(|user| seen.insert(user.as_str()))
-                .map(|user| MemberReceipt {
-                    user: user.clone(),
-                    delivered_at: time(user, "delivered").or_else(|| time(user, "read")),
-                    read_at: (sharing.contains(me) && sharing.contains(user.as_str()))
-                        .then(|| time(user, "read"))
-                        .flatten(),
+            detail
+                .into_iter()
+                .map(|member| MemberReceipt {
+                    read_at: member.read_at.filter(|_| i_share && member.shares_read_receipts),
+                    // A read says delivered too.
+                    delivered_at: member.delivered_at.or(member.read_at),
+                    user: member.user,
                 })
                 .collect(),
         ))

@@ -7,6 +7,8 @@
 use diesel::RunQueryDsl;
 use protocol::groups::{GroupChange, GroupEvent};
 use protocol::history::GroupHistoryItem;
+use protocol::messages::ReceiptStatus;
+use store::group_receipts::Position;
 use store::groups::Created;
 use store::messages::{NewMessage, Stored};
 use store::on_both_backends;
@@ -145,22 +147,31 @@ on_both_backends! {
     }
 
     the_sender_alone_sees_each_members_times_with_read_privacy(store) {
-        let [first, second, _] = team(&store);
-        // Bob got the first at 150 and read both at 250; Carol got the
-        // first at 160 and read it at 170, with read receipts off.
-        for (user, status, up_to, at) in [("bob", "delivered", first, 150), ("bob", "read", second, 250), ("carol", "delivered", first, 160), ("carol", "read", first, 170)] {
-            execute(&store, &format!("INSERT INTO group_receipts (group_id, user_name, status, up_to, at) VALUES (1, '{user}', '{status}', {up_to}, {at})"));
-        }
-        execute(&store, "UPDATE users SET read_receipts = FALSE WHERE name = 'carol'");
-        let detail = store.group_message_receipts("alice", 1, first).unwrap().unwrap();
-        let times: Vec<(&str, Option<i64>, Option<i64>)> = detail.iter().map(|r| (r.user.as_str(), r.delivered_at, r.read_at)).collect();
-        assert_eq!(times, [("bob", Some(150), Some(250)), ("carol", Some(160), None)]);
-        // Bob's message was sent after Carol left: only Alice counts.
-        let detail = store.group_message_receipts("bob", 1, second).unwrap().unwrap();
-        let users: Vec<&str> = detail.iter().map(|r| r.user.as_str()).collect();
-        assert_eq!(users, ["alice"]);
+        let [first, _, third] = team(&store);
+        // Bob got the first at 150 and read it at 250; Bob and Dave got
+        // the third at 350 and read it at 360, Dave with read receipts off.
+        let at = |status, user: &str, up_to, at| {
+            let position = Position { group: 1, user: user.to_owned(), up_to };
+            store.transaction(|tx| tx.advance_group_members(status, vec![position], at)).unwrap();
+        };
+        at(ReceiptStatus::Delivered, "bob", first, 150);
+        at(ReceiptStatus::Read, "bob", first, 250);
+        at(ReceiptStatus::Read, "bob", third, 360);
+        at(ReceiptStatus::Delivered, "dave", third, 350);
+        at(ReceiptStatus::Read, "dave", third, 360);
+        execute(&store, "UPDATE users SET read_receipts = FALSE WHERE name = 'dave'");
+        let times = |sender: &str, id: i64| -> Vec<(String, Option<i64>, Option<i64>)> {
+            store.group_message_receipts(sender, 1, id).unwrap().unwrap()
+                .into_iter().map(|r| (r.user, r.delivered_at, r.read_at)).collect()
+        };
+        // Carol, removed since, is no longer counted; Dave came later.
+        assert_eq!(times("alice", first), [("bob".to_owned(), Some(150), Some(250))]);
+        assert_eq!(times("alice", third), [("bob".to_owned(), Some(360), Some(360)), ("dave".to_owned(), Some(350), None)]);
         // Nobody but the sender may ask, and only about that group.
         assert!(store.group_message_receipts("bob", 1, first).unwrap().is_none());
         assert!(store.group_message_receipts("alice", 2, first).unwrap().is_none());
+        // A sender with read receipts off sees nobody's reads.
+        execute(&store, "UPDATE users SET read_receipts = FALSE WHERE name = 'alice'");
+        assert_eq!(times("alice", first), [("bob".to_owned(), Some(150), None)]);
     }
 }
