@@ -213,11 +213,13 @@ impl Change<'_, '_> {
                 everyone.push(member);
             }
         }
-        if let Some(unknown) = self.unknown(&everyone[1..])? {
-            return self.refuse(ErrorCode::UnknownRecipient, format!("no user {unknown:?}"));
-        }
+        // The size first: a payload naming thousands of users is refused
+        // before any of them is looked up.
         if everyone.len() > self.rules.max_members {
             return self.full();
+        }
+        if let Some(unknown) = self.unknown(&everyone[1..])? {
+            return self.refuse(ErrorCode::UnknownRecipient, format!("no user {unknown:?}"));
         }
         let group = match self.tx.create_group(me, client_id, name, self.now)? {
             // A resend: the group as first created, announced then.
