@@ -150,6 +150,10 @@ pub fn restore(
     for name in store.migrate()? {
         report(&format!("migration applied: {name}"));
     }
+    // Backups carry no search index: the server's indexer writes it again
+    // from the restored messages once it starts. Before the load, so that
+    // an index of whatever was here before never covers restored ids.
+    store.restart_search_index()?;
     let known = store.snapshot()?.migrations()?;
     if let Some(missing) = manifest.migrations.iter().find(|m| !known.contains(m)) {
         return Err(JobError::Restore(format!(
@@ -231,9 +235,6 @@ pub fn restore(
             report(&format!("restored {}: {loaded} rows", table.name));
             counts.insert(table.name.clone(), loaded);
         }
-        // Backups carry no search index: the server's indexer writes it
-        // again from the restored messages once it starts.
-        tx.restart_search_index()?;
         report("search index: rebuilt by the indexer once the server starts");
         Ok::<_, JobError>(counts)
     })?;

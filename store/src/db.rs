@@ -18,6 +18,17 @@
 //! [`StoreOptions::background_checkpoints`] no connection checkpoints on
 //! commit, and the server calls [`Store::checkpoint`] from a task of its
 //! own instead.
+//!
+//! # The search index's file (SQLite)
+//! The search index is derived data (`crate::indexer`), so on SQLite it
+//! lives in a file of its own next to the main one ([`search_path`]),
+//! written by a second dedicated connection, the indexer's, with
+//! `synchronous=NORMAL`. An index pass then never takes the main file's
+//! write lock, which every ✓ waits for, and its page writes go to a WAL of
+//! their own. Pooled connections attach the file as `search`, so readers
+//! name `search_terms` as if it were in the main file; the bridge's writer
+//! does not attach it (`BEGIN IMMEDIATE` would lock it too). PostgreSQL
+//! keeps the index in its one database.
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
@@ -46,6 +57,50 @@ PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
 PRAGMA foreign_keys = ON;
 PRAGMA journal_size_limit = 67108864;";
+
+/// The search index's tables in their own SQLite file ([`search_path`]),
+/// made by [`Store::migrate`] if missing. Two B-trees per term (the
+/// `WITHOUT ROWID` key and `search_terms_message`); the cursor beside them,
+/// so terms and cursor commit together in the file's own transactions.
+const SQLITE_SEARCH_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS search.search_terms (
+    user_name  TEXT   NOT NULL,
+    term       BLOB   NOT NULL,
+    message_id BIGINT NOT NULL,
+    peer       TEXT   NOT NULL,
+    PRIMARY KEY (user_name, term, message_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS search.search_terms_message ON search_terms(message_id);
+CREATE TABLE IF NOT EXISTS search.search_cursor (
+    indexer TEXT   PRIMARY KEY,
+    through BIGINT NOT NULL
+);";
+
+/// The SQLite file that holds the search index of the database at `path`:
+/// `bluetick.db` → `bluetick.search.db`, in the same directory. Derived
+/// data: losing it loses nothing but time, as the indexer writes it again.
+pub fn search_path(path: &str) -> String {
+    let path = Path::new(path);
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "bluetick".into(), |s| s.to_string_lossy());
+    path.with_file_name(format!("{stem}.search.db"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The pragmas that attach the search file at `path` as `search`.
+/// `synchronous=NORMAL`: a power cut may lose the last passes, never
+/// corrupt the file (WAL), and a lost pass is written again from the
+/// cursor, which rolls back with it.
+fn attach_search(path: &str, cache_kib: u32) -> String {
+    let quoted = path.replace('\'', "''");
+    format!(
+        "\nATTACH DATABASE '{quoted}' AS search;
+PRAGMA search.journal_mode = WAL;
+PRAGMA search.synchronous = NORMAL;
+PRAGMA search.cache_size = -{cache_kib};"
+    )
+}
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +333,9 @@ pub struct Store {
     dead_letter_quota: DeadLetterQuota,
     /// SQLite: the connection every transaction runs on.
     writer: Option<Arc<Writer>>,
+    /// SQLite: the indexer's connection, the only writer of the search
+    /// index's file (see the module doc).
+    search: Option<Arc<Writer>>,
 }
 
 /// One open transaction; every store function that takes a `Tx` runs
@@ -300,9 +358,12 @@ impl Store {
     /// `postgres://…` or `postgresql://…` for PostgreSQL.
     pub fn open(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
         let (backend, target) = parse_url(url)?;
+        let search_file = search_path(&target);
         if backend == Backend::Sqlite {
-            create_private_file(Path::new(&target))
-                .map_err(|e| StoreError::Migration(format!("cannot create {target}: {e}")))?;
+            for file in [&target, &search_file] {
+                create_private_file(Path::new(file))
+                    .map_err(|e| StoreError::Migration(format!("cannot create {file}: {e}")))?;
+            }
         }
         let mut sqlite_pragmas = format!(
             "{SQLITE_PRAGMAS}\nPRAGMA cache_size = -{};",
@@ -318,11 +379,25 @@ impl Store {
                 pragmas: sqlite_pragmas.clone(),
             })
         });
+        let attach = attach_search(&search_file, options.sqlite_cache_kib);
+        let search = (backend == Backend::Sqlite).then(|| {
+            Arc::new(Writer {
+                conn: Mutex::new(None),
+                url: target.clone(),
+                // No `wal_autocheckpoint = 0`: this connection commits only
+                // to the search file, and checkpointing it there costs the
+                // indexer, never a ✓.
+                pragmas: format!(
+                    "{SQLITE_PRAGMAS}\nPRAGMA cache_size = -{};{attach}",
+                    options.sqlite_cache_kib
+                ),
+            })
+        });
         let unreachable = Arc::new(AtomicBool::new(false));
         let manager = Manager {
             backend,
             url: target,
-            sqlite_pragmas,
+            sqlite_pragmas: format!("{sqlite_pragmas}{attach}"),
             unreachable: unreachable.clone(),
         };
         let pool = Pool::builder()
@@ -341,6 +416,7 @@ impl Store {
             sealer: None,
             dead_letter_quota: DeadLetterQuota::default(),
             writer,
+            search,
         })
     }
 
@@ -398,6 +474,40 @@ impl Store {
         })
     }
 
+    /// A transaction on the search index (`crate::indexer`): on SQLite on
+    /// the indexer's own connection, which writes only the search file, so
+    /// it never waits for the bridge's writer nor holds it up; on
+    /// PostgreSQL [`Store::transaction_unsynced`]. On SQLite the main file
+    /// is read in the same transaction (a snapshot taken at its first
+    /// read), and the search file's write lock is taken first, so that
+    /// expiry, which deletes terms after its own commit, is ordered with
+    /// the pass: see `indexer`'s invariant.
+    pub(crate) fn index_transaction<T, E: From<StoreError>>(
+        &self,
+        work: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let Some(search) = &self.search else {
+            return self.transaction_unsynced(work);
+        };
+        let mut held = search.lock()?;
+        let conn = held.conn();
+        on_backend!(&mut *conn, c => AnsiTransactionManager::begin_transaction_sql(
+            c,
+            "BEGIN DEFERRED",
+        ))
+        .map_err(StoreError::from)?;
+        // A write that changes nothing, to take the search file's lock
+        // before the main file is read (a deferred BEGIN takes none).
+        let locked = on_backend!(&mut *conn, c => c.batch_execute(
+            "UPDATE search.search_cursor SET through = through WHERE 0 = 1",
+        ));
+        if let Err(error) = locked {
+            let _ = rollback(conn);
+            return Err(StoreError::from(error).into());
+        }
+        self.finish_transaction(conn, work)
+    }
+
     fn transaction_synced<T, E: From<StoreError>>(
         &self,
         synced: bool,
@@ -434,6 +544,16 @@ impl Store {
         work: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         begin(conn).map_err(StoreError::from)?;
+        self.finish_transaction(conn, work)
+    }
+
+    /// Runs `work` in the transaction open on `conn`, then commits it or
+    /// rolls it back.
+    fn finish_transaction<T, E: From<StoreError>>(
+        &self,
+        conn: &mut AnyConnection,
+        work: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let result = work(&mut Tx {
             conn: &mut *conn,
             sealer: self.sealer.as_deref(),
@@ -485,12 +605,19 @@ impl Store {
     /// Applies every pending migration and returns the names it applied.
     pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn()?;
-        let applied = match &mut *conn {
+        let applied: Vec<String> = match &mut *conn {
             AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
             AnyConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
         }
-        .map_err(|e| StoreError::Migration(e.to_string()))?;
-        Ok(applied.iter().map(|v| v.to_string()).collect())
+        .map_err(|e| StoreError::Migration(e.to_string()))?
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+        if let AnyConnection::Sqlite(c) = &mut *conn {
+            c.batch_execute(SQLITE_SEARCH_SCHEMA)
+                .map_err(|e| StoreError::Migration(format!("the search index's file: {e}")))?;
+        }
+        Ok(applied)
     }
 
     /// Checks that the database answers a trivial query.

@@ -16,7 +16,7 @@ use protocol::messages::{Event, ExpiredEvent};
 
 use crate::media::Media;
 use crate::schema::{
-    inbox, media, message_history, messages, messages_archive, search_terms, stars,
+    inbox, media, message_history, messages, messages_archive, stars,
 };
 use crate::{Store, StoreError};
 
@@ -34,6 +34,12 @@ impl Store {
     /// before `now`, with their stars, search terms, inbox events and
     /// media rows; no messages means nothing is left to expire.
     pub fn expire_batch(&self, now: i64, limit: usize) -> Result<Expired, StoreError> {
+        let expired = self.expire_in_transaction(now, limit)?;
+        self.forget_search_terms(&expired.messages)?;
+        Ok(expired)
+    }
+
+    fn expire_in_transaction(&self, now: i64, limit: usize) -> Result<Expired, StoreError> {
         self.transaction(|tx| {
             let mut ids: Vec<i64> = on_backend!(&mut *tx.conn, c => messages::table
                 .filter(messages::expires_at.le(now))
@@ -73,8 +79,9 @@ impl Store {
             on_backend!(&mut *tx.conn, c => diesel::delete(messages_archive::table.filter(messages_archive::id.eq_any(&ids))).execute(c))?;
             // Terms go after their messages: an indexer pass that wrote
             // terms for one of them has committed by now (it held the row),
-            // so none is left behind (see `indexer`'s invariant).
-            on_backend!(&mut *tx.conn, c => diesel::delete(search_terms::table.filter(search_terms::message_id.eq_any(&ids))).execute(c))?;
+            // so none is left behind (see `indexer`'s invariant). On SQLite
+            // after this commit, in the search file.
+            tx.forget_search_terms(&ids)?;
             // The same bytes may travel in other messages (a forward, or
             // deduplicated uploads): only media nothing refers to goes.
             let still_used = diesel::dsl::exists(

@@ -24,16 +24,33 @@
 //!   `messages`, which waits for the writers in flight (and holds new ones
 //!   for the time of one `SELECT`).
 //!
-//! The index is derived data, which is what makes it cheap to write: a
-//! pass commits without waiting for the disk
-//! ([`Store::transaction_unsynced`]), and backups leave it out
-//! ([`DERIVED_TABLES`]); a restore sets the cursor back to 0.
+//! The index is derived data, which is what makes it cheap to write.
+//! On SQLite it lives in a file of its own (`bluetick.search.db` beside
+//! `bluetick.db`, see [`crate::db::search_path`]) with the cursor in it,
+//! written only by the indexer's own connection with `synchronous=NORMAL`
+//! ([`Store::index_transaction`]): a pass never takes the main file's
+//! write lock, which every ✓ waits for. A power cut may lose the last
+//! passes with their cursor, never half of one, and the indexer writes
+//! them again from the cursor; a lost or deleted file is written again
+//! from message 0. On PostgreSQL (one server) the index stays in the
+//! database and a pass commits with `synchronous_commit = off`. Backups
+//! leave the index out ([`DERIVED_TABLES`]); a restore sets the cursor
+//! back to 0 ([`Store::restart_search_index`]).
 //!
 //! Archival and expiry: a pass reads both `messages` and the archive, so a
 //! message archived before it was indexed is indexed from the archive. A
-//! pass writes terms only for the messages still there when it writes (on
-//! PostgreSQL it locks them `FOR KEY SHARE`), and expiry deletes a message
-//! before its terms: whichever commits first, no term is left behind.
+//! pass writes terms only for the messages still there when it writes,
+//! and expiry deletes a message before its terms: whichever commits
+//! first, no term is left behind. On PostgreSQL the pass locks the
+//! messages `FOR KEY SHARE` and expiry deletes terms in its own
+//! transaction. On SQLite expiry deletes the terms right after its commit
+//! in the search file ([`Store::forget_search_terms`]); a pass takes the
+//! search file's lock before it reads the main file, so a pass either
+//! sees the message gone or commits before expiry's term delete runs. A
+//! crash between expiry's two commits leaves terms of a deleted message:
+//! search looks every id up in the message table (`messages_by_id`), so
+//! such a message is never found; the terms cost only space until the
+//! index is rebuilt.
 
 use diesel::prelude::*;
 use std::collections::HashSet;
@@ -141,11 +158,10 @@ impl Store {
             _ => watermark,
         };
         let ids: Vec<i64> = rows.iter().map(|row| row.0).collect();
-        // Unsynced: the index is derived data. A pass lost to a power cut
-        // rolls back with its cursor row and is simply done again, and the
-        // ✓ promise is untouched: every ✓ waits for a FULL commit of the
-        // bridge, which syncs the WAL, this pass's pages included.
-        let indexed = self.transaction_unsynced(|tx| {
+        // Unsynced, on SQLite in the search file: the index is derived
+        // data. A pass lost to a power cut rolls back with its cursor row
+        // and is simply done again; the ✓ promise is untouched.
+        let indexed = self.index_transaction(|tx| {
             if tx.lock_cursor()? != cursor {
                 // Another node's indexer got here first; its pass stands.
                 return Ok(None);
@@ -247,34 +263,74 @@ impl Store {
         })
     }
 
-    /// Makes the indexer's cursor if there is none, at the newest message:
-    /// a database from before the indexer (or restored from a backup taken
+    /// Makes the indexer's cursor if there is none. On SQLite at 0: the
+    /// search file is new (first start of this version, or lost), so every
+    /// message is indexed again. On PostgreSQL at the newest message: a
+    /// database from before the indexer (or restored from a backup taken
     /// before it) had every message indexed when it was sent. A server
     /// calls this before it takes messages, so none is stored unindexed
     /// below the cursor. Returns the cursor.
     pub fn start_search_cursor(&self) -> Result<i64, StoreError> {
-        self.transaction(|tx| {
+        let start = |tx: &mut Tx<'_>| {
             if let Some(through) = read_cursor(tx.conn)? {
                 return Ok(through);
             }
-            let through = newest_id(tx.conn)?;
+            let through = match tx.conn {
+                AnyConnection::Sqlite(_) => 0,
+                AnyConnection::Postgres(_) => newest_id(tx.conn)?,
+            };
             on_backend!(&mut *tx.conn, c => diesel::insert_into(search_cursor::table)
                 .values((search_cursor::indexer.eq(CURSOR), search_cursor::through.eq(through)))
                 .execute(c))?;
             Ok(through)
+        };
+        match self.backend() {
+            Backend::Sqlite => self.index_transaction(start),
+            // Synced: a cursor lost to a crash would be made again at the
+            // newest message, past messages never indexed.
+            Backend::Postgres => self.transaction(start),
+        }
+    }
+
+    /// Empties the index and sets the cursor to 0, so the indexer indexes
+    /// every message again. A restore calls this before it loads: backups
+    /// carry no index ([`DERIVED_TABLES`]), and on SQLite the search file
+    /// may hold the index of the database that was there before.
+    pub fn restart_search_index(&self) -> Result<(), StoreError> {
+        self.index_transaction(|tx| {
+            on_backend!(&mut *tx.conn, c => diesel::delete(search_terms::table).execute(c))?;
+            on_backend!(&mut *tx.conn, c => diesel::delete(search_cursor::table.find(CURSOR)).execute(c))?;
+            on_backend!(&mut *tx.conn, c => diesel::insert_into(search_cursor::table)
+                .values((search_cursor::indexer.eq(CURSOR), search_cursor::through.eq(0i64)))
+                .execute(c))?;
+            Ok(())
         })
+    }
+
+    /// SQLite: deletes the terms of messages `ids` from the search file,
+    /// after expiry committed their deletion (see the module doc). On
+    /// PostgreSQL expiry deletes them in its own transaction
+    /// ([`Tx::forget_search_terms`]) and this does nothing.
+    pub fn forget_search_terms(&self, ids: &[i64]) -> Result<(), StoreError> {
+        if self.backend() == Backend::Sqlite && !ids.is_empty() {
+            self.index_transaction(|tx| {
+                on_backend!(&mut *tx.conn, c => diesel::delete(search_terms::table.filter(search_terms::message_id.eq_any(ids))).execute(c))?;
+                Ok::<_, StoreError>(())
+            })?;
+        }
+        Ok(())
     }
 }
 
 impl Tx<'_> {
-    /// Sets the indexer's cursor to 0, so it indexes every message again
-    /// (inserting only the terms not already there). A restore calls this:
-    /// backups carry no index ([`DERIVED_TABLES`]).
-    pub fn restart_search_index(&mut self) -> Result<(), StoreError> {
-        on_backend!(&mut *self.conn, c => diesel::delete(search_cursor::table.find(CURSOR)).execute(c))?;
-        on_backend!(&mut *self.conn, c => diesel::insert_into(search_cursor::table)
-            .values((search_cursor::indexer.eq(CURSOR), search_cursor::through.eq(0i64)))
-            .execute(c))?;
+    /// PostgreSQL: deletes the terms of messages `ids` in this transaction,
+    /// after the messages. On SQLite the main file's transaction cannot
+    /// reach the search file: see [`Store::forget_search_terms`].
+    pub fn forget_search_terms(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        if let AnyConnection::Postgres(c) = &mut *self.conn {
+            diesel::delete(search_terms::table.filter(search_terms::message_id.eq_any(ids)))
+                .execute(c)?;
+        }
         Ok(())
     }
 

@@ -198,7 +198,11 @@ impl TestDatabase {
             }
             None => {
                 let path = self.url.trim_start_matches("sqlite://");
-                for suffix in ["", "-wal", "-shm"] {
+                let search = crate::db::search_path(path);
+                for (path, suffix) in [path, search.as_str()]
+                    .into_iter()
+                    .flat_map(|path| ["", "-wal", "-shm"].map(|suffix| (path, suffix)))
+                {
                     let file = format!("{path}{suffix}");
                     match std::fs::remove_file(&file) {
                         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -43,4 +43,66 @@ on_both_backends! {
         assert_eq!(all.items.len(), 1_000, "every message once");
         assert_eq!(store.index_pass(10_000).unwrap().indexed, 0, "caught up: nothing more");
     }
+
+    an_index_pass_never_waits_for_the_writer_that_commits_sends(store) {
+        store.create_user("alice", "correct horse").unwrap();
+        store.create_user("bob", "correct horse").unwrap();
+        store.start_search_cursor().unwrap();
+        let id = send(&store, 1, "the pangolin manifesto");
+        // The pass runs while a send's transaction holds the writer: on
+        // SQLite the index is written in a file of its own, by a
+        // connection of its own (on the writer it would wait forever here).
+        let pass = store.transaction(|_tx| store.index_pass(100)).unwrap();
+        assert_eq!((pass.indexed, pass.through), (1, id));
+        let found = store.search("bob", "pangolin", None, None, 10).unwrap().unwrap();
+        assert_eq!(found.items.iter().map(|m| m.id).collect::<Vec<_>>(), [id]);
+    }
+}
+
+/// Alice's message `n` to Bob, committed alone.
+fn send(store: &store::Store, n: usize, body: &str) -> i64 {
+    store
+        .transaction(|tx| {
+            tx.store_message(&NewMessage {
+                sender: "alice",
+                recipient: "bob",
+                client_id: &format!("m-{n}"),
+                body,
+                media: None,
+                sent_at: 1,
+                expires_at: None,
+            })
+        })
+        .map(|stored| match stored {
+            store::messages::Stored::New { id } | store::messages::Stored::Duplicate { id, .. } => id,
+        })
+        .unwrap()
+}
+
+
+#[test]
+fn a_lost_search_file_is_written_again_from_every_message() {
+    let (db, store) = store::testing::open(store::Backend::Sqlite);
+    store.create_user("alice", "correct horse").unwrap();
+    store.create_user("bob", "correct horse").unwrap();
+    store.start_search_cursor().unwrap();
+    let first = send(&store, 1, "a wombat in the garden");
+    while store.index_pass(100).unwrap().more() {}
+    let second = send(&store, 2, "the wombat again");
+    drop(store);
+    let path = db.url.trim_start_matches("sqlite://");
+    let search = store::db::search_path(path);
+    assert!(std::path::Path::new(&search).exists(), "the index has a file of its own: {search}");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{search}{suffix}"));
+    }
+
+    let store = store::Store::open(&db.url, &Default::default())
+        .unwrap()
+        .with_sealer(store::Sealer::from_hex(store::testing::TEST_KEY_HEX).unwrap());
+    store.migrate().unwrap();
+    assert_eq!(store.start_search_cursor().unwrap(), 0, "a new file starts from the first message");
+    while store.index_pass(100).unwrap().more() {}
+    let found = store.search("alice", "wombat", None, None, 10).unwrap().unwrap();
+    assert_eq!(found.items.iter().map(|m| m.id).collect::<Vec<_>>(), [second, first]);
 }
