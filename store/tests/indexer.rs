@@ -54,7 +54,7 @@ on_both_backends! {
         // connection of its own (on the writer it would wait forever here).
         let pass = store.transaction(|_tx| store.index_pass(100)).unwrap();
         assert_eq!((pass.indexed, pass.through), (1, id));
-        let found = store.search("bob", "pangolin", None, None, 10).unwrap().unwrap();
+        let found = store.search("bob", "pangolin", store::search::Scope::All, None, 10).unwrap().unwrap();
         assert_eq!(found.items.iter().map(|m| m.id).collect::<Vec<_>>(), [id]);
     }
 }
@@ -103,6 +103,6 @@ fn a_lost_search_file_is_written_again_from_every_message() {
     store.migrate().unwrap();
     assert_eq!(store.start_search_cursor().unwrap(), 0, "a new file starts from the first message");
     while store.index_pass(100).unwrap().more() {}
-    let found = store.search("alice", "wombat", None, None, 10).unwrap().unwrap();
+    let found = store.search("alice", "wombat", store::search::Scope::All, None, 10).unwrap().unwrap();
     assert_eq!(found.items.iter().map(|m| m.id).collect::<Vec<_>>(), [second, first]);
 }
