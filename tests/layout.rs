@@ -170,3 +170,30 @@ fn the_binary_stays_thin() {
         .sum();
     assert!(lines < BINARY_LINES, "src/ has {lines} lines, the bound is {BINARY_LINES}");
 }
+
+/// The migration directories of one backend, by name.
+fn migrations(root: &Path, backend: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("migrations").join(backend))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Diesel keys a migration by its version, the directory name up to the
+/// first `_` without its dashes; two directories with one version run
+/// only once. Two branches once both added a `…-130000_` migration.
+#[test]
+fn both_backends_have_the_same_migrations_each_with_a_version_of_its_own() {
+    let root = repo();
+    let sqlite = migrations(&root, "sqlite");
+    assert_eq!(sqlite, migrations(&root, "postgres"), "the backends' migrations differ");
+    let mut versions = BTreeMap::new();
+    for name in &sqlite {
+        let version: String = name.split('_').next().unwrap().replace('-', "");
+        if let Some(other) = versions.insert(version.clone(), name.clone()) {
+            panic!("{other} and {name} share the migration version {version}");
+        }
+    }
+}

@@ -8,8 +8,9 @@
 //! a member sees nothing, exactly as if the group did not exist. A group
 //! message is a `messages` row whose recipient is the group's reserved name
 //! (`#17`), so the rule is a condition on `(recipient, id)`:
-//! [`Visible::sql`] renders it for one user's windows, and every read that
-//! may return group messages adds it to its filter.
+//! [`Visible`] (in [`crate::visibility`]) renders it for one user's
+//! windows, and every read that may return group messages adds it to its
+//! filter.
 //!
 //! Changes of a group (who joined, left, was promoted; renames; timers)
 //! are stored in `group_changes` with the newest message id when they
@@ -36,70 +37,8 @@ use crate::db::AnyConnection;
 use crate::groups::{recipient_of, Window};
 use crate::history::{below, Row, COLUMNS};
 use crate::schema::{chat_groups, group_changes, group_members, message_history};
+use crate::visibility::Visible;
 use crate::{Store, StoreError};
-
-/// The group messages one user may see: their windows in every group they
-/// were ever in.
-#[derive(Debug, Clone, Default)]
-pub struct Visible {
-    windows: HashMap<GroupId, Vec<Window>>,
-}
-
-impl Visible {
-    /// No group message at all.
-    pub fn none() -> Visible {
-        Visible::default()
-    }
-
-    /// The windows of the groups `windows` names.
-    pub fn of(windows: HashMap<GroupId, Vec<Window>>) -> Visible {
-        Visible { windows }
-    }
-
-    /// Only `group`'s messages (of those visible).
-    pub fn only(mut self, group: GroupId) -> Visible {
-        self.windows.retain(|&g, _| g == group);
-        self
-    }
-
-    /// The groups with at least one window.
-    pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
-        self.windows.keys().copied()
-    }
-
-    /// A SQL condition true for exactly the visible group messages, on the
-    /// columns `owner` (a recipient, `#17`) and `id`. Only integers and
-    /// group names made from them are written into it, never client input.
-    pub fn sql(&self, owner: &str, id: &str) -> String {
-        let mut clauses: Vec<String> = Vec::new();
-        let mut groups: Vec<&GroupId> = self.windows.keys().collect();
-        groups.sort();
-        for group in groups {
-            for window in &self.windows[group] {
-                let upper = window
-                    .through_message
-                    .map(|through| format!(" AND {id} <= {through}"))
-                    .unwrap_or_default();
-                clauses.push(format!(
-                    "({owner} = '{}' AND {id} > {}{upper})",
-                    recipient_of(*group),
-                    window.after_message
-                ));
-            }
-        }
-        if clauses.is_empty() {
-            // Portable FALSE (SQLite before 3.23 has no FALSE literal).
-            "1 = 0".to_owned()
-        } else {
-            format!("({})", clauses.join(" OR "))
-        }
-    }
-
-    /// [`Visible::sql`] as a diesel condition.
-    pub(crate) fn condition(&self, owner: &str, id: &str) -> diesel::expression::SqlLiteral<Bool> {
-        sql::<Bool>(&self.sql(owner, id))
-    }
-}
 
 /// A membership window with its times, which decide which changes of the
 /// group its member saw.
@@ -134,23 +73,20 @@ fn timed_windows(
         .load(c))?;
     Ok(rows
         .into_iter()
-        .map(|(after_message, through_message, joined_at, left_at)| TimedWindow {
-            window: Window {
-                after_message,
-                through_message,
+        .map(
+            |(after_message, through_message, joined_at, left_at)| TimedWindow {
+                window: Window {
+                    after_message,
+                    through_message,
+                },
+                joined_at,
+                left_at,
             },
-            joined_at,
-            left_at,
-        })
+        )
         .collect())
 }
 
 impl Store {
-    /// The group messages `user` may see.
-    pub fn visible_to(&self, user: &str) -> Result<Visible, StoreError> {
-        Ok(Visible::of(self.every_window_of(user)?))
-    }
-
     /// `group`'s history as `me` sees it, newest first: up to `limit`
     /// messages with id below `before` inside `me`'s windows, with the
     /// changes of the group among them that `me` saw. `None` when `me` was
@@ -254,7 +190,9 @@ impl Store {
             detail
                 .into_iter()
                 .map(|member| MemberReceipt {
-                    read_at: member.read_at.filter(|_| i_share && member.shares_read_receipts),
+                    read_at: member
+                        .read_at
+                        .filter(|_| i_share && member.shares_read_receipts),
                     // A read says delivered too.
                     delivered_at: member.delivered_at.or(member.read_at),
                     user: member.user,
@@ -312,13 +250,14 @@ impl Store {
             .load::<(String, i64)>(c))?
         .into_iter()
         .collect();
-        let described: HashMap<GroupId, (String, i64)> = on_backend!(&mut *conn, c => chat_groups::table
+        let described: HashMap<GroupId, (String, i64)> =
+            on_backend!(&mut *conn, c => chat_groups::table
             .filter(chat_groups::id.eq_any(&groups))
             .select((chat_groups::id, chat_groups::name, chat_groups::timer_seconds))
             .load::<(GroupId, String, i64)>(c))?
-        .into_iter()
-        .map(|(id, name, timer)| (id, (name, timer)))
-        .collect();
+            .into_iter()
+            .map(|(id, name, timer)| (id, (name, timer)))
+            .collect();
         let ids: Vec<i64> = newest.iter().filter_map(|(_, id)| *id).collect();
         let mut last: HashMap<i64, _> = self
             .messages_by_id(conn, me, visible, &ids)?

@@ -17,9 +17,9 @@ use protocol::history::{Chat, HistoryMessage, Page};
 use std::collections::{HashMap, HashSet};
 
 use crate::db::AnyConnection;
-use crate::group_history::Visible;
 use crate::messages::open_media;
 use crate::schema::{message_history, stars};
+use crate::visibility::Visible;
 use crate::{Store, StoreError};
 
 /// Has `sender` written at least one message to `recipient`, hot or

@@ -76,8 +76,8 @@ pub mod group_history;
 pub mod group_receipts;
 pub mod groups;
 pub mod history;
-pub mod indexer;
 pub mod inbox;
+pub mod indexer;
 pub mod job_runs;
 pub mod media;
 pub mod messages;
@@ -92,6 +92,7 @@ pub mod stars;
 pub mod testing;
 pub mod timers;
 pub mod tokens;
+pub mod visibility;
 
 pub use db::{Backend, Store, StoreOptions, Tx};
 pub use error::StoreError;

@@ -33,10 +33,10 @@ use sha2::Sha256;
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 
-use crate::group_history::Visible;
 use crate::groups::recipient_of;
 use crate::history::{below, page};
 use crate::schema::search_terms;
+use crate::visibility::Visible;
 use crate::{Sealer, Store, StoreError};
 
 /// Bytes of each stored term: 128 bits leave no practical collisions.
@@ -132,12 +132,15 @@ pub(crate) fn terms_of(
     participants
         .iter()
         .flat_map(|&(user, peer)| {
-            words.iter().take(WORDS_PER_MESSAGE).map(move |word| TermRow {
-                user_name: user.to_owned(),
-                term: index.term(user, word),
-                message_id: id,
-                peer: peer.to_owned(),
-            })
+            words
+                .iter()
+                .take(WORDS_PER_MESSAGE)
+                .map(move |word| TermRow {
+                    user_name: user.to_owned(),
+                    term: index.term(user, word),
+                    message_id: id,
+                    peer: peer.to_owned(),
+                })
         })
         .collect()
 }

@@ -6,9 +6,9 @@ use diesel::prelude::*;
 use protocol::history::{Page, StarredMessage};
 
 use crate::db::Tx;
-use crate::group_history::Visible;
 use crate::history::{below, page};
 use crate::schema::{message_history, stars};
+use crate::visibility::Visible;
 use crate::{Store, StoreError};
 
 /// What a star or unstar did.

@@ -11,8 +11,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-use crate::schema::{token_revocations, tokens, users};
 use crate::encoding::hex;
+use crate::schema::{token_revocations, tokens, users};
 use crate::{clock, Store, StoreError};
 
 /// How long a logout's record in `token_revocations` is kept: every node
@@ -42,8 +42,6 @@ pub fn token_hash(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
     hex(&digest)
 }
-
-/// Lower-case hex of `bytes`.
 
 /// 256 random bits from the OS, as 64 hex digits: tokens and other
 /// server secrets.
