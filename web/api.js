@@ -93,6 +93,17 @@ export class Api {
     if (before != null) q.set('before', before);
     return this.call('GET', `/v1/chats/${encodeURIComponent(peer)}/messages?${q}`, { what: 'load messages' });
   }
+  groups() {
+    return this.call('GET', '/v1/groups', { what: 'load groups' });
+  }
+  groupHistory(id, before) {
+    const q = new URLSearchParams({ limit: '30' });
+    if (before != null) q.set('before', before);
+    return this.call('GET', `/v1/groups/${encodeURIComponent(id)}/messages?${q}`, { what: 'load messages' });
+  }
+  setGroupTimer(id, seconds) {
+    return this.call('PUT', `/v1/groups/${encodeURIComponent(id)}/timer`, { body: { seconds }, what: 'set the timer' });
+  }
   presence(name) {
     return this.call('GET', `/v1/users/${encodeURIComponent(name)}/presence`, { what: 'find that user' });
   }
