@@ -4,6 +4,7 @@
 //! already belongs to its group when the first message is sent.
 
 use anyhow::Context;
+use protocol::groups::{Group as ServerGroup, NewGroup};
 use std::net::SocketAddr;
 
 use super::server::http_request;
@@ -51,17 +52,23 @@ pub fn create(http: SocketAddr, users: &[(String, String)], size: usize) -> anyh
     };
     for (number, chunk) in (0..users.len()).collect::<Vec<_>>().chunks(size).enumerate() {
         let (creator, token) = &users[chunk[0]];
-        let members: Vec<&str> = chunk[1..].iter().map(|&i| users[i].0.as_str()).collect();
-        let body = serde_json::json!({ "name": format!("bench {number}"), "members": members });
-        let (status, answer) =
-            http_request(http, "POST", "/v1/groups", Some(&body.to_string()), Some(token))?;
+        let body = serde_json::to_string(&NewGroup {
+            name: format!("bench {number}"),
+            members: chunk[1..].iter().map(|&i| users[i].0.clone()).collect(),
+        })?;
+        let (status, answer) = http_request(http, "POST", "/v1/groups", Some(&body), Some(token))?;
         anyhow::ensure!(
             status == 201,
             "{creator} creating group {number} of {size}: HTTP {status} {answer}"
         );
-        let id = serde_json::from_str::<serde_json::Value>(&answer)?["id"]
-            .as_i64()
-            .with_context(|| format!("creating group {number}: no id in {answer}"))?;
+        let created: ServerGroup = serde_json::from_str(&answer)
+            .with_context(|| format!("creating group {number}: the answer is no group: {answer}"))?;
+        anyhow::ensure!(
+            created.members.len() == size,
+            "group {number} has {} members, not {size}",
+            created.members.len()
+        );
+        let id = created.id;
         for &member in chunk {
             plan.group_of[member] = plan.groups.len();
         }

@@ -13,7 +13,9 @@
 //! staggered evenly over one period: 1,000/s from 100 users arrives as one
 //! message every millisecond, not as 100 at once ten times a second.
 
-use protocol::messages::{AckRequest, Event, InboxEvent, SendRequest};
+use protocol::messages::{
+    AckEvent, AckRequest, Event, InboxEvent, ReceiptEvent, SendRequest, SyncRequest,
+};
 use protocol::names::UserName;
 use protocol::topics::user_topic;
 use rumqttc::{AsyncClient, MqttOptions, Packet, QoS};
@@ -154,6 +156,24 @@ struct Ledger {
     send_to_ack: Samples,
     send_to_deliver: Samples,
     send_to_receipt: Samples,
+}
+
+impl Ledger {
+    /// Inbox event `seq` arrived: the contiguous seq moves past it once
+    /// nothing below it is missing.
+    fn saw(&mut self, seq: i64) {
+        if seq > self.contiguous_seq {
+            self.seqs_above.insert(seq);
+        }
+        while self.seqs_above.first() == Some(&(self.contiguous_seq + 1)) {
+            self.seqs_above.pop_first();
+            self.contiguous_seq += 1;
+        }
+        // Seqs at or below it (a pruned range skipped) are done with.
+        while self.seqs_above.first().is_some_and(|&s| s <= self.contiguous_seq) {
+            self.seqs_above.pop_first();
+        }
+    }
 }
 
 /// Counters shared by every client.
@@ -381,6 +401,7 @@ async fn connect(
             break;
         }
     }
+    catch_up(&client, &mut eventloop, &name, &ledger).await?;
     let me = user.to_owned();
     let acker = client.clone();
     let ack_topic = user_topic(&name, "ack");
@@ -428,6 +449,56 @@ async fn connect(
     Ok((client, driver))
 }
 
+/// Replays what the inbox already holds (a group's `created` event, or a
+/// `--target` user's old events) before the load starts, so the seqs
+/// the run sees follow on without a gap and the client's acks cover
+/// them. Only the seqs are taken from the replay: its messages are not
+/// the run's.
+async fn catch_up(
+    client: &AsyncClient,
+    eventloop: &mut rumqttc::EventLoop,
+    name: &UserName,
+    ledger: &Mutex<Ledger>,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut after = 0;
+    loop {
+        let sync = serde_json::to_vec(&SyncRequest { after, limit: None })?;
+        client
+            .publish(user_topic(name, "sync"), QoS::AtLeastOnce, false, sync)
+            .await?;
+        let synced = loop {
+            let polled = tokio::time::timeout_at(deadline, eventloop.poll())
+                .await
+                .map_err(|_| anyhow::anyhow!("{name}: no answer to sync within 60 s"))??;
+            let rumqttc::Event::Incoming(Packet::Publish(publish)) = polled else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_slice::<InboxEvent>(&publish.payload) else {
+                continue;
+            };
+            match event.event {
+                Event::Synced(synced) => break synced,
+                _ => {
+                    if let Some(seq) = event.seq {
+                        ledger.lock().unwrap_or_else(|p| p.into_inner()).saw(seq);
+                    }
+                }
+            }
+        };
+        if let Some(pruned) = synced.pruned_through {
+            // Pruned by another device before this one saw them.
+            let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+            ledger.contiguous_seq = ledger.contiguous_seq.max(pruned);
+            ledger.saw(pruned);
+        }
+        if !synced.more {
+            return Ok(());
+        }
+        after = synced.through;
+    }
+}
+
 /// Deliveries that never happened: each send and recipient that did not
 /// get it (every other member, for a group message), and whether the
 /// server acked the send (stored it) or never answered.
@@ -466,13 +537,7 @@ fn on_event(me: &str, event: InboxEvent, shared: &Shared, ledger: &Mutex<Ledger>
     let measuring = |sent: Instant| sent >= shared.measure_from;
     let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(seq) = event.seq {
-        if seq > ledger.contiguous_seq {
-            ledger.seqs_above.insert(seq);
-        }
-        while ledger.seqs_above.first() == Some(&(ledger.contiguous_seq + 1)) {
-            ledger.seqs_above.pop_first();
-            ledger.contiguous_seq += 1;
-        }
+        ledger.saw(seq);
     }
     match event.event {
         Event::Ack(ack) => {
@@ -545,7 +610,7 @@ fn on_event(me: &str, event: InboxEvent, shared: &Shared, ledger: &Mutex<Ledger>
             }
         }
         Event::Error(error) => eprintln!("{me}: refused: {} ({})", error.message, error.code),
-        Event::Synced(_) | Event::Star(_) | Event::Timer(_) | Event::Expired(_) => {}
+        Event::Synced(_) | Event::Star(_) | Event::Timer(_) | Event::Group(_) | Event::Expired(_) => {}
     }
 }
 
@@ -608,6 +673,37 @@ async fn send_loop(
         }
         shared.sent.fetch_add(1, Ordering::Relaxed);
         shared.expected.fetch_add(fanout, Ordering::Relaxed);
+    }
+}
+
+/// The `send` of message `id` to `to`.
+fn send_request(id: String, to: To, body: String, names: &[String], groups: &Plan) -> SendRequest {
+    let (to, group) = match to {
+        To::User(peer) => (Some(names[peer].clone()), None),
+        To::Group(group) => (None, Some(groups.groups[group].id)),
+    };
+    SendRequest {
+        id,
+        to,
+        group,
+        body,
+        media: None,
+    }
+}
+
+/// The chat an ack of mine belongs to.
+fn ack_chat(ack: &AckEvent) -> Chat {
+    match (ack.group, &ack.to) {
+        (Some(group), _) => Chat::Group(group),
+        (None, to) => Chat::Peer(to.clone().unwrap_or_default()),
+    }
+}
+
+/// The chat a receipt covers.
+fn receipt_chat(receipt: &ReceiptEvent) -> Chat {
+    match (receipt.group, &receipt.peer) {
+        (Some(group), _) => Chat::Group(group),
+        (None, peer) => Chat::Peer(peer.clone().unwrap_or_default()),
     }
 }
 
