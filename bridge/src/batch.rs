@@ -87,8 +87,8 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
         let mentioned: Vec<&str> = requests
             .iter()
             .filter_map(|r| match r {
-                Request::Send { send, .. } => Some(send.to.as_str()),
-                Request::Read { read, .. } => Some(read.peer.as_str()),
+                Request::Send { to, .. } => Some(to.as_str()),
+                Request::Read { peer, .. } => Some(peer.as_str()),
                 Request::Timer { peer, .. } => Some(peer.as_str()),
                 _ => None,
             })
@@ -102,7 +102,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
         let readers: Vec<&str> = requests
             .iter()
             .filter_map(|r| match r {
-                Request::Read { reader, read } => Some([reader.as_str(), read.peer.as_str()]),
+                Request::Read { reader, peer, .. } => Some([reader.as_str(), peer.as_str()]),
                 _ => None,
             })
             .flatten()
@@ -127,8 +127,8 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
         // Every send that will be stored, in one statement, in priority
         // order (so text gets the lower ids).
         let order = priority_order(requests);
-        let storable = |sender: &UserName, send: &SendRequest| {
-            existing.contains(&send.to)
+        let storable = |sender: &UserName, to: &UserName, send: &SendRequest| {
+            existing.contains(to.as_str())
                 && send.media.as_ref().is_none_or(|m| {
                     owned_media.contains_key(&(sender.as_str(), m.id.as_str()))
                 })
@@ -136,13 +136,13 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
         let mut to_store = Vec::new();
         let mut media_of = HashMap::new();
         for &index in &order {
-            if let Request::Send { sender, send } = &requests[index] {
-                if !storable(sender, send) {
+            if let Request::Send { sender, to, send } = &requests[index] {
+                if !storable(sender, to, send) {
                     continue;
                 }
                 let sender = sender.as_str();
                 let expires_at = timers
-                    .get(&store::timers::chat_key(sender, &send.to))
+                    .get(&store::timers::chat_key(sender, to.as_str()))
                     .map(|seconds| now + seconds * 1000);
                 // The recipient sees the uploaded type and size, whatever
                 // the sender claimed.
@@ -162,13 +162,13 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
         let new_messages: Vec<NewMessage<'_>> = to_store
             .iter()
             .map(|index| {
-                let Request::Send { sender, send } = &requests[*index] else {
+                let Request::Send { sender, to, send } = &requests[*index] else {
                     unreachable!("only sends are stored")
                 };
                 let (media, expires_at) = &media_of[index];
                 NewMessage {
                     sender: sender.as_str(),
-                    recipient: &send.to,
+                    recipient: to.as_str(),
                     client_id: &send.id,
                     body: &send.body,
                     media: media.as_ref(),
@@ -188,7 +188,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
         for index in order {
             let request = &requests[index];
             let outcome = match request {
-                Request::Send { sender, send }
+                Request::Send { sender, send, .. }
                     if send.media.as_ref().is_some_and(|m| {
                         !owned_media.contains_key(&(sender.as_str(), m.id.as_str()))
                     }) =>
@@ -212,7 +212,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                         rejection,
                     )?
                 }
-                Request::Send { sender, send } if existing.contains(&send.to) => {
+                Request::Send { sender, to, send } if existing.contains(to.as_str()) => {
                     let sender = sender.as_str();
                     let (media, expires_at) = media_of.remove(&index).unwrap_or_default();
                     let Some(result) = stored.remove(&index) else {
@@ -227,7 +227,8 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                                 id,
                                 client_id: send.id.clone(),
                                 from: sender.to_owned(),
-                                to: send.to.clone(),
+                                to: Some(to.to_string()),
+                                group: None,
                                 body: send.body.clone(),
                                 media,
                                 sent_at: now,
@@ -235,7 +236,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                             };
                             let ack = AckEvent::from(message.clone());
                             pending.push(Pending::append(
-                                &send.to,
+                                to.as_str(),
                                 NewEvent::Message { message_id: id },
                                 Event::Message(message),
                             ));
@@ -261,7 +262,8 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                             let ack = AckEvent {
                                 id,
                                 client_id: send.id.clone(),
-                                to: recipient,
+                                to: Some(recipient),
+                                group: None,
                                 body,
                                 media,
                                 sent_at,
@@ -279,7 +281,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                         }
                     }
                 }
-                Request::Send { sender, send } => {
+                Request::Send { sender, to, send } => {
                     let payload = serde_json::to_vec(send).unwrap_or_default();
                     let client_id = Some(send.id.clone());
                     refuse_unknown_user(
@@ -288,7 +290,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                         sender,
                         "send",
                         client_id,
-                        &send.to,
+                        to.as_str(),
                         &payload,
                     )?
                 }
@@ -309,15 +311,15 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                     }
                     Outcome::Applied
                 }
-                Request::Read { reader, read } if existing.contains(&read.peer) => {
-                    let both_share =
-                        receipts_on.contains(reader.as_str()) && receipts_on.contains(&read.peer);
+                Request::Read { reader, peer, read } if existing.contains(peer.as_str()) => {
+                    let both_share = receipts_on.contains(reader.as_str())
+                        && receipts_on.contains(peer.as_str());
                     let newest =
-                        tx.mark_read(reader.as_str(), &read.peer, read.up_to, now, both_share)?;
+                        tx.mark_read(reader.as_str(), peer.as_str(), read.up_to, now, both_share)?;
                     if let (Some(up_to), true) = (newest, both_share) {
                         push_receipt(
                             &mut pending,
-                            &read.peer,
+                            peer.as_str(),
                             ReceiptStatus::Read,
                             reader.as_str(),
                             up_to,
@@ -326,7 +328,7 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                     }
                     Outcome::Applied
                 }
-                Request::Read { reader, read } => {
+                Request::Read { reader, peer, read } => {
                     let payload = serde_json::to_vec(read).unwrap_or_default();
                     refuse_unknown_user(
                         tx,
@@ -334,9 +336,22 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                         reader,
                         "read",
                         None,
-                        &read.peer,
+                        peer.as_str(),
                         &payload,
                     )?
+                }
+                // Groups are applied in the steps that follow this
+                // contract; until then every group request is refused as
+                // if its group did not exist.
+                Request::GroupSend { .. } | Request::GroupRead { .. } | Request::Group { .. } => {
+                    let (user, leaf, payload) = request.origin();
+                    let topic = protocol::topics::user_topic(user, leaf);
+                    let rejection = Rejection {
+                        client_id: request.client_id().map(str::to_owned),
+                        code: ErrorCode::NotAMember,
+                        message: "no such group of yours".into(),
+                    };
+                    refuse(tx, &mut pending, user.as_str(), leaf, &topic, &payload, rejection)?
                 }
                 Request::Refused {
                     user,
@@ -450,11 +465,11 @@ pub fn priority_order(requests: &[Request]) -> Vec<usize> {
     let (mut first, mut later) = (Vec::new(), Vec::new());
     for (index, request) in requests.iter().enumerate() {
         match request {
-            Request::Send { sender, send }
+            Request::Send { sender, to, send }
                 if send.media.is_some()
-                    || held_pairs.contains(&(sender.as_str(), send.to.as_str())) =>
+                    || held_pairs.contains(&(sender.as_str(), to.as_str())) =>
             {
-                held_pairs.insert((sender.as_str(), send.to.as_str()));
+                held_pairs.insert((sender.as_str(), to.as_str()));
                 later.push(index);
             }
             _ => first.push(index),
@@ -471,7 +486,7 @@ type OwnedMedia<'r> = HashMap<(&'r str, &'r str), (String, i64)>;
 fn owned_media<'r>(tx: &mut Tx<'_>, requests: &'r [Request]) -> Result<OwnedMedia<'r>, StoreError> {
     let mut wanted: HashMap<&str, Vec<&str>> = HashMap::new();
     for request in requests {
-        if let Request::Send { sender, send } = request {
+        if let Request::Send { sender, send, .. } = request {
             if let Some(media) = &send.media {
                 wanted
                     .entry(sender.as_str())
@@ -567,7 +582,8 @@ fn push_receipt(
 ) {
     let receipt = Event::Receipt(ReceiptEvent {
         status,
-        peer: peer.to_owned(),
+        peer: Some(peer.to_owned()),
+        group: None,
         up_to,
         at,
     });
@@ -627,9 +643,11 @@ mod tests {
     fn send(from: &str, to: &str, id: &str, media: bool) -> Request {
         Request::Send {
             sender: UserName::parse(from).unwrap(),
+            to: UserName::parse(to).unwrap(),
             send: SendRequest {
                 id: id.into(),
-                to: to.into(),
+                to: Some(to.into()),
+                group: None,
                 body: "b".into(),
                 media: media.then(|| MediaRef {
                     id: "0".repeat(32),

@@ -707,7 +707,8 @@ async fn publish(
 /// A send over its user's quota: the user and the refusal. Counted for
 /// operators; the sender is told to retry.
 fn over_quota(quota: &Buckets, request: &Request) -> Option<(UserName, Rejection)> {
-    let Request::Send { sender, send } = request else {
+    let (Request::Send { sender, send, .. } | Request::GroupSend { sender, send, .. }) = request
+    else {
         return None;
     };
     if quota.allow(sender.as_str(), std::time::Instant::now()) {

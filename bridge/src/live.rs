@@ -37,7 +37,9 @@ pub(crate) fn typing(
         metrics::counter!("bluetick_typing_dropped_total", "reason" => "malformed").increment(1);
         return;
     };
-    let Ok(to) = UserName::parse(&request.to) else {
+    // Typing in a group goes to its online members (a later step); a
+    // request naming no user is dropped like an unknown peer.
+    let Some(Ok(to)) = request.to.as_deref().map(UserName::parse) else {
         metrics::counter!("bluetick_typing_dropped_total", "reason" => "unknown_peer").increment(1);
         return;
     };
@@ -47,6 +49,7 @@ pub(crate) fn typing(
     }
     let event = LiveEvent::Typing {
         from: user.to_string(),
+        group: None,
         state: request.state,
     };
     let payload = serde_json::to_vec(&event).unwrap_or_default();

@@ -27,9 +27,11 @@ fn uploaded_by(store: &Store, owner: &str) -> String {
 fn send(from: &str, to: &str, id: &str, media: Option<&str>) -> Request {
     Request::Send {
         sender: UserName::parse(from).unwrap(),
+        to: UserName::parse(to).unwrap(),
         send: SendRequest {
             id: id.into(),
-            to: to.into(),
+            to: Some(to.into()),
+            group: None,
             body: if media.is_some() { "" } else { "text" }.into(),
             media: media.map(|m| MediaRef {
                 id: m.into(),

@@ -41,11 +41,10 @@ pub async fn send(
         }
         _ => ApiError::new(ErrorCode::BadRequest, e.body_text()),
     })?;
-    let request = match SendRequest::parse(&body, state.max_body) {
-        Ok(send) => Request::Send {
-            sender: caller.user,
-            send,
-        },
+    let request = match SendRequest::parse(&body, state.max_body)
+        .and_then(|send| Request::send(caller.user, send))
+    {
+        Ok(request) => request,
         Err(rejection) => return Err(ApiError::new(rejection.code, rejection.message)),
     };
     match submit(&state, request, "stored").await? {

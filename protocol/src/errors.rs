@@ -63,11 +63,19 @@ pub enum ErrorCode {
     /// A well-formed request the server could not apply (the database
     /// refused it every time); it is kept for operators. Do not resend.
     Unprocessable,
+    /// A group request (send, read, change, HTTP read) from someone who is
+    /// not a member of the group, or for a group that does not exist: the
+    /// two are not told apart.
+    NotAMember,
+    /// A group change only the group's admins may make.
+    NotAdmin,
+    /// Adding members would take the group over its member limit.
+    GroupFull,
 }
 
 impl ErrorCode {
     /// Every code, for docs and tests.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidPassword,
@@ -93,6 +101,9 @@ impl ErrorCode {
         ErrorCode::QuotaExceeded,
         ErrorCode::NoChat,
         ErrorCode::Unprocessable,
+        ErrorCode::NotAMember,
+        ErrorCode::NotAdmin,
+        ErrorCode::GroupFull,
     ];
 
     /// The code as it appears on the wire.
@@ -123,6 +134,9 @@ impl ErrorCode {
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::NoChat => "no_chat",
             ErrorCode::Unprocessable => "unprocessable",
+            ErrorCode::NotAMember => "not_a_member",
+            ErrorCode::NotAdmin => "not_admin",
+            ErrorCode::GroupFull => "group_full",
         }
     }
 
@@ -146,15 +160,18 @@ impl ErrorCode {
             | ErrorCode::InvalidId
             | ErrorCode::EmptyBody => 400,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::Forbidden => 403,
-            ErrorCode::NotFound | ErrorCode::UnknownRecipient | ErrorCode::UnknownMedia => 404,
+            ErrorCode::Forbidden | ErrorCode::NotAdmin => 403,
+            ErrorCode::NotFound
+            | ErrorCode::UnknownRecipient
+            | ErrorCode::UnknownMedia
+            | ErrorCode::NotAMember => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::NameTaken => 409,
             ErrorCode::TooLarge | ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::RateLimited | ErrorCode::QuotaExceeded => 429,
-            ErrorCode::NoChat => 409,
+            ErrorCode::NoChat | ErrorCode::GroupFull => 409,
             ErrorCode::UnprocessableImage | ErrorCode::Unprocessable => 422,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,

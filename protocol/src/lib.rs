@@ -9,6 +9,8 @@
 //! - [`errors`]: the error codes that HTTP and MQTT refusals carry;
 //! - [`messages`]: the chat payloads clients publish and the inbox events
 //!   the server sends back;
+//! - [`groups`]: group management requests, the `group` inbox event, the
+//!   group HTTP shapes and the group limits;
 //! - [`history`]: the HTTP read API's shapes (history, chats, stars,
 //!   search) and its one paging scheme;
 //! - [`media`]: upload answers, media limits and their defaults;
@@ -22,6 +24,7 @@
 //! it is shared by the server, the client SDK, the tests and the docs.
 
 pub mod errors;
+pub mod groups;
 pub mod history;
 pub mod media;
 pub mod messages;

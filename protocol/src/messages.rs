@@ -5,11 +5,12 @@
 //!
 //! | leaf | payload | effect |
 //! |---|---|---|
-//! | `send` | [`SendRequest`] | store a message for `to`; ack to me, message to them |
+//! | `send` | [`SendRequest`] | store a message for `to` (a user) or `group`; ack to me, message to them |
 //! | `ack` | [`AckRequest`] | my device has stored my inbox up to `up_to`; prunes it and sends delivered receipts |
-//! | `read` | [`ReadRequest`] | I read `peer`'s messages up to id `up_to`; sends a read receipt |
+//! | `read` | [`ReadRequest`] | I read `peer`'s (or `group`'s) messages up to id `up_to`; sends a read receipt |
 //! | `sync` | [`SyncRequest`] | replay my inbox after `after` |
 //! | `star` | [`StarRequest`] | star or unstar a message I sent or received; a star event to all my devices |
+//! | `group` | [`crate::groups::GroupRequest`] | create a group or change one (see [`crate::groups`]) |
 //!
 //! Server → client on `u/{me}/inbox`, QoS 1: an [`InboxEvent`], which is a
 //! `seq` (gap-free per user; absent on control events) plus one [`Event`].
@@ -17,6 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::errors::ErrorCode;
+use crate::groups::{GroupEvent, GroupId};
 use crate::names::UserName;
 
 /// Longest client message id, in bytes.
@@ -34,15 +36,20 @@ pub const MAX_SEQ: i64 = (1 << 53) - 1;
 /// Longest media caption, in bytes.
 pub const CAPTION_MAX: usize = 4096;
 
-/// `u/{me}/send`: a message to one user.
+/// `u/{me}/send`: a message to one user (`to`) or to a group (`group`):
+/// exactly one of the two.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SendRequest {
     /// The client's own id for this message (a UUID is ideal). Resending
     /// with the same id never stores a second copy.
     pub id: String,
-    /// The recipient's user name.
-    pub to: String,
+    /// The recipient's user name (a 1:1 message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The group's id (a group message; the sender must be a member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupId>,
     /// The message text, or ciphertext for end-to-end encrypting clients.
     /// May be empty when `media` is set.
     #[serde(default)]
@@ -95,10 +102,14 @@ pub struct AckRequest {
     pub device: String,
 }
 
-/// `u/{me}/read`: every message from `peer` with id ≤ `up_to` was read.
+/// `u/{me}/read`: every message from `peer` (or in `group`; exactly one
+/// of the two) with id ≤ `up_to` was read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadRequest {
-    pub peer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupId>,
     /// A server message id (the `id` of a message event).
     pub up_to: i64,
 }
@@ -152,6 +163,8 @@ pub enum Event {
     Star(StarEvent),
     /// The disappearing-message timer of a chat changed.
     Timer(TimerEvent),
+    /// A group I am (or was, until this event) in changed.
+    Group(GroupEvent),
     /// A message reached its expiry and was deleted; this event takes the
     /// place of its message or ack event in the inbox.
     Expired(ExpiredEvent),
@@ -164,7 +177,12 @@ pub struct MessageEvent {
     /// The sender's own id for it.
     pub client_id: String,
     pub from: String,
-    pub to: String,
+    /// Me, for a 1:1 message; absent for a group message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The group it was sent to; absent for a 1:1 message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupId>,
     pub body: String,
     /// Media attached to the message; fetch it with `GET /v1/media/{id}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,7 +200,12 @@ pub struct MessageEvent {
 pub struct AckEvent {
     pub id: i64,
     pub client_id: String,
-    pub to: String,
+    /// The recipient of a 1:1 message; absent for a group message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The group it was sent to; absent for a 1:1 message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupId>,
     /// The message itself, so my other devices can show what I sent.
     pub body: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +224,7 @@ impl From<MessageEvent> for AckEvent {
             id: message.id,
             client_id: message.client_id,
             to: message.to,
+            group: message.group,
             body: message.body,
             media: message.media,
             sent_at: message.sent_at,
@@ -221,9 +245,15 @@ pub enum ReceiptStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiptEvent {
     pub status: ReceiptStatus,
-    /// Who received or read my messages.
-    pub peer: String,
-    /// Every message I sent to `peer` with id ≤ `up_to` has this status.
+    /// Who received or read my messages (a 1:1 receipt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The group whose every member received or read my messages (an
+    /// aggregate receipt: "delivered to all", "read by all").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupId>,
+    /// Every message I sent to `peer` (or to `group`) with id ≤ `up_to`
+    /// has this status.
     pub up_to: i64,
     pub at: i64,
 }
@@ -232,7 +262,8 @@ pub struct ReceiptEvent {
 pub struct ErrorEvent {
     /// The client message id of the refused `send`, when one could be read.
     pub client_id: Option<String>,
-    /// The topic leaf that was refused (`send`, `read`, `ack`, `sync`, `star`).
+    /// The topic leaf that was refused (`send`, `read`, `ack`, `sync`,
+    /// `star`, `group`).
     pub on: String,
     pub code: ErrorCode,
     pub message: String,
@@ -350,11 +381,20 @@ impl SendRequest {
                 format!("a send is {{\"id\",\"to\",\"body\"}}: {e}"),
             )
         })?;
-        if UserName::parse(&request.to).is_err() {
-            return Err(with_id(
-                ErrorCode::UnknownRecipient,
-                format!("no user {:?}", request.to),
-            ));
+        match (&request.to, request.group) {
+            (Some(to), None) if UserName::parse(to).is_err() => {
+                return Err(with_id(
+                    ErrorCode::UnknownRecipient,
+                    format!("no user {to:?}"),
+                ));
+            }
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => {
+                return Err(with_id(
+                    ErrorCode::MalformedJson,
+                    "a send names exactly one of \"to\" (a user) and \"group\"".into(),
+                ))
+            }
         }
         if let Some(media) = &request.media {
             if !valid_media_id(&media.id) {
@@ -407,7 +447,8 @@ mod tests {
             send,
             SendRequest {
                 id: "6f1c-1".into(),
-                to: "bob".into(),
+                to: Some("bob".into()),
+                group: None,
                 body: "hi".into(),
                 media: None,
             }
@@ -480,7 +521,8 @@ mod tests {
             seq: Some(7),
             event: Event::Receipt(ReceiptEvent {
                 status: ReceiptStatus::Read,
-                peer: "bob".into(),
+                peer: Some("bob".into()),
+                group: None,
                 up_to: 42,
                 at: 1,
             }),

@@ -129,10 +129,14 @@ pub enum PresenceState {
     Offline,
 }
 
-/// `u/{me}/typing`: I am typing to `to` (or stopped).
+/// `u/{me}/typing`: I am typing to `to` or in `group` (or stopped);
+/// exactly one of the two.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypingRequest {
-    pub to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<crate::groups::GroupId>,
     pub state: TypingState,
 }
 
@@ -147,7 +151,13 @@ pub enum TypingState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
-    Typing { from: String, state: TypingState },
+    Typing {
+        from: String,
+        /// Set when `from` is typing in this group (to its online members).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<crate::groups::GroupId>,
+        state: TypingState,
+    },
 }
 
 #[cfg(test)]

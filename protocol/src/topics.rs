@@ -18,7 +18,9 @@ pub const USER_PREFIX: &str = "u/";
 pub const PRESENCE_PREFIX: &str = "presence/";
 
 /// Leaves of `u/{me}/…` that a client publishes to.
-pub const CLIENT_LEAVES: [&str; 7] = ["send", "read", "sync", "ack", "typing", "presence", "star"];
+pub const CLIENT_LEAVES: [&str; 8] = [
+    "send", "read", "sync", "ack", "typing", "presence", "star", "group",
+];
 /// Leaves of `u/{me}/…` that only the server publishes to.
 pub const SERVER_LEAVES: [&str; 2] = ["inbox", "live"];
 

@@ -384,11 +384,14 @@ impl StoredMessage {
     /// The message as its recipient sees it, body and media opened (the
     /// sender's ✓ is `AckEvent::from` it).
     fn open(self, sealer: &crate::Sealer) -> Result<MessageEvent, StoreError> {
+        // A group message's recipient is the group's reserved name.
+        let group = crate::groups::group_of(&self.recipient);
         Ok(MessageEvent {
             id: self.id,
             client_id: self.client_id,
             from: self.sender,
-            to: self.recipient,
+            to: group.is_none().then_some(self.recipient),
+            group,
             body: sealer.open_string(&self.body)?,
             media: open_media(sealer, self.media.as_deref())?,
             sent_at: self.sent_at,

@@ -19,6 +19,9 @@
 //! - [`indexer`]: writes that index off the send path, following
 //!   `messages` by id from a cursor kept in the database.
 //! - [`timers`]: each chat's disappearing-message timer.
+//! - [`groups`]: groups, membership windows (what a member may see), each
+//!   member's receipt positions, the log of group changes. A group message
+//!   is a `messages` row whose recipient is the group's reserved name.
 //! - [`archive`]: moving old messages to the archive table, in batches.
 //! - [`expiry`]: deleting expired messages from every place they live.
 //! - [`dead_letters`]: refused client payloads, for operators.
@@ -64,6 +67,7 @@ pub mod encoding;
 mod error;
 pub mod expiry;
 pub mod export;
+pub mod groups;
 pub mod history;
 pub mod indexer;
 pub mod inbox;

@@ -233,3 +233,66 @@ diesel::table! {
         through -> BigInt,
     }
 }
+
+diesel::table! {
+    chat_groups (id) {
+        id -> BigInt,
+        name -> Text,
+        created_by -> Text,
+        client_id -> Text,
+        created_at -> BigInt,
+        timer_seconds -> BigInt,
+        delivered_up_to -> BigInt,
+        read_up_to -> BigInt,
+    }
+}
+
+diesel::table! {
+    group_members (id) {
+        id -> BigInt,
+        group_id -> BigInt,
+        user_name -> Text,
+        admin -> Bool,
+        joined_at -> BigInt,
+        after_message -> BigInt,
+        left_at -> Nullable<BigInt>,
+        through_message -> Nullable<BigInt>,
+        delivered_up_to -> BigInt,
+        read_up_to -> BigInt,
+    }
+}
+
+diesel::table! {
+    group_changes (id) {
+        id -> BigInt,
+        group_id -> BigInt,
+        after_message -> BigInt,
+        at -> BigInt,
+        event -> Text,
+    }
+}
+
+diesel::table! {
+    group_receipts (group_id, user_name, status, up_to) {
+        group_id -> BigInt,
+        user_name -> Text,
+        status -> Text,
+        up_to -> BigInt,
+        at -> BigInt,
+    }
+}
+
+diesel::joinable!(group_members -> chat_groups (group_id));
+diesel::joinable!(group_changes -> chat_groups (group_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    chat_groups,
+    group_members,
+    group_changes,
+    group_receipts,
+    users
+);
+diesel::allow_tables_to_appear_in_same_query!(group_members, messages);
+diesel::allow_tables_to_appear_in_same_query!(group_members, message_history);
+diesel::allow_tables_to_appear_in_same_query!(group_members, inbox);
+diesel::allow_tables_to_appear_in_same_query!(chat_groups, messages);
+diesel::allow_tables_to_appear_in_same_query!(chat_groups, message_history);

@@ -111,7 +111,7 @@ impl App {
         self.wait_for(
             &format!("{status:?} receipt from {peer} for {id}"),
             |e| match e {
-                AppEvent::Receipt(r) if r.peer == peer && r.status >= status && r.up_to >= id => {
+                AppEvent::Receipt(r) if r.peer.as_deref() == Some(peer) && r.status >= status && r.up_to >= id => {
                     Some(r.clone())
                 }
                 _ => None,
