@@ -126,23 +126,7 @@ on_both_backends! {
         assert!(!refused.status.success());
         assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown_recipient"));
     }
-}
 
-/// `bluetick chat --group NAME` in one of `me`'s groups, looking the name
-/// up on `server`'s HTTP API.
-fn in_group(server: &Server, me: &str, group: &str) -> (Child, mpsc::Receiver<String>) {
-    let http = format!("http://{}", server.http);
-    let mut child = chat(server, &["--as", me, "--group", group, "--http", &http])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bluetick chat");
-    let lines = lines_of(child.stdout.take().unwrap());
-    (child, lines)
-}
-
-on_both_backends! {
     async fn terminals_chat_in_a_group_found_by_its_name(backend) {
         let server = Server::start(backend);
         let alice_token = server.register("alice");
@@ -189,6 +173,21 @@ on_both_backends! {
         assert!(bob.wait().unwrap().success());
     }
 }
+
+/// `bluetick chat --group NAME` in one of `me`'s groups, looking the name
+/// up on `server`'s HTTP API.
+fn in_group(server: &Server, me: &str, group: &str) -> (Child, mpsc::Receiver<String>) {
+    let http = format!("http://{}", server.http);
+    let mut child = chat(server, &["--as", me, "--group", group, "--http", &http])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bluetick chat");
+    let lines = lines_of(child.stdout.take().unwrap());
+    (child, lines)
+}
+
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_with_terminal_escapes_is_shown_escaped_not_obeyed() {
