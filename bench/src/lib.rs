@@ -201,6 +201,11 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         args.pattern != Pattern::Pairs || args.users % 2 == 0,
         "--pattern pairs needs an even --users"
     );
+    anyhow::ensure!(
+        args.pattern != Pattern::Groups
+            || (args.group_size >= 2 && args.users % args.group_size == 0),
+        "--pattern groups needs --group-size of at least 2 dividing --users (one group per N users)"
+    );
     let mut local = None;
     let (store_name, mqtt, http, users) = match args.target {
         Some(mqtt) => {
