@@ -391,6 +391,11 @@ function onInbox(e) {
       if (e.change === 'timer') c.timer = e.seconds;
       // Removed or left: the conversation stays readable, sending ends.
       if (e.user === app.me) c.gone = e.change === 'removed' || e.change === 'left';
+      // A line in the conversation, after the messages that came before it.
+      const cv = convo(c.peer);
+      let newest = 0;
+      for (const m of cv.messages.values()) newest = Math.max(newest, m.id ?? m.after ?? 0);
+      cv.messages.set(`g${e.seq ?? `${e.at}-${e.change}-${e.user}`}`, { system: true, id: null, after: newest + 0.5, text: groupChangeText(e), sent_at: e.at });
       break;
     }
     case 'error': {
@@ -420,6 +425,24 @@ function onInbox(e) {
       return; // a kind this client does not know: ignored, as the contract says
   }
   render();
+}
+
+/** A group change as a sentence: "alice added carol". */
+function groupChangeText(e) {
+  const who = (name) => (name === app.me ? 'you' : name);
+  const by = e.by == null ? 'bluetick' : who(e.by);
+  const user = who(e.user);
+  switch (e.change) {
+    case 'created': return `${by} created the group “${e.name}”`;
+    case 'added': return `${by} added ${user}`;
+    case 'removed': return `${by} removed ${user}`;
+    case 'left': return `${user} left`;
+    case 'promoted': return `${by} made ${user} an admin`;
+    case 'demoted': return `${by} made ${user} a member`;
+    case 'renamed': return `${by} renamed the group to “${e.name}”`;
+    case 'timer': return e.seconds ? `${by} set disappearing messages` : `${by} turned off disappearing messages`;
+    default: return `the group changed (${e.change})`;
+  }
 }
 
 function onLive(e) {
@@ -679,7 +702,9 @@ async function showPanel(kind, words) {
     } else if (kind === 'stars') {
       $('panel-title').textContent = 'Starred messages';
       const page = await app.api.stars();
-      body.replaceChildren(resultList(page.items, 'No starred messages yet.'));
+      // A starred group message names its group rather than a peer.
+      const starred = page.items.map((i) => ({ peer: i.group != null ? `#${i.group}` : i.peer ?? peerOf(i.message), message: i.message }));
+      body.replaceChildren(resultList(starred, 'No starred messages yet.'));
     } else {
       $('panel-title').textContent = 'Settings';
       body.replaceChildren(settingsForm());
@@ -807,9 +832,12 @@ function renderConversation() {
   const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   const focusedKey = document.activeElement?.closest?.('li.msg')?.dataset.key;
   const focusedClass = document.activeElement?.className;
+  // Stored messages by id, group change lines just after the message they
+  // followed, then what is still pending.
+  const place = (m) => m.id ?? m.after;
   const sorted = [...cv.messages.entries()].sort(([, a], [, b]) => {
-    if ((a.id == null) !== (b.id == null)) return a.id == null ? 1 : -1;
-    return a.id != null ? a.id - b.id : a.sent_at - b.sent_at;
+    if ((place(a) == null) !== (place(b) == null)) return place(a) == null ? 1 : -1;
+    return place(a) != null ? place(a) - place(b) : a.sent_at - b.sent_at;
   });
   const items = [];
   if (cv.loaded && cv.next != null) {
@@ -817,7 +845,9 @@ function renderConversation() {
       el('button', { type: 'button', id: 'load-earlier', onclick: () => loadEarlier(peer), text: 'Load earlier messages' })));
   }
   if (cv.loaded && !sorted.length) items.push(el('li', { class: 'hint', text: 'No messages yet. Say hello!' }));
-  for (const [key, m] of sorted) items.push(messageItem(key, m, peer));
+  for (const [key, m] of sorted) {
+    items.push(m.system ? el('li', { class: 'system', 'data-key': key, text: m.text }) : messageItem(key, m, peer));
+  }
   list.replaceChildren(...items);
   if (focusedKey) list.querySelector(`li[data-key="${CSS.escape(focusedKey)}"] .${CSS.escape(focusedClass.split(' ')[0])}`)?.focus();
   if (atEnd) scrollToEnd();

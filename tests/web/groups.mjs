@@ -23,6 +23,8 @@ await scenario('groups', async (browser) => {
   ok('a new group appears in every member\'s chat list, live');
 
   await openChat(b.page, name);
+  await b.page.locator('#messages li.system', { hasText: `${alice} created the group` }).waitFor();
+  ok('the conversation says who created the group');
   await send(b.page, 'pizza at one?');
   await ticks(b.page, 'pizza at one?', 'sent');
   ok('a member opens the group and sends; the message is stored (✓)');
