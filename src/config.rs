@@ -15,6 +15,7 @@ pub use api::config::{AuthConfig, HttpConfig, WebConfig};
 pub use api::media_service::{MediaConfig, MediaStoreKind};
 pub use broker::config::MqttConfig;
 pub use jobs::config::JobsConfig;
+pub use bridge::config::GroupsConfig;
 pub use store::config::{DeadLettersConfig, SearchConfig, StoreConfig};
 
 /// Prefix of environment overrides.
@@ -51,6 +52,7 @@ pub struct Config {
     pub web: WebConfig,
     pub quotas: QuotasConfig,
     pub cluster: cluster::config::ClusterSettings,
+    pub groups: GroupsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,6 +163,7 @@ impl Default for Config {
             web: WebConfig::default(),
             quotas: QuotasConfig::default(),
             cluster: cluster::config::ClusterSettings::default(),
+            groups: GroupsConfig::default(),
         }
     }
 }

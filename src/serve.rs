@@ -432,6 +432,7 @@ fn bridge_config(config: &Config) -> bridge::BridgeConfig {
         },
         linger: Duration::from_micros(config.bridge.linger_us.min(2_000)),
         shed_above: config.bridge.shed_above,
+        groups: config.groups.rules(),
     }
 }
 

@@ -19,6 +19,7 @@ use protocol::messages::{
     AckEvent, ErrorEvent, Event, InboxEvent, MediaRef, MessageEvent, ReceiptEvent, ReceiptStatus,
     Rejection, SendRequest, StarEvent, TimerEvent,
 };
+use protocol::groups::{Group, GroupId};
 use protocol::{ErrorCode, UserName};
 use std::collections::{HashMap, HashSet};
 use store::inbox::{InboxAck, NewEvent};
@@ -27,6 +28,7 @@ use store::stars::StarChange;
 use store::timers::TimerChange;
 use store::{clock, Store, StoreError, Tx};
 
+use crate::groups::{self, Applied, GroupRules};
 use crate::request::Request;
 
 /// What a committed batch produced.
@@ -43,6 +45,8 @@ pub struct Committed {
 pub enum Outcome {
     /// A send is stored (now, or by an earlier identical send).
     Stored(AckEvent),
+    /// A group request was applied (or changed nothing): the group now.
+    Group(Box<Group>),
     /// The request was refused.
     Refused(Rejection),
     /// Anything else that was applied (or needs no answer).
@@ -59,8 +63,19 @@ struct Pending {
     seq: Option<i64>,
 }
 
-/// Commits `requests` in one transaction and returns what to publish.
+/// Commits `requests` in one transaction under the default
+/// [`GroupRules`] and returns what to publish.
 pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreError> {
+    commit_under(store, requests, GroupRules::default())
+}
+
+/// Commits `requests` in one transaction, holding group changes to
+/// `rules`, and returns what to publish.
+pub fn commit_under(
+    store: &Store,
+    requests: &[Request],
+    rules: GroupRules,
+) -> Result<Committed, StoreError> {
     // Inbox acks are cumulative: of several from one device in a batch,
     // only the highest does anything. All of them are applied together, in
     // the slot of the batch's first ack.
@@ -123,27 +138,39 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
             .collect();
         let timers = tx.timers_among(&senders)?;
         let owned_media = owned_media(tx, requests)?;
+        // Every group the batch sends or reads in, with its members before
+        // any change in the batch: one query.
+        let rosters = Rosters::load(tx, requests)?;
 
         // Every send that will be stored, in one statement, in priority
         // order (so text gets the lower ids).
         let order = priority_order(requests);
-        let storable = |sender: &UserName, to: &UserName, send: &SendRequest| {
-            existing.contains(to.as_str())
-                && send.media.as_ref().is_none_or(|m| {
-                    owned_media.contains_key(&(sender.as_str(), m.id.as_str()))
-                })
+        let owns_media = |sender: &UserName, send: &SendRequest| {
+            send.media.as_ref().is_none_or(|m| {
+                owned_media.contains_key(&(sender.as_str(), m.id.as_str()))
+            })
         };
         let mut to_store = Vec::new();
         let mut media_of = HashMap::new();
         for &index in &order {
-            if let Request::Send { sender, to, send } = &requests[index] {
-                if !storable(sender, to, send) {
-                    continue;
+            // (sender, stored recipient, send, the chat's timer)
+            let storable = match &requests[index] {
+                Request::Send { sender, to, send }
+                    if existing.contains(to.as_str()) && owns_media(sender, send) =>
+                {
+                    let timer = timers.get(&store::timers::chat_key(sender.as_str(), to.as_str()));
+                    Some((sender, to.as_str(), send, timer.copied()))
                 }
+                Request::GroupSend { sender, group, send }
+                    if rosters.is_member(*group, sender) && owns_media(sender, send) =>
+                {
+                    Some((sender, rosters.recipient(*group), send, rosters.timer(*group)))
+                }
+                _ => None,
+            };
+            if let Some((sender, recipient, send, timer)) = storable {
                 let sender = sender.as_str();
-                let expires_at = timers
-                    .get(&store::timers::chat_key(sender, to.as_str()))
-                    .map(|seconds| now + seconds * 1000);
+                let expires_at = timer.map(|seconds| now + seconds * 1000);
                 // The recipient sees the uploaded type and size, whatever
                 // the sender claimed.
                 let media = send.media.as_ref().map(|m| {
@@ -156,19 +183,16 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                     }
                 });
                 media_of.insert(index, (media, expires_at));
-                to_store.push(index);
+                to_store.push((index, sender, recipient, send));
             }
         }
         let new_messages: Vec<NewMessage<'_>> = to_store
             .iter()
-            .map(|index| {
-                let Request::Send { sender, to, send } = &requests[*index] else {
-                    unreachable!("only sends are stored")
-                };
+            .map(|(index, sender, recipient, send)| {
                 let (media, expires_at) = &media_of[index];
                 NewMessage {
-                    sender: sender.as_str(),
-                    recipient: to.as_str(),
+                    sender,
+                    recipient,
                     client_id: &send.id,
                     body: &send.body,
                     media: media.as_ref(),
@@ -179,16 +203,23 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
             .collect();
         let mut stored: HashMap<usize, Stored> = to_store
             .iter()
-            .copied()
+            .map(|(index, ..)| *index)
             .zip(tx.store_messages(&new_messages)?)
             .collect();
+        // Groups whose members' positions or membership moved: their
+        // aggregate receipts are worked out after the loop.
+        let mut touched: HashSet<GroupId> = HashSet::new();
+        let mut group_reads = Vec::new();
 
         let mut pending = Vec::new();
         let mut outcomes: Vec<Option<Outcome>> = vec![None; requests.len()];
+        // Where group windows open and close: after every message of the
+        // batch (group changes come last in `order`), read once.
+        let mut newest = None;
         for index in order {
             let request = &requests[index];
             let outcome = match request {
-                Request::Send { sender, send, .. }
+                Request::Send { sender, send, .. } | Request::GroupSend { sender, send, .. }
                     if send.media.as_ref().is_some_and(|m| {
                         !owned_media.contains_key(&(sender.as_str(), m.id.as_str()))
                     }) =>
@@ -212,7 +243,16 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                         rejection,
                     )?
                 }
-                Request::Send { sender, to, send } if existing.contains(to.as_str()) => {
+                Request::Send { sender, send, .. } | Request::GroupSend { sender, send, .. }
+                    if stored.contains_key(&index) =>
+                {
+                    let (to, group, readers) = match request {
+                        Request::Send { to, .. } => (Some(to.to_string()), None, vec![to.as_str()]),
+                        Request::GroupSend { group, .. } => {
+                            (None, Some(*group), rosters.others(*group, sender))
+                        }
+                        _ => unreachable!("only sends are stored"),
+                    };
                     let sender = sender.as_str();
                     let (media, expires_at) = media_of.remove(&index).unwrap_or_default();
                     let Some(result) = stored.remove(&index) else {
@@ -227,19 +267,23 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                                 id,
                                 client_id: send.id.clone(),
                                 from: sender.to_owned(),
-                                to: Some(to.to_string()),
-                                group: None,
+                                to,
+                                group,
                                 body: send.body.clone(),
                                 media,
                                 sent_at: now,
                                 expires_at,
                             };
                             let ack = AckEvent::from(message.clone());
-                            pending.push(Pending::append(
-                                to.as_str(),
-                                NewEvent::Message { message_id: id },
-                                Event::Message(message),
-                            ));
+                            // A group message is stored once and fans out
+                            // to every other member's inbox.
+                            for reader in readers {
+                                pending.push(Pending::append(
+                                    reader,
+                                    NewEvent::Message { message_id: id },
+                                    Event::Message(message.clone()),
+                                ));
+                            }
                             pending.push(Pending::append(
                                 sender,
                                 NewEvent::Ack { message_id: id },
@@ -259,11 +303,12 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                             // A resend after a lost ack: nothing new is stored
                             // or delivered; the sender gets its ack again,
                             // under the original seq while that is unpruned.
+                            let group = store::groups::group_of(&recipient);
                             let ack = AckEvent {
                                 id,
                                 client_id: send.id.clone(),
-                                to: Some(recipient),
-                                group: None,
+                                to: group.is_none().then_some(recipient),
+                                group,
                                 body,
                                 media,
                                 sent_at,
@@ -294,8 +339,25 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                         &payload,
                     )?
                 }
+                Request::GroupSend { sender, group, send } => {
+                    let payload = serde_json::to_vec(send).unwrap_or_default();
+                    let topic = protocol::topics::user_topic(sender, "send");
+                    let rejection = not_a_member(Some(send.id.clone()), *group);
+                    refuse(tx, &mut pending, sender.as_str(), "send", &topic, &payload, rejection)?
+                }
                 Request::Ack { .. } => {
                     if let Some(acks) = inbox_acks.take() {
+                        // Group message events in the acked ranges move
+                        // their readers' delivered positions; found before
+                        // `ack_inboxes` prunes them.
+                        let mut highest: HashMap<&str, i64> = HashMap::new();
+                        for ack in &acks {
+                            let up_to = highest.entry(ack.user).or_insert(ack.up_to);
+                            *up_to = (*up_to).max(ack.up_to);
+                        }
+                        let highest: Vec<(&str, i64)> = highest.into_iter().collect();
+                        let delivered = tx.group_deliveries(&highest)?;
+                        touched.extend(tx.advance_group_members(ReceiptStatus::Delivered, delivered, now)?);
                         // An ack emits the delivered receipts (one per
                         // sender and reader).
                         for delivered in tx.ack_inboxes(&acks, now)? {
@@ -340,18 +402,45 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
                         &payload,
                     )?
                 }
-                // Groups are applied in the steps that follow this
-                // contract; until then every group request is refused as
-                // if its group did not exist.
-                Request::GroupSend { .. } | Request::GroupRead { .. } | Request::Group { .. } => {
-                    let (user, leaf, payload) = request.origin();
-                    let topic = protocol::topics::user_topic(user, leaf);
-                    let rejection = Rejection {
-                        client_id: request.client_id().map(str::to_owned),
-                        code: ErrorCode::NotAMember,
-                        message: "no such group of yours".into(),
+                Request::Group { user, op } => {
+                    let newest = match newest {
+                        Some(id) => id,
+                        None => *newest.insert(tx.newest_message_id()?),
                     };
-                    refuse(tx, &mut pending, user.as_str(), leaf, &topic, &payload, rejection)?
+                    // A member leaving can complete an aggregate receipt.
+                    touched.extend(op.group());
+                    match groups::apply(tx, user, op, rules, now, newest)? {
+                        Applied::Done { events, group } => {
+                            for (to, event) in events {
+                                pending.push(Pending::append(&to, other(event.clone()), event));
+                            }
+                            Outcome::Group(Box::new(group))
+                        }
+                        Applied::Refused(rejection) => {
+                            let (_, leaf, payload) = request.origin();
+                            let topic = protocol::topics::user_topic(user, leaf);
+                            refuse(tx, &mut pending, user.as_str(), leaf, &topic, &payload, rejection)?
+                        }
+                    }
+                }
+                Request::GroupRead { reader, group, read } if rosters.is_member(*group, reader) => {
+                    let newest = match newest {
+                        Some(id) => id,
+                        None => *newest.insert(tx.newest_message_id()?),
+                    };
+                    // Clamped: a read cannot cover messages not yet sent.
+                    group_reads.push(store::group_receipts::Position {
+                        group: *group,
+                        user: reader.to_string(),
+                        up_to: read.up_to.min(newest),
+                    });
+                    Outcome::Applied
+                }
+                Request::GroupRead { reader, group, read } => {
+                    let payload = serde_json::to_vec(read).unwrap_or_default();
+                    let topic = protocol::topics::user_topic(reader, "read");
+                    let rejection = not_a_member(None, *group);
+                    refuse(tx, &mut pending, reader.as_str(), "read", &topic, &payload, rejection)?
                 }
                 Request::Refused {
                     user,
@@ -447,6 +536,24 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
             };
             outcomes[index] = Some(outcome);
         }
+        touched.extend(tx.advance_group_members(ReceiptStatus::Read, group_reads, now)?);
+        if !touched.is_empty() {
+            let newest = match newest {
+                Some(id) => id,
+                None => tx.newest_message_id()?,
+            };
+            let touched: Vec<GroupId> = touched.into_iter().collect();
+            for aggregate in tx.aggregate_receipts(&touched, newest, now)? {
+                let receipt = Event::Receipt(ReceiptEvent {
+                    status: aggregate.status,
+                    peer: None,
+                    group: Some(aggregate.group),
+                    up_to: aggregate.up_to,
+                    at: now,
+                });
+                pending.push(Pending::append(&aggregate.sender, other(receipt.clone()), receipt));
+            }
+        }
         let events = assign_seqs(tx, pending)?;
         let outcomes = outcomes
             .into_iter()
@@ -457,14 +564,25 @@ pub fn commit(store: &Store, requests: &[Request]) -> Result<Committed, StoreErr
 }
 
 /// The order to apply `requests` in: indexes of everything but media
-/// sends first, then media sends, each group in arrival order. A send from
-/// a (sender, recipient) pair that already has a media send waiting is
-/// held back with it, so each pair keeps its order.
+/// sends and group changes first, then media sends, then group changes,
+/// each group in arrival order. A send from a (sender, recipient) pair
+/// that already has a media send waiting is held back with it, so each
+/// pair keeps its order. Group changes come after every send so that
+/// membership windows, which open and close at the batch's newest message,
+/// agree with who got the batch's group messages.
 pub fn priority_order(requests: &[Request]) -> Vec<usize> {
     let mut held_pairs: HashSet<(&str, &str)> = HashSet::new();
-    let (mut first, mut later) = (Vec::new(), Vec::new());
+    let mut held_groups: HashSet<(&str, Option<GroupId>)> = HashSet::new();
+    let (mut first, mut later, mut last) = (Vec::new(), Vec::new(), Vec::new());
     for (index, request) in requests.iter().enumerate() {
         match request {
+            Request::Group { .. } => last.push(index),
+            Request::GroupSend { sender, send, .. }
+                if send.media.is_some() || held_groups.contains(&(sender.as_str(), send.group)) =>
+            {
+                held_groups.insert((sender.as_str(), send.group));
+                later.push(index);
+            }
             Request::Send { sender, to, send }
                 if send.media.is_some()
                     || held_pairs.contains(&(sender.as_str(), to.as_str())) =>
@@ -476,7 +594,75 @@ pub fn priority_order(requests: &[Request]) -> Vec<usize> {
         }
     }
     first.extend(later);
+    first.extend(last);
     first
+}
+
+/// The batch's groups as they were before its changes: who is in each
+/// (one query for all), its timer, and its stored recipient name.
+struct Rosters {
+    members: HashMap<GroupId, Vec<store::groups::Member>>,
+    timers: HashMap<GroupId, i64>,
+    recipients: HashMap<GroupId, String>,
+}
+
+impl Rosters {
+    fn load(tx: &mut Tx<'_>, requests: &[Request]) -> Result<Rosters, StoreError> {
+        let mut groups: Vec<GroupId> = requests
+            .iter()
+            .filter_map(|r| match r {
+                Request::GroupSend { group, .. } | Request::GroupRead { group, .. } => Some(*group),
+                _ => None,
+            })
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        Ok(Rosters {
+            members: tx.members_of(&groups)?,
+            timers: tx.group_timers(&groups)?,
+            recipients: groups
+                .iter()
+                .map(|g| (*g, store::groups::recipient_of(*g)))
+                .collect(),
+        })
+    }
+
+    fn is_member(&self, group: GroupId, user: &UserName) -> bool {
+        self.members
+            .get(&group)
+            .is_some_and(|members| members.iter().any(|m| m.user == user.as_str()))
+    }
+
+    /// Every member of `group` but `sender`: who gets a group message.
+    fn others(&self, group: GroupId, sender: &UserName) -> Vec<&str> {
+        self.members
+            .get(&group)
+            .into_iter()
+            .flatten()
+            .map(|m| m.user.as_str())
+            .filter(|user| *user != sender.as_str())
+            .collect()
+    }
+
+    fn timer(&self, group: GroupId) -> Option<i64> {
+        self.timers.get(&group).copied()
+    }
+
+    /// The stored recipient of `group`'s messages; `group` is one of the
+    /// batch's (every group a send or read names was loaded).
+    fn recipient(&self, group: GroupId) -> &str {
+        &self.recipients[&group]
+    }
+}
+
+/// The answer to a send or read in a group the user is not in (or that
+/// does not exist: the same answer, so ids cannot be probed).
+fn not_a_member(client_id: Option<String>, group: GroupId) -> Rejection {
+    Rejection {
+        client_id,
+        code: ErrorCode::NotAMember,
+        message: format!("you are not in group {group}"),
+    }
 }
 
 /// Media a sender owns: (sender, media id) → (content type, size).
@@ -486,7 +672,7 @@ type OwnedMedia<'r> = HashMap<(&'r str, &'r str), (String, i64)>;
 fn owned_media<'r>(tx: &mut Tx<'_>, requests: &'r [Request]) -> Result<OwnedMedia<'r>, StoreError> {
     let mut wanted: HashMap<&str, Vec<&str>> = HashMap::new();
     for request in requests {
-        if let Request::Send { sender, send, .. } = request {
+        if let Request::Send { sender, send, .. } | Request::GroupSend { sender, send, .. } = request {
             if let Some(media) = &send.media {
                 wanted
                     .entry(sender.as_str())

@@ -22,18 +22,23 @@ use std::time::Duration;
 use store::Store;
 
 use crate::batch::{self, Committed, Outcome};
+use crate::groups::GroupRules;
 use crate::request::Request;
 
 /// Why one attempt failed for good.
 struct Deterministic(String);
 
 /// Commits `requests`, isolating poison requests; see the module docs.
-pub(crate) async fn commit_until_done(store: &Store, requests: Arc<Vec<Request>>) -> Committed {
-    match commit_retrying(store, requests.clone()).await {
+pub(crate) async fn commit_until_done(
+    store: &Store,
+    requests: Arc<Vec<Request>>,
+    rules: GroupRules,
+) -> Committed {
+    match commit_retrying(store, requests.clone(), rules).await {
         Ok(committed) => committed,
         Err(Deterministic(reason)) => {
             tracing::warn!(batch = requests.len(), %reason, "a batch fails deterministically; splitting it to find the culprit");
-            isolate(store, &requests).await
+            isolate(store, &requests, rules).await
         }
     }
 }
@@ -41,13 +46,13 @@ pub(crate) async fn commit_until_done(store: &Store, requests: Arc<Vec<Request>>
 /// Commits `requests` in ranges, splitting each range that fails
 /// deterministically, in request order; single failing requests are
 /// dead-lettered.
-async fn isolate(store: &Store, requests: &[Request]) -> Committed {
+async fn isolate(store: &Store, requests: &[Request], rules: GroupRules) -> Committed {
     let mut out = Committed::default();
     // A stack of ranges, the next to commit on top.
     let mut ranges = vec![0..requests.len()];
     while let Some(range) = ranges.pop() {
         let part = Arc::new(requests[range.clone()].to_vec());
-        match commit_retrying(store, part).await {
+        match commit_retrying(store, part, rules).await {
             Ok(committed) => {
                 out.events.extend(committed.events);
                 out.outcomes.extend(committed.outcomes);
@@ -58,7 +63,7 @@ async fn isolate(store: &Store, requests: &[Request]) -> Committed {
                 ranges.push(range.start..middle);
             }
             Err(Deterministic(reason)) => {
-                let refused = dead_letter(store, &requests[range.start], reason).await;
+                let refused = dead_letter(store, &requests[range.start], reason, rules).await;
                 out.events.extend(refused.events);
                 out.outcomes.extend(refused.outcomes);
             }
@@ -69,7 +74,12 @@ async fn isolate(store: &Store, requests: &[Request]) -> Committed {
 
 /// Refuses a request the database will not take: a dead letter for
 /// operators and an `unprocessable` error event for its sender.
-async fn dead_letter(store: &Store, culprit: &Request, reason: String) -> Committed {
+async fn dead_letter(
+    store: &Store,
+    culprit: &Request,
+    reason: String,
+    rules: GroupRules,
+) -> Committed {
     metrics::counter!("bluetick_bridge_poison_requests_total").increment(1);
     let (user, leaf, payload) = culprit.origin();
     tracing::error!(user = %user, leaf, %reason, "a request fails every commit; dead-lettered");
@@ -85,7 +95,7 @@ async fn dead_letter(store: &Store, culprit: &Request, reason: String) -> Commit
         payload,
         rejection: rejection.clone(),
     };
-    match commit_retrying(store, Arc::new(vec![refusal])).await {
+    match commit_retrying(store, Arc::new(vec![refusal]), rules).await {
         Ok(committed) => committed,
         Err(Deterministic(reason)) => {
             // Even the dead letter cannot be written: drop the request
@@ -103,13 +113,14 @@ async fn dead_letter(store: &Store, culprit: &Request, reason: String) -> Commit
 async fn commit_retrying(
     store: &Store,
     requests: Arc<Vec<Request>>,
+    rules: GroupRules,
 ) -> Result<Committed, Deterministic> {
     let mut backoff = Duration::from_millis(50);
     let size = requests.len();
     loop {
         let (store, batch) = (store.clone(), requests.clone());
         let started = std::time::Instant::now();
-        match tokio::task::spawn_blocking(move || batch::commit(&store, &batch)).await {
+        match tokio::task::spawn_blocking(move || batch::commit_under(&store, &batch, rules)).await {
             Ok(Ok(committed)) => {
                 metrics::histogram!("bluetick_bridge_commit_seconds")
                     .record(started.elapsed().as_secs_f64());

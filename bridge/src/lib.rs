@@ -60,6 +60,8 @@
 
 pub mod batch;
 mod commit;
+pub mod config;
+pub mod groups;
 pub mod link;
 mod live;
 pub mod presence;
@@ -78,6 +80,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use batch::{Committed, Outcome};
+pub use groups::GroupRules;
 pub use link::{Endpoint, MqttEndpoint};
 pub use presence::Tracker;
 use quota::Buckets;
@@ -110,6 +113,8 @@ pub struct BridgeConfig {
     /// Requests queued for the worker above which the bridge counts as
     /// behind and sheds typing and device presence.
     pub shed_above: usize,
+    /// The limits of group changes (`[groups]`).
+    pub groups: GroupRules,
 }
 
 /// When the bridge acknowledges (PUBACKs) a publish the broker delivered.
@@ -603,7 +608,7 @@ async fn work(
         let committed = if requests.is_empty() {
             Committed::default()
         } else {
-            commit::commit_until_done(&store, requests.clone()).await
+            commit::commit_until_done(&store, requests.clone(), config.groups).await
         };
         for (reply, outcome) in replies.into_iter().zip(committed.outcomes) {
             if let Some(reply) = reply {

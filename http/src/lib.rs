@@ -6,7 +6,7 @@
 //! - [`router`] and [`metrics_router`]: the routes, built from the
 //!   handlers' OpenAPI annotations; [`listener`]: the accept loop with its
 //!   header timeout and connection cap.
-//! - one module per resource (accounts, messages, history, presence,
+//! - one module per resource (accounts, messages, groups, history, presence,
 //!   media, backup, health); [`throttle`]: login and registration limits
 //!   and the password-hash gate.
 //! - [`media_service`]: where media bytes go (the object store), the media
@@ -25,6 +25,7 @@ pub mod config;
 mod error;
 mod extract;
 mod health;
+mod groups;
 mod history;
 pub mod listener;
 mod media;
@@ -90,6 +91,11 @@ pub fn router(state: AppState, max_json_body: usize) -> Router {
         .routes(routes!(accounts::login))
         .routes(routes!(accounts::logout))
         .routes(routes!(messages::send))
+        .routes(routes!(groups::create, groups::list))
+        .routes(routes!(groups::get, groups::rename))
+        .routes(routes!(groups::add, groups::remove))
+        .routes(routes!(groups::promote, groups::demote))
+        .routes(routes!(groups::set_timer))
         .routes(routes!(history::star, history::unstar))
         .routes(routes!(history::chats))
         .routes(routes!(history::conversation))

@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "accounts", description = "Registration and tokens"),
         (name = "messages", description = "Sending over HTTP"),
+        (name = "groups", description = "Creating, changing and listing groups"),
         (name = "history", description = "Chats, history and search"),
         (name = "stars", description = "Starred messages"),
         (name = "media", description = "Media uploads and downloads"),

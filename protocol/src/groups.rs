@@ -86,14 +86,20 @@ impl GroupRequest {
     /// the timer one of [`TIMER_CHOICES`]. Whether the users and the group
     /// exist, and whether the caller may, is the server's to check.
     pub fn parse(payload: &[u8]) -> Result<GroupRequest, Rejection> {
-        let mut request: GroupRequest = crate::messages::parse_request(payload)?;
+        crate::messages::parse_request::<GroupRequest>(payload)?.validated()
+    }
+
+    /// The checks of [`GroupRequest::parse`], on a request built in code
+    /// (the HTTP API's).
+    pub fn validated(mut self) -> Result<GroupRequest, Rejection> {
+        let request = &mut self;
         let client_id = request.client_id().map(str::to_owned);
         let refuse = |code, message: String| Rejection {
             client_id: client_id.clone(),
             code,
             message,
         };
-        if let GroupRequest::Create { id, .. } = &request {
+        if let GroupRequest::Create { id, .. } = &*request {
             if !valid_client_id(id) {
                 return Err(Rejection {
                     client_id: None,
@@ -102,7 +108,7 @@ impl GroupRequest {
                 });
             }
         }
-        match &mut request {
+        match request {
             GroupRequest::Create { name, members, .. } => {
                 *name = checked_name(name).map_err(|m| refuse(ErrorCode::BadRequest, m))?;
                 if let Some(bad) = members.iter().find(|m| UserName::parse(m).is_err()) {
@@ -130,7 +136,7 @@ impl GroupRequest {
             }
             GroupRequest::Leave { .. } => {}
         }
-        Ok(request)
+        Ok(self)
     }
 
     /// The group a change names (`None` for `create`).
@@ -266,6 +272,10 @@ pub struct GroupList {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewGroup {
+    /// Optional: the caller's own id for this request (as `create`'s
+    /// `id`), so that repeating it never makes a second group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub name: String,
     /// Members besides the caller.
     #[serde(default)]

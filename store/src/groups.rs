@@ -28,11 +28,11 @@
 //! is the bridge's to decide.
 
 use diesel::prelude::*;
-use protocol::groups::{Group, GroupId, GroupMember};
+use protocol::groups::{Group, GroupEvent, GroupId, GroupMember};
 use std::collections::HashMap;
 
 use crate::db::{AnyConnection, Tx};
-use crate::schema::{chat_groups, group_members};
+use crate::schema::{chat_groups, group_changes, group_members, messages, messages_archive};
 use crate::{Store, StoreError};
 
 /// The first character of a group's reserved recipient name.
@@ -47,6 +47,12 @@ pub fn recipient_of(group: GroupId) -> String {
 /// 17); `None` for a user name.
 pub fn group_of(recipient: &str) -> Option<GroupId> {
     recipient.strip_prefix(RECIPIENT_PREFIX)?.parse().ok()
+}
+
+/// A fresh id for a `create` that came without one (an HTTP caller that
+/// gave no `id`): 32 random hex digits, like a media id.
+pub fn new_create_id() -> String {
+    crate::media::new_media_id()
 }
 
 /// A current member of a group.
@@ -285,6 +291,195 @@ impl Tx<'_> {
     /// `groups` described, inside the transaction.
     pub fn describe_groups(&mut self, groups: &[GroupId]) -> Result<Vec<Group>, StoreError> {
         describe(self.conn, groups)
+    }
+}
+
+/// What [`Tx::create_group`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// A new group with this id.
+    New(GroupId),
+    /// The creator already created a group with this client id.
+    Existing(GroupId),
+}
+
+/// A group's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub name: String,
+    pub timer_seconds: i64,
+}
+
+/// Rows per multi-row insert of windows: well under both backends'
+/// limits on bound parameters (9 a row).
+const WINDOW_CHUNK: usize = 1_000;
+
+impl Tx<'_> {
+    /// The newest message id stored so far, hot or archived (0 if none):
+    /// where a window opening or closing now begins or ends.
+    pub fn newest_message_id(&mut self) -> Result<i64, StoreError> {
+        let hot: Option<i64> = on_backend!(&mut *self.conn, c => messages::table
+            .select(diesel::dsl::max(messages::id))
+            .first(c))?;
+        let archived: Option<i64> = on_backend!(&mut *self.conn, c => messages_archive::table
+            .select(diesel::dsl::max(messages_archive::id))
+            .first(c))?;
+        Ok(hot.unwrap_or(0).max(archived.unwrap_or(0)))
+    }
+
+    /// Creates a group named `name`, unless `creator` already created one
+    /// with `client_id`. Members are added with [`Tx::open_windows`].
+    pub fn create_group(
+        &mut self,
+        creator: &str,
+        client_id: &str,
+        name: &str,
+        at: i64,
+    ) -> Result<Created, StoreError> {
+        let id: Option<GroupId> = on_backend!(&mut *self.conn, c => diesel::insert_into(chat_groups::table)
+            .values((
+                chat_groups::name.eq(name),
+                chat_groups::created_by.eq(creator),
+                chat_groups::client_id.eq(client_id),
+                chat_groups::created_at.eq(at),
+            ))
+            .on_conflict((chat_groups::created_by, chat_groups::client_id))
+            .do_nothing()
+            .returning(chat_groups::id)
+            .get_result(c)
+            .optional())?;
+        if let Some(id) = id {
+            return Ok(Created::New(id));
+        }
+        let id = on_backend!(&mut *self.conn, c => chat_groups::table
+            .filter(chat_groups::created_by.eq(creator))
+            .filter(chat_groups::client_id.eq(client_id))
+            .select(chat_groups::id)
+            .first(c))?;
+        Ok(Created::Existing(id))
+    }
+
+    /// Opens a window for each of `users` (name, admin) in `group`: they
+    /// see its messages after `after_message`, and their receipt positions
+    /// start there. The caller has checked that none is a member.
+    pub fn open_windows(
+        &mut self,
+        group: GroupId,
+        users: &[(&str, bool)],
+        at: i64,
+        after_message: i64,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<_> = users
+            .iter()
+            .map(|(user, admin)| {
+                (
+                    group_members::group_id.eq(group),
+                    group_members::user_name.eq(*user),
+                    group_members::admin.eq(*admin),
+                    group_members::joined_at.eq(at),
+                    group_members::after_message.eq(after_message),
+                    group_members::delivered_up_to.eq(after_message),
+                    group_members::read_up_to.eq(after_message),
+                    group_members::sender_delivered.eq(after_message),
+                    group_members::sender_read.eq(after_message),
+                )
+            })
+            .collect();
+        for chunk in rows.chunks(WINDOW_CHUNK) {
+            on_backend!(&mut *self.conn, c => diesel::insert_into(group_members::table).values(chunk).execute(c))?;
+        }
+        Ok(())
+    }
+
+    /// Closes `user`'s open window in `group` after `through_message`;
+    /// false if they were not a member.
+    pub fn close_window(
+        &mut self,
+        group: GroupId,
+        user: &str,
+        at: i64,
+        through_message: i64,
+    ) -> Result<bool, StoreError> {
+        let closed = on_backend!(&mut *self.conn, c => diesel::update(
+            group_members::table
+                .filter(group_members::group_id.eq(group))
+                .filter(group_members::user_name.eq(user))
+                .filter(group_members::left_at.is_null()),
+        )
+        .set((
+            group_members::left_at.eq(at),
+            group_members::through_message.eq(through_message),
+            group_members::admin.eq(false),
+        ))
+        .execute(c))?;
+        Ok(closed > 0)
+    }
+
+    /// Makes current member `user` of `group` an admin or not.
+    pub fn set_admin(&mut self, group: GroupId, user: &str, admin: bool) -> Result<(), StoreError> {
+        on_backend!(&mut *self.conn, c => diesel::update(
+            group_members::table
+                .filter(group_members::group_id.eq(group))
+                .filter(group_members::user_name.eq(user))
+                .filter(group_members::left_at.is_null()),
+        )
+        .set(group_members::admin.eq(admin))
+        .execute(c))?;
+        Ok(())
+    }
+
+    /// `group`'s name and timer; `None` if there is no such group.
+    pub fn group_settings(&mut self, group: GroupId) -> Result<Option<Settings>, StoreError> {
+        let row: Option<(String, i64)> = on_backend!(&mut *self.conn, c => chat_groups::table
+            .filter(chat_groups::id.eq(group))
+            .select((chat_groups::name, chat_groups::timer_seconds))
+            .first(c)
+            .optional())?;
+        Ok(row.map(|(name, timer_seconds)| Settings {
+            name,
+            timer_seconds,
+        }))
+    }
+
+    /// Sets `group`'s name and timer.
+    pub fn set_group_settings(&mut self, group: GroupId, settings: &Settings) -> Result<(), StoreError> {
+        on_backend!(&mut *self.conn, c => diesel::update(chat_groups::table.filter(chat_groups::id.eq(group)))
+            .set((
+                chat_groups::name.eq(&settings.name),
+                chat_groups::timer_seconds.eq(settings.timer_seconds),
+            ))
+            .execute(c))?;
+        Ok(())
+    }
+
+    /// The timers (seconds, only those on) of `groups`: one query for a
+    /// batch's group sends.
+    pub fn group_timers(&mut self, groups: &[GroupId]) -> Result<HashMap<GroupId, i64>, StoreError> {
+        if groups.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(GroupId, i64)> = on_backend!(&mut *self.conn, c => chat_groups::table
+            .filter(chat_groups::id.eq_any(groups))
+            .filter(chat_groups::timer_seconds.gt(0))
+            .select((chat_groups::id, chat_groups::timer_seconds))
+            .load(c))?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Keeps `event` in the group's history of changes, placed after
+    /// message `after_message`.
+    pub fn record_group_change(&mut self, event: &GroupEvent, after_message: i64) -> Result<(), StoreError> {
+        let json = serde_json::to_string(event)
+            .map_err(|e| StoreError::Corrupt(format!("a group event does not serialize: {e}")))?;
+        on_backend!(&mut *self.conn, c => diesel::insert_into(group_changes::table)
+            .values((
+                group_changes::group_id.eq(event.group),
+                group_changes::after_message.eq(after_message),
+                group_changes::at.eq(event.at),
+                group_changes::event.eq(json),
+            ))
+            .execute(c))?;
+        Ok(())
     }
 }
 

@@ -77,6 +77,9 @@ impl NewEvent {
     }
 }
 
+/// Users per statement advancing inbox heads.
+const HEADS_CHUNK: usize = 10_000;
+
 impl Tx<'_> {
     /// Appends `events` to `user`'s inbox, in order; returns their seqs.
     pub fn append(&mut self, user: &str, events: &[NewEvent]) -> Result<Vec<i64>, StoreError> {
@@ -102,7 +105,13 @@ impl Tx<'_> {
         if counts.is_empty() {
             return Ok(vec![Vec::new(); appends.len()]);
         }
-        let heads = self.advance_heads(&counts)?;
+        // A batch's group messages can reach many thousands of inboxes:
+        // the heads are advanced in chunks, each well under the backends'
+        // limits on bound parameters (two a user).
+        let mut heads = HashMap::new();
+        for chunk in counts.chunks(HEADS_CHUNK) {
+            heads.extend(self.advance_heads(chunk)?);
+        }
         let now = clock::now_ms();
         let mut rows = Vec::new();
         for (user, events) in appends {
@@ -303,6 +312,9 @@ impl Tx<'_> {
             .filter(inbox::seq.gt(lowest))
             .filter(inbox::seq.le(highest))
             .filter(messages::delivered_at.is_null())
+            // Group messages are delivered when every member has them
+            // (`store::group_receipts`), not at the first member's ack.
+            .filter(messages::recipient.not_like(format!("{}%", crate::groups::RECIPIENT_PREFIX)))
             .select((inbox::user_name, inbox::seq, messages::id, messages::sender))
             .order(messages::id.asc())
             .load(c))?;

@@ -22,6 +22,8 @@
 //! - [`groups`]: groups, membership windows (what a member may see), each
 //!   member's receipt positions, the log of group changes. A group message
 //!   is a `messages` row whose recipient is the group's reserved name.
+//! - [`group_receipts`]: each member's delivered and read positions, and
+//!   the aggregate receipts ("delivered to all", "read by all").
 //! - [`archive`]: moving old messages to the archive table, in batches.
 //! - [`expiry`]: deleting expired messages from every place they live.
 //! - [`dead_letters`]: refused client payloads, for operators.
@@ -67,6 +69,7 @@ pub mod encoding;
 mod error;
 pub mod expiry;
 pub mod export;
+pub mod group_receipts;
 pub mod groups;
 pub mod history;
 pub mod indexer;

@@ -242,8 +242,6 @@ diesel::table! {
         client_id -> Text,
         created_at -> BigInt,
         timer_seconds -> BigInt,
-        delivered_up_to -> BigInt,
-        read_up_to -> BigInt,
     }
 }
 
@@ -259,6 +257,8 @@ diesel::table! {
         through_message -> Nullable<BigInt>,
         delivered_up_to -> BigInt,
         read_up_to -> BigInt,
+        sender_delivered -> BigInt,
+        sender_read -> BigInt,
     }
 }
 

@@ -23,10 +23,6 @@ CREATE TABLE chat_groups (
     created_at      BIGINT  NOT NULL,
     -- Disappearing-message timer for new messages (0: off).
     timer_seconds   BIGINT  NOT NULL DEFAULT 0,
-    -- The aggregate receipts already sent: every message with an id at
-    -- or below these has reached / been read by every member who counts.
-    delivered_up_to BIGINT  NOT NULL DEFAULT 0,
-    read_up_to      BIGINT  NOT NULL DEFAULT 0,
     UNIQUE (created_by, client_id)
 );
 
@@ -38,7 +34,10 @@ CREATE TABLE chat_groups (
 -- `left_at IS NULL`; the oldest current member is the one with the
 -- lowest row id. `delivered_up_to` / `read_up_to` are the message ids
 -- this member's devices have stored / the member has read, for the
--- aggregate receipts (both start at `after_message`).
+-- aggregate receipts; `sender_delivered` / `sender_read` how far the
+-- aggregate receipts for this member's own messages have been worked out
+-- (every other member had them, or read them, up to there). All four
+-- start at `after_message`.
 CREATE TABLE group_members (
     id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     group_id        BIGINT  NOT NULL REFERENCES chat_groups(id),
@@ -49,7 +48,9 @@ CREATE TABLE group_members (
     left_at         BIGINT,
     through_message BIGINT,
     delivered_up_to BIGINT  NOT NULL,
-    read_up_to      BIGINT  NOT NULL
+    read_up_to      BIGINT  NOT NULL,
+    sender_delivered BIGINT NOT NULL,
+    sender_read     BIGINT  NOT NULL
 );
 CREATE UNIQUE INDEX group_members_current ON group_members(group_id, user_name) WHERE left_at IS NULL;
 CREATE INDEX group_members_user ON group_members(user_name, group_id);
