@@ -53,6 +53,7 @@ pub fn create(http: SocketAddr, users: &[(String, String)], size: usize) -> anyh
     for (number, chunk) in (0..users.len()).collect::<Vec<_>>().chunks(size).enumerate() {
         let (creator, token) = &users[chunk[0]];
         let body = serde_json::to_string(&NewGroup {
+            id: None,
             name: format!("bench {number}"),
             members: chunk[1..].iter().map(|&i| users[i].0.clone()).collect(),
         })?;
