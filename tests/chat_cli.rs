@@ -58,8 +58,9 @@ fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<St
     panic!("no line with {needle:?}; saw {seen:#?}");
 }
 
-fn interactive(server: &Server, me: &str, peer: &str) -> (Child, mpsc::Receiver<String>) {
-    let mut child = chat(server, &["--as", me, "--to", peer])
+/// An interactive `bluetick chat ARGS`: its stdin, and its lines.
+fn terminal(server: &Server, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = chat(server, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -67,6 +68,16 @@ fn interactive(server: &Server, me: &str, peer: &str) -> (Child, mpsc::Receiver<
         .expect("bluetick chat");
     let lines = lines_of(child.stdout.take().unwrap());
     (child, lines)
+}
+
+fn interactive(server: &Server, me: &str, peer: &str) -> (Child, mpsc::Receiver<String>) {
+    terminal(server, &["--as", me, "--to", peer])
+}
+
+/// `bluetick chat --group NAME` in one of `me`'s groups, looking the name
+/// up on `server`'s HTTP API.
+fn in_group(server: &Server, me: &str, group: &str) -> (Child, mpsc::Receiver<String>) {
+    terminal(server, &["--as", me, "--group", group, "--http", &format!("http://{}", server.http)])
 }
 
 on_both_backends! {
@@ -173,21 +184,6 @@ on_both_backends! {
         assert!(bob.wait().unwrap().success());
     }
 }
-
-/// `bluetick chat --group NAME` in one of `me`'s groups, looking the name
-/// up on `server`'s HTTP API.
-fn in_group(server: &Server, me: &str, group: &str) -> (Child, mpsc::Receiver<String>) {
-    let http = format!("http://{}", server.http);
-    let mut child = chat(server, &["--as", me, "--group", group, "--http", &http])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bluetick chat");
-    let lines = lines_of(child.stdout.take().unwrap());
-    (child, lines)
-}
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_with_terminal_escapes_is_shown_escaped_not_obeyed() {

@@ -219,6 +219,12 @@ pub async fn run(
     users: &[(String, String)],
     config: &LoadConfig,
 ) -> anyhow::Result<LoadResult> {
+    let names: Arc<Vec<String>> = Arc::new(users.iter().map(|(u, _)| u.clone()).collect());
+    let ledgers: Vec<Arc<Mutex<Ledger>>> =
+        users.iter().map(|_| Arc::new(Mutex::new(Ledger::default()))).collect();
+    let connections = connect_all(mqtt, users, &ledgers).await?;
+    // The run's clock starts once everyone is in: connecting a thousand
+    // users is not part of the warm-up.
     let start = Instant::now();
     let shared = Arc::new(Shared {
         start,
@@ -231,16 +237,11 @@ pub async fn run(
         receipts_per_second: Mutex::new(Vec::new()),
         deliveries_per_second: Mutex::new(Vec::new()),
     });
-    let names: Arc<Vec<String>> = Arc::new(users.iter().map(|(u, _)| u.clone()).collect());
-    let mut ledgers = Vec::new();
     let mut tasks = Vec::new();
     let mut clients = Vec::new();
-    for (user, token) in users {
-        let ledger = Arc::new(Mutex::new(Ledger::default()));
-        let (client, driver) = connect(mqtt, user, token, shared.clone(), ledger.clone()).await?;
-        tasks.push(driver);
+    for ((client, eventloop), (user, ledger)) in connections.into_iter().zip(names.iter().zip(&ledgers)) {
+        tasks.push(drive(user, &client, eventloop, shared.clone(), ledger.clone())?);
         clients.push(client);
-        ledgers.push(ledger);
     }
     // Sending starts only once every recipient is subscribed: a push
     // published before its recipient subscribes reaches nobody, and these
@@ -316,14 +317,22 @@ pub async fn run(
         None => (None, None),
     };
 
-    // Drain: wait for what is in flight to arrive.
-    let drain_deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < drain_deadline {
+    // Drain: wait for what is in flight to arrive: up to 15 s after the
+    // last delivery or ✓✓ came (a group's backlog drains for a while),
+    // and never more than DRAIN_MAX in all.
+    const QUIET: Duration = Duration::from_secs(15);
+    const DRAIN_MAX: Duration = Duration::from_secs(120);
+    let drain_started = Instant::now();
+    let mut progress = (0, 0, Instant::now());
+    while drain_started.elapsed() < DRAIN_MAX && progress.2.elapsed() < QUIET {
         let sent = shared.sent.load(Ordering::Relaxed);
-        if shared.received.load(Ordering::Relaxed) >= shared.expected.load(Ordering::Relaxed)
-            && shared.receipted.load(Ordering::Relaxed) >= sent
-        {
+        let received = shared.received.load(Ordering::Relaxed);
+        let receipted = shared.receipted.load(Ordering::Relaxed);
+        if received >= shared.expected.load(Ordering::Relaxed) && receipted >= sent {
             break;
+        }
+        if (received, receipted) != (progress.0, progress.1) {
+            progress = (received, receipted, Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -369,13 +378,37 @@ fn stagger(index: usize, users: usize, period: Duration) -> Duration {
     period.mul_f64(index as f64 / users.max(1) as f64)
 }
 
+/// Connects every user, a few dozen at a time; in the order of `users`.
+async fn connect_all(
+    mqtt: SocketAddr,
+    users: &[(String, String)],
+    ledgers: &[Arc<Mutex<Ledger>>],
+) -> anyhow::Result<Vec<(AsyncClient, rumqttc::EventLoop)>> {
+    const AT_ONCE: usize = 32;
+    let mut connected = Vec::with_capacity(users.len());
+    for (users, ledgers) in users.chunks(AT_ONCE).zip(ledgers.chunks(AT_ONCE)) {
+        let mut chunk = tokio::task::JoinSet::new();
+        for (i, ((user, token), ledger)) in users.iter().zip(ledgers).enumerate() {
+            let (user, token, ledger) = (user.clone(), token.clone(), ledger.clone());
+            chunk.spawn(async move { (i, connect(mqtt, &user, &token, &ledger).await) });
+        }
+        let mut done = chunk.join_all().await;
+        done.sort_by_key(|(i, _)| *i);
+        for (_, connection) in done {
+            connected.push(connection?);
+        }
+    }
+    Ok(connected)
+}
+
+/// One user's connection, subscribed to its inbox and caught up with it,
+/// not yet polled by anyone.
 async fn connect(
     mqtt: SocketAddr,
     user: &str,
     token: &str,
-    shared: Arc<Shared>,
-    ledger: Arc<Mutex<Ledger>>,
-) -> anyhow::Result<(AsyncClient, tokio::task::JoinHandle<()>)> {
+    ledger: &Mutex<Ledger>,
+) -> anyhow::Result<(AsyncClient, rumqttc::EventLoop)> {
     let mut options = MqttOptions::new(format!("{user}.{DEVICE}"), mqtt.ip().to_string(), mqtt.port());
     options
         .set_credentials(user, token)
@@ -401,7 +434,20 @@ async fn connect(
             break;
         }
     }
-    catch_up(&client, &mut eventloop, &name, &ledger).await?;
+    catch_up(&client, &mut eventloop, &name, ledger).await?;
+    Ok((client, eventloop))
+}
+
+/// The task that polls one user's connection: events into its ledger,
+/// acks as the SDK sends them.
+fn drive(
+    user: &str,
+    client: &AsyncClient,
+    mut eventloop: rumqttc::EventLoop,
+    shared: Arc<Shared>,
+    ledger: Arc<Mutex<Ledger>>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let name = UserName::parse(user)?;
     let me = user.to_owned();
     let acker = client.clone();
     let ack_topic = user_topic(&name, "ack");
@@ -446,7 +492,7 @@ async fn connect(
             }
         }
     });
-    Ok((client, driver))
+    Ok(driver)
 }
 
 /// Replays what the inbox already holds (a group's `created` event, or a
@@ -640,6 +686,11 @@ async fn send_loop(
         let Ok(permit) = window.clone().acquire_owned().await else {
             return;
         };
+        // Both waits may outlast the run (at a low rate a user's period is
+        // long): nothing is sent once it is over.
+        if shared.stop_sending.load(Ordering::Relaxed) {
+            return;
+        }
         let to = match config.pattern {
             Pattern::Pairs => To::User(index ^ 1),
             Pattern::Random => {
