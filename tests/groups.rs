@@ -410,6 +410,10 @@ on_both_backends! {
         // Nor can she send any more.
         send(&carol, "carol", group, "c9", "hello?").await;
         assert_eq!(next(&mut carol, "error").await["code"], "not_a_member");
+        // A member sends over HTTP too.
+        let sent = call(&server, "POST", "/v1/messages", Some(json!({"id": "h1", "group": group, "body": "over http"})), &tokens[0]);
+        assert_eq!((sent.status, &sent.json()["group"]), (201, &json!(group)), "{}", sent.body);
+        assert_eq!(next(&mut bob, "message").await["body"], "over http");
     }
 
     async fn a_group_of_1024_members_works_and_the_1025th_is_refused(backend) {
@@ -430,8 +434,10 @@ on_both_backends! {
         assert_eq!((one_more.status, one_more.error_code()), (409, "group_full".to_owned()));
         assert_eq!(next(&mut alice, "error").await["code"], "group_full");
 
+        let started = std::time::Instant::now();
         send(&alice, "alice", group, "big-1", "hello everyone").await;
         let ack = next(&mut alice, "ack").await;
+        eprintln!("a send to 1,024 members: ✓ after {:?}", started.elapsed());
         let id = ack["id"].as_i64().unwrap();
         // One message row, and one inbox row for each of the 1,023 others.
         assert_eq!(common::rows::count(&server, &format!("messages WHERE recipient = '#{group}'")), 1);
@@ -444,5 +450,84 @@ on_both_backends! {
         assert_eq!(next(&mut member, "group").await["change"], "created");
         let message = next(&mut member, "message").await;
         assert_eq!((&message["id"], &message["from"], &message["body"]), (&json!(id), &json!("alice"), &json!("hello everyone")));
+    }
+
+    async fn typing_in_a_group_reaches_its_online_members_and_never_a_stranger(backend) {
+        let server = Server::start(backend);
+        let people = ["alice", "bob", "carol", "mallory"];
+        let tokens: Vec<String> = people.iter().map(|n| server.register(n)).collect();
+        let group = group_of(&server, &tokens[0], &["bob", "carol"]);
+        let alice = online(&server, "alice", &tokens[0]).await;
+        let mallory = online(&server, "mallory", &tokens[3]).await;
+        let mut watchers = Vec::new();
+        for (name, token) in [("bob", &tokens[1]), ("carol", &tokens[2])] {
+            let mut client = mqtt::connect(server.mqtt, &format!("{name}.phone"), Some((name, token))).await.expect_connected();
+            client.subscribe_ok(&format!("u/{name}/live")).await;
+            watchers.push((name, client));
+        }
+        let store = server.store();
+        assert!(common::eventually(mqtt::TIMEOUT, || store.is_online("bob").unwrap() && store.is_online("carol").unwrap()).await);
+        // A stranger's typing reaches no one.
+        let typing = json!({"group": group, "state": "typing"}).to_string();
+        mallory.client.publish("u/mallory/typing", rumqttc::QoS::AtMostOnce, false, typing.clone()).await.unwrap();
+        for (name, client) in &mut watchers {
+            assert!(client.next_message(Duration::from_millis(500)).await.is_none(), "{name} heard a stranger");
+        }
+        // Typing is best effort: alice types until each member has heard it.
+        for (name, client) in &mut watchers {
+            let heard = loop {
+                alice.client.publish("u/alice/typing", rumqttc::QoS::AtMostOnce, false, typing.clone()).await.unwrap();
+                if let Some(publish) = client.next_message(Duration::from_millis(300)).await {
+                    break publish;
+                }
+            };
+            assert_eq!(heard.topic, format!("u/{name}/live"));
+            let event: Value = serde_json::from_slice(&heard.payload).unwrap();
+            assert_eq!(event, json!({"type": "typing", "from": "alice", "group": group, "state": "typing"}));
+        }
+        assert!(server.metric(r#"bluetick_typing_dropped_total{reason="not_a_member"}"#) >= 1.0);
+    }
+
+    async fn read_by_all_leaves_out_members_who_hide_read_receipts_and_senders_who_hide_theirs(backend) {
+        let server = Server::start(backend);
+        let people = ["alice", "bob", "carol"];
+        let tokens: Vec<String> = people.iter().map(|n| server.register(n)).collect();
+        let mut clients = Vec::new();
+        for (name, token) in people.iter().zip(&tokens) {
+            clients.push(online(&server, name, token).await);
+        }
+        let group = group_of(&server, &tokens[0], &people[1..]);
+        for client in &mut clients {
+            assert_eq!(next(client, "group").await["change"], "created");
+        }
+        let private = call(&server, "PUT", "/v1/me/privacy", Some(json!({"read_receipts": false})), &tokens[2]);
+        assert_eq!(private.status, 200, "{}", private.body);
+        let [alice, bob, carol] = &mut clients[..] else { unreachable!() };
+
+        send(alice, "alice", group, "p1", "read me").await;
+        let id = next(alice, "ack").await["id"].clone();
+        for (name, client) in [("bob", &mut *bob), ("carol", &mut *carol)] {
+            let message = next(client, "message").await;
+            ack(client, name, &message["seq"]).await;
+        }
+        assert_eq!(next(alice, "receipt").await["status"], "delivered");
+        // Carol hides read receipts: bob's read alone is "read by all".
+        bob.publish("u/bob/read", json!({"group": group, "up_to": id}).to_string()).await;
+        let read = next(alice, "receipt").await;
+        assert_eq!((&read["status"], &read["up_to"]), (&json!("read"), &id), "{read}");
+
+        // Now alice hides hers: she gets delivered receipts, never read ones.
+        let private = call(&server, "PUT", "/v1/me/privacy", Some(json!({"read_receipts": false})), &tokens[0]);
+        assert_eq!(private.status, 200, "{}", private.body);
+        send(alice, "alice", group, "p2", "and me").await;
+        let second = next(alice, "ack").await["id"].clone();
+        for (name, client) in [("bob", &mut *bob), ("carol", &mut *carol)] {
+            let message = next(client, "message").await;
+            ack(client, name, &message["seq"]).await;
+            client.publish(&format!("u/{name}/read"), json!({"group": group, "up_to": second}).to_string()).await;
+        }
+        assert_eq!(next(alice, "receipt").await["status"], "delivered");
+        let late = settle(alice).await;
+        assert!(of_type(&late, "receipt").is_empty(), "no read receipt for a sender who hides hers: {late:?}");
     }
 }

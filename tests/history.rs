@@ -410,6 +410,15 @@ async fn openapi_document_is_valid_and_lists_every_route() {
         ("GET", "/v1/media/{id}"),
         ("GET", "/v1/media/{id}/thumbnail"),
         ("GET", "/v1/client-config"),
+        ("POST", "/v1/groups"),
+        ("GET", "/v1/groups"),
+        ("GET", "/v1/groups/{id}"),
+        ("PATCH", "/v1/groups/{id}"),
+        ("PUT", "/v1/groups/{id}/members/{user}"),
+        ("DELETE", "/v1/groups/{id}/members/{user}"),
+        ("PUT", "/v1/groups/{id}/admins/{user}"),
+        ("DELETE", "/v1/groups/{id}/admins/{user}"),
+        ("PUT", "/v1/groups/{id}/timer"),
     ];
     for (method, path) in routes {
         assert!(

@@ -8,6 +8,14 @@
 //! letter. Everything a batch writes commits
 //! together, so a crash leaves either all of it or none of it.
 //!
+//! # Groups
+//! A group send is stored once and yields a message event for every other
+//! member (as the group was before the batch's changes: [`Rosters`], one
+//! query), all appended by the batch's one multi-row append. Group changes
+//! are applied last ([`crate::groups`]). Inbox acks and group reads move
+//! members' positions, and the groups they touched get their aggregate
+//! receipts worked out once, at the end (`store::group_receipts`).
+//!
 //! # Text before media
 //! A batch is applied in [`priority_order`]: every text send (and every
 //! other request) before any media send, so under load text messages get

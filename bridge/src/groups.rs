@@ -166,18 +166,16 @@ impl Change<'_, '_> {
         Ok(names.iter().find(|n| !existing.contains(**n)).map(|n| n.to_string()))
     }
 
-    /// Announces `change` to `to` and keeps it in the group's history.
-    fn announce<'n>(
-        &mut self,
+    /// A `group` event of this change, now.
+    fn event(
+        &self,
         group: GroupId,
         change: GroupChange,
         user: Option<&str>,
         by: Option<&str>,
         name: &str,
-        to: impl IntoIterator<Item = &'n str>,
-        extra: impl FnOnce(&mut GroupEvent),
-    ) -> Result<(), StoreError> {
-        let mut event = GroupEvent {
+    ) -> GroupEvent {
+        GroupEvent {
             group,
             change,
             user: user.map(str::to_owned),
@@ -187,8 +185,15 @@ impl Change<'_, '_> {
             members: None,
             client_id: None,
             seconds: None,
-        };
-        extra(&mut event);
+        }
+    }
+
+    /// Announces `event` to `to` and keeps it in the group's history.
+    fn announce<'n>(
+        &mut self,
+        event: GroupEvent,
+        to: impl IntoIterator<Item = &'n str>,
+    ) -> Result<(), StoreError> {
         self.tx.record_group_change(&event, self.newest)?;
         for member in to {
             self.events.push((member.to_owned(), Event::Group(event.clone())));
@@ -208,11 +213,13 @@ impl Change<'_, '_> {
                 everyone.push(member);
             }
         }
-        if let Some(unknown) = self.unknown(&everyone[1..])? {
-            return self.refuse(ErrorCode::UnknownRecipient, format!("no user {unknown:?}"));
-        }
+        // The size first: a payload naming thousands of users is refused
+        // before any of them is looked up.
         if everyone.len() > self.rules.max_members {
             return self.full();
+        }
+        if let Some(unknown) = self.unknown(&everyone[1..])? {
+            return self.refuse(ErrorCode::UnknownRecipient, format!("no user {unknown:?}"));
         }
         let group = match self.tx.create_group(me, client_id, name, self.now)? {
             // A resend: the group as first created, announced then.
@@ -222,10 +229,10 @@ impl Change<'_, '_> {
         let windows: Vec<(&str, bool)> = everyone.iter().map(|u| (*u, *u == me)).collect();
         self.tx.open_windows(group, &windows, self.now, self.newest)?;
         let names: Vec<String> = everyone.iter().map(|u| u.to_string()).collect();
-        self.announce(group, GroupChange::Created, None, Some(me), name, everyone.iter().copied(), |e| {
-            e.members = Some(names);
-            e.client_id = Some(client_id.to_owned());
-        })?;
+        let mut event = self.event(group, GroupChange::Created, None, Some(me), name);
+        event.members = Some(names);
+        event.client_id = Some(client_id.to_owned());
+        self.announce(event, everyone.iter().copied())?;
         Ok(Ok(group))
     }
 
@@ -247,7 +254,8 @@ impl Change<'_, '_> {
         let name = self.name_of(group)?;
         let to = members.iter().map(|m| m.user.as_str()).chain([user]);
         let by = self.user.to_string();
-        self.announce(group, GroupChange::Added, Some(user), Some(&by), &name, to, |_| {})?;
+        let event = self.event(group, GroupChange::Added, Some(user), Some(&by), &name);
+        self.announce(event, to)?;
         Ok(Ok(group))
     }
 
@@ -279,11 +287,13 @@ impl Change<'_, '_> {
         let remaining: Vec<&Member> = members.iter().filter(|m| m.user != user).collect();
         let to = remaining.iter().map(|m| m.user.as_str()).chain([user]);
         let by = self.user.to_string();
-        self.announce(group, change, Some(user), Some(&by), &name, to, |_| {})?;
+        let event = self.event(group, change, Some(user), Some(&by), &name);
+        self.announce(event, to)?;
         if let (false, Some(oldest)) = (remaining.iter().any(|m| m.admin), remaining.first()) {
             self.tx.set_admin(group, &oldest.user, true)?;
             let to = remaining.iter().map(|m| m.user.as_str());
-            self.announce(group, GroupChange::Promoted, Some(&oldest.user), None, &name, to, |_| {})?;
+            let event = self.event(group, GroupChange::Promoted, Some(&oldest.user), None, &name);
+            self.announce(event, to)?;
         }
         Ok(Ok(group))
     }
@@ -310,7 +320,8 @@ impl Change<'_, '_> {
         let change = if admin { GroupChange::Promoted } else { GroupChange::Demoted };
         let to = members.iter().map(|m| m.user.as_str());
         let by = self.user.to_string();
-        self.announce(group, change, Some(user), Some(&by), &name, to, |_| {})?;
+        let event = self.event(group, change, Some(user), Some(&by), &name);
+        self.announce(event, to)?;
         Ok(Ok(group))
     }
 
@@ -336,7 +347,9 @@ impl Change<'_, '_> {
         };
         let to = members.iter().map(|m| m.user.as_str());
         let by = self.user.to_string();
-        self.announce(group, change, None, Some(&by), &after.name, to, |e| e.seconds = seconds)?;
+        let mut event = self.event(group, change, None, Some(&by), &after.name);
+        event.seconds = seconds;
+        self.announce(event, to)?;
         Ok(Ok(group))
     }
 }

@@ -4,7 +4,7 @@
 //! # How a message moves
 //! 1. A client publishes `{"id","to","body"}` to `u/alice/send` at QoS 1.
 //!    The bridge is subscribed to `u/+/send` (and `ack`, `read`, `sync`,
-//!    `star`). With the embedded broker it is a local link of the router,
+//!    `star`, `group`). With the embedded broker it is a local link of the router,
 //!    in process ([`link`]): the driver reads deliveries from the link and
 //!    admits them, in delivery order, into the worker's bounded queue,
 //!    waiting for room (back-pressure, never a drop); nothing is owed back.
@@ -21,7 +21,9 @@
 //!    ([`batch`]): new messages (one multi-row insert), their message
 //!    events for recipients, acks for senders, inbox acks with their
 //!    delivered receipts (one store call for the batch), read receipts,
-//!    error events and dead letters. Text sends are applied before media
+//!    error events and dead letters; group changes ([`groups`]) and group
+//!    sends, stored once and fanned out to every member's inbox in the
+//!    same multi-row statements. Text sends are applied before media
 //!    sends, keeping each sender→recipient pair in order. A commit that
 //!    fails is retried while the database is away, and split to isolate a
 //!    poison request when it fails deterministically (`commit.rs`).
@@ -224,13 +226,17 @@ impl Bridge {
         let desk = Arc::new(live::PresenceDesk::new(config.presence_interval));
         let applier = tokio::spawn(desk.clone().apply(store.clone(), presence.clone()));
         let live = Live {
-            outbox: outbox.clone(),
-            presence: presence.clone(),
             desk,
             typing: Buckets::new(live::TYPING_PER_SECOND, live::TYPING_BURST),
+            typing_out: live::TypingOut {
+                outbox: outbox.clone(),
+                tracker: presence.clone(),
+                tap: taps.as_ref().map(|taps| taps.live.clone()),
+                store: store.clone(),
+                lookups: Arc::new(tokio::sync::Semaphore::new(live::GROUP_TYPING_LOOKUPS)),
+            },
             backlog: input_tx.clone(),
             shed_above: config.shed_above,
-            typing_tap: taps.as_ref().map(|taps| taps.live.clone()),
         };
         let (mut tasks, from) = match mqtt {
             Err(rx) => {
@@ -341,18 +347,16 @@ fn subscriptions() -> Vec<SubscribeFilter> {
 
 /// What the driver needs for ephemeral traffic.
 struct Live {
-    outbox: Outbox,
-    presence: Arc<Tracker>,
     /// Devices' presence messages, coalesced and applied by one task.
     desk: Arc<live::PresenceDesk>,
     /// Typing events per user.
     typing: Buckets,
+    /// Where typing goes (and, in cluster mode, the tap to other nodes).
+    typing_out: live::TypingOut,
     /// The worker's queue, only to see how far behind the bridge is.
     backlog: mpsc::Sender<Input>,
     /// Queued requests above which ephemeral traffic is shed.
     shed_above: usize,
-    /// Cluster mode: typing for users on other nodes.
-    typing_tap: Option<mpsc::Sender<(String, Vec<u8>)>>,
 }
 
 impl Live {
@@ -372,14 +376,7 @@ impl Live {
             return delivery.owed.is_some().then_some(Input::Handled(delivery));
         }
         match leaf {
-            "typing" => live::typing(
-                &self.outbox,
-                &self.presence,
-                &self.typing,
-                &user,
-                &delivery.payload,
-                self.typing_tap.as_ref(),
-            ),
+            "typing" => live::typing(&self.typing_out, &self.typing, &user, &delivery.payload),
             "presence" => self.desk.offer(&user, &delivery.payload),
             _ => return Some(Input::Delivered(delivery)),
         }

@@ -21,27 +21,42 @@ pub const TYPING_PER_SECOND: f64 = 5.0;
 /// Typing events one user may send in a burst.
 pub const TYPING_BURST: f64 = 10.0;
 
+/// Most group typing events whose members are being looked up at once;
+/// more are dropped (typing is best effort), so a flood of them never
+/// queues database reads.
+pub(crate) const GROUP_TYPING_LOOKUPS: usize = 16;
+
+/// Where typing goes: one user's `live` topic, and the cluster tap.
+#[derive(Clone)]
+pub(crate) struct TypingOut {
+    pub outbox: Outbox,
+    pub tracker: Arc<Tracker>,
+    /// Cluster mode: typing for users on other nodes.
+    pub tap: Option<tokio::sync::mpsc::Sender<(String, Vec<u8>)>>,
+    /// Group typing reads the group's members from here, off the driver.
+    pub store: Store,
+    /// Permits for group member lookups ([`GROUP_TYPING_LOOKUPS`]).
+    pub lookups: Arc<tokio::sync::Semaphore>,
+}
+
 /// Forwards `u/{me}/typing {to, state}` to `u/{to}/live` at QoS 0, if `to`
-/// is online and `me` is under the rate limit. Dropped otherwise: typing is
-/// never stored or queued. In cluster mode it is also offered to `tap`, for
-/// `to`'s devices on other nodes (whose nodes alone receive it).
-pub(crate) fn typing(
-    outbox: &Outbox,
-    tracker: &Tracker,
-    limiter: &Buckets,
-    user: &UserName,
-    payload: &[u8],
-    tap: Option<&tokio::sync::mpsc::Sender<(String, Vec<u8>)>>,
-) {
+/// is online and `me` is under the rate limit; `{group, state}` goes to
+/// every other member of the group who is online, if `me` is a member.
+/// Dropped otherwise: typing is never stored or queued. In cluster mode it
+/// is also offered to the tap, for devices on other nodes (whose nodes
+/// alone receive it).
+pub(crate) fn typing(out: &TypingOut, limiter: &Buckets, user: &UserName, payload: &[u8]) {
     let Ok(request) = serde_json::from_slice::<TypingRequest>(payload) else {
         metrics::counter!("bluetick_typing_dropped_total", "reason" => "malformed").increment(1);
         return;
     };
-    // Typing in a group goes to its online members (a later step); a
-    // request naming no user is dropped like an unknown peer.
-    let Some(Ok(to)) = request.to.as_deref().map(UserName::parse) else {
-        metrics::counter!("bluetick_typing_dropped_total", "reason" => "unknown_peer").increment(1);
-        return;
+    let to = match (request.to.as_deref().map(UserName::parse), request.group) {
+        (Some(Ok(to)), None) => Ok(to),
+        (None, Some(group)) => Err(group),
+        _ => {
+            metrics::counter!("bluetick_typing_dropped_total", "reason" => "unknown_peer").increment(1);
+            return;
+        }
     };
     if !limiter.allow(user.as_str(), Instant::now()) {
         metrics::counter!("bluetick_typing_dropped_total", "reason" => "rate_limited").increment(1);
@@ -49,21 +64,57 @@ pub(crate) fn typing(
     }
     let event = LiveEvent::Typing {
         from: user.to_string(),
-        group: None,
+        group: to.as_ref().err().copied(),
         state: request.state,
     };
     let payload = serde_json::to_vec(&event).unwrap_or_default();
-    if let Some(tap) = tap {
-        // Dropped when full, like any typing event: it is ephemeral.
-        let _ = tap.try_send((to.to_string(), payload.clone()));
+    match to {
+        Ok(to) => out.deliver(to.as_str(), &payload),
+        Err(group) => {
+            let Ok(permit) = out.lookups.clone().try_acquire_owned() else {
+                metrics::counter!("bluetick_typing_dropped_total", "reason" => "busy").increment(1);
+                return;
+            };
+            let (out, user) = (out.clone(), user.to_string());
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let members = match out.store.members_of(&[group]) {
+                    Ok(mut members) => members.remove(&group).unwrap_or_default(),
+                    Err(error) => {
+                        tracing::debug!(%error, "group typing dropped: members unreadable");
+                        return;
+                    }
+                };
+                if !members.iter().any(|m| m.user == user) {
+                    metrics::counter!("bluetick_typing_dropped_total", "reason" => "not_a_member")
+                        .increment(1);
+                    return;
+                }
+                for member in members.iter().filter(|m| m.user != user) {
+                    out.deliver(&member.user, &payload);
+                }
+            });
+        }
     }
-    if !tracker.is_online(to.as_str()) {
-        // Not counted: a counter that moves only when `to` is offline
-        // would tell whoever reads it what `to`'s privacy may hide.
-        return;
-    }
-    if !outbox.try_publish_fleeting(topics::user_topic(&to, "live"), payload) {
-        metrics::counter!("bluetick_typing_dropped_total", "reason" => "busy").increment(1);
+}
+
+impl TypingOut {
+    /// Publishes a typing event to `to`'s `live` topic if `to` is online
+    /// here, and offers it to the cluster tap.
+    fn deliver(&self, to: &str, payload: &[u8]) {
+        if let Some(tap) = &self.tap {
+            // Dropped when full, like any typing event: it is ephemeral.
+            let _ = tap.try_send((to.to_owned(), payload.to_vec()));
+        }
+        if !self.tracker.is_online(to) {
+            // Not counted: a counter that moves only when `to` is offline
+            // would tell whoever reads it what `to`'s privacy may hide.
+            return;
+        }
+        let topic = format!("{}{to}/live", topics::USER_PREFIX);
+        if !self.outbox.try_publish_fleeting(topic, payload.to_vec()) {
+            metrics::counter!("bluetick_typing_dropped_total", "reason" => "busy").increment(1);
+        }
     }
 }
 

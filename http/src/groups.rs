@@ -51,7 +51,7 @@ async fn change(state: &AppState, caller: Caller, op: GroupRequest) -> Result<Gr
         (status = 409, description = "`group_full`: too many members", body = ErrorBody),
     ),
 )]
-pub async fn create(
+pub async fn create_group(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(new): JsonBody<NewGroup>,
@@ -72,7 +72,7 @@ pub async fn create(
         (status = 401, description = "Missing or bad token", body = ErrorBody),
     ),
 )]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<GroupList>, ApiError> {
+pub async fn list_groups(State(state): State<AppState>, caller: Caller) -> Result<Json<GroupList>, ApiError> {
     let store = state.store.clone();
     let items = blocking(move || store.groups_described(caller.user.as_str())).await?;
     Ok(Json(GroupList { items }))
@@ -88,7 +88,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
         (status = 404, description = "`not_a_member` (or no such group)", body = ErrorBody),
     ),
 )]
-pub async fn get(
+pub async fn get_group(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -113,7 +113,7 @@ pub async fn get(
         (status = 404, description = "`not_a_member`", body = ErrorBody),
     ),
 )]
-pub async fn rename(
+pub async fn rename_group(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -137,7 +137,7 @@ pub async fn rename(
         (status = 409, description = "`group_full`", body = ErrorBody),
     ),
 )]
-pub async fn add(
+pub async fn add_member(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, user)): Path<(String, String)>,
@@ -160,7 +160,7 @@ pub async fn add(
         (status = 404, description = "`not_a_member`", body = ErrorBody),
     ),
 )]
-pub async fn remove(
+pub async fn remove_member(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, user)): Path<(String, String)>,
@@ -184,7 +184,7 @@ pub async fn remove(
         (status = 404, description = "`not_a_member`", body = ErrorBody),
     ),
 )]
-pub async fn promote(
+pub async fn promote_member(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, user)): Path<(String, String)>,
@@ -207,7 +207,7 @@ pub async fn promote(
         (status = 404, description = "`not_a_member`", body = ErrorBody),
     ),
 )]
-pub async fn demote(
+pub async fn demote_member(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, user)): Path<(String, String)>,
@@ -231,7 +231,7 @@ pub async fn demote(
         (status = 404, description = "`not_a_member`", body = ErrorBody),
     ),
 )]
-pub async fn set_timer(
+pub async fn set_group_timer(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

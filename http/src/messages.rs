@@ -14,7 +14,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::Caller;
 use super::{submit, AppState};
 
-/// Sends a message. Body: the MQTT `send` payload `{"id","to","body"}`. 201 with the ack
+/// Sends a message. Body: the MQTT `send` payload `{"id","to","body"}` (or
+/// `{"id","group","body"}` to a group the caller is in). 201 with the ack
 /// (`{"id","client_id","to","body","sent_at"}`) once stored; repeating the
 /// same `id` returns the same ack and stores nothing new. Refusals use the
 /// same codes as the MQTT error event.
@@ -25,7 +26,7 @@ use super::{submit, AppState};
         (status = 201, description = "Stored (✓), or stored earlier under this id", body = AckEvent),
         (status = 400, description = "Malformed send", body = ErrorBody),
         (status = 401, description = "Missing or bad token", body = ErrorBody),
-        (status = 404, description = "`unknown_recipient`", body = ErrorBody),
+        (status = 404, description = "`unknown_recipient`, or `not_a_member` of the group", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody),
         (status = 503, description = "Not stored within 15 s; retry with the same id", body = ErrorBody),
     ),

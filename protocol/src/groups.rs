@@ -28,8 +28,9 @@ use crate::errors::ErrorCode;
 use crate::messages::{valid_client_id, Rejection, CLIENT_ID_MAX, TIMER_CHOICES};
 use crate::names::UserName;
 
-/// A group's id: a server-assigned integer, unique forever.
-pub type GroupId = i64;
+// The inbox side of groups lives with the other inbox events, in
+// `messages`; it is part of this module's contract too.
+pub use crate::messages::{GroupChange, GroupEvent, GroupId};
 
 /// Default most members of a group (server setting `groups.max_members`);
 /// adding one more is refused with `group_full`.
@@ -160,80 +161,6 @@ impl GroupRequest {
             _ => None,
         }
     }
-}
-
-/// What changed in a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupChange {
-    Created,
-    Added,
-    Removed,
-    Left,
-    Promoted,
-    Demoted,
-    Renamed,
-    Timer,
-}
-
-impl GroupChange {
-    /// Every change, for docs and tests.
-    pub const ALL: [GroupChange; 8] = [
-        GroupChange::Created,
-        GroupChange::Added,
-        GroupChange::Removed,
-        GroupChange::Left,
-        GroupChange::Promoted,
-        GroupChange::Demoted,
-        GroupChange::Renamed,
-        GroupChange::Timer,
-    ];
-
-    /// The change as it appears on the wire (and in the database).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            GroupChange::Created => "created",
-            GroupChange::Added => "added",
-            GroupChange::Removed => "removed",
-            GroupChange::Left => "left",
-            GroupChange::Promoted => "promoted",
-            GroupChange::Demoted => "demoted",
-            GroupChange::Renamed => "renamed",
-            GroupChange::Timer => "timer",
-        }
-    }
-
-    /// The change a stored string names.
-    pub fn parse(change: &str) -> Option<GroupChange> {
-        GroupChange::ALL.into_iter().find(|c| c.as_str() == change)
-    }
-}
-
-/// The `group` inbox event: `{"seq","type":"group","group","change",
-/// "user","by","name","at"}`, plus `members` and `client_id` on
-/// `created` and `seconds` on `timer`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupEvent {
-    pub group: GroupId,
-    pub change: GroupChange,
-    /// Who was added, removed, promoted, demoted, or left; `null` for
-    /// `created`, `renamed` and `timer`.
-    pub user: Option<String>,
-    /// Who made the change; `null` when the server did (the oldest member
-    /// promoted after the last admin left).
-    pub by: Option<String>,
-    /// The group's name after the change.
-    pub name: String,
-    pub at: i64,
-    /// `created`: every member, the creator first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub members: Option<Vec<String>>,
-    /// `created`: the creator's id for the request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    /// `timer`: the new timer in seconds (0 is off).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seconds: Option<i64>,
 }
 
 /// A group as `GET /v1/groups/{id}` shows it to a member.

@@ -136,7 +136,7 @@ pub struct TypingRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<crate::groups::GroupId>,
+    pub group: Option<crate::messages::GroupId>,
     pub state: TypingState,
 }
 
@@ -155,7 +155,7 @@ pub enum LiveEvent {
         from: String,
         /// Set when `from` is typing in this group (to its online members).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        group: Option<crate::groups::GroupId>,
+        group: Option<crate::messages::GroupId>,
         state: TypingState,
     },
 }

@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use crate::db::{AnyConnection, Tx};
 use crate::groups::{group_of, recipient_of, RECIPIENT_PREFIX};
 use crate::inbox::InboxKind;
-use crate::schema::{devices, group_members, group_receipts, inbox, messages};
+use crate::schema::{group_members, group_receipts, inbox, messages};
 use crate::StoreError;
 
 /// A member reached `up_to` in `group`.
@@ -139,48 +139,45 @@ fn highest(positions: impl IntoIterator<Item = Position>) -> Vec<Position> {
         let up_to = best.entry((p.group, p.user)).or_insert(p.up_to);
         *up_to = (*up_to).max(p.up_to);
     }
-    best.into_iter()
+    // In key order: two batches raising the same rows (two nodes on one
+    // PostgreSQL) then lock them in the same order instead of deadlocking.
+    let mut positions: Vec<Position> = best
+        .into_iter()
         .map(|((group, user), up_to)| Position { group, user, up_to })
-        .collect()
+        .collect();
+    positions.sort_unstable_by(|a, b| (a.group, &a.user).cmp(&(b.group, &b.user)));
+    positions
 }
 
 impl Tx<'_> {
-    /// The group messages that inbox acks newly cover: for each (user,
-    /// highest acked seq), the newest group message id per group among
-    /// their message events above what any of their devices had acked
-    /// before. Call it before [`Tx::ack_inboxes`], which prunes them.
-    /// Two queries for the whole batch.
+    /// The group messages that inbox acks cover: for each (user, highest
+    /// acked seq), the newest group message id per group among their
+    /// message events up to it that are still in the inbox. Call it before
+    /// [`Tx::ack_inboxes`], which prunes them. One query for the whole
+    /// batch, over the unpruned part of the acking inboxes (events a
+    /// previous ack covered may be counted again: positions only move
+    /// forward, so that changes nothing).
     pub fn group_deliveries(&mut self, acks: &[(&str, i64)]) -> Result<Vec<Position>, StoreError> {
         if acks.is_empty() {
             return Ok(Vec::new());
         }
         let users: Vec<&str> = acks.iter().map(|(user, _)| *user).collect();
-        let mut before: HashMap<String, i64> = HashMap::new();
-        let acked: Vec<(String, i64)> = on_backend!(&mut *self.conn, c => devices::table
-            .filter(devices::user_name.eq_any(&users))
-            .select((devices::user_name, devices::acked_seq))
-            .load(c))?;
-        for (user, seq) in acked {
-            let known = before.entry(user).or_insert(seq);
-            *known = (*known).max(seq);
-        }
-        let lowest = users.iter().map(|u| before.get(*u).copied().unwrap_or(0)).min().unwrap_or(0);
         let highest_ack = acks.iter().map(|(_, up_to)| *up_to).max().unwrap_or(0);
         let rows: Vec<(String, i64, String, i64)> = on_backend!(&mut *self.conn, c => inbox::table
             .inner_join(messages::table)
             .filter(inbox::user_name.eq_any(&users))
-            .filter(inbox::kind.eq(InboxKind::Message.as_str()))
-            .filter(inbox::seq.gt(lowest))
             .filter(inbox::seq.le(highest_ack))
+            .filter(inbox::kind.eq(InboxKind::Message.as_str()))
+            // Once set, every member had it: nothing left to move.
+            .filter(messages::delivered_at.is_null())
             .filter(messages::recipient.like(format!("{RECIPIENT_PREFIX}%")))
             .select((inbox::user_name, inbox::seq, messages::recipient, messages::id))
             .load(c))?;
         let up_to: HashMap<&str, i64> = acks.iter().copied().collect();
         Ok(highest(rows.into_iter().filter_map(|(user, seq, recipient, id)| {
-            let new = seq > before.get(&user).copied().unwrap_or(0)
-                && seq <= up_to.get(user.as_str()).copied().unwrap_or(0);
+            let acked = seq <= up_to.get(user.as_str()).copied().unwrap_or(0);
             let group = group_of(&recipient)?;
-            new.then_some(Position { group, user, up_to: id })
+            acked.then_some(Position { group, user, up_to: id })
         })))
     }
 
@@ -365,6 +362,68 @@ impl Tx<'_> {
             .collect();
         raise(self.conn, Column::sender(status), &points)?;
         Ok(receipts)
+    }
+}
+
+/// One member's receipt times for one group message (WhatsApp's
+/// "message info").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberReceipt {
+    pub user: String,
+    /// When their devices had it; `None` while not yet.
+    pub delivered_at: Option<i64>,
+    /// When they read it; `None` while not yet.
+    pub read_at: Option<i64>,
+    /// Whether they share read receipts: a caller showing this to the
+    /// sender hides `read_at` of those who do not.
+    pub shares_read_receipts: bool,
+}
+
+impl crate::Store {
+    /// The receipt detail of message `message_id` in `group`: one entry per
+    /// current member who was a member when it was sent, but `sender`,
+    /// oldest member first. Three queries.
+    pub fn group_receipt_detail(
+        &self,
+        group: GroupId,
+        message_id: i64,
+        sender: &str,
+    ) -> Result<Vec<MemberReceipt>, StoreError> {
+        let mut conn = self.conn()?;
+        let members: Vec<String> = on_backend!(&mut *conn, c => group_members::table
+            .filter(group_members::group_id.eq(group))
+            .filter(group_members::left_at.is_null())
+            .filter(group_members::after_message.lt(message_id))
+            .filter(group_members::user_name.ne(sender))
+            .order(group_members::id.asc())
+            .select(group_members::user_name)
+            .load(c))?;
+        // The first move of each member's position to or past the message.
+        let reached: Vec<(String, String, Option<i64>)> = on_backend!(&mut *conn, c => group_receipts::table
+            .filter(group_receipts::group_id.eq(group))
+            .filter(group_receipts::up_to.ge(message_id))
+            .filter(group_receipts::user_name.eq_any(&members))
+            .group_by((group_receipts::user_name, group_receipts::status))
+            .select((group_receipts::user_name, group_receipts::status, diesel::dsl::min(group_receipts::at)))
+            .load(c))?;
+        drop(conn);
+        let names: Vec<&str> = members.iter().map(String::as_str).collect();
+        let sharing = self.with_read_receipts(&names)?;
+        let at = |user: &str, status: ReceiptStatus| {
+            reached
+                .iter()
+                .find(|(u, s, _)| u == user && s == status_name(status))
+                .and_then(|(_, _, at)| *at)
+        };
+        Ok(members
+            .iter()
+            .map(|user| MemberReceipt {
+                user: user.clone(),
+                delivered_at: at(user, ReceiptStatus::Delivered),
+                read_at: at(user, ReceiptStatus::Read),
+                shares_read_receipts: sharing.contains(user),
+            })
+            .collect())
     }
 }
 
