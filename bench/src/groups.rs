@@ -42,7 +42,7 @@ impl Plan {
 pub fn create(http: SocketAddr, users: &[(String, String)], size: usize) -> anyhow::Result<Plan> {
     anyhow::ensure!(size >= 2, "--group-size must be at least 2");
     anyhow::ensure!(
-        users.len() % size == 0,
+        users.len().is_multiple_of(size),
         "--users ({}) must be a multiple of --group-size ({size}): one group per {size} users",
         users.len()
     );

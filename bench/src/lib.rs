@@ -203,7 +203,7 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(
         args.pattern != Pattern::Groups
-            || (args.group_size >= 2 && args.users % args.group_size == 0),
+            || (args.group_size >= 2 && args.users.is_multiple_of(args.group_size)),
         "--pattern groups needs --group-size of at least 2 dividing --users (one group per N users)"
     );
     let mut local = None;
