@@ -6,7 +6,7 @@ mod common;
 
 use client::{AppEvent, ClientError};
 use common::chat::App;
-use common::Server;
+use common::{eventually, Server};
 use protocol::groups::{GroupChange, GroupEvent, GroupId, GroupRequest};
 use protocol::messages::ReceiptStatus;
 use protocol::ErrorCode;
@@ -152,6 +152,48 @@ on_both_backends! {
 
         carol.client.change_group(GroupRequest::Leave { group }).await.unwrap();
         group_event(alice, GroupChange::Left, Some("carol")).await;
+    }
+
+    async fn group_sends_in_flight_across_a_server_crash_arrive_once_in_order(backend) {
+        const SENT: usize = 200;
+        let mut server = Server::start(backend);
+        let dir = tempfile::tempdir().unwrap();
+        let mut apps = Vec::new();
+        for name in ["alice", "bob", "carol"] {
+            let token = server.register(name);
+            apps.push(App::connect(&server, name, &token, "phone", dir.path()).await);
+        }
+        apps[0].client.create_group("Crash", &["bob", "carol"]).await.unwrap();
+        let group = group_event(&mut apps[0], GroupChange::Created, None).await.group;
+        for member in &mut apps[1..] {
+            group_event(member, GroupChange::Created, None).await;
+        }
+        for k in 0..SENT {
+            apps[0].client.send_to_group(group, &k.to_string()).await.unwrap();
+        }
+        // Kill the server with some of them stored and the rest in the
+        // outbox or in flight: the SDK resends, the server dedupes.
+        let store = server.store();
+        assert!(
+            eventually(Duration::from_secs(30), || store.inbox_head("carol").unwrap_or(0) >= 10).await,
+            "some are stored before the crash"
+        );
+        server.crash_and_restart();
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        for member in &mut apps[1..] {
+            while group_bodies(member, group).len() < SENT && tokio::time::Instant::now() < deadline {
+                member.settle(Duration::from_millis(200)).await;
+            }
+            member.settle(Duration::from_millis(300)).await;
+            let want: Vec<String> = (0..SENT).map(|k| format!("alice: {k}")).collect();
+            assert_eq!(group_bodies(member, group), want, "every message once, in the order sent");
+        }
+        let alice = &mut apps[0];
+        while alice.client.pending().unwrap() > 0 && tokio::time::Instant::now() < deadline {
+            alice.settle(Duration::from_millis(200)).await;
+        }
+        assert_eq!(alice.client.pending().unwrap(), 0, "the outbox empties");
     }
 }
 
