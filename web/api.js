@@ -100,6 +100,9 @@ export class Api {
     if (before != null) q.set('before', before);
     return this.call('GET', `${path}?${q}`, { what: 'load messages' });
   }
+  createGroup(name, members) {
+    return this.call('POST', '/v1/groups', { body: { name, members }, what: 'create the group' });
+  }
   groups() {
     return this.call('GET', '/v1/groups', { what: 'load groups' });
   }

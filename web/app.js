@@ -650,6 +650,22 @@ async function newChat(event) {
   openChat(peer);
 }
 
+async function newGroup(event) {
+  event.preventDefault();
+  const name = $('newgroup-name').value.trim();
+  const members = $('newgroup-members').value.split(/[\s,]+/).map((m) => m.trim().toLowerCase()).filter((m) => m && m !== app.me);
+  showError('sidebar-error', null);
+  if (!name) return showError('sidebar-error', new Error('Give the group a name.'));
+  try {
+    const group = await app.api.createGroup(name, members);
+    chat(`#${group.id}`).name = group.name;
+    $('newgroup-name').value = $('newgroup-members').value = '';
+    openChat(`#${group.id}`);
+  } catch (e) {
+    showError('sidebar-error', e);
+  }
+}
+
 async function toggleStar(m) {
   try {
     const r = await app.api.star(m.id, !m.starred);
@@ -941,6 +957,7 @@ function wire() {
   $('register-button').addEventListener('click', () => signIn(true));
   $('signout-button').addEventListener('click', signOut);
   $('newchat-form').addEventListener('submit', newChat);
+  $('newgroup-form').addEventListener('submit', newGroup);
   $('search-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const words = $('search-words').value.trim();

@@ -8,19 +8,21 @@ await scenario('groups', async (browser) => {
   const c = await person(browser);
   await register(c.page, carol);
 
-  // Alice creates the group over HTTP, as a bot or another client would.
+  // A member who does not exist is refused, readably.
+  await a.page.getByLabel('New group name').fill('Nobody');
+  await a.page.getByLabel('Group members (user names, separated by commas)').fill('no_such_user');
+  await a.page.getByRole('button', { name: 'Create', exact: true }).click();
+  await a.page.locator('#sidebar-error', { hasText: /./ }).waitFor();
+  ok('a group with an unknown member is refused with a message');
+
   const name = `Lunch ${unique('crew')}`;
-  await a.page.evaluate(async ({ name, members }) => {
-    const { token } = JSON.parse(localStorage.getItem('bluetick.session'));
-    const r = await fetch('/v1/groups', {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ name, members }),
-    });
-    if (r.status !== 201) throw new Error(`POST /v1/groups: ${r.status} ${await r.text()}`);
-  }, { name, members: [bob, carol] });
+  await a.page.getByLabel('New group name').fill(name);
+  await a.page.getByLabel('Group members (user names, separated by commas)').fill(`${bob}, ${carol}`);
+  await a.page.getByRole('button', { name: 'Create', exact: true }).click();
+  await a.page.locator('#peer-name', { hasText: name }).waitFor();
+  ok('the creator makes a group from the chat list and it opens');
   for (const p of [a.page, b.page, c.page]) await p.locator('li.chat', { hasText: name }).waitFor();
-  ok('a new group appears in every member\'s chat list, live');
+  ok('the new group appears in every member\'s chat list, live');
 
   await openChat(b.page, name);
   await b.page.locator('#messages li.system', { hasText: `${alice} created the group` }).waitFor();
