@@ -395,7 +395,7 @@ function onInbox(e) {
       const cv = convo(c.peer);
       let newest = 0;
       for (const m of cv.messages.values()) newest = Math.max(newest, m.id ?? m.after ?? 0);
-      cv.messages.set(`g${e.seq ?? `${e.at}-${e.change}-${e.user}`}`, { system: true, id: null, after: newest + 0.5, text: groupChangeText(e), sent_at: e.at });
+      addChangeLine(cv, e, newest);
       break;
     }
     case 'error': {
@@ -425,6 +425,15 @@ function onInbox(e) {
       return; // a kind this client does not know: ignored, as the contract says
   }
   render();
+}
+
+/**
+ * A group change as a line of its conversation, placed after message
+ * `after` (history says which; live, the newest one shown). Keyed so the
+ * same change from the inbox and from history is one line.
+ */
+function addChangeLine(cv, e, after) {
+  cv.messages.set(`g${e.at}-${e.change}-${e.user ?? ''}`, { system: true, id: null, after: after + 0.5, text: groupChangeText(e), sent_at: e.at });
 }
 
 /** A group change as a sentence: "alice added carol". */
@@ -541,7 +550,11 @@ async function loadEarlier(peer) {
     const group = groupOf(peer);
     const before = c.loaded ? c.next : undefined;
     const page = await (group != null ? app.api.groupHistory(group, before) : app.api.history(peer, before));
-    for (const m of page.items) upsert(fromServer(m));
+    for (const m of page.items) {
+      // A group's history mixes in its changes (no id, `after_message`).
+      if (m.id == null && m.type === 'group') addChangeLine(c, m, m.after_message ?? 0);
+      else upsert(fromServer(m));
+    }
     for (const e of app.outbox) if (c.byClient.has(e.client_id)) app.session?.acknowledged(e.client_id);
     c.next = page.next;
     c.loaded = true;
