@@ -177,6 +177,7 @@ pub fn chat(config: &Config, args: chat::ChatArgs) -> anyhow::Result<()> {
         tls_addr: config.mqtt.tls_addr,
         data_dir: &config.data_dir,
         mint_token: &mint_token,
+        http_addr: config.http.addr,
     };
     chat::run(&local, args)
 }

@@ -54,6 +54,37 @@ fn a_ten_second_bench_loses_duplicates_and_reorders_nothing() {
     assert!(svg.contains("messages/s") && svg.contains("latency (ms"), "axes carry units");
 }
 
+/// `--pattern groups`: 12 users in 3 groups of 4, created over HTTP; every
+/// message reaches the 3 other members of its group once and in order,
+/// and each of those deliveries is counted.
+#[test]
+fn a_groups_bench_delivers_every_message_to_every_other_member_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, report) = bench(
+        dir.path(),
+        &[
+            "--pattern", "groups", "--group-size", "4", "--users", "12", "--duration", "5",
+            "--warmup", "1", "--rate", "60", "--relay-seconds", "0",
+        ],
+    );
+    let sent = report["sent"].as_u64().unwrap();
+    assert!(sent > 0, "{report}");
+    assert_eq!(report["group_size"], 4, "{report}");
+    assert_eq!(report["expected"].as_u64(), Some(sent * 3), "{report}");
+    assert_eq!(report["received"], report["expected"], "every delivery counted: {report}");
+    assert_eq!(
+        (
+            report["lost"].as_u64(),
+            report["duplicates"].as_u64(),
+            report["order_violations"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{report}"
+    );
+    assert!(report["deliveries_per_second"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(stdout.contains("deliveries/s"), "{stdout}");
+}
+
 /// `--target`: the bench measures a server it did not start, logging in
 /// the users of a credentials file over that server's HTTP API.
 #[test]

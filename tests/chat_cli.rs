@@ -58,8 +58,9 @@ fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<St
     panic!("no line with {needle:?}; saw {seen:#?}");
 }
 
-fn interactive(server: &Server, me: &str, peer: &str) -> (Child, mpsc::Receiver<String>) {
-    let mut child = chat(server, &["--as", me, "--to", peer])
+/// An interactive `bluetick chat ARGS`: its stdin, and its lines.
+fn terminal(server: &Server, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = chat(server, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -67,6 +68,16 @@ fn interactive(server: &Server, me: &str, peer: &str) -> (Child, mpsc::Receiver<
         .expect("bluetick chat");
     let lines = lines_of(child.stdout.take().unwrap());
     (child, lines)
+}
+
+fn interactive(server: &Server, me: &str, peer: &str) -> (Child, mpsc::Receiver<String>) {
+    terminal(server, &["--as", me, "--to", peer])
+}
+
+/// `bluetick chat --group NAME` in one of `me`'s groups, looking the name
+/// up on `server`'s HTTP API.
+fn in_group(server: &Server, me: &str, group: &str) -> (Child, mpsc::Receiver<String>) {
+    terminal(server, &["--as", me, "--group", group, "--http", &format!("http://{}", server.http)])
 }
 
 on_both_backends! {
@@ -125,6 +136,52 @@ on_both_backends! {
         let refused = chat(&server, &["send", "--as", "alice", "--to", "nobody", "hi"]).output().unwrap();
         assert!(!refused.status.success());
         assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown_recipient"));
+    }
+
+    async fn terminals_chat_in_a_group_found_by_its_name(backend) {
+        let server = Server::start(backend);
+        let alice_token = server.register("alice");
+        server.register("bob");
+        server.register("carol");
+        let created = common::http::request(
+            server.http,
+            "POST",
+            "/v1/groups",
+            Some(r#"{"name":"Lunch","members":["bob","carol"]}"#),
+            Some(&alice_token),
+        );
+        assert_eq!(created.status, 201, "{}", created.body);
+        let (mut alice, alice_out) = in_group(&server, "alice", "Lunch");
+        let (mut bob, bob_out) = in_group(&server, "bob", "Lunch");
+        let (mut alice_seen, mut bob_seen) = (Vec::new(), Vec::new());
+        wait_for_line(&alice_out, "chatting in the group Lunch", &mut alice_seen);
+        wait_for_line(&bob_out, "chatting in the group Lunch", &mut bob_seen);
+
+        writeln!(alice.stdin.as_mut().unwrap(), "pizza at one?").unwrap();
+        wait_for_line(&alice_out, "you: pizza at one?  ✓", &mut alice_seen);
+        wait_for_line(&bob_out, "alice: pizza at one?", &mut bob_seen);
+
+        // A script writes to the group by name too; both terminals show
+        // who wrote it.
+        let http = format!("http://{}", server.http);
+        let sent = chat(&server, &["send", "--as", "carol", "--group", "Lunch", "--http", &http, "me too"])
+            .output()
+            .unwrap();
+        assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+        wait_for_line(&alice_out, "carol: me too", &mut alice_seen);
+        wait_for_line(&bob_out, "carol: me too", &mut bob_seen);
+
+        let unknown = chat(&server, &["send", "--as", "carol", "--group", "Dinner", "--http", &http, "hi"])
+            .output()
+            .unwrap();
+        assert!(!unknown.status.success());
+        let error = String::from_utf8_lossy(&unknown.stderr);
+        assert!(error.contains("no group called \"Dinner\""), "{error}");
+
+        drop(alice.stdin.take());
+        drop(bob.stdin.take());
+        assert!(alice.wait().unwrap().success());
+        assert!(bob.wait().unwrap().success());
     }
 }
 

@@ -156,6 +156,11 @@ on_both_backends! {
         let server = server_with(backend, &[("BLUETICK_AUTH__MAX_LOGIN_FAILURES", "3")]);
         run_script(&server, "signin.mjs");
     }
+
+    async fn a_group_shows_in_every_members_list_and_names_each_sender(backend) {
+        let server = server(backend);
+        run_script(&server, "groups.mjs");
+    }
 }
 
 #[test]

@@ -89,9 +89,25 @@ export class Api {
     return this.call('GET', '/v1/chats?limit=100', { what: 'load chats' });
   }
   history(peer, before) {
+    return this.page(`/v1/chats/${encodeURIComponent(peer)}/messages`, before);
+  }
+  groupHistory(id, before) {
+    return this.page(`/v1/groups/${encodeURIComponent(id)}/messages`, before);
+  }
+  /** One page of a conversation (30 messages), older than `before` if given. */
+  page(path, before) {
     const q = new URLSearchParams({ limit: '30' });
     if (before != null) q.set('before', before);
-    return this.call('GET', `/v1/chats/${encodeURIComponent(peer)}/messages?${q}`, { what: 'load messages' });
+    return this.call('GET', `${path}?${q}`, { what: 'load messages' });
+  }
+  createGroup(name, members) {
+    return this.call('POST', '/v1/groups', { body: { name, members }, what: 'create the group' });
+  }
+  groups() {
+    return this.call('GET', '/v1/groups', { what: 'load groups' });
+  }
+  setGroupTimer(id, seconds) {
+    return this.call('PUT', `/v1/groups/${encodeURIComponent(id)}/timer`, { body: { seconds }, what: 'set the timer' });
   }
   presence(name) {
     return this.call('GET', `/v1/users/${encodeURIComponent(name)}/presence`, { what: 'find that user' });

@@ -9,7 +9,7 @@
 
 import { Api, ApiError, sizeText, uploadRefusal } from './api.js';
 import { Local } from './local.js';
-import { Session } from './session.js';
+import { Session, groupOf } from './session.js';
 
 const $ = (id) => document.getElementById(id);
 const SESSION_KEY = 'bluetick.session';
@@ -150,10 +150,11 @@ async function start({ name, token }) {
     me: name,
     api,
     device: device(),
-    chats: new Map(), // peer → {peer, last, unread, timer, presence, typingUntil}
-    convos: new Map(), // peer → {messages: Map key → message, byClient: Map, next, loaded}
-    receipts: new Map(), // peer → {delivered, read} (highest own message ids)
-    readSent: new Map(), // peer → highest id marked read
+    // Chats are keyed by the peer's name, or `#ID` for a group (session.js).
+    chats: new Map(), // key → {peer: key, group, name, last, unread, timer, presence, typingUntil, typingWho}
+    convos: new Map(), // key → {messages: Map key → message, byClient: Map, next, loaded}
+    receipts: new Map(), // key → {delivered, read} (highest own message ids; aggregates in a group)
+    readSent: new Map(), // key → highest id marked read
     outbox: [],
     open: null,
     panel: null,
@@ -217,7 +218,7 @@ async function start({ name, token }) {
       },
     },
   });
-  for (const peer of mine.chats.keys()) mine.session.watch(peer);
+  for (const c of mine.chats.values()) if (c.group == null) mine.session.watch(c.peer);
   await mine.session.start();
   mine.ticker = setInterval(tick, 1000);
 }
@@ -259,9 +260,10 @@ function setStatus(s) {
 function chat(peer) {
   let c = app.chats.get(peer);
   if (!c) {
-    c = { peer, last: null, unread: 0, timer: 0, presence: null, typingUntil: 0 };
+    const group = groupOf(peer);
+    c = { peer, group, name: group != null ? `Group ${group}` : peer, last: null, unread: 0, timer: 0, presence: null, typingUntil: 0 };
     app.chats.set(peer, c);
-    app.session?.watch(peer);
+    if (group == null) app.session?.watch(peer);
   }
   return c;
 }
@@ -275,7 +277,8 @@ function convo(peer) {
   return c;
 }
 
-const peerOf = (m) => (m.from === app.me ? m.to : m.from);
+/** The chat a message belongs to: its group, or the other person. */
+const peerOf = (m) => (m.group != null ? `#${m.group}` : m.from === app.me ? m.to : m.from);
 
 /** A message from history or an event, as the view keeps it. */
 function fromServer(m, status) {
@@ -284,6 +287,7 @@ function fromServer(m, status) {
     client_id: m.client_id,
     from: m.from ?? app.me,
     to: m.to,
+    group: m.group ?? null,
     body: m.body ?? '',
     media: m.media ?? null,
     sent_at: m.sent_at,
@@ -328,13 +332,23 @@ function setLast(peer, m) {
 }
 
 async function loadChats() {
-  const page = await app.api.chats();
+  const [page, groups] = await Promise.all([
+    app.api.chats(),
+    // Groups without a message yet are in no chat list page.
+    app.api.groups().catch(() => ({ items: [] })),
+  ]);
   for (const item of page.items) {
-    const c = chat(item.peer);
-    c.last = fromServer(item.last_message);
-    c.counted = item.last_message.id;
+    const c = chat(item.group != null ? `#${item.group}` : item.peer);
+    if (item.name) c.name = item.name;
+    c.last = item.last_message ? fromServer(item.last_message) : null;
+    c.counted = item.last_message?.id;
     c.unread = item.unread;
     c.timer = item.timer_seconds;
+  }
+  for (const g of groups.items) {
+    const c = chat(`#${g.id}`);
+    c.name = g.name;
+    c.timer = g.timer_seconds ?? c.timer;
   }
   renderChats();
 }
@@ -345,28 +359,43 @@ function onInbox(e) {
   switch (e.type) {
     case 'message': {
       upsert(fromServer(e, 'sent'));
-      const c = chat(e.from);
+      const key = peerOf(e);
+      const c = chat(key);
       // The chat list's unread count already covers messages up to its
       // last message; a sync replaying one of those must not count it twice.
       const fresh = e.id > (c.counted ?? 0);
       c.counted = Math.max(c.counted ?? 0, e.id);
-      setLast(e.from, fromServer(e, 'sent'));
-      if (fresh && !(app.open === e.from && document.visibilityState === 'visible')) c.unread += 1;
-      if (fresh) announce(`${e.from}: ${e.body || 'Photo'}`);
+      setLast(key, fromServer(e, 'sent'));
+      if (fresh && !(app.open === key && document.visibilityState === 'visible')) c.unread += 1;
+      if (fresh) announce(`${e.from}${c.group != null ? ` in ${c.name}` : ''}: ${e.body || 'Photo'}`);
       c.typingUntil = 0;
       break;
     }
     case 'ack': {
       const m = fromServer({ ...e, from: app.me }, 'sent');
       upsert(m);
-      setLast(e.to, m);
+      setLast(peerOf(m), m);
       break;
     }
     case 'receipt': {
-      const r = app.receipts.get(e.peer) || { delivered: 0, read: 0 };
+      const key = e.group != null ? `#${e.group}` : e.peer;
+      const r = app.receipts.get(key) || { delivered: 0, read: 0 };
       r.delivered = Math.max(r.delivered, e.up_to);
       if (e.status === 'read') r.read = Math.max(r.read, e.up_to);
-      app.receipts.set(e.peer, r);
+      app.receipts.set(key, r);
+      break;
+    }
+    case 'group': {
+      const c = chat(`#${e.group}`);
+      if (e.name) c.name = e.name;
+      if (e.change === 'timer') c.timer = e.seconds;
+      // Removed or left: the conversation stays readable, sending ends.
+      if (e.user === app.me) c.gone = e.change === 'removed' || e.change === 'left';
+      // A line in the conversation, after the messages that came before it.
+      const cv = convo(c.peer);
+      let newest = 0;
+      for (const m of cv.messages.values()) newest = Math.max(newest, m.id ?? m.after ?? 0);
+      addChangeLine(cv, e, newest);
       break;
     }
     case 'error': {
@@ -398,12 +427,42 @@ function onInbox(e) {
   render();
 }
 
+/**
+ * A group change as a line of its conversation, placed after message
+ * `after` (history says which; live, the newest one shown). Keyed so the
+ * same change from the inbox and from history is one line.
+ */
+function addChangeLine(cv, e, after) {
+  cv.messages.set(`g${e.at}-${e.change}-${e.user ?? ''}`, { system: true, id: null, after: after + 0.5, text: groupChangeText(e), sent_at: e.at });
+}
+
+/** A group change as a sentence: "alice added carol". */
+function groupChangeText(e) {
+  const who = (name) => (name === app.me ? 'you' : name);
+  const by = e.by == null ? 'bluetick' : who(e.by);
+  const user = who(e.user);
+  switch (e.change) {
+    case 'created': return `${by} created the group “${e.name}”`;
+    case 'added': return `${by} added ${user}`;
+    case 'removed': return `${by} removed ${user}`;
+    case 'left': return `${user} left`;
+    case 'promoted': return `${by} made ${user} an admin`;
+    case 'demoted': return `${by} made ${user} a member`;
+    case 'renamed': return `${by} renamed the group to “${e.name}”`;
+    case 'timer': return e.seconds ? `${by} set disappearing messages` : `${by} turned off disappearing messages`;
+    default: return `the group changed (${e.change})`;
+  }
+}
+
 function onLive(e) {
   if (e.type !== 'typing') return;
   // Reciprocity, as for last seen: hide yours and you do not see theirs.
   if (app.privacy.last_seen === 'nobody') return;
-  if (!app.chats.has(e.from)) return;
-  chat(e.from).typingUntil = e.state === 'typing' ? Date.now() + TYPING_SHOWN_MS : 0;
+  const key = e.group != null ? `#${e.group}` : e.from;
+  if (!app.chats.has(key)) return;
+  const c = chat(key);
+  c.typingUntil = e.state === 'typing' ? Date.now() + TYPING_SHOWN_MS : 0;
+  c.typingWho = e.from;
   render();
 }
 
@@ -488,8 +547,14 @@ async function loadEarlier(peer) {
   const list = $('messages');
   const fromBottom = list.scrollHeight - list.scrollTop;
   try {
-    const page = await app.api.history(peer, c.loaded ? c.next : undefined);
-    for (const m of page.items) upsert(fromServer(m));
+    const group = groupOf(peer);
+    const before = c.loaded ? c.next : undefined;
+    const page = await (group != null ? app.api.groupHistory(group, before) : app.api.history(peer, before));
+    for (const m of page.items) {
+      // A group's history mixes in its changes (no id, `after_message`).
+      if (m.id == null && m.type === 'group') addChangeLine(c, m, m.after_message ?? 0);
+      else upsert(fromServer(m));
+    }
     for (const e of app.outbox) if (c.byClient.has(e.client_id)) app.session?.acknowledged(e.client_id);
     c.next = page.next;
     c.loaded = true;
@@ -514,6 +579,7 @@ async function sendText(event) {
   const input = $('composer-text');
   const body = input.value;
   if (!body.trim() || !app.open) return;
+  if (chat(app.open).gone) return showError('conversation-error', new Error('You are no longer a member of this group.'));
   input.value = '';
   await queue({ client_id: uuid(), to: app.open, body, created: Date.now() });
   typing('paused');
@@ -597,6 +663,22 @@ async function newChat(event) {
   openChat(peer);
 }
 
+async function newGroup(event) {
+  event.preventDefault();
+  const name = $('newgroup-name').value.trim();
+  const members = $('newgroup-members').value.split(/[\s,]+/).map((m) => m.trim().toLowerCase()).filter((m) => m && m !== app.me);
+  showError('sidebar-error', null);
+  if (!name) return showError('sidebar-error', new Error('Give the group a name.'));
+  try {
+    const group = await app.api.createGroup(name, members);
+    chat(`#${group.id}`).name = group.name;
+    $('newgroup-name').value = $('newgroup-members').value = '';
+    openChat(`#${group.id}`);
+  } catch (e) {
+    showError('sidebar-error', e);
+  }
+}
+
 async function toggleStar(m) {
   try {
     const r = await app.api.star(m.id, !m.starred);
@@ -612,8 +694,9 @@ async function setTimer() {
   const seconds = Number($('timer-select').value);
   showError('conversation-error', null);
   try {
-    const r = await app.api.setTimer(peer, seconds);
-    chat(peer).timer = r.seconds;
+    const group = groupOf(peer);
+    if (group != null) chat(peer).timer = (await app.api.setGroupTimer(group, seconds)).timer_seconds;
+    else chat(peer).timer = (await app.api.setTimer(peer, seconds)).seconds;
   } catch (e) {
     showError('conversation-error', e);
   }
@@ -624,7 +707,8 @@ function markRead() {
   const peer = app.open;
   if (!peer || app.panel || document.visibilityState !== 'visible') return;
   let max = 0;
-  for (const m of convo(peer).messages.values()) if (m.from === peer && m.id > max) max = m.id;
+  const theirs = groupOf(peer) != null ? (m) => m.from !== app.me : (m) => m.from === peer;
+  for (const m of convo(peer).messages.values()) if (theirs(m) && m.id > max) max = m.id;
   const c = chat(peer);
   if (max > (app.readSent.get(peer) || 0) && app.session?.read(peer, max)) {
     app.readSent.set(peer, max);
@@ -647,7 +731,9 @@ async function showPanel(kind, words) {
     } else if (kind === 'stars') {
       $('panel-title').textContent = 'Starred messages';
       const page = await app.api.stars();
-      body.replaceChildren(resultList(page.items, 'No starred messages yet.'));
+      // A starred group message names its group rather than a peer.
+      const starred = page.items.map((i) => ({ peer: i.group != null ? `#${i.group}` : i.peer ?? peerOf(i.message), message: i.message }));
+      body.replaceChildren(resultList(starred, 'No starred messages yet.'));
     } else {
       $('panel-title').textContent = 'Settings';
       body.replaceChildren(settingsForm());
@@ -663,11 +749,17 @@ function resultList(items, empty) {
   for (const { peer, message: m } of items) {
     list.append(el('li', {},
       el('button', { type: 'button', class: 'result', onclick: () => openChat(peer) },
-        el('span', { class: 'result-peer', text: m.from === app.me ? `You → ${peer}` : peer }),
+        el('span', { class: 'result-peer', text: resultTitle(peer, m) }),
         el('span', { class: 'result-time', text: clock(m.sent_at) }),
         el('span', { class: 'result-body', text: m.body || (m.media ? 'Photo' : '') }))));
   }
   return list;
+}
+
+function resultTitle(peer, m) {
+  const name = chat(peer).name;
+  if (m.from === app.me) return `You → ${name}`;
+  return groupOf(peer) != null ? `${m.from} in ${name}` : name;
 }
 
 function settingsForm() {
@@ -725,13 +817,19 @@ function renderChats() {
     const last = c.last;
     const own = last && last.from === app.me;
     const status = own ? ownStatus(last, c.peer) : null;
-    const snippet = typingNow ? 'typing…' : last ? (last.body || (last.media ? 'Photo' : '')) : presenceText(c.presence);
+    const text = last ? (last.body || (last.media ? 'Photo' : '')) : '';
+    // In a group, whose message it was and who is typing matter.
+    const snippet = typingNow
+      ? (c.group != null ? `${c.typingWho} is typing…` : 'typing…')
+      : last
+        ? (c.group != null && !own ? `${last.from}: ${text}` : text)
+        : presenceText(c.presence);
     return el('li', { class: 'chat', 'data-peer': c.peer, 'aria-current': app.open === c.peer ? 'true' : null },
       el('button', { type: 'button', onclick: () => openChat(c.peer) },
-        el('span', { class: 'avatar', 'aria-hidden': 'true', text: c.peer[0].toUpperCase() }),
+        el('span', { class: c.group != null ? 'avatar group' : 'avatar', 'aria-hidden': 'true', text: c.name[0].toUpperCase() }),
         el('span', { class: 'chat-main' },
           el('span', { class: 'chat-top' },
-            el('span', { class: 'chat-name', text: c.peer }),
+            el('span', { class: 'chat-name', text: c.name }),
             el('span', { class: 'chat-time', text: last ? clock(last.sent_at) : '' })),
           el('span', { class: 'chat-bottom' },
             own && !typingNow ? ticks(status) : null,
@@ -752,9 +850,10 @@ function renderConversation() {
   const peer = app.open;
   const c = chat(peer);
   const cv = convo(peer);
-  $('peer-name').textContent = peer;
+  $('peer-name').textContent = c.name;
   const typingNow = c.typingUntil > Date.now();
-  $('peer-status').textContent = typingNow ? 'typing…' : presenceText(c.presence);
+  const idle = c.group != null ? (c.gone ? 'You are no longer a member' : 'Group') : presenceText(c.presence);
+  $('peer-status').textContent = typingNow ? (c.group != null ? `${c.typingWho} is typing…` : 'typing…') : idle;
   $('peer-status').classList.toggle('typing', typingNow);
   if (document.activeElement !== $('timer-select')) $('timer-select').value = String(c.timer || 0);
 
@@ -762,9 +861,12 @@ function renderConversation() {
   const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   const focusedKey = document.activeElement?.closest?.('li.msg')?.dataset.key;
   const focusedClass = document.activeElement?.className;
+  // Stored messages by id, group change lines just after the message they
+  // followed, then what is still pending.
+  const place = (m) => m.id ?? m.after;
   const sorted = [...cv.messages.entries()].sort(([, a], [, b]) => {
-    if ((a.id == null) !== (b.id == null)) return a.id == null ? 1 : -1;
-    return a.id != null ? a.id - b.id : a.sent_at - b.sent_at;
+    if ((place(a) == null) !== (place(b) == null)) return place(a) == null ? 1 : -1;
+    return place(a) != null ? place(a) - place(b) : a.sent_at - b.sent_at;
   });
   const items = [];
   if (cv.loaded && cv.next != null) {
@@ -772,7 +874,9 @@ function renderConversation() {
       el('button', { type: 'button', id: 'load-earlier', onclick: () => loadEarlier(peer), text: 'Load earlier messages' })));
   }
   if (cv.loaded && !sorted.length) items.push(el('li', { class: 'hint', text: 'No messages yet. Say hello!' }));
-  for (const [key, m] of sorted) items.push(messageItem(key, m, peer));
+  for (const [key, m] of sorted) {
+    items.push(m.system ? el('li', { class: 'system', 'data-key': key, text: m.text }) : messageItem(key, m, peer));
+  }
   list.replaceChildren(...items);
   if (focusedKey) list.querySelector(`li[data-key="${CSS.escape(focusedKey)}"] .${CSS.escape(focusedClass.split(' ')[0])}`)?.focus();
   if (atEnd) scrollToEnd();
@@ -789,6 +893,8 @@ function messageItem(key, m, peer) {
     'data-client-id': m.client_id,
   });
   const bubble = el('div', { class: 'bubble' });
+  // In a group every message says who sent it.
+  if (m.group != null && !own) bubble.append(el('span', { class: 'sender', text: m.from }));
   if (m.media) bubble.append(mediaView(m));
   if (m.body) bubble.append(el('p', { class: 'body', text: m.body }));
   const meta = el('span', { class: 'meta' });
@@ -864,6 +970,7 @@ function wire() {
   $('register-button').addEventListener('click', () => signIn(true));
   $('signout-button').addEventListener('click', signOut);
   $('newchat-form').addEventListener('submit', newChat);
+  $('newgroup-form').addEventListener('submit', newGroup);
   $('search-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const words = $('search-words').value.trim();

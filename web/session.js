@@ -13,11 +13,20 @@
 //   outbox (local.js) before it is published, and published again, with
 //   the same client id, until its ack or error event arrives: after every
 //   reconnect, and every few seconds while it waits. One message per peer
-//   is in flight, so a peer receives them in the order they were typed.
+//   (or group) is in flight, so it is stored in the order it was typed.
 // - **Typing and presence are ephemeral.** QoS 0, never queued: sent only
 //   while connected, dropped otherwise.
 
 import { Local } from './local.js';
+
+/**
+ * Conversations are named by a key: a peer's user name, or `#ID` for a
+ * group (user names are [a-z0-9_], so the two never collide). The outbox
+ * keeps the key in `to`.
+ */
+export function groupOf(key) {
+  return typeof key === 'string' && key.startsWith('#') ? Number(key.slice(1)) : null;
+}
 
 /** Seconds without an ack before a send is published again (docs: 3 s). */
 const RESEND_AFTER_MS = 3000;
@@ -270,18 +279,23 @@ export class Session {
     const now = Date.now();
     for (const entry of oldest.values()) {
       if (now - (this.publishedAt.get(entry.client_id) || 0) < RESEND_AFTER_MS) continue;
-      const send = { id: entry.client_id, to: entry.to, body: entry.body };
+      const group = groupOf(entry.to);
+      const send = group != null
+        ? { id: entry.client_id, group, body: entry.body }
+        : { id: entry.client_id, to: entry.to, body: entry.body };
       if (entry.media) send.media = entry.media;
       if (this.publish('send', send)) this.publishedAt.set(entry.client_id, now);
     }
   }
 
   typing(to, state) {
-    this.publish('typing', { to, state }, 0);
+    const group = groupOf(to);
+    this.publish('typing', group != null ? { group, state } : { to, state }, 0);
   }
 
   read(peer, upTo) {
-    return this.publish('read', { peer, up_to: upTo });
+    const group = groupOf(peer);
+    return this.publish('read', group != null ? { group, up_to: upTo } : { peer, up_to: upTo });
   }
 
   watch(user) {

@@ -4,6 +4,7 @@
 //! `bluetick bench history`, read latency of history and search.
 //!
 //! - `load`: the chat clients and what they time;
+//! - `groups`: the groups of `--pattern groups`, created over HTTP first;
 //! - `relay`: the raw QoS 1 relay baseline;
 //! - `connections`: idle connections and memory per connection;
 //! - `history`: history, chat list and search latency over a big corpus;
@@ -15,6 +16,7 @@
 //! configured duration or count.
 
 mod connections;
+mod groups;
 mod history;
 mod load;
 mod relay;
@@ -59,6 +61,10 @@ struct LoadArgs {
     /// Who writes to whom.
     #[arg(long, value_enum, default_value_t = Pattern::Pairs)]
     pattern: Pattern,
+    /// With `--pattern groups`: members per group (`--users` is a multiple
+    /// of it); each message is delivered to the other N − 1.
+    #[arg(long, default_value_t = 10)]
+    group_size: usize,
     /// Messages per second over all users; 0 sends as fast as it goes.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
@@ -195,8 +201,13 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         args.pattern != Pattern::Pairs || args.users % 2 == 0,
         "--pattern pairs needs an even --users"
     );
+    anyhow::ensure!(
+        args.pattern != Pattern::Groups
+            || (args.group_size >= 2 && args.users.is_multiple_of(args.group_size)),
+        "--pattern groups needs --group-size of at least 2 dividing --users (one group per N users)"
+    );
     let mut local = None;
-    let (store_name, mqtt, users) = match args.target {
+    let (store_name, mqtt, http, users) = match args.target {
         Some(mqtt) => {
             let http = args
                 .target_http
@@ -207,7 +218,7 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
                 target::provision(http, credentials.as_deref(), &prefix, count)
             })
             .await??;
-            (format!("running server at {mqtt}"), mqtt, users)
+            (format!("running server at {mqtt}"), mqtt, Some(http), users)
         }
         None => {
             let store_name = if args
@@ -222,17 +233,26 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
             eprintln!("starting a bluetick server ({store_name})…");
             let server = server::bluetick(args.store_url.as_deref(), false, &[])?;
             eprintln!("registering {} users…", args.users);
-            let users = provision(
-                &server.database_url,
-                server.data_dir.path(),
-                &run_prefix(),
-                args.users,
-            )
-            .await?;
-            let mqtt = server.mqtt;
+            // One password hash for all: a thousand users for a big
+            // group are registered in a second, not a minute.
+            let users = provision_many(&server.database_url, &run_prefix(), args.users).await?;
+            let (mqtt, http) = (server.mqtt, server.http);
             local = Some(server);
-            (store_name.to_owned(), mqtt, users)
+            (store_name.to_owned(), mqtt, http, users)
         }
+    };
+    let groups = match args.pattern {
+        Pattern::Groups => {
+            let http = http.context("--pattern groups creates its groups over HTTP; the server has no HTTP listener")?;
+            eprintln!(
+                "creating {} groups of {}…",
+                args.users / args.group_size.max(1),
+                args.group_size
+            );
+            let (users, size) = (users.clone(), args.group_size);
+            tokio::task::spawn_blocking(move || groups::create(http, &users, size)).await??
+        }
+        Pattern::Pairs | Pattern::Random => groups::Plan::default(),
     };
     let config = LoadConfig {
         pattern: args.pattern,
@@ -242,6 +262,7 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         duration: Duration::from_secs(args.duration),
         window: args.window.max(1),
         server_pid: local.as_ref().map(|server| server.pid()),
+        groups: std::sync::Arc::new(groups),
     };
     let result = load::run(mqtt, &users, &config).await?;
     let server_rss = local.as_ref().and_then(|server| server.rss_bytes());
@@ -306,10 +327,12 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         store: store_name,
         users: args.users,
         pattern: format!("{:?}", args.pattern).to_lowercase(),
+        group_size: (args.pattern == Pattern::Groups).then_some(args.group_size),
         rate: config.rate,
         size: args.size,
         duration_secs: args.duration as f64,
         sent: result.sent,
+        expected: result.expected,
         received: result.received,
         lost: result.lost,
         lost_after_ack: result.lost_sends.iter().filter(|l| l.acked).count() as u64,
@@ -317,6 +340,7 @@ async fn bench_load(args: LoadArgs) -> anyhow::Result<()> {
         duplicates: result.duplicates,
         order_violations: result.order_violations,
         sustained_messages_per_second: result.sustained_per_second,
+        deliveries_per_second: result.deliveries_per_second,
         send_to_ack: result.send_to_ack.percentiles(),
         send_to_deliver: result.send_to_deliver.percentiles(),
         send_to_delivered_receipt: result.send_to_receipt.percentiles(),

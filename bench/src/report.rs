@@ -15,10 +15,15 @@ pub struct Report {
     pub store: String,
     pub users: usize,
     pub pattern: String,
+    /// Members per group (`--pattern groups`).
+    pub group_size: Option<usize>,
     pub rate: Option<f64>,
     pub size: usize,
     pub duration_secs: f64,
     pub sent: u64,
+    /// Deliveries owed: `sent`, or in groups `sent × (group_size − 1)`.
+    pub expected: u64,
+    /// Deliveries that arrived, each counted once.
     pub received: u64,
     pub lost: u64,
     /// Of `lost`: acked by the server (so stored) but never pushed to the
@@ -29,6 +34,9 @@ pub struct Report {
     pub duplicates: u64,
     pub order_violations: u64,
     pub sustained_messages_per_second: f64,
+    /// Messages that reached a recipient, per second over the measured
+    /// window: in groups, messages × (group size − 1).
+    pub deliveries_per_second: f64,
     pub send_to_ack: Percentiles,
     pub send_to_deliver: Percentiles,
     pub send_to_delivered_receipt: Percentiles,
@@ -60,9 +68,13 @@ impl Report {
 
     pub fn table(&self) -> String {
         let mut out = String::new();
+        let groups = self
+            .group_size
+            .map(|size| format!(" (groups of {size})"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "bluetick bench: {} users, {} pattern, rate {}, {} B bodies, {:.0} s measured, store {}",
+            "bluetick bench: {} users, {} pattern{groups}, rate {}, {} B bodies, {:.0} s measured, store {}",
             self.users,
             self.pattern,
             self.rate.map(|r| format!("{r:.0}/s")).unwrap_or_else(|| "max".into()),
@@ -91,10 +103,28 @@ impl Report {
             "sustained end to end      {:>9.0} messages/s (stored, acked, delivered, ✓✓ back)",
             self.sustained_messages_per_second
         );
+        if let Some(size) = self.group_size {
+            let _ = writeln!(
+                out,
+                "sustained deliveries      {:>9.0} deliveries/s (messages × {} other members, each received once)",
+                self.deliveries_per_second,
+                size - 1
+            );
+        }
         let _ = writeln!(
             out,
-            "sent {} received {} lost {} (of which stored, acked and not pushed: {}) duplicates {} order violations {}",
-            self.sent, self.received, self.lost, self.lost_after_ack, self.duplicates, self.order_violations
+            "sent {}{} received {} lost {} (of which stored, acked and not pushed: {}) duplicates {} order violations {}",
+            self.sent,
+            if self.group_size.is_some() {
+                format!(" ({} deliveries owed)", self.expected)
+            } else {
+                String::new()
+            },
+            self.received,
+            self.lost,
+            self.lost_after_ack,
+            self.duplicates,
+            self.order_violations
         );
         for lost in self.lost_sends.iter().take(10) {
             let _ = writeln!(

@@ -3,6 +3,10 @@
 //! - `bluetick chat --as alice --to bob`: interactive. Type a line to send
 //!   it; each sent message shows ✓ (stored), ✓✓ (delivered) and `read` as
 //!   receipts arrive. Messages shown here are marked read.
+//! - `bluetick chat --as alice --group NAME`: the same in one of alice's
+//!   groups, found by name over HTTP (`GET /v1/groups`); each message
+//!   shows its sender, ✓✓ and `read` mean every member, and membership
+//!   changes show as lines of their own.
 //! - `bluetick chat send --as alice --to bob "hi"`: send one message, wait
 //!   for ✓, print its server id.
 //! - `bluetick chat listen --as bob --json`: print every event as a JSON
@@ -42,6 +46,8 @@ pub struct Local<'a> {
     pub data_dir: &'a std::path::Path,
     /// Mints a token for `--as NAME` from the local store.
     pub mint_token: &'a dyn Fn(&str) -> anyhow::Result<String>,
+    /// The HTTP API (default `--http`), where `--group` names are looked up.
+    pub http_addr: std::net::SocketAddr,
 }
 
 #[derive(Args)]
@@ -49,8 +55,16 @@ pub struct ChatArgs {
     #[command(flatten)]
     identity: Identity,
     /// The peer to chat with (interactive mode and `send`).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, conflicts_with = "group")]
     to: Option<String>,
+    /// The group to chat in (interactive mode and `send`): the name of one
+    /// of your groups.
+    #[arg(long, global = true)]
+    group: Option<String>,
+    /// The server's HTTP API, where `--group` is looked up (default:
+    /// http://ADDR of this config's http.addr).
+    #[arg(long, global = true)]
+    http: Option<String>,
     #[command(subcommand)]
     action: Option<ChatAction>,
 }
@@ -117,33 +131,139 @@ pub fn run(config: &Local<'_>, args: ChatArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let (client, events) = connect(config, &args.identity).await?;
+        let (client, events, token) = connect(config, &args.identity).await?;
+        let http = args
+            .http
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.http_addr));
         let result = match args.action {
-            Some(ChatAction::Send { body, timeout }) => {
-                let to = args.to.context("--to PEER is required")?;
-                send_one(&client, events, &to, &body, Duration::from_secs(timeout)).await
-            }
             Some(ChatAction::Listen { json, count, read }) => {
                 listen(&client, events, json, count, read).await
             }
-            None => {
-                let to = args.to.context("--to PEER is required")?;
-                interactive(&client, events, &to).await
-            }
+            action => match chat_of(args.to, args.group, &http, &token).await {
+                Ok(chat) => match action {
+                    Some(ChatAction::Send { body, timeout }) => {
+                        send_one(&client, events, &chat, &body, Duration::from_secs(timeout)).await
+                    }
+                    _ => interactive(&client, events, &chat).await,
+                },
+                Err(e) => Err(e),
+            },
         };
         client.close().await;
         result
     })
 }
 
+/// Who a conversation is with.
+enum Chat {
+    Peer(String),
+    Group { id: i64, name: String },
+}
+
+impl Chat {
+    /// How the conversation is introduced.
+    fn title(&self) -> String {
+        match self {
+            Chat::Peer(peer) => format!("chatting with {}", shown(peer)),
+            Chat::Group { name, .. } => format!("chatting in the group {}", shown(name)),
+        }
+    }
+
+    fn has_message(&self, message: &protocol::messages::MessageEvent) -> bool {
+        match self {
+            Chat::Peer(peer) => message.group.is_none() && message.from == *peer,
+            Chat::Group { id, .. } => message.group == Some(*id),
+        }
+    }
+
+    fn has_ack(&self, ack: &protocol::messages::AckEvent) -> bool {
+        match self {
+            Chat::Peer(peer) => ack.group.is_none() && ack.to.as_deref() == Some(peer.as_str()),
+            Chat::Group { id, .. } => ack.group == Some(*id),
+        }
+    }
+
+    fn has_receipt(&self, receipt: &protocol::messages::ReceiptEvent) -> bool {
+        match self {
+            Chat::Peer(peer) => receipt.group.is_none() && receipt.peer.as_deref() == Some(peer.as_str()),
+            Chat::Group { id, .. } => receipt.group == Some(*id),
+        }
+    }
+
+    async fn send(&self, client: &Client, body: &str) -> Result<String, client::ClientError> {
+        match self {
+            Chat::Peer(peer) => client.send(peer, body).await,
+            Chat::Group { id, .. } => client.send_to_group(*id, body).await,
+        }
+    }
+
+    async fn read(&self, client: &Client, message: &protocol::messages::MessageEvent) -> Result<(), client::ClientError> {
+        match self {
+            Chat::Peer(peer) => client.read(peer, message.id).await,
+            Chat::Group { id, .. } => client.read_group(*id, message.id).await,
+        }
+    }
+}
+
+/// `--to PEER`, or `--group NAME` looked up among my groups over HTTP.
+async fn chat_of(
+    to: Option<String>,
+    group: Option<String>,
+    http: &str,
+    token: &str,
+) -> anyhow::Result<Chat> {
+    match (to, group) {
+        (Some(peer), _) => Ok(Chat::Peer(peer)),
+        (None, Some(name)) => {
+            let id = find_group(http, token, &name).await?;
+            Ok(Chat::Group { id, name })
+        }
+        (None, None) => bail!("say who to chat with: --to PEER or --group NAME"),
+    }
+}
+
+/// The id of my group called `name` (`GET /v1/groups`).
+async fn find_group(http: &str, token: &str, name: &str) -> anyhow::Result<i64> {
+    let url = format!("{}/v1/groups", http.trim_end_matches('/'));
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("looking up your groups at {url}"))?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        bail!("GET {url}: HTTP {status}: {}", shown(&text));
+    }
+    let groups: protocol::groups::GroupList =
+        serde_json::from_str(&text).with_context(|| format!("GET {url} answered {}", shown(&text)))?;
+    let matching: Vec<i64> = groups
+        .items
+        .iter()
+        .filter(|group| group.name == name)
+        .map(|group| group.id)
+        .collect();
+    match matching[..] {
+        [id] => Ok(id),
+        [] => bail!("you are in no group called {:?}", shown(name)),
+        _ => bail!(
+            "you are in {} groups called {:?} (ids {matching:?})",
+            matching.len(),
+            shown(name)
+        ),
+    }
+}
+
 async fn connect(
     config: &Local<'_>,
     identity: &Identity,
-) -> anyhow::Result<(Client, tokio::sync::mpsc::UnboundedReceiver<AppEvent>)> {
+) -> anyhow::Result<(Client, tokio::sync::mpsc::UnboundedReceiver<AppEvent>, String)> {
     let (user, token) = match (&identity.as_user, &identity.user, &identity.token) {
-        (Some(name), _, _) => {
-            (name.clone(), (config.mint_token)(name)?)
-        }
+        (Some(name), _, _) => (name.clone(), (config.mint_token)(name)?),
         (None, Some(user), Some(token)) => (user.clone(), token.clone()),
         _ => bail!("say who you are: --as NAME, or --user NAME --token TOKEN"),
     };
@@ -177,24 +297,25 @@ async fn connect(
         server.ip().to_string(),
         server.port(),
         &user,
-        token,
+        token.clone(),
         &identity.device,
         state,
     );
     settings.tls = tls;
-    Client::connect(settings)
+    let (client, events) = Client::connect(settings)
         .await
-        .with_context(|| format!("connecting to {server} as {user}"))
+        .with_context(|| format!("connecting to {server} as {user}"))?;
+    Ok((client, events, token))
 }
 
 async fn send_one(
     client: &Client,
     mut events: tokio::sync::mpsc::UnboundedReceiver<AppEvent>,
-    to: &str,
+    to: &Chat,
     body: &str,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let client_id = client.send(to, body).await?;
+    let client_id = to.send(client, body).await?;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let event = tokio::time::timeout_at(deadline, events.recv())
@@ -234,7 +355,10 @@ async fn listen(
         }
         if let AppEvent::Message(message) = &event {
             if read {
-                client.read(&message.from, message.id).await?;
+                match message.group {
+                    Some(group) => client.read_group(group, message.id).await?,
+                    None => client.read(&message.from, message.id).await?,
+                }
             }
             messages += 1;
             if count.is_some_and(|n| messages >= n) {
@@ -254,9 +378,9 @@ struct Mine {
 async fn interactive(
     client: &Client,
     mut events: tokio::sync::mpsc::UnboundedReceiver<AppEvent>,
-    peer: &str,
+    chat: &Chat,
 ) -> anyhow::Result<()> {
-    println!("chatting with {peer}: type a message and press Enter; Ctrl-D quits.");
+    println!("{}: type a message and press Enter; Ctrl-D quits.", chat.title());
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     // Server id → my message, for receipts (which name a server id).
     let mut sent: BTreeMap<i64, Mine> = BTreeMap::new();
@@ -265,7 +389,7 @@ async fn interactive(
             line = lines.next_line() => {
                 match line? {
                     Some(text) if text.trim().is_empty() => {}
-                    Some(text) => { client.send(peer, text.trim_end()).await?; }
+                    Some(text) => { chat.send(client, text.trim_end()).await?; }
                     None => return Ok(()),
                 }
             }
@@ -274,17 +398,17 @@ async fn interactive(
                 match event {
                     AppEvent::Message(message) => {
                         println!("{}", message_line(&message.from, &message.body, message.media.as_ref()));
-                        if message.from == peer {
-                            client.read(peer, message.id).await?;
+                        if chat.has_message(&message) {
+                            chat.read(client, &message).await?;
                         }
                     }
-                    AppEvent::Sent { ack, own } if ack.to.as_deref() == Some(peer) => {
+                    AppEvent::Sent { ack, own } if chat.has_ack(&ack) => {
                         let prefix = if own { "you" } else { "you (other device)" };
                         let body = message_line(prefix, &ack.body, ack.media.as_ref());
                         println!("{body}  ✓");
                         sent.insert(ack.id, Mine { body: message_line("", &ack.body, ack.media.as_ref()), status: "✓" });
                     }
-                    AppEvent::Receipt(receipt) if receipt.peer.as_deref() == Some(peer) => {
+                    AppEvent::Receipt(receipt) if chat.has_receipt(&receipt) => {
                         let status = match receipt.status { ReceiptStatus::Delivered => "✓✓", ReceiptStatus::Read => "✓✓ read" };
                         for (_, mine) in sent.range_mut(..=receipt.up_to) {
                             if mine.status != status && mine.status != "✓✓ read" {
@@ -294,6 +418,7 @@ async fn interactive(
                         }
                     }
                     AppEvent::Rejected(error) => println!("! refused: {} ({})", shown(&error.message), error.code),
+                    AppEvent::Group(change) => println!("{}", group_line(&change)),
                     AppEvent::Connection(false) => println!("… connection lost, reconnecting"),
                     AppEvent::ServerFault(fault) => println!("! server fault: {fault}"),
                     _ => {}
@@ -311,8 +436,8 @@ fn event_json(event: &AppEvent) -> serde_json::Value {
         AppEvent::Rejected(e) => ("rejected", serde_json::to_value(e)),
         AppEvent::Star(s) => ("star", serde_json::to_value(s)),
         AppEvent::Timer(t) => ("timer", serde_json::to_value(t)),
-        AppEvent::Expired(e) => ("expired", serde_json::to_value(e)),
         AppEvent::Group(g) => ("group", serde_json::to_value(g)),
+        AppEvent::Expired(e) => ("expired", serde_json::to_value(e)),
         AppEvent::Connection(up) => ("connection", Ok(serde_json::json!({ "connected": up }))),
         AppEvent::ServerFault(f) => (
             "server_fault",
@@ -327,21 +452,28 @@ fn event_json(event: &AppEvent) -> serde_json::Value {
 
 fn event_text(event: &AppEvent) -> String {
     match event {
-        AppEvent::Message(m) => message_line(&m.from, &m.body, m.media.as_ref()),
-        AppEvent::Sent { ack, .. } => format!(
-            "{}  ✓",
-            message_line(
-                &format!("you → {}", chat_of(ack.to.as_deref(), ack.group)),
-                &ack.body,
-                ack.media.as_ref()
+        AppEvent::Message(m) => match m.group {
+            Some(group) => message_line(&format!("{} in group {group}", m.from), &m.body, m.media.as_ref()),
+            None => message_line(&m.from, &m.body, m.media.as_ref()),
+        },
+        AppEvent::Sent { ack, .. } => {
+            let to = match (&ack.to, ack.group) {
+                (_, Some(group)) => format!("group {group}"),
+                (to, None) => to.clone().unwrap_or_default(),
+            };
+            format!(
+                "{}  ✓",
+                message_line(&format!("you → {}", shown(&to)), &ack.body, ack.media.as_ref())
             )
-        ),
-        AppEvent::Receipt(r) => format!(
-            "{} ≤ {} {:?}",
-            chat_of(r.peer.as_deref(), r.group),
-            r.up_to,
-            r.status
-        ),
+        }
+        AppEvent::Receipt(r) => {
+            let of = match (&r.peer, r.group) {
+                (_, Some(group)) => format!("all of group {group}"),
+                (peer, None) => shown(peer.as_deref().unwrap_or_default()).into_owned(),
+            };
+            format!("{of} ≤ {} {:?}", r.up_to, r.status)
+        }
+        AppEvent::Group(g) => group_line(g),
         AppEvent::Rejected(e) => format!("! refused: {} ({})", shown(&e.message), e.code),
         AppEvent::Star(s) if s.starred => format!("★ starred message {}", s.message_id),
         AppEvent::Star(s) => format!("☆ unstarred message {}", s.message_id),
@@ -354,25 +486,34 @@ fn event_text(event: &AppEvent) -> String {
             t.seconds
         ),
         AppEvent::Expired(e) => format!("message {} disappeared", e.message_id),
-        AppEvent::Group(g) => format!(
-            "group {} ({}): {}",
-            g.group,
-            shown(&g.name),
-            g.change.as_str()
-        ),
         AppEvent::Connection(_) => String::new(),
         AppEvent::ServerFault(fault) => format!("! server fault: {fault}"),
     }
 }
 
-/// The other side of a chat as a line shows it: a user's name, or
-/// `group N`.
-fn chat_of(peer: Option<&str>, group: Option<protocol::groups::GroupId>) -> String {
-    match (peer, group) {
-        (Some(peer), _) => shown(peer).into_owned(),
-        (None, Some(group)) => format!("group {group}"),
-        (None, None) => String::new(),
-    }
+/// A group change as one line: `* bob added carol to Lunch`.
+fn group_line(event: &protocol::groups::GroupEvent) -> String {
+    use protocol::groups::GroupChange;
+    let by = event.by.as_deref().map_or(Cow::Borrowed("the server"), shown);
+    let user = event.user.as_deref().map_or(Cow::Borrowed("someone"), shown);
+    let name = shown(&event.name);
+    let what = match event.change {
+        GroupChange::Created => format!(
+            "{by} created {name} with {}",
+            shown(&event.members.as_deref().unwrap_or_default().join(", "))
+        ),
+        GroupChange::Added => format!("{by} added {user} to {name}"),
+        GroupChange::Removed => format!("{by} removed {user} from {name}"),
+        GroupChange::Left => format!("{user} left {name}"),
+        GroupChange::Promoted => format!("{by} made {user} an admin of {name}"),
+        GroupChange::Demoted => format!("{by} made {user} a plain member of {name}"),
+        GroupChange::Renamed => format!("{by} renamed the group to {name}"),
+        GroupChange::Timer => match event.seconds.unwrap_or(0) {
+            0 => format!("{by} turned disappearing messages off in {name}"),
+            seconds => format!("{by} set disappearing messages in {name} to {seconds} s"),
+        },
+    };
+    format!("* {what}")
 }
 
 /// `FROM: BODY [MIME ID] CAPTION`, every part [`shown`] safely. An empty

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use protocol::groups::{group_name, GroupId, GroupRequest};
 use protocol::messages::{MediaRef, SendRequest};
 use protocol::{topics, UserName};
 use rumqttc::{AsyncClient, QoS};
@@ -17,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{publish_size, Config};
 use crate::error::ClientError;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Recipient};
 use crate::session::{self, Command, Shared};
 
 pub use crate::event::AppEvent;
@@ -69,7 +70,19 @@ impl Client {
         if body.is_empty() {
             return Err(ClientError::EmptyBody);
         }
-        self.send_request(to, body, None).await
+        self.send_request(Recipient::User(to.to_owned()), body, None).await
+    }
+
+    /// Like [`Client::send`], to a group I am in: stored once on the
+    /// server, delivered to every other member ([`AppEvent::Message`] with
+    /// `group` set), acked to me like any send. Sends to one group go out
+    /// one at a time, in order, exactly as to one peer. A group I am not in
+    /// comes back as [`AppEvent::Rejected`] with `not_a_member`.
+    pub async fn send_to_group(&self, group: GroupId, body: &str) -> Result<String, ClientError> {
+        if body.is_empty() {
+            return Err(ClientError::EmptyBody);
+        }
+        self.send_request(Recipient::Group(group), body, None).await
     }
 
     /// Like [`Client::send`], for media uploaded with `POST /v1/media`:
@@ -88,25 +101,28 @@ impl Client {
             size: 0,
             caption: caption.to_owned(),
         };
-        self.send_request(to, "", Some(media)).await
+        self.send_request(Recipient::User(to.to_owned()), "", Some(media)).await
     }
 
     async fn send_request(
         &self,
-        to: &str,
+        recipient: Recipient,
         body: &str,
         media: Option<MediaRef>,
     ) -> Result<String, ClientError> {
         if self.commands.is_closed() {
             return Err(ClientError::Closed);
         }
-        if UserName::parse(to).is_err() {
-            return Err(ClientError::InvalidPeer(to.to_owned()));
+        if let Recipient::User(to) = &recipient {
+            if UserName::parse(to).is_err() {
+                return Err(ClientError::InvalidPeer(to.clone()));
+            }
         }
+        let (to, group) = recipient.fields();
         let request = SendRequest {
             id: uuid::Uuid::new_v4().to_string(),
-            to: Some(to.to_owned()),
-            group: None,
+            to,
+            group,
             body: body.to_owned(),
             media,
         };
@@ -127,8 +143,7 @@ impl Client {
                 .map(|m| serde_json::to_string(m).unwrap_or_default());
             session::lock(&shared.outbox).add_with_media(
                 &entry.id,
-                // Checked above: this send names a user.
-                entry.to.as_deref().unwrap_or_default(),
+                &recipient.key(),
                 &entry.body,
                 media.as_deref(),
                 session::now_ms(),
@@ -160,9 +175,71 @@ impl Client {
         }
         self.commands
             .send(Command::Read {
-                peer: peer.to_owned(),
+                chat: Recipient::User(peer.to_owned()),
                 up_to,
             })
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Like [`Client::read`], for the messages of a group: every member's
+    /// message with server id ≤ `up_to` was read. The senders get "read by
+    /// all" once every member has read (see docs/protocol.md, Groups).
+    pub async fn read_group(&self, group: GroupId, up_to: i64) -> Result<(), ClientError> {
+        self.commands
+            .send(Command::Read {
+                chat: Recipient::Group(group),
+                up_to,
+            })
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Creates a group with me as its admin and `members` besides me, and
+    /// returns the request's client id. Every member, me included, gets an
+    /// [`AppEvent::Group`] `created` event naming the group's id (and, for
+    /// me, this client id); an unknown member or too many come back as
+    /// [`AppEvent::Rejected`] naming the client id. Sent now if connected
+    /// and again after every reconnect until one of those arrives: the
+    /// server creates one group per client id.
+    pub async fn create_group(&self, name: &str, members: &[&str]) -> Result<String, ClientError> {
+        let name = group_name(name).ok_or_else(|| ClientError::InvalidGroupName(name.to_owned()))?;
+        if let Some(bad) = members.iter().find(|m| UserName::parse(m).is_err()) {
+            return Err(ClientError::InvalidPeer((*bad).to_owned()));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        self.change_group(GroupRequest::Create {
+            id: id.clone(),
+            name: name.to_owned(),
+            members: members.iter().map(|m| (*m).to_owned()).collect(),
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// Asks for a change to a group: add, remove, promote, demote, leave,
+    /// rename, timer (or a create, as [`Client::create_group`] does). The
+    /// members it concerns get an [`AppEvent::Group`] once it is stored; a
+    /// refusal (`not_admin`, `not_a_member`, `group_full`…) comes back as
+    /// [`AppEvent::Rejected`] with `on: "group"`. Published now if
+    /// connected, otherwise after the next CONNACK; not persisted.
+    pub async fn change_group(&self, request: GroupRequest) -> Result<(), ClientError> {
+        match &request {
+            GroupRequest::Add { user, .. }
+            | GroupRequest::Remove { user, .. }
+            | GroupRequest::Promote { user, .. }
+            | GroupRequest::Demote { user, .. }
+                if UserName::parse(user).is_err() =>
+            {
+                return Err(ClientError::InvalidPeer(user.clone()));
+            }
+            GroupRequest::Create { name, .. } | GroupRequest::Rename { name, .. }
+                if group_name(name).is_none() =>
+            {
+                return Err(ClientError::InvalidGroupName(name.clone()));
+            }
+            _ => {}
+        }
+        self.commands
+            .send(Command::Group(request))
             .map_err(|_| ClientError::Closed)
     }
 

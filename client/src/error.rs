@@ -15,6 +15,10 @@ pub enum ClientError {
     /// The peer of a `send` or `read` is not a valid user name.
     #[error("{0:?} is not a valid user name")]
     InvalidPeer(String),
+    /// A group name that is empty (after trimming) or over
+    /// [`protocol::groups::NAME_MAX`] bytes.
+    #[error("{0:?} is not a valid group name (1-64 bytes)")]
+    InvalidGroupName(String),
     /// A `send` with an empty body (the server would refuse it).
     #[error("the message body is empty")]
     EmptyBody,

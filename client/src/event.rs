@@ -11,21 +11,24 @@ use crate::inbox::ServerFault;
 /// What the driver tells the app, in the order it happened.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppEvent {
-    /// A message for me (exactly once per seq, in seq order).
+    /// A message for me (exactly once per seq, in seq order); `group` is
+    /// set when it was sent to a group I am in.
     Message(MessageEvent),
     /// One of my sends is stored on the server (✓). `own` is false when it
     /// came from another of my devices (its client id was never in this
     /// device's outbox). Reported once per client id.
     Sent { ack: AckEvent, own: bool },
     /// ✓✓ (delivered) or read, for my messages to `peer` up to server id
-    /// `up_to`.
+    /// `up_to`; with `group` instead of `peer`, every member has them
+    /// ("delivered to all", "read by all").
     Receipt(ReceiptEvent),
+    /// A group I am in (or was, until this event) changed: created,
+    /// someone added, removed, left, promoted, demoted, renamed, its timer.
+    Group(GroupEvent),
     /// I starred or unstarred a message, on this device or another.
     Star(StarEvent),
     /// A chat's disappearing-message timer changed.
     Timer(TimerEvent),
-    /// A group I am in (or just left) changed.
-    Group(GroupEvent),
     /// A message expired on the server: delete it here too.
     Expired(ExpiredEvent),
     /// The server refused something. If `client_id` names one of my sends,

@@ -39,6 +39,17 @@
 //! `POST /v1/media`: the outbox keeps the media reference, so a resend
 //! after a restart still carries it.
 //!
+//! # Groups
+//!
+//! [`Client::send_to_group`] is the same send with `group` instead of `to`:
+//! the same outbox, resends and server dedupe, and one group's messages go
+//! out in order as one peer's do. Group messages arrive as
+//! [`AppEvent::Message`] with `group` set, "delivered to all" and "read by
+//! all" as [`AppEvent::Receipt`] with `group` set, and membership changes
+//! as [`AppEvent::Group`]. [`Client::create_group`] and
+//! [`Client::change_group`] publish on `u/{me}/group`; [`Client::read_group`]
+//! marks a group read.
+//!
 //! # How an inbox event flows
 //!
 //! A publish on `u/{me}/inbox` is parsed as an `InboxEvent` (malformed ones

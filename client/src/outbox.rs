@@ -22,6 +22,10 @@
 //! when the head settles. Entries waiting behind a head have
 //! `last_sent_at = NEVER_SENT`, so they are due the moment they become heads.
 //!
+//! A group message is kept like any other, its group standing in for the
+//! peer ([`Recipient::key`]: `#ID`, which no user name can be), so a
+//! group's messages are stored in the order they were sent, too.
+//!
 //! One SQLite file, opened by one process at a time, in WAL mode with
 //! `synchronous = FULL` like the server's store, so a send that
 //! [`Client::send`](crate::Client::send) returned survives a crash.
@@ -33,6 +37,7 @@ use std::path::Path;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use protocol::groups::GroupId;
 
 use crate::error::ClientError;
 
@@ -86,13 +91,48 @@ const LAST_SEQ: &str = "last_seq";
 /// any cutoff, so it is due as soon as it becomes the head.
 pub const NEVER_SENT: i64 = i64::MIN;
 
+/// Who a send is for: a user, or a group I am in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Recipient {
+    User(String),
+    Group(GroupId),
+}
+
+impl Recipient {
+    /// How the outbox's `peer` column names it: the user name, or `#ID`
+    /// for a group (user names are `[a-z0-9_]`, so the two never meet).
+    pub fn key(&self) -> String {
+        match self {
+            Recipient::User(name) => name.clone(),
+            Recipient::Group(id) => format!("#{id}"),
+        }
+    }
+
+    /// The recipient a `peer` column names.
+    pub fn from_key(key: &str) -> Recipient {
+        match key.strip_prefix('#').and_then(|id| id.parse().ok()) {
+            Some(id) => Recipient::Group(id),
+            None => Recipient::User(key.to_owned()),
+        }
+    }
+
+    /// The `to` and `group` fields of a `send` (or `peer` and `group` of a
+    /// `read`) for it: exactly one is set.
+    pub fn fields(&self) -> (Option<String>, Option<GroupId>) {
+        match self {
+            Recipient::User(name) => (Some(name.clone()), None),
+            Recipient::Group(id) => (None, Some(*id)),
+        }
+    }
+}
+
 /// One unsettled send.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, QueryableByName)]
 #[diesel(table_name = outbox)]
 pub struct Entry {
     /// The SDK's UUID for this message: the `id` of the `send` payload.
     pub client_id: String,
-    /// The recipient.
+    /// The recipient's [`Recipient::key`].
     pub peer: String,
     pub body: String,
     /// When the app handed it to [`Client::send`](crate::Client::send).
@@ -103,6 +143,13 @@ pub struct Entry {
     pub attempts: i64,
     /// The send's media reference as JSON, for a media message.
     pub media: Option<String>,
+}
+
+impl Entry {
+    /// Who this send is for.
+    pub fn recipient(&self) -> Recipient {
+        Recipient::from_key(&self.peer)
+    }
 }
 
 /// A row of `pragma_table_info`.
@@ -355,6 +402,21 @@ mod tests {
         let all = ob.all(10).unwrap();
         assert_eq!(ids(&all), ["m1", "m2"]);
         assert_eq!(all[1].media.as_deref(), Some(r#"{"id":"abc"}"#));
+    }
+
+    #[test]
+    fn a_group_is_its_own_queue_and_never_taken_for_a_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = open(&dir);
+        let group = Recipient::Group(7);
+        assert_eq!(Recipient::from_key(&group.key()), group);
+        assert_eq!(Recipient::from_key("bob"), Recipient::User("bob".into()));
+        assert!(ob.add("g1", &group.key(), "to the group", 1).unwrap());
+        assert!(ob.add("b1", "bob", "to bob", 1).unwrap(), "bob's queue is another");
+        assert!(!ob.add("g2", &group.key(), "behind g1", 1).unwrap());
+        let heads = ob.all(10).unwrap();
+        assert_eq!(ids(&heads), ["g1", "b1"]);
+        assert_eq!(heads[0].recipient().fields(), (None, Some(7)));
     }
 
     #[test]

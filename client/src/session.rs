@@ -15,7 +15,9 @@
 //!   the result to the [`Outbox`] and only then hands events to the app and
 //!   schedules the `ack`; every [`HOUSEKEEPING`] it resends sends that have
 //!   gone unsettled for `resend_after` and lets the inbox re-sync if it is
-//!   stuck.
+//!   stuck. Group changes wait in memory until they are handed to rumqttc;
+//!   a group's `create` is handed over again after every CONNACK until its
+//!   `created` or error event arrives (the server creates once per id).
 //!
 //! The driver publishes with `try_publish` only: it never waits for room in
 //! rumqttc's request queue, so it keeps reading events even when the queue
@@ -27,6 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use protocol::groups::{GroupChange, GroupRequest};
 use protocol::messages::{
     AckEvent, AckRequest, ErrorEvent, Event, InboxEvent, ReadRequest, SendRequest, StarRequest,
     SyncRequest,
@@ -43,7 +46,7 @@ use crate::event::AppEvent;
 use crate::config::{publish_size, Config};
 use crate::error::ClientError;
 use crate::inbox::{Inbox, Timing};
-use crate::outbox::{Entry, Outbox};
+use crate::outbox::{Entry, Outbox, Recipient};
 
 /// Capacity of rumqttc's request queue.
 const REQUEST_QUEUE: usize = 10_000;
@@ -79,7 +82,8 @@ pub(crate) struct Shared {
 
 /// Requests from the handle to the driver.
 pub(crate) enum Command {
-    Read { peer: String, up_to: i64 },
+    Read { chat: Recipient, up_to: i64 },
+    Group(GroupRequest),
     Star { id: i64, starred: bool },
     Close,
 }
@@ -88,8 +92,8 @@ pub(crate) enum Command {
 /// rumqttc: a newer one for the same key replaces it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Latest {
-    /// Read up to this message of a peer (only ever moves forward).
-    Read(String),
+    /// Read up to this message of a peer or group (only ever moves forward).
+    Read(Recipient),
     /// Star state of a message.
     Star(i64),
 }
@@ -177,6 +181,8 @@ pub(crate) async fn start(
         acked: 0,
         ack_due: None,
         latest: HashMap::new(),
+        group_changes: VecDeque::new(),
+        creates: Vec::new(),
         recent: Recent::default(),
     };
     tracing::info!(client_id, last_seq, "connected");
@@ -301,6 +307,7 @@ struct Topics {
     read: String,
     sync: String,
     star: String,
+    group: String,
 }
 
 impl Topics {
@@ -312,6 +319,7 @@ impl Topics {
             read: topics::user_topic(me, "read"),
             sync: topics::user_topic(me, "sync"),
             star: topics::user_topic(me, "star"),
+            group: topics::user_topic(me, "group"),
         }
     }
 }
@@ -381,6 +389,11 @@ struct Driver {
     ack_due: Option<Instant>,
     /// Reads (→ up_to) and stars (→ 1 or 0) not yet handed to rumqttc.
     latest: HashMap<Latest, i64>,
+    /// Group changes not yet handed to rumqttc, in the order asked.
+    group_changes: VecDeque<GroupRequest>,
+    /// Group creates handed over but not yet answered (`created` or an
+    /// error naming their id): handed over again after every CONNACK.
+    creates: Vec<GroupRequest>,
     recent: Recent,
 }
 
@@ -404,7 +417,11 @@ impl Driver {
                     }
                 },
                 command = self.commands.recv() => match command {
-                    Some(Command::Read { peer, up_to }) => self.on_read(peer, up_to),
+                    Some(Command::Read { chat, up_to }) => self.on_read(chat, up_to),
+                    Some(Command::Group(request)) => {
+                        self.group_changes.push_back(request);
+                        self.flush_latest();
+                    }
                     Some(Command::Star { id, starred }) => {
                         self.latest.insert(Latest::Star(id), i64::from(starred));
                         self.flush_latest();
@@ -487,6 +504,10 @@ impl Driver {
                 self.resend(entries);
             }
             Err(e) => tracing::error!("cannot read the outbox: {e}"),
+        }
+        // Creates unanswered on the old connection go again, first.
+        for create in self.creates.drain(..).rev() {
+            self.group_changes.push_front(create);
         }
         self.flush_latest();
         // The last ack may have been lost with the old connection.
@@ -585,9 +606,17 @@ impl Driver {
                 Event::Receipt(receipt) => Some(AppEvent::Receipt(receipt)),
                 Event::Star(star) => Some(AppEvent::Star(star)),
                 Event::Timer(timer) => Some(AppEvent::Timer(timer)),
-                Event::Group(group) => Some(AppEvent::Group(group)),
+                Event::Group(change) => {
+                    if change.change == GroupChange::Created {
+                        self.answered_create(change.client_id.as_deref());
+                    }
+                    Some(AppEvent::Group(change))
+                }
                 Event::Expired(expired) => Some(AppEvent::Expired(expired)),
                 Event::Error(error) => {
+                    if error.on == "group" {
+                        self.answered_create(error.client_id.as_deref());
+                    }
                     if was_pending {
                         tracing::info!(client_id = ?error.client_id, code = %error.code, "send refused");
                     }
@@ -673,8 +702,18 @@ impl Driver {
         }
     }
 
-    fn on_read(&mut self, peer: String, up_to: i64) {
-        let entry = self.latest.entry(Latest::Read(peer)).or_insert(up_to);
+    /// A create's `created` or error event arrived: it is not sent again.
+    fn answered_create(&mut self, client_id: Option<&str>) {
+        if let Some(client_id) = client_id {
+            self.creates
+                .retain(|create| create.client_id() != Some(client_id));
+            self.group_changes
+                .retain(|create| create.client_id() != Some(client_id));
+        }
+    }
+
+    fn on_read(&mut self, chat: Recipient, up_to: i64) {
+        let entry = self.latest.entry(Latest::Read(chat)).or_insert(up_to);
         *entry = (*entry).max(up_to);
         self.flush_latest();
     }
@@ -686,14 +725,17 @@ impl Driver {
         let mut done = Vec::new();
         for (key, &value) in &self.latest {
             let (topic, payload) = match key {
-                Latest::Read(peer) => (
-                    &self.topics.read,
-                    encode!(ReadRequest {
-                        peer: Some(peer.clone()),
-                        group: None,
-                        up_to: value
-                    }),
-                ),
+                Latest::Read(chat) => {
+                    let (peer, group) = chat.fields();
+                    (
+                        &self.topics.read,
+                        encode!(ReadRequest {
+                            peer,
+                            group,
+                            up_to: value
+                        }),
+                    )
+                }
                 Latest::Star(id) => (
                     &self.topics.star,
                     encode!(StarRequest {
@@ -715,6 +757,26 @@ impl Driver {
         }
         for key in done {
             self.latest.remove(&key);
+        }
+        while let Some(request) = self.group_changes.front() {
+            match self.mqtt.try_publish(
+                &self.topics.group,
+                QoS::AtLeastOnce,
+                false,
+                encode!(request),
+            ) {
+                Ok(()) => {
+                    if let Some(request) = self.group_changes.pop_front() {
+                        if request.client_id().is_some() {
+                            self.creates.push(request);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!("group change not queued, retrying later: {e}");
+                    break;
+                }
+            }
         }
     }
 
@@ -758,10 +820,11 @@ impl Driver {
         let mut queued = Vec::new();
         let mut too_large = Vec::new();
         for entry in entries {
+            let (to, group) = entry.recipient().fields();
             let payload = encode!(SendRequest {
                 id: entry.client_id.clone(),
-                to: Some(entry.peer),
-                group: None,
+                to,
+                group,
                 body: entry.body,
                 // Written by this SDK from a MediaRef; unreadable JSON would
                 // mean a damaged file, and the server then refuses the send.
