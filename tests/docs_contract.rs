@@ -1,5 +1,6 @@
 //! The documents are part of the contract, so the suite checks them like
-//! code: no tracked file holds an unresolved merge, and every route, error
+//! code: no tracked file holds an unresolved merge, no document is left
+//! with a broken table or an unclosed code fence, and every route, error
 //! code, topic and configuration key the docs name exists in the server,
 //! and every configuration key the server has is documented.
 //!
@@ -94,6 +95,74 @@ fn the_conflict_check_finds_a_planted_marker() {
         ["docs/protocol.md:2", "docs/protocol.md:5", "docs/protocol.md:7", "docs/protocol.md:9"],
         "every marker line of the conflicted file, and nothing from the clean heading"
     );
+}
+
+/// Markdown damage a merge leaves behind without any marker: a code fence
+/// never closed (everything after it renders as code), a table without
+/// its `|---|` rule (it renders as one paragraph of pipes), a table or
+/// heading glued to the paragraph above. A merge script that kept "both
+/// sides" line by line once dropped exactly these lines from
+/// docs/performance.md.
+fn markdown_damage(name: &str, text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    let mut in_code = false;
+    let mut opened_at = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            opened_at = i + 1;
+            continue;
+        }
+        let previous = if i == 0 { "" } else { lines[i - 1] };
+        if in_code || i == 0 {
+            continue;
+        }
+        if line.starts_with('|') && !previous.starts_with('|') {
+            let rule = lines.get(i + 1).is_some_and(|next| {
+                let next = next.trim_start_matches('|').trim_start();
+                next.starts_with('-') || next.starts_with(":-")
+            });
+            if !rule {
+                found.push(format!("{name}:{}: a table without its |---| rule", i + 1));
+            }
+            if !previous.trim().is_empty() {
+                found.push(format!("{name}:{}: a table glued to the line above", i + 1));
+            }
+        }
+        if line.starts_with('#') && !previous.trim().is_empty() {
+            found.push(format!("{name}:{}: a heading glued to the line above", i + 1));
+        }
+    }
+    if in_code {
+        found.push(format!("{name}:{opened_at}: a code fence that is never closed"));
+    }
+    found
+}
+
+#[test]
+fn the_documents_have_no_broken_tables_fences_or_headings() {
+    let found: Vec<String> = DOCS
+        .iter()
+        .flat_map(|name| markdown_damage(name, &read_doc(name)))
+        .collect();
+    assert!(found.is_empty(), "damaged Markdown:\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_markdown_check_finds_planted_damage() {
+    let damaged = "# Title\n\nText.\n| a | b |\n| 1 | 2 |\n## Next\n```sh\nrun\n";
+    assert_eq!(
+        markdown_damage("x.md", damaged),
+        [
+            "x.md:4: a table without its |---| rule",
+            "x.md:4: a table glued to the line above",
+            "x.md:6: a heading glued to the line above",
+            "x.md:7: a code fence that is never closed",
+        ]
+    );
+    let whole = "# Title\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```sh\n# a comment\n```\n";
+    assert!(markdown_damage("y.md", whole).is_empty());
 }
 
 /// Every `` `METHOD /path` `` the docs name, query strings removed.
