@@ -17,7 +17,7 @@ use protocol::history::{Chat, HistoryMessage, Page};
 use std::collections::{HashMap, HashSet};
 
 use crate::db::AnyConnection;
-use crate::messages::open_media;
+use crate::messages::{open_media, Message};
 use crate::schema::{message_history, stars};
 use crate::visibility::Visible;
 use crate::{Store, StoreError};
@@ -289,22 +289,17 @@ impl Store {
                     expires_at,
                     media,
                 )| {
-                    // A group message's recipient is its group (`#17`).
-                    let group = crate::groups::group_of(&to);
-                    Ok(HistoryMessage {
+                    let message = Message {
                         id,
                         client_id,
-                        from,
-                        to: group.is_none().then_some(to),
-                        group,
+                        sender: from,
+                        recipient: to,
                         body: sealer.open_string(&body)?,
                         media: open_media(sealer, media.as_deref())?,
                         sent_at,
-                        delivered_at,
-                        read_at,
                         expires_at,
-                        starred: starred.contains(&id),
-                    })
+                    };
+                    Ok(message.history(delivered_at, read_at, starred.contains(&id)))
                 },
             )
             .collect()

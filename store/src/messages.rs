@@ -2,7 +2,9 @@
 //! (sender, client id), and marked delivered and read only forward.
 
 use diesel::prelude::*;
-use protocol::messages::MediaRef;
+use protocol::groups::GroupId;
+use protocol::history::HistoryMessage;
+use protocol::messages::{AckEvent, MediaRef, MessageEvent};
 use std::collections::{HashMap, HashSet};
 
 use crate::db::Tx;
@@ -30,6 +32,77 @@ type FirstStored = (i64, String, Vec<u8>, Option<Vec<u8>>, i64, Option<i64>);
 /// Rows per multi-row insert: well under SQLite's and PostgreSQL's limits
 /// on bound parameters (8 a row).
 const INSERT_CHUNK: usize = 1_000;
+
+/// A stored message, body and media opened: the one shape its message
+/// event (the recipient's), its ack event (the sender's ✓) and its history
+/// entry are built from, so the three always agree on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: i64,
+    /// The sender's own id for it.
+    pub client_id: String,
+    pub sender: String,
+    /// A user, or a group's reserved name ([`crate::groups::recipient_of`]).
+    pub recipient: String,
+    pub body: String,
+    pub media: Option<MediaRef>,
+    pub sent_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+impl Message {
+    /// The group of a group message; `None` for a 1:1 message.
+    pub fn group(&self) -> Option<GroupId> {
+        crate::groups::group_of(&self.recipient)
+    }
+
+    /// The message as its recipient sees it: a 1:1 message names its
+    /// recipient (`to`), a group message its group, never both.
+    pub fn event(self) -> MessageEvent {
+        let group = self.group();
+        MessageEvent {
+            id: self.id,
+            client_id: self.client_id,
+            from: self.sender,
+            to: group.is_none().then_some(self.recipient),
+            group,
+            body: self.body,
+            media: self.media,
+            sent_at: self.sent_at,
+            expires_at: self.expires_at,
+        }
+    }
+
+    /// The sender's ✓ of it.
+    pub fn ack(self) -> AckEvent {
+        AckEvent::from(self.event())
+    }
+
+    /// The message as history shows it to `me`, with what history adds:
+    /// its ✓✓ and read times as `me` may see them, and `me`'s star.
+    pub fn history(
+        self,
+        delivered_at: Option<i64>,
+        read_at: Option<i64>,
+        starred: bool,
+    ) -> HistoryMessage {
+        let event = self.event();
+        HistoryMessage {
+            id: event.id,
+            client_id: event.client_id,
+            from: event.from,
+            to: event.to,
+            group: event.group,
+            body: event.body,
+            media: event.media,
+            sent_at: event.sent_at,
+            delivered_at,
+            read_at,
+            expires_at: event.expires_at,
+            starred,
+        }
+    }
+}
 
 /// What storing a message did.
 #[derive(Debug, Clone, PartialEq, Eq)]
