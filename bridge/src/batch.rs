@@ -355,20 +355,13 @@ pub fn commit_under(
                 }
                 Request::Ack { .. } => {
                     if let Some(acks) = inbox_acks.take() {
-                        // Group message events in the acked ranges move
-                        // their readers' delivered positions; found before
-                        // `ack_inboxes` prunes them.
-                        let mut highest: HashMap<&str, i64> = HashMap::new();
-                        for ack in &acks {
-                            let up_to = highest.entry(ack.user).or_insert(ack.up_to);
-                            *up_to = (*up_to).max(ack.up_to);
-                        }
-                        let highest: Vec<(&str, i64)> = highest.into_iter().collect();
-                        let delivered = tx.group_deliveries(&highest)?;
-                        touched.extend(tx.advance_group_members(ReceiptStatus::Delivered, delivered, now)?);
                         // An ack emits the delivered receipts (one per
-                        // sender and reader).
-                        for delivered in tx.ack_inboxes(&acks, now)? {
+                        // sender and reader) and moves the group members'
+                        // delivered positions (none when the acked ranges
+                        // hold no group message).
+                        let acked = tx.ack_inboxes(&acks, now)?;
+                        touched.extend(tx.advance_group_members(ReceiptStatus::Delivered, acked.group, now)?);
+                        for delivered in acked.delivered {
                             push_receipt(
                                 &mut pending,
                                 &delivered.sender,
