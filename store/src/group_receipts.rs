@@ -23,9 +23,8 @@ use protocol::messages::ReceiptStatus;
 use std::collections::{HashMap, HashSet};
 
 use crate::db::{AnyConnection, Tx};
-use crate::groups::{group_of, recipient_of, RECIPIENT_PREFIX};
-use crate::inbox::InboxKind;
-use crate::schema::{group_members, group_receipts, inbox, messages};
+use crate::groups::recipient_of;
+use crate::schema::{group_members, group_receipts, messages};
 use crate::StoreError;
 
 /// A member reached `up_to` in `group`.
@@ -150,37 +149,6 @@ fn highest(positions: impl IntoIterator<Item = Position>) -> Vec<Position> {
 }
 
 impl Tx<'_> {
-    /// The group messages that inbox acks cover: for each (user, highest
-    /// acked seq), the newest group message id per group among their
-    /// message events up to it that are still in the inbox. Call it before
-    /// [`Tx::ack_inboxes`], which prunes them. One query for the whole
-    /// batch, over the unpruned part of the acking inboxes (events a
-    /// previous ack covered may be counted again: positions only move
-    /// forward, so that changes nothing).
-    pub fn group_deliveries(&mut self, acks: &[(&str, i64)]) -> Result<Vec<Position>, StoreError> {
-        if acks.is_empty() {
-            return Ok(Vec::new());
-        }
-        let users: Vec<&str> = acks.iter().map(|(user, _)| *user).collect();
-        let highest_ack = acks.iter().map(|(_, up_to)| *up_to).max().unwrap_or(0);
-        let rows: Vec<(String, i64, String, i64)> = on_backend!(&mut *self.conn, c => inbox::table
-            .inner_join(messages::table)
-            .filter(inbox::user_name.eq_any(&users))
-            .filter(inbox::seq.le(highest_ack))
-            .filter(inbox::kind.eq(InboxKind::Message.as_str()))
-            // Once set, every member had it: nothing left to move.
-            .filter(messages::delivered_at.is_null())
-            .filter(messages::recipient.like(format!("{RECIPIENT_PREFIX}%")))
-            .select((inbox::user_name, inbox::seq, messages::recipient, messages::id))
-            .load(c))?;
-        let up_to: HashMap<&str, i64> = acks.iter().copied().collect();
-        Ok(highest(rows.into_iter().filter_map(|(user, seq, recipient, id)| {
-            let acked = seq <= up_to.get(user.as_str()).copied().unwrap_or(0);
-            let group = group_of(&recipient)?;
-            acked.then_some(Position { group, user, up_to: id })
-        })))
-    }
-
     /// Moves members' positions forward (a read moves delivered too: what
     /// was read was delivered), keeping each move in the per-member
     /// detail; returns the groups where some position moved.

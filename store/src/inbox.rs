@@ -10,6 +10,8 @@
 //! - An ack emits the delivered receipt: the messages in the newly acked
 //!   range are marked delivered in the same step, and
 //!   [`Tx::ack_inboxes`] returns one receipt per (sender, reader) for them.
+//!   A group message in the range only moves the member's position
+//!   (delivered when every member has it: `store::group_receipts`).
 //!
 //! Every function here that writes takes a [`Tx`], so a caller's batch
 //! (store messages, append events, advance acks) commits as one and the
@@ -20,7 +22,7 @@
 
 use diesel::prelude::*;
 use protocol::messages::{Event, InboxEvent, MessageEvent};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::db::{AnyConnection, Tx};
 use crate::messages::open_media;
@@ -231,22 +233,36 @@ pub struct Delivered {
     pub up_to: i64,
 }
 
+/// What a batch of inbox acks produced.
+#[derive(Debug, Default)]
+pub struct Acked {
+    /// One delivered receipt per (sender, reader) of 1:1 messages.
+    pub delivered: Vec<Delivered>,
+    /// The group messages now on a member's devices, for
+    /// [`Tx::advance_group_members`]. Found in the rows the 1:1 receipts
+    /// are worked out from, so a batch whose acked ranges hold no group
+    /// message gets none and does no group work at all.
+    pub group: Vec<crate::group_receipts::Position>,
+}
+
 impl Tx<'_> {
     /// Applies a batch of inbox acks as one step of the invariant: each
     /// device's position moves forward (clamped to the last seq), the
     /// messages in the newly acked ranges are marked delivered, one
-    /// receipt per (sender, reader) is returned, and each user's events at
-    /// or below every device's position are pruned. At most one ack per
-    /// (user, device) is expected (acks are cumulative: the caller keeps
-    /// the highest). Statements: five for the whole batch, plus one prune
-    /// per user whose floor rose.
+    /// receipt per (sender, reader) is returned, the group messages in the
+    /// newly acked ranges are returned as member positions (their
+    /// `delivered_at` waits for every member: `store::group_receipts`),
+    /// and each user's events at or below every device's position are
+    /// pruned. At most one ack per (user, device) is expected (acks are
+    /// cumulative: the caller keeps the highest). Statements: five for the
+    /// whole batch, plus one prune per user whose floor rose.
     pub fn ack_inboxes(
         &mut self,
         acks: &[InboxAck<'_>],
         at: i64,
-    ) -> Result<Vec<Delivered>, StoreError> {
+    ) -> Result<Acked, StoreError> {
         if acks.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Acked::default());
         }
         let mut users: Vec<&str> = acks.iter().map(|a| a.user).collect();
         users.sort_unstable();
@@ -288,7 +304,7 @@ impl Tx<'_> {
             ));
         }
         if moved.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Acked::default());
         }
         on_backend!(&mut *self.conn, c => diesel::insert_into(devices::table)
             .values(&rows)
@@ -300,41 +316,54 @@ impl Tx<'_> {
             ))
             .execute(c))?;
 
-        // Undelivered message events in any moved range, found in one query
-        // over the span of all ranges and picked out exactly here.
+        // Undelivered message events in any moved range, 1:1 and group
+        // alike, found in one query over the span of all ranges and picked
+        // out exactly here.
         let moved_users: Vec<&str> = moved.iter().map(|(user, _, _)| *user).collect();
         let lowest = moved.iter().map(|(_, previous, _)| *previous).min().unwrap_or(0);
         let highest = moved.iter().map(|(_, _, new)| *new).max().unwrap_or(0);
-        let candidates: Vec<(String, i64, i64, String)> = on_backend!(&mut *self.conn, c => inbox::table
+        let candidates: Vec<(String, i64, i64, String, String)> = on_backend!(&mut *self.conn, c => inbox::table
             .inner_join(messages::table)
             .filter(inbox::user_name.eq_any(&moved_users))
             .filter(inbox::kind.eq(InboxKind::Message.as_str()))
             .filter(inbox::seq.gt(lowest))
             .filter(inbox::seq.le(highest))
             .filter(messages::delivered_at.is_null())
-            // Group messages are delivered when every member has them
-            // (`store::group_receipts`), not at the first member's ack.
-            .filter(messages::recipient.not_like(format!("{}%", crate::groups::RECIPIENT_PREFIX)))
-            .select((inbox::user_name, inbox::seq, messages::id, messages::sender))
+            .select((inbox::user_name, inbox::seq, messages::id, messages::sender, messages::recipient))
             .order(messages::id.asc())
             .load(c))?;
-        let mut ids = Vec::new();
-        let mut newest: Vec<((String, String), i64)> = Vec::new();
-        for (reader, seq, id, sender) in candidates {
-            let in_range = moved
-                .iter()
-                .any(|(user, previous, new)| *user == reader && *previous < seq && seq <= *new);
-            if !in_range || ids.contains(&id) {
+        // Each user's moved ranges, looked up per candidate (a batch holds
+        // hundreds of acks and hundreds of candidates).
+        let mut ranges: HashMap<&str, Vec<(i64, i64)>> = HashMap::new();
+        for &(user, previous, new) in &moved {
+            ranges.entry(user).or_default().push((previous, new));
+        }
+        let mut ids = HashSet::new();
+        let mut newest: HashMap<(String, String), i64> = HashMap::new();
+        let mut group = Vec::new();
+        for (reader, seq, id, sender, recipient) in candidates {
+            let in_range = ranges
+                .get(reader.as_str())
+                .is_some_and(|ranges| ranges.iter().any(|&(previous, new)| previous < seq && seq <= new));
+            if !in_range {
                 continue;
             }
-            ids.push(id);
-            let key = (sender, reader);
-            match newest.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, up_to)) => *up_to = (*up_to).max(id),
-                None => newest.push((key, id)),
+            // A group message is delivered when every member has it
+            // (`store::group_receipts`), not at the first member's ack:
+            // here it only moves this member's position.
+            if let Some(group_id) = crate::groups::group_of(&recipient) {
+                group.push(crate::group_receipts::Position { group: group_id, user: reader, up_to: id });
+                continue;
             }
+            if !ids.insert(id) {
+                continue;
+            }
+            let up_to = newest.entry((sender, reader)).or_insert(id);
+            *up_to = (*up_to).max(id);
         }
         if !ids.is_empty() {
+            let mut ids: Vec<i64> = ids.into_iter().collect();
+            ids.sort_unstable();
             self.mark_delivered(&ids, at)?;
         }
         for (user, floor) in floors(&positions) {
@@ -345,14 +374,17 @@ impl Tx<'_> {
                 .execute(c))?;
             }
         }
-        Ok(newest
+        let mut delivered: Vec<Delivered> = newest
             .into_iter()
             .map(|((sender, reader), up_to)| Delivered {
                 sender,
                 reader,
                 up_to,
             })
-            .collect())
+            .collect();
+        // In message order, as the acks' messages were sent.
+        delivered.sort_unstable_by_key(|d| d.up_to);
+        Ok(Acked { delivered, group })
     }
 }
 

@@ -68,7 +68,7 @@ on_both_backends! {
             InboxAck { user: "bob", device: "phone", up_to: 99 },
             InboxAck { user: "bob", device: "laptop", up_to: 1 },
         ];
-        let mut receipts = store.transaction(|tx| tx.ack_inboxes(&acks, 5)).unwrap();
+        let mut receipts = store.transaction(|tx| tx.ack_inboxes(&acks, 5)).unwrap().delivered;
         receipts.sort_by(|a, b| a.sender.cmp(&b.sender));
         assert_eq!(receipts, vec![
             Delivered { sender: "alice".into(), reader: "bob".into(), up_to: ids[2] },
@@ -78,10 +78,10 @@ on_both_backends! {
         assert_eq!(store.prune_floor("bob").unwrap(), 1);
         assert_eq!(store.inbox_after("bob", 0, 10).unwrap().len(), 2);
         // Acking again changes nothing and emits nothing.
-        assert!(store.transaction(|tx| tx.ack_inboxes(&acks, 6)).unwrap().is_empty());
+        assert!(store.transaction(|tx| tx.ack_inboxes(&acks, 6)).unwrap().delivered.is_empty());
         // The laptop catches up: the rest is pruned, with no new receipts.
         let caught_up = [InboxAck { user: "bob", device: "laptop", up_to: 3 }];
-        assert!(store.transaction(|tx| tx.ack_inboxes(&caught_up, 7)).unwrap().is_empty());
+        assert!(store.transaction(|tx| tx.ack_inboxes(&caught_up, 7)).unwrap().delivered.is_empty());
         assert!(store.inbox_after("bob", 0, 10).unwrap().is_empty());
     }
 }

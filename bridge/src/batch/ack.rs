@@ -7,7 +7,6 @@
 //! sender and reader); the store prunes what every device has acked.
 
 use protocol::messages::ReceiptStatus;
-use std::collections::HashMap;
 use store::StoreError;
 
 use super::{Commit, Outcome};
@@ -19,21 +18,15 @@ impl Commit<'_, '_, '_> {
         let Some(acks) = self.batch.inbox_acks.take() else {
             return Ok(Outcome::Applied);
         };
-        // Group message events in the acked ranges move their readers'
-        // delivered positions; found before `ack_inboxes` prunes them.
-        let mut highest: HashMap<&str, i64> = HashMap::new();
-        for ack in &acks {
-            let up_to = highest.entry(ack.user).or_insert(ack.up_to);
-            *up_to = (*up_to).max(ack.up_to);
-        }
-        let highest: Vec<(&str, i64)> = highest.into_iter().collect();
-        let delivered = self.tx.group_deliveries(&highest)?;
+        // An ack emits the delivered receipts (one per sender and reader)
+        // and moves the group members' delivered positions (none when the
+        // acked ranges hold no group message).
+        let acked = self.tx.ack_inboxes(&acks, self.now)?;
         let moved = self
             .tx
-            .advance_group_members(ReceiptStatus::Delivered, delivered, self.now)?;
+            .advance_group_members(ReceiptStatus::Delivered, acked.group, self.now)?;
         self.touched.extend(moved);
-        // An ack emits the delivered receipts (one per sender and reader).
-        for delivered in self.tx.ack_inboxes(&acks, self.now)? {
+        for delivered in acked.delivered {
             self.push_receipt(
                 &delivered.sender,
                 ReceiptStatus::Delivered,
