@@ -428,19 +428,17 @@ impl StoredMessage {
     /// The message as its recipient sees it, body and media opened (the
     /// sender's ✓ is `AckEvent::from` it).
     fn open(self, sealer: &crate::Sealer) -> Result<MessageEvent, StoreError> {
-        // A group message's recipient is the group's reserved name.
-        let group = crate::groups::group_of(&self.recipient);
-        Ok(MessageEvent {
+        let message = crate::messages::Message {
             id: self.id,
             client_id: self.client_id,
-            from: self.sender,
-            to: group.is_none().then_some(self.recipient),
-            group,
+            sender: self.sender,
+            recipient: self.recipient,
             body: sealer.open_string(&self.body)?,
             media: open_media(sealer, self.media.as_deref())?,
             sent_at: self.sent_at,
             expires_at: self.expires_at,
-        })
+        };
+        Ok(message.event())
     }
 }
 
