@@ -148,7 +148,12 @@ pub fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
             }
         }
         DlqCommand::Replay { id } => {
-            match bridge::replay::replay(&store, id, config.messages.max_body)? {
+            match bridge::replay::replay(
+                &store,
+                id,
+                config.messages.max_body,
+                config.groups.rules(),
+            )? {
                 Some(bridge::Outcome::Stored(ack)) => {
                     println!("dead letter {id}: stored as message {}", ack.id)
                 }

@@ -243,6 +243,22 @@ on_both_backends! {
         alice.publish("u/alice/group", json!({"op": "add", "group": group, "user": "dave"}).to_string()).await;
         let refused = next(&mut alice, "error").await;
         assert_eq!(refused["code"], "group_full", "{refused}");
+
+        // An operator replaying that dead letter runs it under the same
+        // limit: it is refused again, and dave stays out.
+        let listed = server.operator(&["dlq", "list"]);
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        let letter = listed
+            .lines()
+            .find(|line| line.contains("u/alice/group") && line.contains("\"dave\""))
+            .and_then(|line| line.split('\t').next())
+            .unwrap_or_else(|| panic!("the refused add is a dead letter: {listed}"))
+            .to_owned();
+        let replayed = server.operator(&["dlq", "replay", &letter]);
+        let replayed = String::from_utf8_lossy(&replayed.stdout).into_owned();
+        assert!(replayed.contains("refused again (group_full"), "{replayed}");
+        let now = call(&server, "GET", &format!("/v1/groups/{group}"), None, &tokens[0]).json();
+        assert_eq!(members(&now).len(), 3, "{now}");
     }
 
     async fn a_group_message_reaches_every_member_once_in_order_even_one_who_was_offline(backend) {

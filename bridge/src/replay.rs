@@ -9,6 +9,7 @@
 use store::{Store, StoreError};
 
 use crate::batch::{self, Outcome};
+use crate::groups::GroupRules;
 use crate::request;
 
 /// Why a dead letter could not be replayed.
@@ -25,9 +26,15 @@ pub enum ReplayError {
     Store(#[from] StoreError),
 }
 
-/// Replays dead letter `id` (bodies up to `max_body` bytes) and returns
-/// what became of it: stored, refused again, or applied.
-pub fn replay(store: &Store, id: i64, max_body: usize) -> Result<Option<Outcome>, ReplayError> {
+/// Replays dead letter `id` (bodies up to `max_body` bytes, group changes
+/// held to the server's `rules`) and returns what became of it: stored,
+/// refused again, or applied.
+pub fn replay(
+    store: &Store,
+    id: i64,
+    max_body: usize,
+    rules: GroupRules,
+) -> Result<Option<Outcome>, ReplayError> {
     let letter = store.dead_letter(id)?.ok_or(ReplayError::NotFound(id))?;
     if letter.truncated() {
         return Err(ReplayError::Truncated {
@@ -42,7 +49,7 @@ pub fn replay(store: &Store, id: i64, max_body: usize) -> Result<Option<Outcome>
             topic: letter.topic.clone(),
         }
     })?;
-    let committed = batch::commit(store, &[request])?;
+    let committed = batch::commit_under(store, &[request], rules)?;
     store.transaction(|tx| tx.mark_replayed(id))?;
     Ok(committed.outcomes.into_iter().next())
 }
