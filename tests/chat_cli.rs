@@ -143,14 +143,7 @@ on_both_backends! {
         let alice_token = server.register("alice");
         server.register("bob");
         server.register("carol");
-        let created = common::http::request(
-            server.http,
-            "POST",
-            "/v1/groups",
-            Some(r#"{"name":"Lunch","members":["bob","carol"]}"#),
-            Some(&alice_token),
-        );
-        assert_eq!(created.status, 201, "{}", created.body);
+        common::groups::create_group(&server, &alice_token, "Lunch", &["bob", "carol"]);
         let (mut alice, alice_out) = in_group(&server, "alice", "Lunch");
         let (mut bob, bob_out) = in_group(&server, "bob", "Lunch");
         let (mut alice_seen, mut bob_seen) = (Vec::new(), Vec::new());

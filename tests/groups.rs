@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::http::{self, Response};
+use common::groups::{call, create_group};
 use common::mqtt::{self, Client};
 use common::{Options, Server};
 use serde_json::{json, Value};
@@ -11,11 +11,6 @@ use std::time::Duration;
 use store::on_both_backends;
 
 /// `method path` with an optional JSON body, as `token`'s user.
-fn call(server: &Server, method: &str, path: &str, body: Option<Value>, token: &str) -> Response {
-    let body = body.map(|b| b.to_string());
-    http::request(server.http, method, path, body.as_deref(), Some(token))
-}
-
 /// `name`, online over MQTT and subscribed to their inbox.
 async fn online(server: &Server, name: &str, token: &str) -> Client {
     let mut client = mqtt::connect(server.mqtt, name, Some((name, token)))
@@ -53,14 +48,6 @@ fn members(group: &Value) -> Vec<(String, bool)> {
 
 fn names(list: &[(&str, bool)]) -> Vec<(String, bool)> {
     list.iter().map(|(n, a)| (n.to_string(), *a)).collect()
-}
-
-/// Creates a group of `members` (the first is the creator) over HTTP;
-/// its id.
-fn group_of(server: &Server, creator_token: &str, members: &[&str]) -> i64 {
-    let created = call(server, "POST", "/v1/groups", Some(json!({"name": "Crew", "members": members})), creator_token);
-    assert_eq!(created.status, 201, "{}", created.body);
-    created.json()["id"].as_i64().unwrap()
 }
 
 /// Publishes a send of `body` to `group` as `user`.
@@ -265,7 +252,7 @@ on_both_backends! {
         let server = Server::start(backend);
         let people = ["alice", "bob", "carol", "dave", "erin"];
         let tokens: Vec<String> = people.iter().map(|n| server.register(n)).collect();
-        let group = group_of(&server, &tokens[0], &people[1..]);
+        let group = create_group(&server, &tokens[0], "Crew", &people[1..]);
         // Erin is offline throughout; the others are online.
         let mut online_members = Vec::new();
         for (name, token) in people.iter().zip(&tokens).take(4) {
@@ -350,7 +337,7 @@ on_both_backends! {
         let mut alice = online(&server, "alice", &tokens[0]).await;
         let mut bob = online(&server, "bob", &tokens[1]).await;
         let mut carol = online(&server, "carol", &tokens[2]).await;
-        let group = group_of(&server, &tokens[0], &people[1..]);
+        let group = create_group(&server, &tokens[0], "Crew", &people[1..]);
         for client in [&mut alice, &mut bob, &mut carol] {
             assert_eq!(next(client, "group").await["change"], "created");
         }
@@ -399,7 +386,7 @@ on_both_backends! {
         let mut bob = online(&server, "bob", &tokens[1]).await;
         let mut carol = online(&server, "carol", &tokens[2]).await;
         let mut mallory = online(&server, "mallory", &tokens[3]).await;
-        let group = group_of(&server, &tokens[0], &["bob", "carol"]);
+        let group = create_group(&server, &tokens[0], "Crew", &["bob", "carol"]);
         for client in [&mut alice, &mut bob, &mut carol] {
             assert_eq!(next(client, "group").await["change"], "created");
         }
@@ -442,7 +429,7 @@ on_both_backends! {
             .expect("bulk users");
         let members: Vec<&str> = names[..1023].iter().map(String::as_str).collect();
         let mut alice = online(&server, "alice", &alice_t).await;
-        let group = group_of(&server, &alice_t, &members);
+        let group = create_group(&server, &alice_t, "Crew", &members);
         assert_eq!(next(&mut alice, "group").await["change"], "created");
         let full = call(&server, "GET", &format!("/v1/groups/{group}"), None, &alice_t).json();
         assert_eq!(full["members"].as_array().map(Vec::len), Some(1024));
@@ -472,7 +459,7 @@ on_both_backends! {
         let server = Server::start(backend);
         let people = ["alice", "bob", "carol", "mallory"];
         let tokens: Vec<String> = people.iter().map(|n| server.register(n)).collect();
-        let group = group_of(&server, &tokens[0], &["bob", "carol"]);
+        let group = create_group(&server, &tokens[0], "Crew", &["bob", "carol"]);
         let alice = online(&server, "alice", &tokens[0]).await;
         let mallory = online(&server, "mallory", &tokens[3]).await;
         let mut watchers = Vec::new();
@@ -512,7 +499,7 @@ on_both_backends! {
         for (name, token) in people.iter().zip(&tokens) {
             clients.push(online(&server, name, token).await);
         }
-        let group = group_of(&server, &tokens[0], &people[1..]);
+        let group = create_group(&server, &tokens[0], "Crew", &people[1..]);
         for client in &mut clients {
             assert_eq!(next(client, "group").await["change"], "created");
         }

@@ -6,7 +6,8 @@
 mod common;
 
 use common::chat::App;
-use common::http::{page_ids, request, Response};
+use common::groups::{call, create_group};
+use common::http::{page_ids, Response};
 use common::jobs::{newest_backup, operator_ok};
 use common::mqtt;
 use common::rows::count;
@@ -18,22 +19,10 @@ use store::on_both_backends;
 
 const DAY: i64 = 86_400;
 
-fn call(server: &Server, method: &str, path: &str, body: Option<Value>, token: &str) -> Response {
-    let body = body.map(|b| b.to_string());
-    request(server.http, method, path, body.as_deref(), Some(token))
-}
-
 fn get_ok(server: &Server, path: &str, token: &str) -> Value {
     let response = call(server, "GET", path, None, token);
     assert_eq!(response.status, 200, "GET {path}: {}", response.body);
     response.json()
-}
-
-/// Creates a group over HTTP; its id.
-fn create_group(server: &Server, token: &str, name: &str, members: &[&str]) -> i64 {
-    let created = call(server, "POST", "/v1/groups", Some(json!({ "name": name, "members": members })), token);
-    assert_eq!(created.status, 201, "create {name}: {}", created.body);
-    created.json()["id"].as_i64().expect("group id")
 }
 
 /// Sends to a group over HTTP; the server message id.

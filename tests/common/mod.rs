@@ -4,6 +4,7 @@
 
 pub mod at_rest;
 pub mod chat;
+pub mod groups;
 pub mod haproxy;
 pub mod http;
 pub mod jobs;
