@@ -56,9 +56,12 @@ pub fn new_create_id() -> String {
 }
 
 /// A current member of a group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = group_members)]
 pub struct Member {
+    #[diesel(column_name = group_id)]
     pub group: GroupId,
+    #[diesel(column_name = user_name)]
     pub user: String,
     pub admin: bool,
     /// When this window opened, Unix milliseconds.
@@ -87,49 +90,15 @@ impl Window {
     }
 }
 
-/// The columns a [`Member`] is read from, in its field order.
-type MemberRow = (GroupId, String, bool, i64, i64, i64, i64);
-
-const MEMBER_COLUMNS: (
-    group_members::group_id,
-    group_members::user_name,
-    group_members::admin,
-    group_members::joined_at,
-    group_members::after_message,
-    group_members::delivered_up_to,
-    group_members::read_up_to,
-) = (
-    group_members::group_id,
-    group_members::user_name,
-    group_members::admin,
-    group_members::joined_at,
-    group_members::after_message,
-    group_members::delivered_up_to,
-    group_members::read_up_to,
-);
-
-fn member((group, user, admin, joined_at, after_message, delivered_up_to, read_up_to): MemberRow) -> Member {
-    Member {
-        group,
-        user,
-        admin,
-        joined_at,
-        after_message,
-        delivered_up_to,
-        read_up_to,
-    }
-}
-
 /// `user`'s current membership of `group`, if they are a member.
 fn membership(conn: &mut AnyConnection, group: GroupId, user: &str) -> Result<Option<Member>, StoreError> {
-    let row: Option<MemberRow> = on_backend!(conn, c => group_members::table
+    Ok(on_backend!(conn, c => group_members::table
         .filter(group_members::group_id.eq(group))
         .filter(group_members::user_name.eq(user))
         .filter(group_members::left_at.is_null())
-        .select(MEMBER_COLUMNS)
+        .select(Member::as_select())
         .first(c)
-        .optional())?;
-    Ok(row.map(member))
+        .optional())?)
 }
 
 /// The current members of each of `groups`, oldest first, in one query.
@@ -139,14 +108,13 @@ fn members_of(conn: &mut AnyConnection, groups: &[GroupId]) -> Result<HashMap<Gr
     if groups.is_empty() {
         return Ok(by_group);
     }
-    let rows: Vec<MemberRow> = on_backend!(conn, c => group_members::table
+    let members: Vec<Member> = on_backend!(conn, c => group_members::table
         .filter(group_members::group_id.eq_any(groups))
         .filter(group_members::left_at.is_null())
         .order((group_members::group_id.asc(), group_members::id.asc()))
-        .select(MEMBER_COLUMNS)
+        .select(Member::as_select())
         .load(c))?;
-    for row in rows {
-        let m = member(row);
+    for m in members {
         by_group.entry(m.group).or_default().push(m);
     }
     Ok(by_group)
