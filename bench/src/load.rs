@@ -417,6 +417,9 @@ async fn connect(
         .set_inflight(1000)
         .set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+    // As the SDK does: without it, Nagle holds each packet for the
+    // server's delayed ACK.
+    client::config::send_without_delay(&mut eventloop);
     loop {
         match tokio::time::timeout(Duration::from_secs(10), eventloop.poll()).await {
             Ok(Ok(rumqttc::Event::Incoming(Packet::ConnAck(_)))) => break,

@@ -408,6 +408,9 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                 drop(stream);
                 continue;
             };
+            // bluetick patch: chat traffic is small packets both ways; with
+            // Nagle on, a packet waits for the peer's delayed ACK.
+            let _ = stream.set_nodelay(true);
 
             let (network, tenant_id) = match self.tls_accept(stream).await {
                 Ok(o) => o,
