@@ -13,8 +13,10 @@ pub struct StoreConfig {
     /// Most pooled database connections.
     pub max_connections: u32,
     /// SQLite: how often a background task checkpoints the WAL into the
-    /// database file (passive: it never waits for readers or the writer).
-    /// The writer itself never checkpoints, so commits never pay for it.
+    /// database file. It copies beside the writer, and holds the writer
+    /// only to finish (the frames committed meanwhile) once the WAL passes
+    /// 16 MiB, so the WAL starts over instead of growing for as long as
+    /// the load lasts (see `Store::checkpoint`).
     pub checkpoint_interval_ms: u64,
     /// SQLite: page cache of each connection, in MiB.
     pub cache_mib: u32,
@@ -24,7 +26,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             max_connections: 16,
-            checkpoint_interval_ms: 1_000,
+            checkpoint_interval_ms: 250,
             cache_mib: 64,
         }
     }
