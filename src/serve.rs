@@ -222,11 +222,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     ));
 
     let indexer = if config.search.indexer_enabled {
-        Some(tokio::spawn(run_indexer(
-            store.clone(),
+        Some(run_indexer(
+            &store,
             config.search.index_batch.max(1),
             Duration::from_millis(config.search.index_interval_ms.max(1)),
-        )))
+        )?)
     } else {
         tracing::info!("search.indexer_enabled is false: new messages wait for another node's indexer to become searchable");
         None
@@ -280,10 +280,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         task.abort();
     }
     heartbeat.abort();
-    // An index pass cut off here rolls back; the next start resumes from
-    // the cursor its last commit left.
+    // The indexer stops after its current pass commits; the next start
+    // resumes from the cursor.
     if let Some(indexer) = indexer {
-        indexer.abort();
+        tokio::task::spawn_blocking(move || indexer.stop()).await?;
     }
     checkpoints.abort();
     // The process is about to drop every MQTT connection; the session rows
@@ -306,7 +306,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The limits of registration and login, from `[auth]`.
 /// Makes freed large allocations go back to the system at once.
 ///
 /// glibc raises its mmap threshold after the first large block is freed,
@@ -328,40 +327,25 @@ fn return_freed_memory_to_the_system() {
     }
 }
 
-/// Follows `messages` and writes their search terms (`store::indexer`):
-/// passes back to back while behind, one every `interval` once caught up.
-async fn run_indexer(store: store::Store, batch: usize, interval: Duration) {
+/// Starts the search indexer's thread (`store::indexer::Follower`), which
+/// reports each pass here: to the metrics, and failures to the log.
+fn run_indexer(store: &store::Store, batch: usize, interval: Duration) -> std::io::Result<store::indexer::Follower> {
     // The failure counter says how many times; the log says what, at most
     // once per 10 s.
     let warnings = broker::ratelog::RateLimitedLog::default();
-    let mut through = 0;
-    loop {
-        let store = store.clone();
-        match tokio::task::spawn_blocking(move || store.index_pass(batch)).await {
-            Ok(Ok(pass)) => {
-                metrics::counter!("bluetick_search_indexed_total").increment(pass.indexed as u64);
-                metrics::counter!("bluetick_search_unindexable_total")
-                    .increment(pass.unreadable as u64);
-                metrics::gauge!("bluetick_search_indexed_through").set(pass.through as f64);
-                metrics::gauge!("bluetick_search_index_lag_messages")
-                    .set((pass.newest - pass.through).max(0) as f64);
-                let moved = pass.through > through;
-                through = pass.through;
-                if pass.more() && moved {
-                    continue;
-                }
-            }
-            Ok(Err(error)) => {
-                metrics::counter!("bluetick_search_index_errors_total").increment(1);
-                warnings.note(|held_back| tracing::warn!(%error, held_back, "search indexer pass failed; retrying"));
-            }
-            Err(error) => {
-                metrics::counter!("bluetick_search_index_errors_total").increment(1);
-                warnings.note(|held_back| tracing::warn!(%error, held_back, "search indexer task failed; retrying"));
-            }
+    store.follow_messages(batch, interval, move |pass| match pass {
+        Ok(pass) => {
+            metrics::counter!("bluetick_search_indexed_total").increment(pass.indexed as u64);
+            metrics::counter!("bluetick_search_unindexable_total").increment(pass.unreadable as u64);
+            metrics::gauge!("bluetick_search_indexed_through").set(pass.through as f64);
+            metrics::gauge!("bluetick_search_index_lag_messages")
+                .set((pass.newest - pass.through).max(0) as f64);
         }
-        tokio::time::sleep(interval).await;
-    }
+        Err(error) => {
+            metrics::counter!("bluetick_search_index_errors_total").increment(1);
+            warnings.note(|held_back| tracing::warn!(%error, held_back, "search indexer pass failed; retrying"));
+        }
+    })
 }
 
 /// SQLite: checkpoints the WAL every `interval`, so commits never do.

@@ -105,10 +105,10 @@ pub enum BadSearch {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = search_terms)]
 pub(crate) struct TermRow {
-    user_name: String,
-    term: Vec<u8>,
+    pub(crate) user_name: String,
+    pub(crate) term: Vec<u8>,
     pub(crate) message_id: i64,
-    peer: String,
+    pub(crate) peer: String,
 }
 
 /// The index rows of message `id`: its distinct words (at most
