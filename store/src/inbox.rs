@@ -366,14 +366,11 @@ impl Tx<'_> {
             ids.sort_unstable();
             self.mark_delivered(&ids, at)?;
         }
-        for (user, floor) in floors(&positions) {
-            if floor > old_floors.get(&user).copied().unwrap_or(0) {
-                on_backend!(&mut *self.conn, c => diesel::delete(
-                    inbox::table.filter(inbox::user_name.eq(&user)).filter(inbox::seq.le(floor)),
-                )
-                .execute(c))?;
-            }
-        }
+        let raised: Vec<(String, i64)> = floors(&positions)
+            .into_iter()
+            .filter(|(user, floor)| *floor > old_floors.get(user).copied().unwrap_or(0))
+            .collect();
+        self.prune_below(raised)?;
         let mut delivered: Vec<Delivered> = newest
             .into_iter()
             .map(|((sender, reader), up_to)| Delivered {
@@ -385,6 +382,36 @@ impl Tx<'_> {
         // In message order, as the acks' messages were sent.
         delivered.sort_unstable_by_key(|d| d.up_to);
         Ok(Acked { delivered, group })
+    }
+}
+
+impl Tx<'_> {
+    /// Deletes each user's events at or below their floor.
+    fn prune_below(&mut self, floors: Vec<(String, i64)>) -> Result<(), StoreError> {
+        match &mut *self.conn {
+            // One cached statement per user: SQLite has no round trips.
+            AnyConnection::Sqlite(c) => {
+                for (user, floor) in &floors {
+                    diesel::delete(inbox::table.filter(inbox::user_name.eq(user)).filter(inbox::seq.le(floor)))
+                        .execute(c)?;
+                }
+            }
+            // One statement for the batch: on PostgreSQL each is a round
+            // trip, and a batch acks for hundreds of users.
+            AnyConnection::Postgres(c) if !floors.is_empty() => {
+                use diesel::sql_types::{Array, BigInt, Text};
+                let (users, floors): (Vec<String>, Vec<i64>) = floors.into_iter().unzip();
+                diesel::sql_query(
+                    "DELETE FROM inbox USING unnest($1::text[], $2::bigint[]) AS f(user_name, floor) \
+                     WHERE inbox.user_name = f.user_name AND inbox.seq <= f.floor",
+                )
+                .bind::<Array<Text>, _>(users)
+                .bind::<Array<BigInt>, _>(floors)
+                .execute(c)?;
+            }
+            AnyConnection::Postgres(_) => {}
+        }
+        Ok(())
     }
 }
 
