@@ -398,15 +398,27 @@ impl Store {
                 lower_this_threads_priority();
                 let mut through = 0;
                 loop {
-                    let pass = store.index_pass(batch);
-                    report(&pass);
-                    let behind = match &pass {
+                    // A pass that panics (a bug) rolls back; the thread
+                    // lives on and tries again after the interval.
+                    let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        store.index_pass(batch)
+                    }));
+                    let behind = match pass {
                         Ok(pass) => {
-                            let moved = pass.through > through;
-                            through = pass.through;
-                            pass.more() && moved
+                            report(&pass);
+                            match pass {
+                                Ok(pass) => {
+                                    let moved = pass.through > through;
+                                    through = pass.through;
+                                    pass.more() && moved
+                                }
+                                Err(_) => false,
+                            }
                         }
-                        Err(_) => false,
+                        Err(_) => {
+                            tracing::error!("a search index pass panicked; retrying");
+                            false
+                        }
                     };
                     let wait = if behind { std::time::Duration::ZERO } else { interval };
                     match stopped.recv_timeout(wait) {
