@@ -209,10 +209,37 @@ impl Tx<'_> {
         if floor == 0 {
             return Ok(0);
         }
-        Ok(on_backend!(&mut *self.conn, c => diesel::delete(
-            inbox::table.filter(inbox::user_name.eq(user)).filter(inbox::seq.le(floor)),
-        )
-        .execute(c))?)
+        self.prune_below(vec![(user.to_owned(), floor)])
+    }
+
+    /// Deletes each user's events at or below their floor; returns how
+    /// many.
+    fn prune_below(&mut self, floors: Vec<(String, i64)>) -> Result<usize, StoreError> {
+        Ok(match &mut *self.conn {
+            // One cached statement per user: SQLite has no round trips.
+            AnyConnection::Sqlite(c) => {
+                let mut deleted = 0;
+                for (user, floor) in &floors {
+                    deleted += diesel::delete(inbox::table.filter(inbox::user_name.eq(user)).filter(inbox::seq.le(floor)))
+                        .execute(c)?;
+                }
+                deleted
+            }
+            // One statement for the batch: on PostgreSQL each is a round
+            // trip, and a batch acks for hundreds of users.
+            AnyConnection::Postgres(c) if !floors.is_empty() => {
+                use diesel::sql_types::{Array, BigInt, Text};
+                let (users, floors): (Vec<String>, Vec<i64>) = floors.into_iter().unzip();
+                diesel::sql_query(
+                    "DELETE FROM inbox USING unnest($1::text[], $2::bigint[]) AS f(user_name, floor) \
+                     WHERE inbox.user_name = f.user_name AND inbox.seq <= f.floor",
+                )
+                .bind::<Array<Text>, _>(users)
+                .bind::<Array<BigInt>, _>(floors)
+                .execute(c)?
+            }
+            AnyConnection::Postgres(_) => 0,
+        })
     }
 }
 
@@ -382,36 +409,6 @@ impl Tx<'_> {
         // In message order, as the acks' messages were sent.
         delivered.sort_unstable_by_key(|d| d.up_to);
         Ok(Acked { delivered, group })
-    }
-}
-
-impl Tx<'_> {
-    /// Deletes each user's events at or below their floor.
-    fn prune_below(&mut self, floors: Vec<(String, i64)>) -> Result<(), StoreError> {
-        match &mut *self.conn {
-            // One cached statement per user: SQLite has no round trips.
-            AnyConnection::Sqlite(c) => {
-                for (user, floor) in &floors {
-                    diesel::delete(inbox::table.filter(inbox::user_name.eq(user)).filter(inbox::seq.le(floor)))
-                        .execute(c)?;
-                }
-            }
-            // One statement for the batch: on PostgreSQL each is a round
-            // trip, and a batch acks for hundreds of users.
-            AnyConnection::Postgres(c) if !floors.is_empty() => {
-                use diesel::sql_types::{Array, BigInt, Text};
-                let (users, floors): (Vec<String>, Vec<i64>) = floors.into_iter().unzip();
-                diesel::sql_query(
-                    "DELETE FROM inbox USING unnest($1::text[], $2::bigint[]) AS f(user_name, floor) \
-                     WHERE inbox.user_name = f.user_name AND inbox.seq <= f.floor",
-                )
-                .bind::<Array<Text>, _>(users)
-                .bind::<Array<BigInt>, _>(floors)
-                .execute(c)?;
-            }
-            AnyConnection::Postgres(_) => {}
-        }
-        Ok(())
     }
 }
 
