@@ -403,22 +403,17 @@ impl Store {
                     let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         store.index_pass(batch)
                     }));
+                    match &pass {
+                        Ok(outcome) => report(outcome),
+                        Err(_) => tracing::error!("a search index pass panicked; retrying"),
+                    }
                     let behind = match pass {
-                        Ok(pass) => {
-                            report(&pass);
-                            match pass {
-                                Ok(pass) => {
-                                    let moved = pass.through > through;
-                                    through = pass.through;
-                                    pass.more() && moved
-                                }
-                                Err(_) => false,
-                            }
+                        Ok(Ok(pass)) => {
+                            let moved = pass.through > through;
+                            through = pass.through;
+                            pass.more() && moved
                         }
-                        Err(_) => {
-                            tracing::error!("a search index pass panicked; retrying");
-                            false
-                        }
+                        Ok(Err(_)) | Err(_) => false,
                     };
                     let wait = if behind { std::time::Duration::ZERO } else { interval };
                     match stopped.recv_timeout(wait) {
