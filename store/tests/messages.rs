@@ -77,6 +77,10 @@ on_both_backends! {
         // Pruned at the laptop's position, not the phone's.
         assert_eq!(store.prune_floor("bob").unwrap(), 1);
         assert_eq!(store.inbox_after("bob", 0, 10).unwrap().len(), 2);
+        // The cleanup job's prune finds nothing more: the ack pruned all it
+        // could, and what the laptop has not stored stays.
+        assert_eq!(store.prune_inbox("bob").unwrap(), 0);
+        assert_eq!(store.inbox_after("bob", 0, 10).unwrap().len(), 2);
         // Acking again changes nothing and emits nothing.
         assert!(store.transaction(|tx| tx.ack_inboxes(&acks, 6)).unwrap().delivered.is_empty());
         // The laptop catches up: the rest is pruned, with no new receipts.
