@@ -135,7 +135,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             live: taps.live,
         }
     });
-    let bridge = bridge::Bridge::start_tapped(bridge_config(&config), store.clone(), endpoint, taps)
+    let bridge = bridge::Bridge::start_tapped(bridge_config(&config, store.backend()), store.clone(), endpoint, taps)
         .await
         .context("starting the bridge")?;
     let bridge = Arc::new(bridge);
@@ -399,10 +399,10 @@ fn cluster_config(
     })
 }
 
-fn bridge_config(config: &Config) -> bridge::BridgeConfig {
+fn bridge_config(config: &Config, backend: store::Backend) -> bridge::BridgeConfig {
     bridge::BridgeConfig {
         max_body: config.messages.max_body,
-        max_batch: config.bridge.max_batch,
+        max_batch: config.bridge.max_batch_for(backend),
         max_packet_size: config.mqtt.max_packet_size,
         sends_per_second: config.quotas.sends_per_second,
         send_burst: f64::from(config.quotas.send_burst),
