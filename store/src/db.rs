@@ -26,7 +26,7 @@
 //! `synchronous=NORMAL`. An index pass then never takes the main file's
 //! write lock, which every ✓ waits for, and its page writes go to a WAL of
 //! their own. Pooled connections attach the file as `search`, so readers
-//! name `search_terms` as if it were in the main file; the bridge's writer
+//! reach `search.search_index` (`crate::search_file`) from any connection; the bridge's writer
 //! does not attach it (`BEGIN IMMEDIATE` would lock it too). PostgreSQL
 //! keeps the index in its one database.
 
@@ -58,23 +58,6 @@ PRAGMA synchronous = FULL;
 PRAGMA foreign_keys = ON;
 PRAGMA temp_store = MEMORY;
 PRAGMA journal_size_limit = 67108864;";
-
-/// The search index's tables in their own SQLite file ([`search_path`]),
-/// made by [`Store::migrate`] if missing. Two B-trees per term (the
-/// `WITHOUT ROWID` key and `search_terms_message`); the cursor beside them,
-/// so terms and cursor commit together in the file's own transactions.
-const SQLITE_SEARCH_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS search.search_terms (
-    user_name  TEXT   NOT NULL,
-    term       BLOB   NOT NULL,
-    message_id BIGINT NOT NULL,
-    peer       TEXT   NOT NULL,
-    PRIMARY KEY (user_name, term, message_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS search.search_terms_message ON search_terms(message_id);
-CREATE TABLE IF NOT EXISTS search.search_cursor (
-    indexer TEXT   PRIMARY KEY,
-    through BIGINT NOT NULL
-);";
 
 /// The SQLite file that holds the search index of the database at `path`:
 /// `bluetick.db` → `bluetick.search.db`, in the same directory. Derived
@@ -637,7 +620,7 @@ impl Store {
         .map(|v| v.to_string())
         .collect();
         if let AnyConnection::Sqlite(c) = &mut *conn {
-            c.batch_execute(SQLITE_SEARCH_SCHEMA)
+            crate::search_file::create(c)
                 .map_err(|e| StoreError::Migration(format!("the search index's file: {e}")))?;
         }
         Ok(applied)

@@ -12,7 +12,9 @@
 //!
 //! # Invariant
 //! Every message, hot or archived, with an id at or below the cursor has
-//! its terms in `search_terms`, and no term outlives its message. The
+//! its terms in the index (PostgreSQL's `search_terms` rows, SQLite's
+//! FTS5 document: [`crate::search_file`]), and no term outlives its
+//! message. The
 //! cursor moves only forward, in the transaction that writes the terms of
 //! the messages it passes.
 //!
@@ -58,23 +60,24 @@ use std::collections::HashSet;
 use crate::db::{AnyConnection, Backend, Tx};
 use crate::messages::open_media;
 use crate::schema::{message_history, messages, messages_archive, search_cursor, search_terms};
-use crate::search::{terms_of, BlindIndex, TermRow};
-use crate::{Store, StoreError};
+use crate::search::{documents, terms_of, BlindIndex, TermRow};
+use crate::{search_file, Store, StoreError};
 
-/// Tables derived from `messages` by the indexer, which backups leave out:
-/// a restore sets the cursor back to 0 ([`Tx::restart_search_index`]) and
-/// the server's indexer writes the index again from the restored messages.
-/// This is what lets SQLite's `search_terms` be `WITHOUT ROWID` (backups
-/// page tables by rowid), and it keeps backups smaller.
+/// Tables derived from `messages` by the indexer, which backups leave out
+/// (on PostgreSQL; SQLite keeps them in the search file, which backups
+/// never read): a restore sets the cursor back to 0
+/// ([`Store::restart_search_index`]) and the server's indexer writes the
+/// index again from the restored messages. It keeps backups smaller.
 pub const DERIVED_TABLES: &[&str] = &["search_terms", "search_cursor"];
 
 /// The name of the search index's row in `search_cursor`.
 const CURSOR: &str = "search";
 
-/// Most index rows one pass writes (a message is never split). The pass
-/// holds SQLite's one writer while it inserts, and every ✓ waits for that
-/// writer: a backlog (a bulk import, an indexer back from a pause) is
-/// worked off in many short transactions, not a few long ones.
+/// Most index terms one pass writes (a message is never split). A pass
+/// holds the index's write lock (PostgreSQL: row locks on the messages it
+/// indexes; SQLite: the search file's), which expiry waits for: a backlog
+/// (a bulk import, an indexer back from a pause) is worked off in many
+/// short transactions, not a few long ones.
 const TERMS_PER_PASS: usize = 4_000;
 
 /// What one indexer pass did.
@@ -145,7 +148,8 @@ impl Store {
                 .load(c))?
         };
         let read = rows.len();
-        let (terms, unreadable, taken) = self.terms(&rows)?;
+        let index = BlindIndex::new(self.sealer()?);
+        let (terms, unreadable, taken) = self.terms(&index, &rows)?;
         let rows = &rows[..taken];
         // Every row read was taken, and fewer than the limit: that was every
         // message up to the watermark. Otherwise the pass stops at its last.
@@ -163,7 +167,7 @@ impl Store {
                 return Ok(None);
             }
             let present = tx.lock_present(&ids)?;
-            let terms: Vec<TermRow> = terms
+            let terms: Vec<TermRow<'_>> = terms
                 .into_iter()
                 .filter(|row| present.contains(&row.message_id))
                 .collect();
@@ -172,15 +176,11 @@ impl Store {
             // database during an upgrade, and lets a restored database be
             // indexed again from 0 over rows an older backup carried.
             match &mut *tx.conn {
-                // One single-row statement, prepared once and cached by
-                // diesel, run per row: cheaper on SQLite than multi-row
-                // inserts from a Vec, which diesel prepares afresh each time.
+                // On SQLite one FTS5 document per message (`search_file`).
+                // The pass holds the search file's lock and moves the
+                // cursor with its documents, so none is there already.
                 AnyConnection::Sqlite(c) => {
-                    for row in &terms {
-                        diesel::insert_or_ignore_into(search_terms::table)
-                            .values(row)
-                            .execute(c)?;
-                    }
+                    search_file::insert(c, &documents(&index, &terms))?
                 }
                 // On PostgreSQL one statement with a column per array: a
                 // multi-row VALUES of 2,000 rows has 8,000 parameters, and
@@ -211,9 +211,12 @@ impl Store {
     /// The terms of the first of `rows`, as many as fit in
     /// [`TERMS_PER_PASS`] (at least one); how many could not be opened; and
     /// how many rows that covers.
-    fn terms(&self, rows: &[Unindexed]) -> Result<(Vec<TermRow>, usize, usize), StoreError> {
+    fn terms<'r>(
+        &self,
+        index: &BlindIndex,
+        rows: &'r [Unindexed],
+    ) -> Result<(Vec<TermRow<'r>>, usize, usize), StoreError> {
         let sealer = self.sealer()?;
-        let index = BlindIndex::new(sealer);
         let mut terms = Vec::new();
         let mut unreadable = 0;
         let mut taken = 0;
@@ -230,7 +233,7 @@ impl Store {
                     // A media caption is searchable like a body.
                     let caption = media.as_ref().map_or("", |m| m.caption.as_str());
                     let text = format!("{body}\n{caption}");
-                    terms.extend(terms_of(&index, *id, sender, recipient, &text));
+                    terms.extend(terms_of(index, *id, sender, recipient, &text));
                 }
                 Err(error) => {
                     // One bad row must not stop the index for everyone.
@@ -289,7 +292,12 @@ impl Store {
     /// may hold the index of the database that was there before.
     pub fn restart_search_index(&self) -> Result<(), StoreError> {
         self.index_transaction(|tx| {
-            on_backend!(&mut *tx.conn, c => diesel::delete(search_terms::table).execute(c))?;
+            match &mut *tx.conn {
+                AnyConnection::Sqlite(c) => search_file::clear(c)?,
+                AnyConnection::Postgres(c) => {
+                    diesel::delete(search_terms::table).execute(c)?;
+                }
+            }
             on_backend!(&mut *tx.conn, c => diesel::delete(search_cursor::table.find(CURSOR)).execute(c))?;
             on_backend!(&mut *tx.conn, c => diesel::insert_into(search_cursor::table)
                 .values((search_cursor::indexer.eq(CURSOR), search_cursor::through.eq(0i64)))
@@ -304,9 +312,9 @@ impl Store {
     /// ([`Tx::forget_search_terms`]) and this does nothing.
     pub fn forget_search_terms(&self, ids: &[i64]) -> Result<(), StoreError> {
         if self.backend() == Backend::Sqlite && !ids.is_empty() {
-            self.index_transaction(|tx| {
-                on_backend!(&mut *tx.conn, c => diesel::delete(search_terms::table.filter(search_terms::message_id.eq_any(ids))).execute(c))?;
-                Ok::<_, StoreError>(())
+            self.index_transaction(|tx| match &mut *tx.conn {
+                AnyConnection::Sqlite(c) => search_file::forget(c, ids),
+                AnyConnection::Postgres(_) => Ok(()),
             })?;
         }
         Ok(())
@@ -456,7 +464,7 @@ fn lower_this_threads_priority() {
 
 /// PostgreSQL: inserts `terms` in one statement of four array parameters,
 /// skipping rows already there.
-fn insert_terms_unnested(c: &mut diesel::PgConnection, terms: Vec<TermRow>) -> Result<(), StoreError> {
+fn insert_terms_unnested(c: &mut diesel::PgConnection, terms: Vec<TermRow<'_>>) -> Result<(), StoreError> {
     use diesel::sql_types::{Array, BigInt, Binary, Text};
     if terms.is_empty() {
         return Ok(());

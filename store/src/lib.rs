@@ -19,6 +19,8 @@
 //!   entries, and the visibility rule search, stars, media and export use.
 //! - [`stars`]: per-user starred messages.
 //! - [`search`]: the blind word index over sealed bodies, and search.
+//! - `search_file`: SQLite's index, one FTS5 document per message in a
+//!   file of its own.
 //! - [`indexer`]: writes that index off the send path, following
 //!   `messages` by id from a cursor kept in the database.
 //! - [`timers`]: each chat's disappearing-message timer.
@@ -85,6 +87,7 @@ pub mod presence;
 mod schema;
 pub mod sealing;
 pub mod search;
+mod search_file;
 pub mod sessions;
 pub mod snapshot;
 pub mod stars;

@@ -1,9 +1,10 @@
 //! Word search over sealed bodies, through a blind index.
 //!
 //! Bodies are encrypted at rest, so the index must not be a readable copy
-//! of them. Each distinct word of a message becomes one row per
-//! participant holding `HMAC-SHA256(index key, user || 0 || word)`, cut to
-//! [`TERM_LEN`] bytes. A search computes the same values for its words and
+//! of them. Each distinct word of a message becomes, per participant,
+//! `HMAC-SHA256(index key, user || 0 || word)` cut to [`TERM_LEN`] bytes:
+//! a row of `search_terms` on PostgreSQL, a token of the message's FTS5
+//! document on SQLite ([`crate::search_file`]). A search computes the same values for its words and
 //! looks them up; no readable word is ever written.
 //!
 //! A group message is indexed once, under its group (`#17` in place of a
@@ -35,7 +36,9 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::groups::recipient_of;
 use crate::history::{below, page};
+use crate::db::AnyConnection;
 use crate::schema::search_terms;
+use crate::search_file;
 use crate::visibility::Visible;
 use crate::{Sealer, Store, StoreError};
 
@@ -104,24 +107,24 @@ pub enum BadSearch {
 /// `message_id` in `user_name`'s index, in their chat with `peer`.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = search_terms)]
-pub(crate) struct TermRow {
-    pub(crate) user_name: String,
+pub(crate) struct TermRow<'a> {
+    pub(crate) user_name: &'a str,
     pub(crate) term: Vec<u8>,
     pub(crate) message_id: i64,
-    pub(crate) peer: String,
+    pub(crate) peer: &'a str,
 }
 
 /// The index rows of message `id`: its distinct words (at most
 /// [`WORDS_PER_MESSAGE`]), once for each participant; a group message's
 /// once, under its group (its recipient, `#17`), whatever the number of
 /// members: a search filters those rows by the caller's membership windows.
-pub(crate) fn terms_of(
+pub(crate) fn terms_of<'a>(
     index: &BlindIndex,
     id: i64,
-    sender: &str,
-    recipient: &str,
+    sender: &'a str,
+    recipient: &'a str,
     text: &str,
-) -> Vec<TermRow> {
+) -> Vec<TermRow<'a>> {
     let words = words(text);
     let mut participants = vec![(sender, recipient)];
     if crate::groups::group_of(recipient).is_some() {
@@ -136,13 +139,40 @@ pub(crate) fn terms_of(
                 .iter()
                 .take(WORDS_PER_MESSAGE)
                 .map(move |word| TermRow {
-                    user_name: user.to_owned(),
+                    user_name: user,
                     term: index.term(user, word),
                     message_id: id,
-                    peer: peer.to_owned(),
+                    peer,
                 })
         })
         .collect()
+}
+
+/// The word standing for the chat with `peer` among a document's terms
+/// (SQLite): no word contains the byte 1.
+fn chat_word(peer: &str) -> String {
+    format!("\u{1}{peer}")
+}
+
+/// SQLite's FTS5 documents of `rows` (the terms of messages, grouped by
+/// message as [`terms_of`] returns them): (message id, document). Each
+/// row's term, and one chat term per participant, as hex tokens.
+pub(crate) fn documents(index: &BlindIndex, rows: &[TermRow<'_>]) -> Vec<(i64, String)> {
+    let mut documents: Vec<(i64, String)> = Vec::new();
+    let mut chats: Vec<(&str, &str)> = Vec::new();
+    for row in rows {
+        if documents.last().is_none_or(|(id, _)| *id != row.message_id) {
+            documents.push((row.message_id, String::new()));
+            chats.clear();
+        }
+        let (_, document) = documents.last_mut().expect("pushed above");
+        search_file::push_token(document, &row.term);
+        if !chats.contains(&(row.user_name, row.peer)) {
+            chats.push((row.user_name, row.peer));
+            search_file::push_token(document, &index.term(row.user_name, &chat_word(row.peer)));
+        }
+    }
+    documents
 }
 
 /// Which messages a search looks in.
@@ -183,38 +213,62 @@ impl Store {
             Scope::Peer(_) => (true, Visible::none()),
             Scope::Group(group) => (false, visible.clone().only(group)),
         };
-        let mut owners: Vec<String> = groups.groups().map(recipient_of).collect();
-        if mine {
-            owners.push(me.to_owned());
-        }
-        let index = BlindIndex::new(self.sealer()?);
-        let terms: Vec<Vec<u8>> = owners
-            .iter()
-            .flat_map(|owner| words.iter().map(|word| index.term(owner, word)))
-            .collect();
         let peer = match scope {
             Scope::Peer(peer) => Some(peer),
             _ => None,
         };
-        // With no peer, the peer test is `OR true`: one query shape for both.
-        let any_peer = peer.is_none().into_sql::<Bool>();
-        let mine = mine.into_sql::<Bool>();
-        let matching = search_terms::table
-            .filter(
-                (search_terms::user_name.eq(me).and(mine))
-                    .or(groups.condition("user_name", "message_id")),
-            )
-            .filter(search_terms::term.eq_any(terms))
-            .filter(search_terms::message_id.lt(below(before)))
-            .filter(search_terms::peer.eq(peer.unwrap_or_default()).or(any_peer))
-            // A message matches when all of its distinct terms are found.
-            .group_by(search_terms::message_id)
-            .having(count_star().eq(words.len() as i64))
-            .order(search_terms::message_id.desc())
-            .limit(limit as i64 + 1)
-            .select(search_terms::message_id);
+        let index = BlindIndex::new(self.sealer()?);
         let mut conn = self.conn()?;
-        let ids: Vec<i64> = on_backend!(&mut *conn, c => matching.load(c))?;
+        let ids = match &mut *conn {
+            AnyConnection::Sqlite(c) => {
+                let terms = |owner: &str| -> Vec<Vec<u8>> {
+                    words.iter().map(|word| index.term(owner, word)).collect()
+                };
+                let mut parts: Vec<search_file::Part> = groups
+                    .groups()
+                    .map(|group| search_file::Part {
+                        terms: terms(&recipient_of(group)),
+                        ids: groups.windows_sql(group, "rowid"),
+                    })
+                    .collect();
+                if mine {
+                    let mut mine = terms(me);
+                    mine.extend(peer.map(|peer| index.term(me, &chat_word(peer))));
+                    parts.push(search_file::Part { terms: mine, ids: "1 = 1".to_owned() });
+                }
+                search_file::search(c, &parts, below(before), limit + 1)?
+            }
+            AnyConnection::Postgres(c) => {
+                let mut owners: Vec<String> = groups.groups().map(recipient_of).collect();
+                if mine {
+                    owners.push(me.to_owned());
+                }
+                let terms: Vec<Vec<u8>> = owners
+                    .iter()
+                    .flat_map(|owner| words.iter().map(|word| index.term(owner, word)))
+                    .collect();
+                // With no peer, the peer test is `OR true`: one query shape
+                // for both.
+                let any_peer = peer.is_none().into_sql::<Bool>();
+                let mine = mine.into_sql::<Bool>();
+                search_terms::table
+                    .filter(
+                        (search_terms::user_name.eq(me).and(mine))
+                            .or(groups.condition("user_name", "message_id")),
+                    )
+                    .filter(search_terms::term.eq_any(terms))
+                    .filter(search_terms::message_id.lt(below(before)))
+                    .filter(search_terms::peer.eq(peer.unwrap_or_default()).or(any_peer))
+                    // A message matches when all of its distinct terms are
+                    // found.
+                    .group_by(search_terms::message_id)
+                    .having(count_star().eq(words.len() as i64))
+                    .order(search_terms::message_id.desc())
+                    .limit(limit as i64 + 1)
+                    .select(search_terms::message_id)
+                    .load(c)?
+            }
+        };
         let messages = self.messages_by_id(&mut conn, me, &visible, &ids)?;
         Ok(Ok(page(messages, limit, |m| m.id)))
     }

@@ -14,8 +14,8 @@
 //! `rowid` (no `WITHOUT ROWID`), since pages are read by it, and have at
 //! most 63 columns (`json_object` takes two arguments per column, and
 //! SQLite allows 127). Derived tables, which backups leave out
-//! ([`crate::indexer::DERIVED_TABLES`]: SQLite's `search_terms` is
-//! `WITHOUT ROWID`), are listed by [`Snapshot::tables`] but cannot be paged.
+//! ([`crate::indexer::DERIVED_TABLES`]), are listed by [`Snapshot::tables`]
+//! but never paged.
 //!
 //! A [`Snapshot`] is one read-only transaction: `REPEATABLE READ READ ONLY`
 //! on PostgreSQL, a WAL read transaction on SQLite. Both see the database as

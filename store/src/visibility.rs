@@ -49,29 +49,41 @@ impl Visible {
         let mut groups: Vec<&GroupId> = self.windows.keys().collect();
         groups.sort();
         for group in groups {
-            for window in &self.windows[group] {
-                let upper = window
-                    .through_message
-                    .map(|through| format!(" AND {id} <= {through}"))
-                    .unwrap_or_default();
-                clauses.push(format!(
-                    "({owner} = '{}' AND {id} > {}{upper})",
-                    recipient_of(*group),
-                    window.after_message
-                ));
-            }
+            clauses.push(format!(
+                "({owner} = '{}' AND {})",
+                recipient_of(*group),
+                self.windows_sql(*group, id)
+            ));
         }
-        if clauses.is_empty() {
-            // Portable FALSE (SQLite before 3.23 has no FALSE literal).
-            "1 = 0".to_owned()
-        } else {
-            format!("({})", clauses.join(" OR "))
-        }
+        any_of(clauses)
+    }
+
+    /// A SQL condition on the column `id` true for exactly the ids of
+    /// `group`'s messages that are visible.
+    pub fn windows_sql(&self, group: GroupId, id: &str) -> String {
+        let clauses = self.windows.get(&group).into_iter().flatten().map(|window| {
+            let upper = window
+                .through_message
+                .map(|through| format!(" AND {id} <= {through}"))
+                .unwrap_or_default();
+            format!("({id} > {}{upper})", window.after_message)
+        });
+        any_of(clauses.collect())
     }
 
     /// [`Visible::sql`] as a diesel condition.
     pub(crate) fn condition(&self, owner: &str, id: &str) -> diesel::expression::SqlLiteral<Bool> {
         sql::<Bool>(&self.sql(owner, id))
+    }
+}
+
+/// `clauses` joined by OR; false when there are none.
+fn any_of(clauses: Vec<String>) -> String {
+    if clauses.is_empty() {
+        // Portable FALSE (SQLite before 3.23 has no FALSE literal).
+        "1 = 0".to_owned()
+    } else {
+        format!("({})", clauses.join(" OR "))
     }
 }
 

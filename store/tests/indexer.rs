@@ -106,3 +106,36 @@ fn a_lost_search_file_is_written_again_from_every_message() {
     let found = store.search("alice", "wombat", store::search::Scope::All, None, 10).unwrap().unwrap();
     assert_eq!(found.items.iter().map(|m| m.id).collect::<Vec<_>>(), [second, first]);
 }
+
+#[test]
+fn a_search_file_of_the_row_per_term_version_is_written_again_as_documents() {
+    let (db, store) = store::testing::open(store::Backend::Sqlite);
+    store.create_user("alice", "correct horse").unwrap();
+    store.create_user("bob", "correct horse").unwrap();
+    store.start_search_cursor().unwrap();
+    let first = send(&store, 1, "a numbat by the river");
+    while store.index_pass(100).unwrap().more() {}
+    // The file as the previous version left it: a `search_terms` B-tree
+    // and a cursor past every message.
+    {
+        let mut conn = store.conn().unwrap();
+        store::on_backend!(&mut *conn, c => diesel::connection::SimpleConnection::batch_execute(c,
+            "DROP TABLE search.search_index;
+             CREATE TABLE search.search_terms (user_name TEXT NOT NULL, term BLOB NOT NULL, message_id BIGINT NOT NULL, peer TEXT NOT NULL, PRIMARY KEY (user_name, term, message_id)) WITHOUT ROWID;")).unwrap();
+    }
+    drop(store);
+
+    let store = store::Store::open(&db.url, &Default::default())
+        .unwrap()
+        .with_sealer(store::Sealer::from_hex(store::testing::TEST_KEY_HEX).unwrap());
+    store.migrate().unwrap();
+    assert_eq!(store.start_search_cursor().unwrap(), 0, "the index is written again from the first message");
+    let second = send(&store, 2, "the numbat again");
+    while store.index_pass(100).unwrap().more() {}
+    let found = store.search("bob", "numbat", store::search::Scope::All, None, 10).unwrap().unwrap();
+    assert_eq!(found.items.iter().map(|m| m.id).collect::<Vec<_>>(), [second, first]);
+    let found = store.search("bob", "numbat", store::search::Scope::Peer("alice"), None, 10).unwrap().unwrap();
+    assert_eq!(found.items.len(), 2, "scoped to the chat with alice");
+    let found = store.search("bob", "numbat", store::search::Scope::Peer("carol"), None, 10).unwrap().unwrap();
+    assert!(found.items.is_empty(), "nothing in a chat with carol");
+}

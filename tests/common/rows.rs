@@ -23,6 +23,16 @@ pub fn count(server: &Server, from: &str) -> i64 {
     counted.n
 }
 
+/// How many messages satisfying `condition` (test-written SQL on
+/// `message_id`) the search index holds: on PostgreSQL messages with rows
+/// in `search_terms`, on SQLite documents in the search file's FTS5 table.
+pub fn indexed(server: &Server, condition: &str) -> i64 {
+    match server.store().backend() {
+        store::Backend::Postgres => count(server, &format!("(SELECT DISTINCT message_id FROM search_terms) AS t WHERE {condition}")),
+        store::Backend::Sqlite => count(server, &format!("(SELECT rowid AS message_id FROM search.search_index) AS t WHERE {condition}")),
+    }
+}
+
 /// Runs test-written statements (DDL, fixtures) on the server's database,
 /// as an operator with `psql` or `sqlite3` would.
 pub fn execute(server: &Server, statements: &[&str]) {
