@@ -88,7 +88,8 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
     // fact: wait until it has every seeded message (ids 1..=messages).
     let indexing = Instant::now();
     let deadline = indexing + Duration::from_secs(600);
-    while server::metric(http, "bluetick_search_indexed_through") < messages as f64 {
+    let metrics = server.metrics.context("the server has no metrics listener")?;
+    while server::metric(metrics, "bluetick_search_indexed_through") < messages as f64 {
         anyhow::ensure!(Instant::now() < deadline, "the search indexer did not catch up in 10 minutes");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
