@@ -80,12 +80,27 @@ fn send(store: &store::Store, n: usize, body: &str) -> i64 {
 }
 
 
-#[test]
-fn a_lost_search_file_is_written_again_from_every_message() {
+/// A SQLite store with alice and bob, its indexer's cursor made.
+fn alice_and_bob_on_sqlite() -> (store::testing::TestDatabase, store::Store) {
     let (db, store) = store::testing::open(store::Backend::Sqlite);
     store.create_user("alice", "correct horse").unwrap();
     store.create_user("bob", "correct horse").unwrap();
     store.start_search_cursor().unwrap();
+    (db, store)
+}
+
+/// The store of `db` opened again, as a restarted server opens it.
+fn reopen(db: &store::testing::TestDatabase) -> store::Store {
+    let store = store::Store::open(&db.url, &Default::default())
+        .unwrap()
+        .with_sealer(store::Sealer::from_hex(store::testing::TEST_KEY_HEX).unwrap());
+    store.migrate().unwrap();
+    store
+}
+
+#[test]
+fn a_lost_search_file_is_written_again_from_every_message() {
+    let (db, store) = alice_and_bob_on_sqlite();
     let first = send(&store, 1, "a wombat in the garden");
     while store.index_pass(100).unwrap().more() {}
     let second = send(&store, 2, "the wombat again");
@@ -97,10 +112,7 @@ fn a_lost_search_file_is_written_again_from_every_message() {
         let _ = std::fs::remove_file(format!("{search}{suffix}"));
     }
 
-    let store = store::Store::open(&db.url, &Default::default())
-        .unwrap()
-        .with_sealer(store::Sealer::from_hex(store::testing::TEST_KEY_HEX).unwrap());
-    store.migrate().unwrap();
+    let store = reopen(&db);
     assert_eq!(store.start_search_cursor().unwrap(), 0, "a new file starts from the first message");
     while store.index_pass(100).unwrap().more() {}
     let found = store.search("alice", "wombat", store::search::Scope::All, None, 10).unwrap().unwrap();
@@ -109,10 +121,7 @@ fn a_lost_search_file_is_written_again_from_every_message() {
 
 #[test]
 fn a_search_file_of_the_row_per_term_version_is_written_again_as_documents() {
-    let (db, store) = store::testing::open(store::Backend::Sqlite);
-    store.create_user("alice", "correct horse").unwrap();
-    store.create_user("bob", "correct horse").unwrap();
-    store.start_search_cursor().unwrap();
+    let (db, store) = alice_and_bob_on_sqlite();
     let first = send(&store, 1, "a numbat by the river");
     while store.index_pass(100).unwrap().more() {}
     // The file as the previous version left it: a `search_terms` B-tree
@@ -125,10 +134,7 @@ fn a_search_file_of_the_row_per_term_version_is_written_again_as_documents() {
     }
     drop(store);
 
-    let store = store::Store::open(&db.url, &Default::default())
-        .unwrap()
-        .with_sealer(store::Sealer::from_hex(store::testing::TEST_KEY_HEX).unwrap());
-    store.migrate().unwrap();
+    let store = reopen(&db);
     assert_eq!(store.start_search_cursor().unwrap(), 0, "the index is written again from the first message");
     let second = send(&store, 2, "the numbat again");
     while store.index_pass(100).unwrap().more() {}
