@@ -140,26 +140,37 @@ pub(crate) fn search(
         #[diesel(sql_type = BigInt)]
         id: i64,
     }
-    if parts.is_empty() {
-        return Ok(Vec::new());
+    // A user may have been in any number of groups, and SQLite allows at
+    // most 500 SELECTs in one compound: the newest `limit` of each chunk
+    // of parts, then the newest `limit` of those.
+    let mut ids: Vec<i64> = Vec::new();
+    for chunk in parts.chunks(PARTS_PER_QUERY) {
+        // Only hex tokens and integers are written into the statement.
+        let selects: Vec<String> = chunk
+            .iter()
+            .map(|part| {
+                let tokens: Vec<String> = part.terms.iter().map(|term| quoted_token(term)).collect();
+                format!(
+                    "SELECT rowid AS id FROM search.search_index \
+                     WHERE search_index MATCH '{}' AND rowid < {below} AND {}",
+                    tokens.join(" AND "),
+                    part.ids
+                )
+            })
+            .collect();
+        let sql = format!("{} ORDER BY 1 DESC LIMIT {limit}", selects.join(" UNION "));
+        let hits: Vec<Hit> = diesel::sql_query(sql).load(c)?;
+        ids.extend(hits.into_iter().map(|hit| hit.id));
     }
-    // Only hex tokens and integers are written into the statement.
-    let selects: Vec<String> = parts
-        .iter()
-        .map(|part| {
-            let tokens: Vec<String> = part.terms.iter().map(|term| quoted_token(term)).collect();
-            format!(
-                "SELECT rowid AS id FROM search.search_index \
-                 WHERE search_index MATCH '{}' AND rowid < {below} AND {}",
-                tokens.join(" AND "),
-                part.ids
-            )
-        })
-        .collect();
-    let sql = format!("{} ORDER BY 1 DESC LIMIT {limit}", selects.join(" UNION "));
-    let hits: Vec<Hit> = diesel::sql_query(sql).load(c)?;
-    Ok(hits.into_iter().map(|hit| hit.id).collect())
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids.dedup();
+    ids.truncate(limit);
+    Ok(ids)
 }
+
+/// Parts of a search in one statement: under SQLite's limit of 500
+/// SELECTs in a compound.
+const PARTS_PER_QUERY: usize = 250;
 
 fn quoted_token(term: &[u8]) -> String {
     let mut token = String::from("\"");

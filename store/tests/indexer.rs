@@ -57,15 +57,44 @@ on_both_backends! {
         let found = store.search("bob", "pangolin", store::search::Scope::All, None, 10).unwrap().unwrap();
         assert_eq!(found.items.iter().map(|m| m.id).collect::<Vec<_>>(), [id]);
     }
+
+    a_member_of_600_groups_finds_words_in_every_one_of_them(store) {
+        store.create_user("alice", "correct horse").unwrap();
+        store.create_user("bob", "correct horse").unwrap();
+        store.start_search_cursor().unwrap();
+        let mut conn = store.conn().unwrap();
+        for group in 1..=600 {
+            for sql in [
+                format!("INSERT INTO chat_groups (name, created_by, client_id, created_at) VALUES ('g', 'alice', 'c{group}', 1)"),
+                format!("INSERT INTO group_members (group_id, user_name, joined_at, after_message, delivered_up_to, read_up_to, sender_delivered, sender_read) \
+                         SELECT id, 'bob', 1, 0, 0, 0, 0, 0 FROM chat_groups WHERE client_id = 'c{group}'"),
+            ] {
+                store::on_backend!(&mut *conn, c => diesel::RunQueryDsl::execute(diesel::sql_query(sql), c)).unwrap();
+            }
+        }
+        drop(conn);
+        let groups = store.groups_of("bob").unwrap();
+        assert_eq!(groups.len(), 600);
+        let first = send_to(&store, &format!("#{}", groups[0]), 1, "a quoll in the first group");
+        let last = send_to(&store, &format!("#{}", groups[599]), 2, "a quoll in the last group");
+        while store.index_pass(100).unwrap().more() {}
+        let found = store.search("bob", "quoll", store::search::Scope::All, None, 10).unwrap().unwrap();
+        assert_eq!(found.items.iter().map(|m| m.id).collect::<Vec<_>>(), [last, first]);
+    }
 }
 
 /// Alice's message `n` to Bob, committed alone.
 fn send(store: &store::Store, n: usize, body: &str) -> i64 {
+    send_to(store, "bob", n, body)
+}
+
+/// Stores alice's message `n` to `recipient` (a user, or a group as `#17`).
+fn send_to(store: &store::Store, recipient: &str, n: usize, body: &str) -> i64 {
     store
         .transaction(|tx| {
             tx.store_message(&NewMessage {
                 sender: "alice",
-                recipient: "bob",
+                recipient,
                 client_id: &format!("m-{n}"),
                 body,
                 media: None,
@@ -145,3 +174,4 @@ fn a_search_file_of_the_row_per_term_version_is_written_again_as_documents() {
     let found = store.search("bob", "numbat", store::search::Scope::Peer("carol"), None, 10).unwrap().unwrap();
     assert!(found.items.is_empty(), "nothing in a chat with carol");
 }
+
