@@ -26,9 +26,9 @@
 //! `synchronous=NORMAL`. An index pass then never takes the main file's
 //! write lock, which every ✓ waits for, and its page writes go to a WAL of
 //! their own. Pooled connections attach the file as `search`, so readers
-//! reach `search.search_index` (`crate::search_file`) from any connection; the bridge's writer
-//! does not attach it (`BEGIN IMMEDIATE` would lock it too). PostgreSQL
-//! keeps the index in its one database.
+//! reach `search.search_index` (`crate::search_file`) from any of them;
+//! the bridge's writer does not attach it (`BEGIN IMMEDIATE` would lock it
+//! too). PostgreSQL keeps the index in its one database.
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};

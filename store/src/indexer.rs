@@ -14,9 +14,8 @@
 //! Every message, hot or archived, with an id at or below the cursor has
 //! its terms in the index (PostgreSQL's `search_terms` rows, SQLite's
 //! FTS5 document: [`crate::search_file`]), and no term outlives its
-//! message. The
-//! cursor moves only forward, in the transaction that writes the terms of
-//! the messages it passes.
+//! message. The cursor moves only forward, in the transaction that writes
+//! the terms of the messages it passes.
 //!
 //! Why ids can be trusted: the cursor passes only ids at or below a
 //! *watermark*, an id below which no message can still commit.
@@ -171,10 +170,6 @@ impl Store {
                 .into_iter()
                 .filter(|row| present.contains(&row.message_id))
                 .collect();
-            // Ignoring a row already there keeps a pass whole when a node of
-            // the previous version, which indexed on send, shares the
-            // database during an upgrade, and lets a restored database be
-            // indexed again from 0 over rows an older backup carried.
             match &mut *tx.conn {
                 // On SQLite one FTS5 document per message (`search_file`).
                 // The pass holds the search file's lock and moves the
@@ -184,7 +179,11 @@ impl Store {
                 }
                 // On PostgreSQL one statement with a column per array: a
                 // multi-row VALUES of 2,000 rows has 8,000 parameters, and
-                // planning it cost more than the insert.
+                // planning it cost more than the insert. It ignores a row
+                // already there, which keeps a pass whole when a node of
+                // the previous version, which indexed on send, shares the
+                // database during an upgrade, and lets a restored database
+                // be indexed again from 0 over rows an older backup carried.
                 AnyConnection::Postgres(c) => insert_terms_unnested(c, terms)?,
             }
             on_backend!(&mut *tx.conn, c => diesel::update(search_cursor::table.find(CURSOR))

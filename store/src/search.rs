@@ -4,8 +4,9 @@
 //! of them. Each distinct word of a message becomes, per participant,
 //! `HMAC-SHA256(index key, user || 0 || word)` cut to [`TERM_LEN`] bytes:
 //! a row of `search_terms` on PostgreSQL, a token of the message's FTS5
-//! document on SQLite ([`crate::search_file`]). A search computes the same values for its words and
-//! looks them up; no readable word is ever written.
+//! document on SQLite ([`crate::search_file`]). A search computes the
+//! same values for its words and looks them up; no readable word is ever
+//! written.
 //!
 //! A group message is indexed once, under its group (`#17` in place of a
 //! user, in the term and in `user_name`), not once per member: a search
