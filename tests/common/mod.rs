@@ -144,6 +144,9 @@ impl Server {
         self.child.kill().expect("SIGKILL the server");
         self.child.wait().expect("reap the server");
         let before = self.log();
+        for addr in [self.mqtt, self.ws, self.http] {
+            wait_until_free(addr);
+        }
         let restarted_log = self.data_dir.path().join("server-restarted.log");
         let started = spawn(
             &self.database,
@@ -352,6 +355,18 @@ fn credentials(name: &str, password: &str) -> String {
 
 /// Starts `bluetick serve` on `addrs` (mqtt, ws, http; port 0 for any)
 /// and waits for its `ready` line.
+/// Waits until `addr` can be listened on again. The restart reuses its
+/// ports so that clients reconnect where they were; meanwhile another
+/// test's short-lived socket may hold one (ports handed out for port 0
+/// and for outgoing connections come from the same range).
+fn wait_until_free(addr: SocketAddr) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpListener::bind(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{addr} stayed in use for 30 s after the crash");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn spawn(
     database: &TestDatabase,
     data_dir: &std::path::Path,
