@@ -33,7 +33,7 @@ use crate::StoreError;
 
 /// The search file's tables, made by [`crate::Store::migrate`] when
 /// missing; the cursor beside the index, so the two commit together.
-pub(crate) const SCHEMA: &str = "CREATE VIRTUAL TABLE IF NOT EXISTS search.search_index USING fts5(
+const SCHEMA: &str = "CREATE VIRTUAL TABLE IF NOT EXISTS search.search_index USING fts5(
     terms, content = '', contentless_delete = 1, detail = none, tokenize = 'ascii'
 );
 CREATE TABLE IF NOT EXISTS search.search_cursor (
@@ -55,7 +55,11 @@ pub(crate) fn create(c: &mut SqliteConnection) -> Result<(), StoreError> {
     )
     .get_result(c)?;
     if earlier.n > 0 {
-        c.batch_execute("DROP TABLE search.search_terms; DELETE FROM search.search_cursor;")?;
+        // One transaction: a cursor left behind without its terms would
+        // leave every message below it unsearchable.
+        c.batch_execute(&format!(
+            "BEGIN; DROP TABLE search.search_terms; DELETE FROM search.search_cursor; {SCHEMA} COMMIT;"
+        ))?;
         tracing::info!("the search index moves to FTS5: it is written again from message 0");
     }
     c.batch_execute(SCHEMA)?;
